@@ -1,0 +1,211 @@
+"""Chips: the catalog schema, the loader and the derived rates the roofline uses.
+
+One YAML file per chip lives in ``infercast/catalog/hardware/``. Every number is a
+``Sourced`` value: the figure in SI units plus where it comes from. A figure nobody has
+published is ``value: null`` with a ``note`` saying so; it is never invented.
+
+Peak FLOPS are dense. Datasheets that quote "with sparsity" figures are halved in the
+catalog (DESIGN.md); sparsity is a separate feature.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
+
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp6", "fp4")
+
+Family = Literal[
+    "nvidia-ampere",
+    "nvidia-ampere-consumer",
+    "nvidia-ada",
+    "nvidia-hopper",
+    "nvidia-blackwell",
+    "amd-cdna2",
+    "amd-cdna3",
+    "intel-gaudi",
+    "intel-xe2",
+    "google-tpu",
+    "aws-neuron",
+    "moffett-antoum",
+    "apple-m",
+]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Sourced(Spec):
+    """A catalog figure in SI units and where it comes from."""
+
+    value: float | None = Field(ge=0)
+    """The figure in SI units (FLOP/s, bytes, bytes/s, s, W, USD); null when unknown."""
+    source: str | None = None
+    """Document the figure comes from (datasheet, whitepaper, measured reference)."""
+    note: str | None = None
+    """Caveats, or for a null value, why it is unknown."""
+
+    @model_validator(mode="after")
+    def _explained(self) -> Sourced:
+        if self.value is None and not self.note:
+            raise ValueError("a null value needs a 'note' saying why the figure is unknown")
+        if self.value is not None and not self.source:
+            raise ValueError("a figure needs a 'source'")
+        return self
+
+
+class PeakFlops(Spec):
+    """Dense peak FLOP/s (or OP/s for integers) per natively supported format.
+
+    A format the chip has no units for is left out; the roofline then runs it at the
+    rate of the nearest wider format the chip does have (fp8 on an A100 runs at fp16).
+    """
+
+    fp32: Sourced | None = None
+    tf32: Sourced | None = None
+    bf16: Sourced | None = None
+    fp16: Sourced | None = None
+    fp8: Sourced | None = None
+    int8: Sourced | None = None
+    int4: Sourced | None = None
+    fp6: Sourced | None = None
+    fp4: Sourced | None = None
+
+
+class Memory(Spec):
+    type: str
+    """Memory technology, e.g. HBM3, GDDR6X, LPDDR5."""
+    capacity_bytes: Sourced
+    """Device memory capacity, decimal bytes as datasheets state it."""
+    bandwidth_bytes_per_s: Sourced
+    """Peak device memory bandwidth."""
+
+
+class Interconnect(Spec):
+    name: str
+    """Chip-to-chip link, e.g. 'NVLink 4 (18 links)', 'PCIe Gen4 x16'."""
+    bandwidth_bytes_per_s_per_direction: Sourced
+    """Bandwidth one chip can send (and, at the same time, receive)."""
+    latency_s: Sourced
+    """Per-hop latency of a small message."""
+
+
+class Chip(Spec):
+    id: str
+    """Catalog id, e.g. 'h100-sxm'."""
+    aliases: tuple[str, ...] = ()
+    """Other names that look this chip up."""
+    name: str
+    """Full product name."""
+    vendor: str
+    family: Family
+    """Architecture family; selects the default efficiency parameters."""
+    launch_year: int
+    process_nm: Sourced
+    """Process node in nanometres (value in nm, not metres: the one non-SI figure)."""
+    peak_flops: PeakFlops
+    memory: Memory
+    on_chip_sram_bytes: Sourced
+    """Last-level on-chip SRAM (L2 / Infinity Cache / scratchpad)."""
+    num_compute_units: Sourced
+    """SMs / CUs / cores that GEMM tiles are spread over (wave quantisation)."""
+    interconnect: Interconnect | None
+    """Scale-up link to peer chips; null for a card with none (PCIe only)."""
+    host_link: Interconnect
+    """Link to the host CPU (PCIe or C2C)."""
+    tdp_w: Sourced
+    idle_w: Sourced
+    price_usd: Sourced
+    """Launch or list price of one chip."""
+    sparsity: str | None = None
+    """What sparsity the chip's units accelerate, as the vendor states it."""
+    notes: str | None = None
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for math in ``dtype``, falling back to a wider native format."""
+        for fmt in _RATE_FALLBACK[dtype]:
+            figure = getattr(self.peak_flops, fmt)
+            if figure is not None and figure.value is not None:
+                return figure.value
+        raise InfercastError(
+            f"hardware {self.id}: no peak FLOPS known for {dtype} or any wider format; "
+            f"add peak_flops.{dtype} to the chip YAML"
+        )
+
+    def figure(self, path: str) -> float:
+        """The value at a dotted path ('memory.bandwidth_bytes_per_s'), or a clear error."""
+        obj = self
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        if obj is None or obj.value is None:
+            raise InfercastError(f"hardware {self.id}: {path} is unknown in the catalog; set it in the chip YAML")
+        return obj.value
+
+
+# Where a chip lacks units for a format, the math runs on the next wider units it has
+# (DESIGN.md: "a chip without FP8 units computes FP8 at its FP16 rate").
+_RATE_FALLBACK = {
+    "fp4": ("fp4", "fp6", "fp8", "fp16", "bf16", "fp32"),
+    "fp6": ("fp6", "fp8", "fp16", "bf16", "fp32"),
+    "fp8": ("fp8", "fp16", "bf16", "fp32"),
+    "int4": ("int4", "int8", "fp16", "bf16", "fp32"),
+    "int8": ("int8", "fp16", "bf16", "fp32"),
+    "fp16": ("fp16", "bf16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "tf32": ("tf32", "fp32"),
+    "fp32": ("fp32", "tf32"),
+}
+
+_CATALOG = resources.files("infercast") / "catalog" / "hardware"
+
+
+@cache
+def _catalog_files() -> dict[str, str]:
+    """Map every id and alias to its YAML file name."""
+    names: dict[str, str] = {}
+    for entry in _CATALOG.iterdir():
+        if entry.name.endswith(".yaml"):
+            chip = _parse(entry.read_text(), entry.name)
+            for key in (chip.id, *chip.aliases):
+                names[key] = entry.name
+    return names
+
+
+def chip_ids() -> list[str]:
+    """The catalog ids (aliases left out), sorted."""
+    return sorted({name.removesuffix(".yaml") for name in _catalog_files().values()})
+
+
+def _parse(text: str, origin: str) -> Chip:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InfercastError(f"hardware file {origin}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise InfercastError(f"hardware file {origin}: expected a mapping of chip fields")
+    try:
+        return Chip.model_validate(data)
+    except ValidationError as exc:
+        raise InfercastError(f"hardware file {origin}: {pydantic_error_line(exc)}") from None
+
+
+@cache
+def load_chip(name: str) -> Chip:
+    """A chip by catalog id or alias, or from a path to a chip YAML file."""
+    path = Path(name)
+    if name.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise InfercastError(f"--hardware: no such file {name}")
+        return _parse(path.read_text(), name)
+    files = _catalog_files()
+    if name not in files:
+        raise InfercastError(f"unknown hardware '{name}'{did_you_mean(name, files)}; see 'infercast hardware list'")
+    return _parse((_CATALOG / files[name]).read_text(), files[name])

@@ -1,0 +1,314 @@
+"""Operators: FLOPs and bytes of every kernel of a forward pass, for prefill and decode.
+
+One pass is described by ``batch`` sequences each adding ``q_len`` new tokens on top of a
+context, attending causally to ``kv_len`` keys (the new tokens included):
+
+* prefill of a prompt of S tokens: ``q_len = kv_len = S``;
+* one decode step at KV length L: ``q_len = 1, kv_len = L``.
+
+Every size may be a numpy array; all arithmetic broadcasts, so one call describes a whole
+sweep of batches or every step of a decode (``kv_len = isl + arange(1, osl)``).
+
+Conventions: a multiply-add is 2 FLOPs; GEMM ``[M, K] x [K, N]`` costs ``2 M N K``
+(Kaplan et al. 2020, sec. 2.1). Bytes are what the kernel moves to or from device memory:
+weights and activations are read once and outputs written once (a kernel whose working set
+exceeds on-chip memory re-reads some of it; the efficiency model accounts for that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from infercast.formats import element_bytes, math_dtype
+from infercast.model import ModelSpec
+
+Attention = Literal["flash", "materialized"]
+Kind = Literal["gemm", "attention", "vector"]
+
+# FLOPs per element of the elementwise kernels, counted as the arithmetic of the formula.
+RMSNORM_FLOPS = 4  # square, accumulate, scale by rsqrt(mean), multiply by weight
+LAYERNORM_FLOPS = 7  # mean, centre, square, accumulate, scale, multiply, add bias
+ROPE_FLOPS = 3  # x*cos + rotate(x)*sin per element
+SOFTMAX_FLOPS = 5  # max, subtract, exp, sum, divide
+SILU_MUL_FLOPS = 5  # x * sigmoid(x) * up (exp, add, divide, two multiplies)
+GELU_FLOPS = 8  # tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
+SAMPLING_FLOPS = 5  # softmax over the vocabulary, then top-k/top-p selection
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Storage format of each tensor class."""
+
+    weight: str = "fp16"
+    act: str = "fp16"
+    kv: str = "fp16"
+
+    def __post_init__(self) -> None:
+        element_bytes(self.weight, "weight dtype")
+        element_bytes(self.act, "act dtype")
+        element_bytes(self.kv, "kv-cache dtype")
+
+    @property
+    def gemm_math(self) -> str:
+        return math_dtype(self.weight, self.act)
+
+    @property
+    def attention_math(self) -> str:
+        return math_dtype(self.act, self.kv)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel, executed ``count`` times per pass (once per layer it appears in)."""
+
+    name: str
+    kind: Kind
+    count: int
+    flops: np.ndarray
+    weight_bytes: np.ndarray
+    act_bytes: np.ndarray
+    """Activations read."""
+    kv_bytes: np.ndarray
+    """KV cache read."""
+    write_bytes: np.ndarray
+    min_dim: np.ndarray
+    """Smallest matrix dimension (GEMM efficiency); inf for elementwise kernels."""
+    math: str
+    """Format the math runs in."""
+
+    @property
+    def bytes(self) -> np.ndarray:
+        return self.weight_bytes + self.act_bytes + self.kv_bytes + self.write_bytes
+
+
+def _op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=np.inf, math="fp32") -> Op:
+    f = np.asarray
+    return Op(name, kind, count, f(flops, float), f(weight, float), f(act, float), f(kv, float),
+              f(write, float), f(min_dim, float), math)
+
+
+def _gemm(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False) -> Op:
+    """``[M, K] x [K, N]``: activations ``M x K`` in, weights ``K x N``, output ``M x N``."""
+    w, a = element_bytes(p.weight), element_bytes(p.act)
+    weight_elems = N * K if weight_elems is None else weight_elems
+    return _op(
+        name, "gemm", count,
+        flops=2 * M * N * K,
+        weight=weight_elems * w + (N * a if bias else 0),
+        act=M * K * a,
+        write=M * N * a,
+        min_dim=np.minimum(np.minimum(M, N), K),
+        math=p.gemm_math,
+    )
+
+
+def _vector(name: str, count: int, elems, flops_per_elem: float, p: Precision, *, reads: float = 1,
+            writes: float = 1, weight_elems: float = 0) -> Op:
+    a = element_bytes(p.act)
+    return _op(name, "vector", count, flops=flops_per_elem * elems, weight=weight_elems * element_bytes(p.weight),
+               act=reads * elems * a, write=writes * elems * a)
+
+
+def causal_pairs(q_len, kv_len):
+    """(query, key) pairs per sequence and head when the ``q_len`` newest tokens attend causally.
+
+    Query i (0-based among the new ones) sees ``kv_len - q_len + 1 + i`` keys, so the sum is
+    ``q_len * kv_len - q_len * (q_len - 1) / 2``: S (S + 1) / 2 for a prefill of S tokens
+    (about half the full S^2 score matrix), and L for one decode step.
+    """
+    return q_len * kv_len - q_len * (q_len - 1) / 2
+
+
+def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash") -> list[Op]:
+    """Operators of all decoder layers for one pass (each op's ``count`` is its number of layers)."""
+    T = batch * q_len  # tokens in the pass
+    L = spec.num_layers
+    ops = [_norm("attn_norm", spec, L, T, p)]
+    ops += (_mla_ops if spec.is_mla else _attention_ops)(spec, batch, q_len, kv_len, p, attention)
+    if spec.norms_per_layer == 2:
+        ops.append(_norm("mlp_norm", spec, L, T, p))
+    if spec.num_dense_layers:
+        ops += _mlp_ops(spec, spec.num_dense_layers, T, spec.intermediate_size, p, prefix="mlp")
+    if spec.is_moe:
+        ops += _moe_ops(spec, T, p)
+    # A sequential block adds to the residual twice (after attention, after the MLP); a
+    # parallel block (GPT-J, NeoX, Falcon) adds both outputs to it in one kernel.
+    if spec.parallel_block:
+        ops.append(_vector("residual_add", L, T * spec.hidden_size, 2, p, reads=3))
+    else:
+        ops.append(_vector("residual_add", 2 * L, T * spec.hidden_size, 1, p, reads=2))
+    return ops
+
+
+def _norm(name: str, spec: ModelSpec, count: int, T, p: Precision) -> Op:
+    per = RMSNORM_FLOPS if spec.norm == "rmsnorm" else LAYERNORM_FLOPS
+    weights = spec.hidden_size * (2 if spec.norm == "layernorm" else 1)
+    return _vector(name, count, T * spec.hidden_size, per, p, weight_elems=weights)
+
+
+def _attention_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention) -> list[Op]:
+    T, L, h = batch * q_len, spec.num_layers, spec.hidden_size
+    q, kv = spec.q_dim, spec.kv_dim
+    ops = [_gemm("qkv_proj", L, T, q + 2 * kv, h, p, bias=spec.qkv_bias)]
+    if spec.position_embedding == "rope":
+        ops.append(_vector("rope", L, T * (q + kv), ROPE_FLOPS, p))
+    kv_elems_per_token = 2 * kv  # K and V of one layer
+    ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=spec.head_dim, d_v=spec.head_dim,
+                           kv_read_elems=kv_elems_per_token, kv_write_elems=kv_elems_per_token,
+                           kv_heads=spec.num_kv_heads)
+    ops.append(_gemm("out_proj", L, T, h, spec.attn_out_dim, p, bias=spec.out_bias))
+    return ops
+
+
+def _attention_core(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention, *, d_qk: int,
+                    d_v: int, kv_read_elems: int, kv_write_elems: int, kv_heads: int) -> list[Op]:
+    """Scores, softmax and weighted sum over the cache for all heads of one layer.
+
+    ``kv_read_elems`` / ``kv_write_elems`` are the cache elements per token of one layer read
+    and appended. The cache holds ``kv_len - q_len`` earlier tokens; the new tokens' K and V
+    come from the projection in this pass. FlashAttention-style (Dao et al. 2022) keeps scores
+    on chip: one kernel reads Q and K/V once and writes O. The materialised variant writes
+    the score matrix (act format) and reads it back, three kernels.
+    """
+    L, H = spec.num_layers, spec.num_heads
+    T = batch * q_len
+    a, c = element_bytes(p.act), element_bytes(p.kv)
+    pairs = batch * H * causal_pairs(q_len, kv_len)  # (query, key) pairs over the batch and heads
+    cached = batch * (kv_len - q_len) * kv_read_elems * c  # bytes of earlier tokens' cache
+    new_kv = T * kv_write_elems * c  # bytes appended to the cache
+    q_bytes, o_bytes = T * H * d_qk * a, T * H * d_v * a
+    # Smallest matrix dimension of the two batched GEMMs; for GQA the heads sharing one K/V
+    # are stacked into the M dimension, as FlashAttention's decode kernels do.
+    group = H // kv_heads
+    m = np.minimum(q_len * group, kv_len)
+    min_dim = np.minimum(m, np.minimum(d_qk, d_v))
+    math = p.attention_math
+    if attention == "flash":
+        return [_op("attention", "attention", L,
+                    flops=2 * pairs * d_qk + SOFTMAX_FLOPS * pairs + 2 * pairs * d_v,
+                    act=q_bytes + new_kv, kv=cached, write=o_bytes + new_kv, min_dim=min_dim, math=math)]
+    scores = pairs * a
+    return [
+        _op("attn_score", "attention", L, flops=2 * pairs * d_qk, act=q_bytes + new_kv, kv=cached,
+            write=scores + new_kv, min_dim=min_dim, math=math),
+        _op("attn_softmax", "vector", L, flops=SOFTMAX_FLOPS * pairs, act=scores, write=scores),
+        _op("attn_value", "attention", L, flops=2 * pairs * d_v, act=scores + new_kv * d_v / (d_qk + d_v),
+            kv=cached * d_v / (d_qk + d_v), write=o_bytes, min_dim=min_dim, math=math),
+    ]
+
+
+def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention) -> list[Op]:
+    """Multi-head latent attention (DeepSeek-V2/V3).
+
+    The cache holds one latent of ``kv_lora_rank + qk_rope_head_dim`` per token and layer.
+    Prefill up-projects the latent to per-head K and V (kv_b_proj) and runs ordinary
+    attention; decode absorbs W_UK into the query and W_UV into the output (DeepSeek-V2
+    paper, sec. 2.1.2) and attends over the latent directly, MQA-style.
+    """
+    T, L, h, H = batch * q_len, spec.num_layers, spec.hidden_size, spec.num_heads
+    r, rope, nope, v = spec.kv_lora_rank, spec.qk_rope_head_dim, spec.qk_nope_head_dim, spec.v_head_dim
+    ops = []
+    if spec.q_lora_rank:
+        ops.append(_gemm("q_a_proj", L, T, spec.q_lora_rank, h, p))
+        ops.append(_gemm("q_b_proj", L, T, H * (nope + rope), spec.q_lora_rank, p))
+    else:
+        ops.append(_gemm("q_proj", L, T, H * (nope + rope), h, p))
+    ops.append(_gemm("kv_a_proj", L, T, r + rope, h, p))
+    ops.append(_vector("rope", L, T * (H + 1) * rope, ROPE_FLOPS, p))
+    absorbed = np.all(np.asarray(q_len) == 1)
+    if absorbed:
+        ops.append(_gemm("mla_absorb_q", L, T * H, r, nope, p, weight_elems=H * nope * r))
+        ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=r + rope, d_v=r,
+                               kv_read_elems=r + rope, kv_write_elems=r + rope, kv_heads=1)
+        ops.append(_gemm("mla_absorb_o", L, T * H, v, r, p, weight_elems=H * r * v))
+    else:
+        ops.append(_gemm("kv_b_proj", L, batch * kv_len, H * (nope + v), r, p))
+        ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=nope + rope, d_v=v,
+                               kv_read_elems=r + rope, kv_write_elems=r + rope, kv_heads=H)
+    ops.append(_gemm("out_proj", L, T, h, H * v, p))
+    return ops
+
+
+def _mlp_ops(spec: ModelSpec, count: int, T, width: int, p: Precision, *, prefix: str) -> list[Op]:
+    h = spec.hidden_size
+    if spec.gated_mlp:
+        return [
+            _gemm(f"{prefix}_gate_up", count, T, 2 * width, h, p, bias=spec.mlp_bias),
+            _vector(f"{prefix}_act", count, T * width, SILU_MUL_FLOPS, p, reads=2),
+            _gemm(f"{prefix}_down", count, T, h, width, p, bias=spec.mlp_bias),
+        ]
+    return [
+        _gemm(f"{prefix}_up", count, T, width, h, p, bias=spec.mlp_bias),
+        _vector(f"{prefix}_act", count, T * width, GELU_FLOPS, p),
+        _gemm(f"{prefix}_down", count, T, h, width, p, bias=spec.mlp_bias),
+    ]
+
+
+def experts_touched(num_experts: int, k: int, tokens):
+    """Expected distinct experts a layer routes ``tokens`` tokens to, under uniform top-k routing.
+
+    Each expert is missed by one token with probability 1 - k/E, so by all T tokens with
+    (1 - k/E)^T: E [1 - (1 - k/E)^T] experts are touched (weights read) in expectation.
+    """
+    return num_experts * (1 - (1 - k / num_experts) ** np.asarray(tokens, float))
+
+
+def _moe_ops(spec: ModelSpec, T, p: Precision) -> list[Op]:
+    """Router, token dispatch, routed experts (grouped GEMM) and shared experts of the MoE layers."""
+    n, h, f = spec.num_moe_layers, spec.hidden_size, spec.moe_intermediate_size
+    E, k = spec.num_experts, spec.experts_per_token
+    touched = experts_touched(E, k, T)
+    rows = T * k  # token-expert assignments
+    per_expert = rows / touched  # tokens each touched expert processes: the GEMM's M
+    a, w = element_bytes(p.act), element_bytes(p.weight)
+    up = (2 if spec.gated_mlp else 1) * f
+    ops = [
+        _gemm("moe_router", n, T, E, h, p),
+        # permute tokens to their experts and back: read and write T*k rows twice
+        _vector("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
+        _op("moe_up", "gemm", n, flops=2 * rows * up * h, weight=touched * up * h * w, act=rows * h * a,
+            write=rows * up * a, min_dim=np.minimum(per_expert, h), math=p.gemm_math),
+        _vector("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
+                reads=2 if spec.gated_mlp else 1),
+        _op("moe_down", "gemm", n, flops=2 * rows * h * f, weight=touched * h * f * w, act=rows * f * a,
+            write=rows * h * a, min_dim=np.minimum(per_expert, f), math=p.gemm_math),
+    ]
+    if spec.num_shared_experts:
+        ops += _mlp_ops(spec, n, T, spec.num_shared_experts * f, p, prefix="shared")
+    return ops
+
+
+def embedding_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
+    """Token (and learned position) embedding lookup, and BLOOM's embedding norm."""
+    T, h = batch * q_len, spec.hidden_size
+    rows = 2 if spec.position_embedding == "learned" else 1  # token and position rows gathered
+    ops = [_op("embedding", "vector", 1, flops=(rows - 1) * T * h, weight=rows * T * h * element_bytes(p.weight),
+               write=T * h * element_bytes(p.act))]
+    if spec.embedding_norm:
+        ops.append(_norm("embedding_norm", spec, 1, T, p))
+    return ops
+
+
+def output_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
+    """Final norm, LM head and sampling.
+
+    Only the last position of each sequence needs logits, so the LM head runs on ``batch``
+    rows in prefill as in decode (vLLM and TensorRT-LLM gather the last token first).
+    Logits are written and read in fp32.
+    """
+    T, V = batch * q_len, spec.vocab_size
+    head = _gemm("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias)
+    return [
+        _norm("final_norm", spec, 1, T, p),
+        replace(head, write_bytes=np.asarray(batch * V * 4.0)),
+        _op("sampling", "vector", 1, flops=SAMPLING_FLOPS * batch * V, act=batch * V * 4.0, write=batch * 4.0),
+    ]
+
+
+def forward_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash") -> list[Op]:
+    """All operators of one forward pass, in execution order."""
+    return (embedding_ops(spec, batch, q_len, p) + layer_ops(spec, batch, q_len, kv_len, p, attention)
+            + output_ops(spec, batch, q_len, p))
