@@ -1,0 +1,252 @@
+"""The ``infercast`` command line. Bad input prints one line naming the field and exits 2."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import Any
+
+import click
+
+from infercast.errors import InfercastError
+
+OUTPUT = click.Choice(["table", "json", "csv"])
+DTYPE_HELP = "fp32, tf32, bf16, fp16, fp8, int8, int4, fp6 or fp4"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        elif not isinstance(value, list):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InfercastError(f"{option} {pair!r}: expected KEY=NUMBER, e.g. {option} bandwidth=0.8")
+    return out
+
+
+def _fmt(x: float | None, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    return f"{x / scale:.{digits}g}{unit}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="infercast")
+def cli() -> None:
+    """How a generative model runs on given hardware: fit, latency, throughput, bottleneck."""
+
+
+@cli.command()
+@click.option("--model", required=True, help="Preset id (infercast models list) or a config.json path or folder.")
+@click.option("--hardware", required=True, help="Chip id (infercast hardware list) or a chip YAML path.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Sequences processed together.")
+@click.option("--isl", type=int, default=128, show_default=True, help="Input (prompt) tokens per sequence.")
+@click.option("--osl", type=int, default=128, show_default=True, help="Output tokens per sequence.")
+@click.option("--dtype", help=f"Format of weights, activations and KV cache: {DTYPE_HELP} [default: fp16].")
+@click.option("--weight-dtype", help="Weight format (overrides --dtype).")
+@click.option("--act-dtype", help="Activation format (overrides --dtype).")
+@click.option("--kv-cache-dtype", help="KV-cache format (overrides --dtype).")
+@click.option("--attention", type=click.Choice(["flash", "materialized"]), default="flash", show_default=True,
+              help="Fused FlashAttention-style kernel, or scores written to memory.")
+@click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
+              help="Override an efficiency parameter, e.g. bandwidth=0.8 or step_overhead_s=0.002 (repeatable).")
+@click.option("--gpu-memory-utilization", type=float, help="Fraction of device memory the engine may use [0.9].")
+@click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree (1 in this version).")
+@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree (1 in this version).")
+@click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (1 in this version).")
+@click.option("--dp", type=int, default=1, show_default=True, help="Data-parallel replicas (1 in this version).")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+@click.option("--breakdown", is_flag=True, help="Show the per-operator table (op, phase, FLOPs, bytes, time, bound).")
+def estimate(model, hardware, batch, isl, osl, dtype, weight_dtype, act_dtype, kv_cache_dtype, attention,
+             efficiency, gpu_memory_utilization, tp, pp, ep, dp, output, breakdown) -> None:
+    """Estimate memory, TTFT, TPOT and throughput of MODEL on HARDWARE."""
+    from infercast.estimate import estimate as run
+
+    memory = {"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization is not None else None
+    result = run(model, hardware, batch=batch, isl=isl, osl=osl, dtype=dtype, weight_dtype=weight_dtype,
+                 act_dtype=act_dtype, kv_cache_dtype=kv_cache_dtype, attention=attention,
+                 efficiency=_key_values(efficiency, "--efficiency") or None, memory=memory, tp=tp, pp=pp, ep=ep,
+                 dp=dp).to_dict()
+    if output == "json":
+        click.echo(json.dumps(result, indent=2))
+    elif output == "csv":
+        click.echo(_csv(result["breakdown"]) if breakdown else _csv([_flatten(result)]), nl=False)
+    else:
+        _estimate_table(result, breakdown)
+
+
+def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    m, w = r["memory"], r["workload"]
+    fits = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
+    console.print(f"[bold]{r['model']}[/bold] on [bold]{r['hardware']}[/bold]: batch {w['batch']}, "
+                  f"isl {w['isl']}, osl {w['osl']}, weights {w['weight_dtype']}, act {w['act_dtype']}, "
+                  f"KV {w['kv_dtype']}")
+    console.print(f"params {r['params']['total'] / 1e9:.2f} B total, {r['params']['active'] / 1e9:.2f} B active")
+    t = Table(show_header=False, box=None)
+    t.add_row("memory", f"{fits}: {m['reason']}")
+    t.add_row("", f"weights {m['weights_bytes'] / 1e9:.2f} GB, KV cache {m['kv_cache_bytes'] / 1e9:.3g} GB "
+                  f"(if MHA {m['kv_cache_bytes_if_mha'] / 1e9:.3g} GB), activations "
+                  f"{m['activation_bytes'] / 1e9:.3g} GB, runtime {m['overhead_bytes'] / 1e9:.3g} GB")
+    t.add_row("", f"min chips {m['min_chips']}, max batch {m['max_batch']}")
+    d, u = r["decode"], r["utilization"]
+    t.add_row("TTFT", f"{_fmt(r['ttft_s'], ' ms', 1e-3)} ({r['prefill']['bound']}-bound, "
+                      f"{_fmt(u['prefill_compute'] and 100 * u['prefill_compute'], '%')} of peak compute)")
+    t.add_row("TPOT", f"{_fmt(d['tpot_s'], ' ms', 1e-3)} ({d['bound']}-bound, "
+                      f"{_fmt(u['decode_bandwidth'] and 100 * u['decode_bandwidth'], '%')} of peak bandwidth)")
+    t.add_row("decode", f"{_fmt(d['tokens_per_s'], ' tokens/s')} over the batch")
+    t.add_row("end to end", f"{_fmt(r['e2e_latency_s'], ' s')}, {_fmt(r['throughput_tokens_per_s'], ' tokens/s')}")
+    console.print(t)
+    if breakdown:
+        b = Table("op", "phase", "GFLOPs", "MB", "time ms", "bound", title="per operator (one chip)")
+        for row in r["breakdown"]:
+            b.add_row(row["op"], row["phase"], f"{row['flops'] / 1e9:.4g}", f"{row['bytes'] / 1e6:.4g}",
+                      f"{row['time_s'] * 1e3:.4g}", row["bound"])
+        console.print(b)
+
+
+@cli.group()
+def hardware() -> None:
+    """The chip catalog."""
+
+
+@hardware.command("list")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def hardware_list(output: str) -> None:
+    """List the chips with their headline figures."""
+    from infercast.hardware import chip_ids, load_chip
+
+    rows = []
+    for cid in chip_ids():
+        c = load_chip(cid)
+        bf16 = c.peak_flops.bf16 or c.peak_flops.fp16
+        rows.append({
+            "id": c.id, "name": c.name, "family": c.family,
+            "bf16_tflops": bf16.value / 1e12 if bf16 and bf16.value else None,
+            "memory_gb": c.memory.capacity_bytes.value / 1e9 if c.memory.capacity_bytes.value else None,
+            "bandwidth_gb_per_s": (c.memory.bandwidth_bytes_per_s.value / 1e9
+                                   if c.memory.bandwidth_bytes_per_s.value else None),
+            "tdp_w": c.tdp_w.value,
+        })
+    _print_rows(rows, output)
+
+
+@hardware.command("show")
+@click.argument("name")
+@click.option("--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+def hardware_show(name: str, output: str) -> None:
+    """Show one chip's catalog entry with every source."""
+    import yaml
+
+    from infercast.hardware import load_chip
+
+    data = load_chip(name).model_dump(exclude_none=True)
+    click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=False)
+
+
+@cli.group()
+def models() -> None:
+    """The model presets."""
+
+
+@models.command("list")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def models_list(output: str) -> None:
+    """List the presets with their size."""
+    from infercast.model import load_model, model_ids
+
+    rows = []
+    for mid in model_ids():
+        s = load_model(mid)
+        total, active = s.params()
+        rows.append({"id": mid, "architecture": s.architecture, "layers": s.num_layers, "hidden": s.hidden_size,
+                     "heads": s.num_heads, "kv_heads": s.num_kv_heads, "params_b": round(total / 1e9, 2),
+                     "active_b": round(active / 1e9, 2), "context": s.max_position_embeddings})
+    _print_rows(rows, output)
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def models_show(name: str, output: str) -> None:
+    """Show a model's normalised spec, parameter counts and KV bytes per token."""
+    from infercast.model import load_model
+
+    s = load_model(name)
+    total, active = s.params()
+    data = {**s.model_dump(), "params_total": total, "params_active": active,
+            "kv_bytes_per_token_fp16": s.kv_elements_per_token() * 2}
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        _print_rows([{"field": k, "value": v} for k, v in data.items()], "table")
+
+
+@cli.command()
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def claims(output: str) -> None:
+    """Each seed claim C1-C20: the tool's computed figures and a verdict."""
+    from infercast.claims import all_claims
+
+    rows = [c.to_dict() for c in all_claims()]
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _print_rows([{**r, "figures": "; ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                for k, v in r["figures"].items())} for r in rows], output)
+
+
+def _print_rows(rows: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif output == "csv":
+        click.echo(_csv(rows), nl=False)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*rows[0].keys()) if rows else Table()
+        for row in rows:
+            table.add_row(*("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+                            for v in row.values()))
+        Console().print(table)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except InfercastError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
