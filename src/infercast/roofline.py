@@ -67,10 +67,10 @@ ATTENTION_MAX = 0.73
 # measurements take GENERIC, the mean of the measured families, until calibration
 # (infercast calibrate) fits them.
 FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
-    "nvidia-ampere": dict(gemm_max=0.88, gemm_half_dim=44.0, bandwidth=0.80, kernel_overhead_s=6.0e-6),
-    "nvidia-hopper": dict(gemm_max=0.80, gemm_half_dim=44.0, bandwidth=0.92, kernel_overhead_s=6.0e-6),
+    "nvidia-ampere": dict(gemm_max=0.785, gemm_half_dim=25.0, bandwidth=0.826, kernel_overhead_s=6.54e-6),
+    "nvidia-hopper": dict(gemm_max=0.767, gemm_half_dim=25.0, bandwidth=0.932, kernel_overhead_s=5.74e-6),
 }
-GENERIC = dict(gemm_max=0.84, gemm_half_dim=44.0, bandwidth=0.86, kernel_overhead_s=6.0e-6)
+GENERIC = dict(gemm_max=0.776, gemm_half_dim=25.0, bandwidth=0.879, kernel_overhead_s=6.14e-6)
 
 
 def default_efficiency(chip: Chip) -> Efficiency:

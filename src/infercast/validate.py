@@ -1,0 +1,220 @@
+"""Predict every row of a measured-data CSV (DESIGN.md's format) and report the errors.
+
+Each row is predicted or skipped with a reason; none is dropped. Beside the prediction at
+the default efficiencies stands the ideal roofline's (peak compute, peak bandwidth, no
+overheads), so the gain from the efficiency model is visible.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infercast.errors import InfercastError
+from infercast.estimate import estimate
+from infercast.formats import BYTES_PER_ELEMENT
+from infercast.hardware import load_chip
+from infercast.model import load_model
+from infercast.ops import SOFTMAX_FLOPS, Precision, _gemm, _norm, _op, _vector, GELU_FLOPS
+from infercast.roofline import IDEAL, Efficiency, default_efficiency, op_time
+
+COLUMNS = ("id,source,model,hardware,num_chips,tp,pp,weight_dtype,act_dtype,kv_dtype,framework,scenario,batch,"
+           "isl,osl,op,gemm_m,gemm_n,gemm_k,metric,value,constraint,notes").split(",")
+GEMM_OPS = {"qkv_proj", "out_proj", "mlp_gate_up", "mlp_up", "mlp_down", "gemm"}
+# llama.cpp's ./main rows state the prompt as a 175-word excerpt of "roughly 250-300 LLaMA
+# tokens" (measured-public.csv notes); the midpoint stands in for the unstated count.
+UNSTATED_PROMPT_TOKENS = 275
+
+BUNDLED = "public"
+
+
+@dataclass(frozen=True)
+class RowResult:
+    id: str
+    metric: str
+    hardware: str
+    source: str
+    measured: float
+    predicted: float | None
+    predicted_ideal: float | None
+    skipped_reason: str | None
+    note: str | None = None
+
+    @property
+    def error(self) -> float | None:
+        return None if self.predicted is None else (self.predicted - self.measured) / self.measured
+
+    @property
+    def error_ideal(self) -> float | None:
+        return None if self.predicted_ideal is None else (self.predicted_ideal - self.measured) / self.measured
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "metric": self.metric, "hardware": self.hardware, "source": self.source,
+                "measured": self.measured, "predicted": self.predicted, "error": self.error,
+                "predicted_ideal": self.predicted_ideal, "error_ideal": self.error_ideal,
+                "skipped_reason": self.skipped_reason, "note": self.note}
+
+
+def read_rows(data: str) -> list[dict[str, str]]:
+    """Rows of a measured CSV; ``public`` is the copy of shared/data/measured-public.csv in the package."""
+    if data == BUNDLED:
+        text = (resources.files("infercast") / "catalog" / "measured" / "public.csv").read_text()
+    else:
+        path = Path(data)
+        if not path.is_file():
+            raise InfercastError(f"--data: no such file {data}")
+        text = path.read_text()
+    reader = csv.DictReader(text.splitlines())
+    missing = [c for c in ("id", "model", "hardware", "scenario", "metric", "value") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InfercastError(f"--data {data}: missing column(s) {', '.join(missing)}; see DESIGN.md for the format")
+    return list(reader)
+
+
+def source_group(row: dict[str, str]) -> str:
+    """The dataset a row comes from: the prefix of its id (trtllm, vidur, llamacpp, ...)."""
+    return row["id"].split("-", 1)[0]
+
+
+def _int(row: dict[str, str], key: str, default: int | None = None) -> int | None:
+    value = (row.get(key) or "").strip()
+    return int(float(value)) if value else default
+
+
+def _note(row: dict[str, str], key: str) -> int | None:
+    match = re.search(rf"\b{key}=(\d+)", row.get("notes", ""))
+    return int(match.group(1)) if match else None
+
+
+def predict_row(row: dict[str, str], eff_for=default_efficiency) -> tuple[float | None, str | None, str | None]:
+    """(prediction, skipped_reason, note) for one measured row at the efficiencies ``eff_for(chip)`` gives."""
+    dtypes = [row.get(k) or "fp16" for k in ("weight_dtype", "act_dtype", "kv_dtype")]
+    unknown = [d for d in dtypes if d not in BYTES_PER_ELEMENT]
+    if unknown:
+        return None, f"format {unknown[0]} needs quantization schemes, not in this version", None
+    p = Precision(*dtypes)
+    scenario, metric = row["scenario"], row["metric"]
+    if scenario == "op":
+        return _predict_op(row, p, eff_for)
+    if scenario in ("offline", "server", "concurrency", "interactive"):
+        return None, f"scenario {scenario} needs the serving simulator, not in this version", None
+    if _int(row, "num_chips", 1) != 1:
+        return None, "multi-chip plans (tp/pp) are not in this version", None
+    batch = _int(row, "batch", 1)
+    isl, osl = _int(row, "isl"), _int(row, "osl", 1)
+    note = None
+    if isl is None:
+        isl, note = UNSTATED_PROMPT_TOKENS, f"prompt length not stated; assumed {UNSTATED_PROMPT_TOKENS} tokens"
+    kw = dict(batch=batch, weight_dtype=p.weight, act_dtype=p.act, kv_cache_dtype=p.kv)
+    chip = load_chip(row["hardware"])
+    eff = eff_for(chip)
+    if metric in ("ttft_s", "prefill_latency_s", "prefill_tokens_per_s"):
+        r = estimate(row["model"], chip, isl=isl, osl=1, efficiency=eff, **kw)
+        return (batch * isl / r.ttft_s if metric == "prefill_tokens_per_s" else r.ttft_s), None, note
+    if metric in ("decode_tokens_per_s", "tpot_s", "itl_s"):
+        # llama-bench tg: generation from an empty context (n_prompt = 0): one token of context
+        r = estimate(row["model"], chip, isl=max(isl, 1), osl=osl + 1 if isl == 0 else osl, efficiency=eff, **kw)
+        return (r.tpot_s if metric != "decode_tokens_per_s" else r.decode_tokens_per_s), None, note
+    if metric in ("output_tokens_per_s", "e2e_latency_s"):
+        r = estimate(row["model"], chip, isl=isl, osl=osl, efficiency=eff, **kw)
+        return (r.throughput_tokens_per_s if metric == "output_tokens_per_s" else r.e2e_latency_s), None, note
+    return None, f"metric {metric} is not predicted for scenario {scenario}", None
+
+
+def _predict_op(row: dict[str, str], p: Precision, eff_for) -> tuple[float | None, str | None, str | None]:
+    chip = load_chip(row["hardware"])
+    eff = eff_for(chip)
+    op_name = row["op"]
+    M, N, K = _int(row, "gemm_m"), _int(row, "gemm_n"), _int(row, "gemm_k")
+    if op_name == "allreduce":
+        return None, "collectives (multi-chip) are not in this version", None
+    if op_name in GEMM_OPS:
+        repeat = re.search(r"value = (\d+) x the measured", row.get("notes", ""))
+        times = int(repeat.group(1)) if repeat else 1
+        t = op_time(_gemm(op_name, 1, M, N, K, p), chip, eff).time_s
+        return float(t) * times, None, f"{times} GEMMs of the stated shape" if times > 1 else None
+    spec = load_model(row["model"])
+    tp = _int(row, "tp", 1)
+    batch, tokens = _int(row, "batch", 1), _note(row, "tokens")
+    heads = spec.num_heads // tp
+    if op_name in ("attn_score", "attn_value"):
+        # a batched matmul over batch x heads-per-chip of the stated per-head shape
+        count = batch * heads
+        op = _op(op_name, "gemm", 1, flops=2.0 * M * N * K * count,
+                 act=2.0 * count * (M * K + K * N), write=2.0 * count * M * N, min_dim=min(M, N, K), math=p.act)
+        return float(op_time(op, chip, eff).time_s), None, None
+    if tokens is None:
+        return None, f"op {op_name} needs tokens=N in notes", None
+    if op_name == "norm":
+        op = _norm("norm", spec, 1, tokens, p)
+    elif op_name == "gelu":
+        op = _vector("gelu", 1, tokens * spec.intermediate_size / tp, GELU_FLOPS, p)
+    elif op_name == "attn_softmax":
+        kv_len = _note(row, "kv_len")
+        q_len = tokens // batch if row.get("notes", "").startswith("phase=prefill") else 1
+        elems = batch * heads * q_len * kv_len  # LLMCompass's softmax covers the full score matrix
+        op = _vector("attn_softmax", 1, elems, SOFTMAX_FLOPS, p)
+    else:
+        return None, f"op {op_name} is not modelled", None
+    return float(op_time(op, chip, eff).time_s), None, None
+
+
+def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None) -> list[RowResult]:
+    """Predict every row; ``efficiency`` overrides fields of each chip family's defaults."""
+
+    def eff_for(chip) -> Efficiency:
+        base = default_efficiency(chip)
+        return base.model_copy(update=efficiency) if efficiency else base
+
+    results = []
+    for row in read_rows(data):
+        try:
+            measured = float(row["value"])
+        except ValueError:
+            results.append(RowResult(row["id"], row["metric"], row["hardware"], source_group(row), float("nan"),
+                                     None, None, f"value {row['value']!r} is not a number"))
+            continue
+        try:
+            predicted, reason, note = predict_row(row, eff_for)
+            ideal = predict_row(row, lambda chip: IDEAL)[0] if reason is None else None
+        except InfercastError as exc:
+            predicted, ideal, reason, note = None, None, str(exc), None
+        results.append(RowResult(row["id"], row["metric"], row["hardware"], source_group(row), measured,
+                                 predicted, ideal, reason, note))
+    return results
+
+
+def _stats(errors: list[float]) -> dict[str, float | int | None]:
+    if not errors:
+        return {"count": 0, "median_ape": None, "p90_ape": None, "median_signed": None}
+    e = np.asarray(errors)
+    return {"count": len(errors), "median_ape": float(np.median(np.abs(e))),
+            "p90_ape": float(np.percentile(np.abs(e), 90)), "median_signed": float(np.median(e))}
+
+
+def summarize(results: list[RowResult]) -> dict[str, Any]:
+    """Median and p90 absolute percentage error (as fractions), overall and by metric, chip and source."""
+    done = [r for r in results if r.predicted is not None]
+    summary: dict[str, Any] = {
+        "rows": len(results), "predicted": len(done), "skipped": len(results) - len(done),
+        "all": _stats([r.error for r in done]), "all_ideal": _stats([r.error_ideal for r in done]),
+    }
+    for key in ("metric", "hardware", "source"):
+        groups: dict[str, list[RowResult]] = defaultdict(list)
+        for r in done:
+            groups[getattr(r, key)].append(r)
+        summary[f"by_{key}"] = {g: {**_stats([r.error for r in rs]),
+                                    "ideal": _stats([r.error_ideal for r in rs])} for g, rs in sorted(groups.items())}
+    reasons: dict[str, int] = defaultdict(int)
+    for r in results:
+        if r.skipped_reason:
+            reasons[r.skipped_reason] += 1
+    summary["skipped_reasons"] = dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return summary
