@@ -222,6 +222,38 @@ def claims(output: str) -> None:
                                                 for k, v in r["figures"].items())} for r in rows], output)
 
 
+@cli.command()
+@click.option("--data", required=True, metavar="FILE.csv",
+              help="Measured-data CSV (DESIGN.md format); 'public' is the bundled copy of measured-public.csv.")
+@click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
+              help="Override an efficiency parameter for every chip (repeatable).")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def validate(data: str, efficiency: tuple[str, ...], output: str) -> None:
+    """Predict every row of a measured CSV; report signed errors and median/p90 error by group."""
+    from infercast.validate import summarize, validate as run
+
+    results = run(data, _key_values(efficiency, "--efficiency") or None)
+    rows = [r.to_dict() for r in results]
+    summary = summarize(results)
+    if output == "json":
+        click.echo(json.dumps({"rows": rows, "summary": summary}, indent=2))
+        return
+    if output == "csv":
+        click.echo(_csv(rows), nl=False)
+        return
+    _print_rows([{"id": r["id"], "metric": r["metric"], "measured": r["measured"], "predicted": r["predicted"],
+                  "error": r["error"], "ideal error": r["error_ideal"], "skipped": r["skipped_reason"] or ""}
+                 for r in rows], "table")
+    groups = [("all", summary["all"] | {"ideal": summary["all_ideal"]})]
+    for key in ("by_metric", "by_hardware", "by_source"):
+        groups += [(f"{key[3:]}={g}", s) for g, s in summary[key].items()]
+    _print_rows([{"group": g, "n": s["count"], "median |err|": s["median_ape"], "p90 |err|": s["p90_ape"],
+                  "median err": s["median_signed"], "ideal median |err|": s["ideal"]["median_ape"]}
+                 for g, s in groups], "table")
+    click.echo(f"{summary['predicted']} of {summary['rows']} rows predicted; skipped: "
+               + "; ".join(f"{n} x {why}" for why, n in summary["skipped_reasons"].items()))
+
+
 def _print_rows(rows: list[dict[str, Any]], output: str) -> None:
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
@@ -250,3 +282,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

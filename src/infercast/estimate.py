@@ -113,7 +113,7 @@ class Estimate:
 
 def _positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InfercastError(f"{name} must be a whole number of at least 1 (got {value!r})")
+        raise InfercastError(f"{name} (--{name}) must be a whole number of at least 1, got {value!r}")
     return int(value)
 
 

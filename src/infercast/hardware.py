@@ -164,6 +164,7 @@ _RATE_FALLBACK = {
     "fp32": ("fp32", "tf32"),
 }
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where present: ~10x faster
 _CATALOG = resources.files("infercast") / "catalog" / "hardware"
 
 
@@ -186,7 +187,7 @@ def chip_ids() -> list[str]:
 
 def _parse(text: str, origin: str) -> Chip:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise InfercastError(f"hardware file {origin}: not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
@@ -205,6 +206,8 @@ def load_chip(name: str) -> Chip:
         if not path.is_file():
             raise InfercastError(f"--hardware: no such file {name}")
         return _parse(path.read_text(), name)
+    if (_CATALOG / f"{name}.yaml").is_file():  # an id: skip reading the catalog for aliases
+        return _parse((_CATALOG / f"{name}.yaml").read_text(), f"{name}.yaml")
     files = _catalog_files()
     if name not in files:
         raise InfercastError(f"unknown hardware '{name}'{did_you_mean(name, files)}; see 'infercast hardware list'")

@@ -293,7 +293,7 @@ def normalise(config: dict[str, Any], name: str) -> ModelSpec:
             position_embedding="alibi" if cfg.get("alibi", False) else "rope",
             max_position_embeddings=context(_FALCON_DEFAULT_CONTEXT),
         )
-    if h % H and "head_dim" not in fields:
+    if h % H and not cfg.get("head_dim") and not cfg.get("kv_lora_rank"):
         raise InfercastError(f"{name}: hidden size {h} is not a multiple of {H} heads")
     try:
         return ModelSpec(**common, **fields)

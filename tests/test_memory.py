@@ -1,0 +1,65 @@
+"""Memory: the issue's golden figures, fit, min chips and max batch."""
+
+import pytest
+
+from infercast import estimate
+
+GiB = 2**30
+
+
+def test_llama2_7b_on_a100():
+    m = estimate("llama-2-7b", "a100-sxm-80gb", batch=1, isl=128, osl=128).memory
+    # 6,738,415,616 params x 2 bytes = 13,476,831,232 B (the seed's "about 14 GB", DESIGN's 13.5 GB)
+    assert m.weights_bytes == pytest.approx(13.48e9, rel=0.01)
+    assert m.kv_cache_bytes == 256 * 524_288  # (128 + 128) tokens x 524,288 B per token
+    assert m.kv_cache_bytes_if_mha == m.kv_cache_bytes  # LLaMA-2-7B is MHA
+    assert m.fits and m.min_chips == 1
+
+
+def test_llama2_70b_kv_cache_c1():
+    # 2 x 80 layers x 8 KV heads x 128 x 4096 tokens x batch 8 x 2 B = 10 GiB;
+    # as if every one of the 64 heads had K/V (the articles' formula): 80 GiB.
+    m = estimate("llama-2-70b", "h100-sxm", batch=8, isl=4000, osl=96).memory
+    assert m.kv_cache_bytes == 10_737_418_240 == 10 * GiB
+    assert m.kv_cache_bytes_if_mha == 85_899_345_920 == 80 * GiB
+
+
+def test_llama2_70b_does_not_fit_one_4090():
+    m = estimate("llama-2-70b", "rtx-4090", batch=1, isl=128, osl=128).memory
+    assert not m.fits
+    # 137.95 GB of FP16 weights over 24 GB x 0.9 usable - 1 GiB runtime = 20.5 GB per card: 7 cards
+    assert m.min_chips == 7
+    assert "at least 7 chips" in m.reason
+    assert m.max_batch == 0
+
+
+def test_int4_70b_fits_two_4090s_worth_of_memory():
+    m = estimate("llama-2-70b", "rtx-4090", batch=1, isl=512, osl=512, weight_dtype="int4").memory
+    assert m.weights_bytes == pytest.approx(68_976_648_192 * 0.5)
+    assert m.min_chips == 2
+
+
+@pytest.mark.parametrize(("model", "hw", "isl", "osl"), [
+    ("llama-2-7b", "a100-sxm-80gb", 1024, 1024), ("mixtral-8x7b", "h100-sxm", 512, 512),
+    ("llama-3-8b", "rtx-4090", 2048, 256), ("deepseek-v3", "b200", 1000, 1000),
+])
+def test_max_batch_is_the_largest_that_fits(model, hw, isl, osl):
+    m = estimate(model, hw, batch=1, isl=isl, osl=osl).memory
+    if m.max_batch == 0:
+        assert not m.fits
+        return
+    assert estimate(model, hw, batch=m.max_batch, isl=isl, osl=osl).memory.fits
+    assert not estimate(model, hw, batch=m.max_batch + 1, isl=isl, osl=osl).memory.fits
+
+
+def test_memory_utilization_is_an_option():
+    tight = estimate("llama-2-13b", "rtx-4090", isl=256, osl=256, memory={"gpu_memory_utilization": 1.0}).memory
+    assert tight.usable_per_chip_bytes == 24e9
+    # 13B FP16 is 26 GB of weights: the seed's "23-26 GB" does not fit a 24 GB card either way
+    assert not tight.fits and tight.weights_bytes == pytest.approx(26.03e9, rel=0.001)
+
+
+def test_materialized_attention_holds_scores():
+    flash = estimate("llama-2-7b", "a100-sxm-80gb", isl=4000, osl=8).memory
+    mat = estimate("llama-2-7b", "a100-sxm-80gb", isl=4000, osl=8, attention="materialized").memory
+    assert mat.activation_bytes - flash.activation_bytes == 32 * 4000 * 4000 * 2  # heads x S^2 x 2 B

@@ -1,0 +1,108 @@
+"""Roofline invariants (hypothesis) and the efficiency defaults' link to their derivation."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infercast import Efficiency, estimate, load_chip, load_model
+from infercast.hardware import Sourced
+from infercast.ops import Precision, _gemm, forward_ops
+from infercast.roofline import FAMILY_DEFAULTS, GENERIC, IDEAL, default_efficiency, op_time
+
+ROOT = Path(__file__).parent.parent
+FP16 = Precision()
+A100 = load_chip("a100-sxm-80gb")
+
+
+def scaled(chip, bw: float = 1.0, flops: float = 1.0):
+    """The chip with its bandwidth and every peak FLOPS multiplied."""
+    mem = chip.memory.model_copy(update={"bandwidth_bytes_per_s": Sourced(
+        value=chip.memory.bandwidth_bytes_per_s.value * bw, source="test")})
+    peaks = {k: (Sourced(value=v.value * flops, source="test") if v is not None and v.value else v)
+             for k, v in chip.peak_flops}
+    return chip.model_copy(update={"memory": mem, "peak_flops": chip.peak_flops.model_copy(update=peaks)})
+
+
+dims = st.integers(min_value=1, max_value=65536)
+
+
+@settings(max_examples=200, deadline=None)
+@given(M=dims, N=dims, K=dims, bw=st.floats(1.0, 10.0), fl=st.floats(1.0, 10.0))
+def test_more_bandwidth_or_flops_is_never_slower(M, N, K, bw, fl):
+    op = _gemm("g", 1, M, N, K, FP16)
+    eff = default_efficiency(A100)
+    base = float(op_time(op, A100, eff).time_s)
+    assert float(op_time(op, scaled(A100, bw=bw), eff).time_s) <= base * (1 + 1e-12)
+    assert float(op_time(op, scaled(A100, flops=fl), eff).time_s) <= base * (1 + 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(M=dims, N=dims, K=dims)
+def test_time_is_at_least_each_roofline_bound(M, N, K):
+    op = _gemm("g", 1, M, N, K, FP16)
+    t = float(op_time(op, A100, default_efficiency(A100)).time_s)
+    assert t >= float(op.flops) / A100.peak("fp16")
+    assert t >= float(op.bytes) / A100.memory.bandwidth_bytes_per_s.value
+    ideal = op_time(op, A100, IDEAL)
+    assert float(ideal.time_s) == max(float(op.flops) / A100.peak("fp16"),
+                                      float(op.bytes) / A100.memory.bandwidth_bytes_per_s.value)
+    assert t >= float(ideal.time_s)
+
+
+@settings(max_examples=30, deadline=None)
+@given(isl=st.integers(1, 3000), extra=st.integers(1, 900), batch=st.integers(1, 64))
+def test_decode_step_time_grows_with_kv_length(isl, extra, batch):
+    short = estimate("llama-2-7b", "h100-sxm", batch=batch, isl=isl, osl=2)
+    long = estimate("llama-2-7b", "h100-sxm", batch=batch, isl=isl + extra, osl=2)
+    assert long.tpot_s >= short.tpot_s
+
+
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 256), bw=st.floats(1.0, 4.0), fl=st.floats(1.0, 4.0))
+def test_whole_estimate_never_slower_on_a_faster_chip(batch, bw, fl):
+    base = estimate("mixtral-8x7b", A100, batch=batch, isl=256, osl=16, efficiency=default_efficiency(A100))
+    fast = estimate("mixtral-8x7b", scaled(A100, bw, fl), batch=batch, isl=256, osl=16,
+                    efficiency=default_efficiency(A100))
+    assert fast.e2e_latency_s <= base.e2e_latency_s * (1 + 1e-12)
+
+
+def test_gemm_efficiency_curve():
+    eff = Efficiency(gemm_max=0.8, gemm_half_dim=25, attention_max=0.7, bandwidth=0.8, kernel_overhead_s=0)
+    small, half, big = (_gemm("g", 1, m, 8192, 8192, FP16) for m in (1, 25, 8192))
+    assert float(eff.compute_fraction(half)) == pytest.approx(0.4)  # half of gemm_max at d = d_half
+    assert float(eff.compute_fraction(small)) < 0.04
+    assert float(eff.compute_fraction(big)) == pytest.approx(0.8 * 8192 / 8217)
+
+
+def test_decode_is_memory_bound_and_large_prefill_compute_bound():
+    spec = load_model("llama-2-7b")
+    eff = default_efficiency(A100)
+    for op in forward_ops(spec, 1, 1, 512, FP16):
+        if op.name in ("qkv_proj", "mlp_gate_up", "mlp_down", "out_proj"):
+            assert op_time(op, A100, eff).bound == "memory"
+    for op in forward_ops(spec, 4, 2048, 2048, FP16):
+        if op.name in ("qkv_proj", "mlp_gate_up", "mlp_down"):
+            assert op_time(op, A100, eff).bound == "compute"
+
+
+def test_defaults_match_their_derivation_script():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "derive_efficiency.py")], capture_output=True,
+                         text=True, check=True).stdout
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from derive_efficiency import derive
+    finally:
+        sys.path.pop(0)
+    derived = derive()
+    assert "nvidia-ampere" in out
+    for fam, table in FAMILY_DEFAULTS.items():
+        for key in ("gemm_max", "bandwidth", "gemm_half_dim"):
+            assert table[key] == pytest.approx(derived[fam][key], abs=0.0015), (fam, key)
+        assert table["kernel_overhead_s"] == pytest.approx(derived[fam]["kernel_overhead_s"], rel=0.01)
+    for key in ("gemm_max", "bandwidth", "kernel_overhead_s"):
+        assert GENERIC[key] == pytest.approx(np.mean([d[key] for d in derived.values()]), rel=0.005)
