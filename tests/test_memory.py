@@ -63,3 +63,9 @@ def test_materialized_attention_holds_scores():
     flash = estimate("llama-2-7b", "a100-sxm-80gb", isl=4000, osl=8).memory
     mat = estimate("llama-2-7b", "a100-sxm-80gb", isl=4000, osl=8, attention="materialized").memory
     assert mat.activation_bytes - flash.activation_bytes == 32 * 4000 * 4000 * 2  # heads x S^2 x 2 B
+
+
+def test_sliding_window_bounds_the_cache():
+    # Mistral-7B v0.1: 2 x 32 layers x 8 KV heads x 128 x 2 B = 131,072 B per token, at most 4096 tokens kept
+    m = estimate("mistral-7b", "a100-sxm-80gb", batch=2, isl=8000, osl=100).memory
+    assert m.kv_cache_bytes == 2 * 4096 * 131_072

@@ -132,3 +132,16 @@ def test_precision_changes_bytes_and_math():
     half = total(forward_ops(s, 1, 1, 10, w4), "weight_bytes")
     full = total(forward_ops(s, 1, 1, 10, FP16), "weight_bytes")
     assert half == pytest.approx(full / 4, rel=1e-3)
+
+
+def test_sliding_window_caps_attention_and_cache():
+    # Mistral-7B v0.1 attends to at most 4096 keys; its cache is a rolling buffer of 4096.
+    assert causal_pairs(1, 10_000, 4096) == 4096
+    assert causal_pairs(5000, 5000, 4096) == 4096 * 4097 / 2 + (5000 - 4096) * 4096
+    assert causal_pairs(100, 100, 4096) == causal_pairs(100, 100)
+    brute = sum(min(i + 1, 64) for i in range(300))  # prefill of 300 tokens with window 64
+    assert causal_pairs(300, 300, 64) == brute
+    s = load_model("mistral-7b")
+    assert s.sliding_window == 4096 and load_model("qwen2.5-7b").sliding_window is None  # use_sliding_window false
+    (attn,) = by_name(forward_ops(s, 1, 1, 10_001, FP16))["attention"]
+    assert float(attn.kv_bytes) == 4096 * 2 * 1024 * 2  # 4096 cached tokens x (K,V) x 8 heads x 128 x 2 B

@@ -91,13 +91,15 @@ def plan_memory(spec: ModelSpec, chip: Chip, *, batch: int, isl: int, osl: int, 
     """Memory of the whole model and workload on one chip, and what it takes to fit."""
     kv_per_token = spec.kv_elements_per_token() * element_bytes(p.kv)
     mha_per_token = spec.kv_elements_per_token_if_mha() * element_bytes(p.kv)
-    tokens = batch * (isl + osl)
+    # a sliding window keeps at most W tokens per sequence (rolling buffer, Mistral-7B v0.1)
+    kept = isl + osl if spec.sliding_window is None else min(isl + osl, spec.sliding_window)
+    tokens = batch * kept
     act_per_seq = activation_bytes_per_sequence(spec, isl, p, attention)
     capacity = chip.figure("memory.capacity_bytes")
     usable = capacity * options.gpu_memory_utilization
     overhead = options.runtime_overhead_bytes
     free = usable - overhead
-    per_seq = kv_per_token * (isl + osl) + act_per_seq
+    per_seq = kv_per_token * kept + act_per_seq
     shardable = weight_bytes + batch * per_seq
     min_chips = math.ceil(shardable / free) if free > 0 else 0
     max_batch = max(0, math.floor((free - weight_bytes) / per_seq)) if free > weight_bytes else 0

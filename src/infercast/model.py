@@ -53,6 +53,8 @@ class ModelSpec(BaseModel):
     position_embedding: Literal["rope", "learned", "alibi"]
     max_position_embeddings: int = Field(gt=0)
     """Context length the model was trained for."""
+    sliding_window: int | None = Field(default=None, gt=0)
+    """Keys each query attends to at most (Mistral-7B v0.1: 4096); the cache keeps only these."""
     num_experts: int = Field(default=0, ge=0)
     """Routed experts per MoE layer (0 for a dense model)."""
     experts_per_token: int = Field(default=0, ge=0)
@@ -315,6 +317,8 @@ def _llama_like(cfg: dict[str, Any], family: str, h: int, H: int, get) -> dict[s
         mlp_bias=bool(cfg.get("mlp_bias", False)),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         position_embedding="rope",
+        # Qwen2 configs carry a window with use_sliding_window false: only an enabled one counts.
+        sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
     )
     if family == "mixtral":
         fields.update(num_experts=get("num_local_experts"), experts_per_token=get("num_experts_per_tok"),

@@ -112,14 +112,26 @@ def _vector(name: str, count: int, elems, flops_per_elem: float, p: Precision, *
                act=reads * elems * a, write=writes * elems * a)
 
 
-def causal_pairs(q_len, kv_len):
+def causal_pairs(q_len, kv_len, window=None):
     """(query, key) pairs per sequence and head when the ``q_len`` newest tokens attend causally.
 
-    Query i (0-based among the new ones) sees ``kv_len - q_len + 1 + i`` keys, so the sum is
-    ``q_len * kv_len - q_len * (q_len - 1) / 2``: S (S + 1) / 2 for a prefill of S tokens
-    (about half the full S^2 score matrix), and L for one decode step.
+    Query i (0-based among the new ones) sees ``a + i`` keys, ``a = kv_len - q_len + 1``, so the
+    sum is ``q_len * kv_len - q_len * (q_len - 1) / 2``: S (S + 1) / 2 for a prefill of S tokens
+    (about half the full S^2 score matrix), and L for one decode step. With a sliding window
+    W a query sees min(a + i, W) keys: the n queries with a + i <= W contribute n a + n (n - 1) / 2,
+    the rest W each.
     """
-    return q_len * kv_len - q_len * (q_len - 1) / 2
+    if window is None:
+        return q_len * kv_len - q_len * (q_len - 1) / 2
+    a = kv_len - q_len + 1
+    n = np.clip(window - a + 1, 0, q_len)
+    return n * a + n * (n - 1) / 2 + (q_len - n) * window
+
+
+def cached_tokens(kv_len, q_len, window=None):
+    """Earlier tokens whose K/V a pass reads from the cache (a rolling buffer of W with a window)."""
+    earlier = kv_len - q_len
+    return earlier if window is None else np.minimum(earlier, window)
 
 
 def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash") -> list[Op]:
@@ -176,14 +188,15 @@ def _attention_core(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attenti
     L, H = spec.num_layers, spec.num_heads
     T = batch * q_len
     a, c = element_bytes(p.act), element_bytes(p.kv)
-    pairs = batch * H * causal_pairs(q_len, kv_len)  # (query, key) pairs over the batch and heads
-    cached = batch * (kv_len - q_len) * kv_read_elems * c  # bytes of earlier tokens' cache
+    W = spec.sliding_window
+    pairs = batch * H * causal_pairs(q_len, kv_len, W)  # (query, key) pairs over the batch and heads
+    cached = batch * cached_tokens(kv_len, q_len, W) * kv_read_elems * c  # bytes of earlier tokens' cache
     new_kv = T * kv_write_elems * c  # bytes appended to the cache
     q_bytes, o_bytes = T * H * d_qk * a, T * H * d_v * a
     # Smallest matrix dimension of the two batched GEMMs; for GQA the heads sharing one K/V
     # are stacked into the M dimension, as FlashAttention's decode kernels do.
     group = H // kv_heads
-    m = np.minimum(q_len * group, kv_len)
+    m = np.minimum(q_len * group, kv_len if W is None else np.minimum(kv_len, W))
     min_dim = np.minimum(m, np.minimum(d_qk, d_v))
     math = p.attention_math
     if attention == "flash":
