@@ -47,10 +47,12 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, float]:
     return out
 
 
-def _fmt(x: float | None, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+def _fmt(x: float | None, unit: str = "", scale: float = 1.0) -> str:
+    """3 significant figures, with thousands separators instead of exponents for large numbers."""
     if x is None:
         return "-"
-    return f"{x / scale:.{digits}g}{unit}"
+    v = x / scale
+    return f"{v:,.0f}{unit}" if abs(v) >= 1000 else f"{v:.3g}{unit}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -123,6 +125,9 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
     t.add_row("decode", f"{_fmt(d['tokens_per_s'], ' tokens/s')} over the batch")
     t.add_row("end to end", f"{_fmt(r['e2e_latency_s'], ' s')}, {_fmt(r['throughput_tokens_per_s'], ' tokens/s')}")
     console.print(t)
+    if not m["fits"]:
+        console.print("[yellow]Latencies are for one chip as if it had the memory; "
+                      f"the model needs at least {m['min_chips']} chips.[/yellow]")
     if breakdown:
         b = Table("op", "phase", "GFLOPs", "MB", "time ms", "bound", title="per operator (one chip)")
         for row in r["breakdown"]:
