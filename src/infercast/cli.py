@@ -150,7 +150,7 @@ def hardware_list(output: str) -> None:
     rows = []
     for cid in chip_ids():
         c = load_chip(cid)
-        bf16 = c.peak_flops.bf16 or c.peak_flops.fp16
+        bf16 = next((f for f in (c.peak_flops.bf16, c.peak_flops.fp16) if f is not None and f.value), None)
         rows.append({
             "id": c.id, "name": c.name, "family": c.family,
             "bf16_tflops": bf16.value / 1e12 if bf16 and bf16.value else None,
@@ -284,8 +284,12 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "infercast"
+        click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
 
 

@@ -20,12 +20,16 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 def pydantic_error_line(exc: ValidationError) -> str:
     """The first validation error as 'field.path: message'."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # a misspelt key shows up twice: the unknown spelling and the missing real key; name the spelling
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     where = ".".join(str(part) for part in err["loc"]) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check its spelling"
     elif err["type"] == "missing":
         msg = "required key is missing"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    others = [".".join(str(p) for p in e["loc"]) + (" missing" if e["type"] == "missing" else "")
+              for e in errors if e is not err]
+    more = f" (also: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
     return f"{where}: {msg}{more}"

@@ -178,10 +178,11 @@ def estimate(
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp", dp)):
         if _positive(name, value) != 1:
             raise InfercastError(f"--{name} {value}: this version plans one chip; use --{name} 1")
-    if isl + osl > spec.max_position_embeddings:
+    # the last output token is sampled, never fed back: isl + osl - 1 positions are processed
+    if isl + osl - 1 > spec.max_position_embeddings:
         raise InfercastError(
-            f"isl + osl = {isl + osl} exceeds {spec.name}'s context of {spec.max_position_embeddings} tokens; "
-            f"shorten --isl or --osl"
+            f"isl + osl = {isl + osl} exceeds {spec.name}'s context of {spec.max_position_embeddings} tokens "
+            f"(+1 for the last token, which is never fed back); shorten --isl or --osl"
         )
     if attention not in ("flash", "materialized"):
         raise InfercastError(f"attention must be 'flash' or 'materialized' (got {attention!r})")

@@ -1,0 +1,281 @@
+"""The chip catalog: every DESIGN.md id loads, figures match the reference CSV, bad YAML is one clear error."""
+
+import copy
+from importlib import resources
+
+import pytest
+import yaml
+
+from infercast import InfercastError, chip_ids, load_chip
+
+# DESIGN.md, Contracts, "Catalog ids" (hardware).
+DESIGN_CHIPS = (
+    "a100-sxm-40gb a100-sxm-80gb a100-pcie-80gb h100-sxm h100-pcie h100-nvl h200-sxm gh200 b200 gb200 l40s "
+    "rtx-4090 rtx-3090 rtx-pro-6000 mi250x mi300x mi325x gaudi2 gaudi3 tpu-v4 tpu-v5e tpu-v5p inferentia2 "
+    "trainium1 moffett-s30 m2-ultra arc-pro-b60"
+).split()
+
+
+def test_catalog_ids_are_exactly_the_design_list():
+    assert len(DESIGN_CHIPS) == 27
+    assert set(chip_ids()) == set(DESIGN_CHIPS)
+    assert chip_ids() == sorted(chip_ids())
+
+
+@pytest.mark.parametrize("cid", DESIGN_CHIPS)
+def test_every_design_chip_loads_under_its_own_id(cid):
+    chip = load_chip(cid)
+    # the file name is the id: chip_ids() lists file names, load_chip(id) reads <id>.yaml
+    assert chip.id == cid
+    assert chip.name and chip.vendor
+    assert chip.memory.capacity_bytes.value > 0
+
+
+def test_aliases_resolve_to_their_chip_and_never_collide():
+    owners: dict[str, str] = {}
+    for cid in chip_ids():
+        chip = load_chip(cid)
+        for key in (chip.id, *chip.aliases):
+            assert key not in owners, f"'{key}' names both {owners[key]} and {cid}"
+            owners[key] = cid
+    assert len(owners) > len(chip_ids())  # there are aliases at all
+    for key, cid in owners.items():
+        assert load_chip(key) == load_chip(cid)
+    # the common short names people type
+    assert load_chip("h100").id == "h100-sxm"
+    assert load_chip("a100").id == "a100-sxm-80gb"
+    assert load_chip("4090").id == "rtx-4090"
+    assert load_chip("h200").id == "h200-sxm"
+
+
+# Golden figures, each written literally from its row of shared/data/hardware-reference.csv
+# (columns in parentheses); the catalog stores SI units, the CSV TFLOPS / GB / GB/s.
+def test_h100_sxm_golden_figures():
+    h100 = load_chip("h100-sxm")
+    # row h100-sxm: fp16_bf16_tensor_tflops_dense 989.4 (the datasheet's 1979 is with 2:4 sparsity)
+    assert h100.peak_flops.bf16.value == pytest.approx(989.4e12, rel=1e-9)
+    assert h100.peak_flops.fp16.value == pytest.approx(989.4e12, rel=1e-9)
+    # row h100-sxm: fp8_tensor_tflops_dense 1978.9
+    assert h100.peak_flops.fp8.value == pytest.approx(1978.9e12, rel=1e-9)
+    # row h100-sxm: memory_gb 80, memory_bandwidth_gb_per_s 3350
+    assert h100.memory.capacity_bytes.value == 80e9
+    assert h100.memory.bandwidth_bytes_per_s.value == pytest.approx(3350e9, rel=1e-9)
+    # row h100-sxm: interconnect_bw_gb_per_s 900, "bidirectional total (450 per direction)"
+    assert h100.interconnect.bandwidth_bytes_per_s_per_direction.value == pytest.approx(450e9, rel=1e-9)
+    assert h100.tdp_w.value == 700  # row h100-sxm: tdp_w 700
+
+
+def test_a100_sxm_80gb_golden_figures():
+    a100 = load_chip("a100-sxm-80gb")
+    # row a100-sxm-80gb: fp16_bf16_tensor_tflops_dense 312, memory_gb 80, memory_bandwidth_gb_per_s 2039
+    assert a100.peak_flops.fp16.value == pytest.approx(312e12, rel=1e-9)
+    assert a100.peak_flops.bf16.value == pytest.approx(312e12, rel=1e-9)
+    assert a100.memory.bandwidth_bytes_per_s.value == pytest.approx(2039e9, rel=1e-9)
+    assert a100.memory.capacity_bytes.value == 80e9
+    # row a100-sxm-80gb: interconnect_bw_gb_per_s 600, "bidirectional total (300 per direction)"
+    assert a100.interconnect.bandwidth_bytes_per_s_per_direction.value == pytest.approx(300e9, rel=1e-9)
+    # row a100-sxm-40gb differs only in memory: 40 GB at 1555 GB/s
+    a100_40 = load_chip("a100-sxm-40gb")
+    assert a100_40.memory.capacity_bytes.value == 40e9
+    assert a100_40.memory.bandwidth_bytes_per_s.value == pytest.approx(1555e9, rel=1e-9)
+    assert a100_40.peak_flops.fp16.value == pytest.approx(312e12, rel=1e-9)
+
+
+def test_rtx_4090_and_b200_golden_figures():
+    # row rtx-4090: fp16_bf16_tensor_tflops_dense 165.2, "LLM kernels generally accumulate in FP32 -> use 165"
+    # (330.3 is the GeForce FP16-accumulate rate); memory_gb 24, memory_bandwidth_gb_per_s 1008
+    rtx = load_chip("rtx-4090")
+    assert rtx.peak_flops.fp16.value == pytest.approx(165.2e12, rel=1e-9)
+    assert rtx.memory.capacity_bytes.value == 24e9
+    assert rtx.memory.bandwidth_bytes_per_s.value == pytest.approx(1008e9, rel=1e-9)
+    # row b200: fp4_tensor_tflops_dense 9000, fp8 4500, fp16/bf16 2250, memory_gb 180, bandwidth 8000
+    b200 = load_chip("b200")
+    assert b200.peak_flops.fp4.value == pytest.approx(9000e12, rel=1e-9)
+    assert b200.peak_flops.fp8.value == pytest.approx(4500e12, rel=1e-9)
+    assert b200.peak_flops.bf16.value == pytest.approx(2250e12, rel=1e-9)
+    assert b200.memory.capacity_bytes.value == 180e9
+    assert b200.memory.bandwidth_bytes_per_s.value == pytest.approx(8000e9, rel=1e-9)
+
+
+def test_peak_falls_back_to_a_wider_format_the_chip_has():
+    # DESIGN.md: "a chip without FP8 units computes FP8 at its FP16 rate": A100 (Ampere) has no FP8 units
+    a100 = load_chip("a100-sxm-80gb")
+    assert a100.peak_flops.fp8 is None
+    assert a100.peak("fp8") == pytest.approx(312e12, rel=1e-9)
+    assert a100.peak("fp4") == pytest.approx(312e12, rel=1e-9)
+    # H100 has FP8 tensor cores: row h100-sxm fp8_tensor_tflops_dense 1978.9
+    assert load_chip("h100-sxm").peak("fp8") == pytest.approx(1978.9e12, rel=1e-9)
+    # TPU v4 lists bf16 only ("275 teraflops (bf16 or int8)"): fp16 math runs at the bf16 rate
+    assert load_chip("tpu-v4").peak("fp16") == pytest.approx(275e12, rel=1e-9)
+    # B200 has native FP4: no fallback
+    assert load_chip("b200").peak("fp4") == pytest.approx(9000e12, rel=1e-9)
+
+
+def test_a_rate_nobody_published_is_a_clear_error():
+    # rtx-pro-6000: the CSV collected no compute figures, so every peak is null with a note
+    with pytest.raises(InfercastError, match=r"rtx-pro-6000.*peak_flops\.fp16"):
+        load_chip("rtx-pro-6000").peak("fp16")
+    with pytest.raises(InfercastError, match=r"moffett-s30.*memory\.bandwidth_bytes_per_s"):
+        load_chip("moffett-s30").figure("memory.bandwidth_bytes_per_s")
+
+
+def _sourced_figures(data, path=""):
+    """Every Sourced mapping ({value, source, note}) in a chip's model_dump, with its dotted path."""
+    if isinstance(data, dict):
+        if set(data) == {"value", "source", "note"}:
+            yield path, data
+            return
+        for key, value in data.items():
+            yield from _sourced_figures(value, f"{path}.{key}" if path else key)
+
+
+def test_every_figure_has_a_source_and_every_null_a_note():
+    seen = 0
+    for cid in chip_ids():
+        for path, fig in _sourced_figures(load_chip(cid).model_dump()):
+            seen += 1
+            if fig["value"] is None:
+                assert fig["note"] and fig["note"].strip(), f"{cid} {path}: null without a note"
+            else:
+                assert fig["source"] and fig["source"].strip(), f"{cid} {path}: figure without a source"
+    # 27 chips x at least the 8 always-present figures (process, capacity, bandwidth, sram, units, tdp, idle, price)
+    assert seen >= 27 * 8
+
+
+# Dense bf16 (row value, TFLOPS, column fp16_bf16_tensor_tflops_dense) beside the datasheet's
+# headline figure "with sparsity" (NVIDIA datasheets / whitepapers). The catalog must hold the dense one.
+NVIDIA_DENSE_VS_SPARSE_TFLOPS = {
+    "a100-sxm-40gb": (312, 624),
+    "a100-sxm-80gb": (312, 624),
+    "a100-pcie-80gb": (312, 624),
+    "h100-sxm": (989.4, 1979),
+    "h100-pcie": (756, 1513),
+    "h100-nvl": (835.5, 1671),
+    "h200-sxm": (989.4, 1979),
+    "gh200": (989.4, 1979),
+    "b200": (2250, 4500),  # HGX B200: 36 PF FP16 sparse / 8 GPUs
+    "gb200": (2500, 5000),  # GB200 NVL72: 360 PF FP16 sparse / 72 GPUs
+    "l40s": (362.05, 733),
+    "rtx-4090": (165.2, 330.4),  # Ada whitepaper, FP32 accumulate
+    "rtx-3090": (71, 142),  # GA102 whitepaper, FP32 accumulate
+    "rtx-pro-6000": (None, None),  # no figure collected: null with a note
+}
+
+
+def test_nvidia_peaks_are_dense_not_the_sparse_headline():
+    nvidia = {cid for cid in chip_ids() if load_chip(cid).vendor == "NVIDIA"}
+    assert nvidia == set(NVIDIA_DENSE_VS_SPARSE_TFLOPS)
+    for cid, (dense, sparse) in NVIDIA_DENSE_VS_SPARSE_TFLOPS.items():
+        bf16 = load_chip(cid).peak_flops.bf16
+        if dense is None:
+            assert bf16.value is None and bf16.note
+            continue
+        assert bf16.value == pytest.approx(dense * 1e12, rel=1e-9), cid
+        assert bf16.value < 0.51 * sparse * 1e12, f"{cid}: {bf16.value:.4g} looks like the sparse figure"
+    assert load_chip("h100-sxm").peak("bf16") < 1.5e15
+
+
+def test_unknown_id_suggests_the_close_one():
+    with pytest.raises(InfercastError, match=r"unknown hardware 'h100-sxn'.*did you mean.*h100-sxm"):
+        load_chip("h100-sxn")
+    with pytest.raises(InfercastError, match=r"unknown hardware 'zz-nothing-like-it'; see"):
+        load_chip("zz-nothing-like-it")
+
+
+# --- chip YAML files written by users ------------------------------------------------------
+
+
+def _h100() -> dict:
+    text = (resources.files("infercast") / "catalog" / "hardware" / "h100-sxm.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _write(tmp_path, data, name="chip.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def test_a_valid_user_yaml_loads(tmp_path):
+    data = _h100()
+    data["id"] = "my-h100"
+    data["aliases"] = []
+    data["memory"]["bandwidth_bytes_per_s"]["value"] = 4.0e12
+    chip = load_chip(_write(tmp_path, data))
+    assert chip.id == "my-h100"
+    assert chip.figure("memory.bandwidth_bytes_per_s") == 4.0e12
+
+
+def test_an_extra_misspelt_key_is_named(tmp_path):
+    data = _h100()
+    data["tdp_watts"] = 700
+    with pytest.raises(InfercastError, match=r"chip\.yaml: tdp_watts: unknown key"):
+        load_chip(_write(tmp_path, data))
+
+
+def test_a_misspelt_required_key_names_the_missing_field(tmp_path):
+    data = _h100()
+    data["tdp_watts"] = data.pop("tdp_w")
+    with pytest.raises(InfercastError, match=r"chip\.yaml: tdp_watts: unknown key.*also: tdp_w missing") as info:
+        load_chip(_write(tmp_path, data))
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_a_misspelt_required_key_also_names_the_misspelling(tmp_path):
+    data = _h100()
+    data["tdp_watts"] = data.pop("tdp_w")
+    with pytest.raises(InfercastError, match=r"tdp_watts"):
+        load_chip(_write(tmp_path, data))
+
+
+def test_a_null_without_a_note_is_named(tmp_path):
+    data = _h100()
+    data["memory"]["bandwidth_bytes_per_s"] = {"value": None}
+    with pytest.raises(InfercastError, match=r"memory\.bandwidth_bytes_per_s: .*null value needs a 'note'"):
+        load_chip(_write(tmp_path, data))
+
+
+def test_a_figure_without_a_source_is_named(tmp_path):
+    data = _h100()
+    del data["peak_flops"]["fp8"]["source"]
+    with pytest.raises(InfercastError, match=r"peak_flops\.fp8: .*needs a 'source'"):
+        load_chip(_write(tmp_path, data))
+
+
+def test_a_negative_figure_is_named(tmp_path):
+    data = _h100()
+    data["memory"]["capacity_bytes"]["value"] = -80e9
+    with pytest.raises(InfercastError, match=r"memory\.capacity_bytes\.value: .*greater than or equal to 0"):
+        load_chip(_write(tmp_path, data))
+
+
+def test_an_unknown_family_is_named(tmp_path):
+    data = _h100()
+    data["family"] = "nvidia-fermi"
+    with pytest.raises(InfercastError, match=r"family: "):
+        load_chip(_write(tmp_path, data))
+
+
+def test_invalid_yaml_is_one_clear_error(tmp_path):
+    path = _write(tmp_path, "id: x\n  name: [unclosed\n", "broken.yaml")
+    with pytest.raises(InfercastError, match=r"broken\.yaml: not valid YAML") as info:
+        load_chip(path)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path):
+    with pytest.raises(InfercastError, match=r"list\.yaml: expected a mapping"):
+        load_chip(_write(tmp_path, "- a\n- b\n", "list.yaml"))
+    with pytest.raises(InfercastError, match=r"empty\.yaml: expected a mapping"):
+        load_chip(_write(tmp_path, "", "empty.yaml"))
+
+
+def test_a_missing_yaml_path(tmp_path):
+    with pytest.raises(InfercastError, match=r"--hardware: no such file .*nope\.yaml"):
+        load_chip(str(tmp_path / "nope.yaml"))
+
+
+def test_loaded_specs_are_frozen():
+    chip = load_chip("h100-sxm")
+    with pytest.raises(Exception, match="frozen"):
+        chip.tdp_w = copy.deepcopy(chip.tdp_w)
