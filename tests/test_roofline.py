@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from infercast import Efficiency, estimate, load_chip, load_model
 from infercast.hardware import Sourced
-from infercast.ops import Precision, _gemm, forward_ops
+from infercast.ops import Precision, forward_ops, gemm_op
 from infercast.roofline import FAMILY_DEFAULTS, GENERIC, IDEAL, default_efficiency, op_time
 
 ROOT = Path(__file__).parent.parent
@@ -34,7 +34,7 @@ dims = st.integers(min_value=1, max_value=65536)
 @settings(max_examples=200, deadline=None)
 @given(M=dims, N=dims, K=dims, bw=st.floats(1.0, 10.0), fl=st.floats(1.0, 10.0))
 def test_more_bandwidth_or_flops_is_never_slower(M, N, K, bw, fl):
-    op = _gemm("g", 1, M, N, K, FP16)
+    op = gemm_op("g", 1, M, N, K, FP16)
     eff = default_efficiency(A100)
     base = float(op_time(op, A100, eff).time_s)
     assert float(op_time(op, scaled(A100, bw=bw), eff).time_s) <= base * (1 + 1e-12)
@@ -44,7 +44,7 @@ def test_more_bandwidth_or_flops_is_never_slower(M, N, K, bw, fl):
 @settings(max_examples=200, deadline=None)
 @given(M=dims, N=dims, K=dims)
 def test_time_is_at_least_each_roofline_bound(M, N, K):
-    op = _gemm("g", 1, M, N, K, FP16)
+    op = gemm_op("g", 1, M, N, K, FP16)
     t = float(op_time(op, A100, default_efficiency(A100)).time_s)
     assert t >= float(op.flops) / A100.peak("fp16")
     assert t >= float(op.bytes) / A100.memory.bandwidth_bytes_per_s.value
@@ -73,7 +73,7 @@ def test_whole_estimate_never_slower_on_a_faster_chip(batch, bw, fl):
 
 def test_gemm_efficiency_curve():
     eff = Efficiency(gemm_max=0.8, gemm_half_dim=25, attention_max=0.7, bandwidth=0.8, kernel_overhead_s=0)
-    small, half, big = (_gemm("g", 1, m, 8192, 8192, FP16) for m in (1, 25, 8192))
+    small, half, big = (gemm_op("g", 1, m, 8192, 8192, FP16) for m in (1, 25, 8192))
     assert float(eff.compute_fraction(half)) == pytest.approx(0.4)  # half of gemm_max at d = d_half
     assert float(eff.compute_fraction(small)) < 0.04
     assert float(eff.compute_fraction(big)) == pytest.approx(0.8 * 8192 / 8217)

@@ -83,9 +83,9 @@ def c3_memory_to_run() -> Claim:
     n = sizes["llama-2-70b"].min_chips
     return Claim(
         "C3", "FP16 memory of LLaMA-2 7B/13B/70B; 4090s needed for 70B", "reproduced",
-        f"FP16 weights are {w['llama-2-7b']:.1f} GB (7B), {w['llama-2-13b']:.1f} GB (13B) and {w['llama-2-70b']:.0f} GB "
-        f"(70B); with a 4096-token KV cache and runtime memory the 70B needs at least {n} RTX 4090s (24 GB, 90% "
-        f"usable) by memory alone.",
+        f"FP16 weights are {w['llama-2-7b']:.1f} GB (7B), {w['llama-2-13b']:.1f} GB (13B) and "
+        f"{w['llama-2-70b']:.0f} GB (70B); with a 4096-token KV cache and runtime memory the 70B needs at "
+        f"least {n} RTX 4090s (24 GB, 90% usable) by memory alone.",
         {"weights_gb_7b": w["llama-2-7b"], "weights_gb_13b": w["llama-2-13b"], "weights_gb_70b": w["llama-2-70b"],
          "total_gb_13b": sizes["llama-2-13b"].total_per_chip_bytes / 1e9,
          "fits_13b_on_4090": sizes["llama-2-13b"].fits, "fits_70b_on_4090": sizes["llama-2-70b"].fits,
@@ -103,7 +103,8 @@ def c4_phases() -> Claim:
         "reproduced",
         f"LLaMA-2-7B FP16 on an A100, 2048-token prompt: prefill is {r.prefill.bound}-bound "
         f"({r.prefill.flops / r.prefill.bytes:.0f} FLOPs/byte); a decode step is {r.decode.bound}-bound "
-        f"({r.decode.flops / r.decode.bytes:.1f} FLOPs/byte) and moves {read_ratio:.2f}x the weights plus the KV cache.",
+        f"({r.decode.flops / r.decode.bytes:.1f} FLOPs/byte) and moves {read_ratio:.2f}x the weights plus the "
+        f"KV cache.",
         {"prefill_bound": r.prefill.bound, "decode_bound": r.decode.bound,
          "prefill_flops_per_byte": r.prefill.flops / r.prefill.bytes,
          "decode_flops_per_byte": r.decode.flops / r.decode.bytes,

@@ -235,7 +235,8 @@ def claims(output: str) -> None:
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def validate(data: str, efficiency: tuple[str, ...], output: str) -> None:
     """Predict every row of a measured CSV; report signed errors and median/p90 error by group."""
-    from infercast.validate import summarize, validate as run
+    from infercast.validate import summarize
+    from infercast.validate import validate as run
 
     results = run(data, _key_values(efficiency, "--efficiency") or None)
     rows = [r.to_dict() for r in results]

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from infercast.errors import InfercastError
+from infercast.errors import InfercastError, pydantic_error_line
 from infercast.formats import element_bytes
 from infercast.hardware import Chip, load_chip
 from infercast.memory import MemoryOptions, MemoryPlan, plan_memory
@@ -124,8 +125,8 @@ def _phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficiency) -
     for op in ops:
         t = op_time(op, chip, eff)
 
-        def total(x) -> float:
-            return float(np.broadcast_to(x, shape).sum()) * op.count
+        def total(x, count=op.count) -> float:
+            return float(np.broadcast_to(x, shape).sum()) * count
 
         compute, memory, time = total(t.compute_s), total(t.memory_s), total(t.time_s)
         overhead = t.overhead_s * steps * op.count
@@ -207,10 +208,7 @@ def estimate(
 
 
 def _merge(default, override, cls, name: str):
-    from pydantic import ValidationError
-
-    from infercast.errors import pydantic_error_line
-
+    """``default`` with the fields of ``override`` (a dict) replaced, validated; or ``override`` itself."""
     if override is None:
         return default
     if isinstance(override, cls):

@@ -84,17 +84,17 @@ class Op:
         return self.weight_bytes + self.act_bytes + self.kv_bytes + self.write_bytes
 
 
-def _op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=np.inf, math="fp32") -> Op:
+def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=np.inf, math="fp32") -> Op:
     f = np.asarray
     return Op(name, kind, count, f(flops, float), f(weight, float), f(act, float), f(kv, float),
               f(write, float), f(min_dim, float), math)
 
 
-def _gemm(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False) -> Op:
+def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False) -> Op:
     """``[M, K] x [K, N]``: activations ``M x K`` in, weights ``K x N``, output ``M x N``."""
     w, a = element_bytes(p.weight), element_bytes(p.act)
     weight_elems = N * K if weight_elems is None else weight_elems
-    return _op(
+    return make_op(
         name, "gemm", count,
         flops=2 * M * N * K,
         weight=weight_elems * w + (N * a if bias else 0),
@@ -105,10 +105,10 @@ def _gemm(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elem
     )
 
 
-def _vector(name: str, count: int, elems, flops_per_elem: float, p: Precision, *, reads: float = 1,
+def vector_op(name: str, count: int, elems, flops_per_elem: float, p: Precision, *, reads: float = 1,
             writes: float = 1, weight_elems: float = 0) -> Op:
     a = element_bytes(p.act)
-    return _op(name, "vector", count, flops=flops_per_elem * elems, weight=weight_elems * element_bytes(p.weight),
+    return make_op(name, "vector", count, flops=flops_per_elem * elems, weight=weight_elems * element_bytes(p.weight),
                act=reads * elems * a, write=writes * elems * a)
 
 
@@ -138,10 +138,10 @@ def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: At
     """Operators of all decoder layers for one pass (each op's ``count`` is its number of layers)."""
     T = batch * q_len  # tokens in the pass
     L = spec.num_layers
-    ops = [_norm("attn_norm", spec, L, T, p)]
+    ops = [norm_op("attn_norm", spec, L, T, p)]
     ops += (_mla_ops if spec.is_mla else _attention_ops)(spec, batch, q_len, kv_len, p, attention)
     if spec.norms_per_layer == 2:
-        ops.append(_norm("mlp_norm", spec, L, T, p))
+        ops.append(norm_op("mlp_norm", spec, L, T, p))
     if spec.num_dense_layers:
         ops += _mlp_ops(spec, spec.num_dense_layers, T, spec.intermediate_size, p, prefix="mlp")
     if spec.is_moe:
@@ -149,29 +149,29 @@ def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: At
     # A sequential block adds to the residual twice (after attention, after the MLP); a
     # parallel block (GPT-J, NeoX, Falcon) adds both outputs to it in one kernel.
     if spec.parallel_block:
-        ops.append(_vector("residual_add", L, T * spec.hidden_size, 2, p, reads=3))
+        ops.append(vector_op("residual_add", L, T * spec.hidden_size, 2, p, reads=3))
     else:
-        ops.append(_vector("residual_add", 2 * L, T * spec.hidden_size, 1, p, reads=2))
+        ops.append(vector_op("residual_add", 2 * L, T * spec.hidden_size, 1, p, reads=2))
     return ops
 
 
-def _norm(name: str, spec: ModelSpec, count: int, T, p: Precision) -> Op:
+def norm_op(name: str, spec: ModelSpec, count: int, T, p: Precision) -> Op:
     per = RMSNORM_FLOPS if spec.norm == "rmsnorm" else LAYERNORM_FLOPS
     weights = spec.hidden_size * (2 if spec.norm == "layernorm" else 1)
-    return _vector(name, count, T * spec.hidden_size, per, p, weight_elems=weights)
+    return vector_op(name, count, T * spec.hidden_size, per, p, weight_elems=weights)
 
 
 def _attention_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention) -> list[Op]:
     T, L, h = batch * q_len, spec.num_layers, spec.hidden_size
     q, kv = spec.q_dim, spec.kv_dim
-    ops = [_gemm("qkv_proj", L, T, q + 2 * kv, h, p, bias=spec.qkv_bias)]
+    ops = [gemm_op("qkv_proj", L, T, q + 2 * kv, h, p, bias=spec.qkv_bias)]
     if spec.position_embedding == "rope":
-        ops.append(_vector("rope", L, T * (q + kv), ROPE_FLOPS, p))
+        ops.append(vector_op("rope", L, T * (q + kv), ROPE_FLOPS, p))
     kv_elems_per_token = 2 * kv  # K and V of one layer
     ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=spec.head_dim, d_v=spec.head_dim,
                            kv_read_elems=kv_elems_per_token, kv_write_elems=kv_elems_per_token,
                            kv_heads=spec.num_kv_heads)
-    ops.append(_gemm("out_proj", L, T, h, spec.attn_out_dim, p, bias=spec.out_bias))
+    ops.append(gemm_op("out_proj", L, T, h, spec.attn_out_dim, p, bias=spec.out_bias))
     return ops
 
 
@@ -200,15 +200,15 @@ def _attention_core(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attenti
     min_dim = np.minimum(m, np.minimum(d_qk, d_v))
     math = p.attention_math
     if attention == "flash":
-        return [_op("attention", "attention", L,
+        return [make_op("attention", "attention", L,
                     flops=2 * pairs * d_qk + SOFTMAX_FLOPS * pairs + 2 * pairs * d_v,
                     act=q_bytes + new_kv, kv=cached, write=o_bytes + new_kv, min_dim=min_dim, math=math)]
     scores = pairs * a
     return [
-        _op("attn_score", "attention", L, flops=2 * pairs * d_qk, act=q_bytes + new_kv, kv=cached,
+        make_op("attn_score", "attention", L, flops=2 * pairs * d_qk, act=q_bytes + new_kv, kv=cached,
             write=scores + new_kv, min_dim=min_dim, math=math),
-        _op("attn_softmax", "vector", L, flops=SOFTMAX_FLOPS * pairs, act=scores, write=scores),
-        _op("attn_value", "attention", L, flops=2 * pairs * d_v, act=scores + new_kv * d_v / (d_qk + d_v),
+        make_op("attn_softmax", "vector", L, flops=SOFTMAX_FLOPS * pairs, act=scores, write=scores),
+        make_op("attn_value", "attention", L, flops=2 * pairs * d_v, act=scores + new_kv * d_v / (d_qk + d_v),
             kv=cached * d_v / (d_qk + d_v), write=o_bytes, min_dim=min_dim, math=math),
     ]
 
@@ -225,23 +225,23 @@ def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Att
     r, rope, nope, v = spec.kv_lora_rank, spec.qk_rope_head_dim, spec.qk_nope_head_dim, spec.v_head_dim
     ops = []
     if spec.q_lora_rank:
-        ops.append(_gemm("q_a_proj", L, T, spec.q_lora_rank, h, p))
-        ops.append(_gemm("q_b_proj", L, T, H * (nope + rope), spec.q_lora_rank, p))
+        ops.append(gemm_op("q_a_proj", L, T, spec.q_lora_rank, h, p))
+        ops.append(gemm_op("q_b_proj", L, T, H * (nope + rope), spec.q_lora_rank, p))
     else:
-        ops.append(_gemm("q_proj", L, T, H * (nope + rope), h, p))
-    ops.append(_gemm("kv_a_proj", L, T, r + rope, h, p))
-    ops.append(_vector("rope", L, T * (H + 1) * rope, ROPE_FLOPS, p))
+        ops.append(gemm_op("q_proj", L, T, H * (nope + rope), h, p))
+    ops.append(gemm_op("kv_a_proj", L, T, r + rope, h, p))
+    ops.append(vector_op("rope", L, T * (H + 1) * rope, ROPE_FLOPS, p))
     absorbed = np.all(np.asarray(q_len) == 1)
     if absorbed:
-        ops.append(_gemm("mla_absorb_q", L, T * H, r, nope, p, weight_elems=H * nope * r))
+        ops.append(gemm_op("mla_absorb_q", L, T * H, r, nope, p, weight_elems=H * nope * r))
         ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=r + rope, d_v=r,
                                kv_read_elems=r + rope, kv_write_elems=r + rope, kv_heads=1)
-        ops.append(_gemm("mla_absorb_o", L, T * H, v, r, p, weight_elems=H * r * v))
+        ops.append(gemm_op("mla_absorb_o", L, T * H, v, r, p, weight_elems=H * r * v))
     else:
-        ops.append(_gemm("kv_b_proj", L, batch * kv_len, H * (nope + v), r, p))
+        ops.append(gemm_op("kv_b_proj", L, batch * kv_len, H * (nope + v), r, p))
         ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=nope + rope, d_v=v,
                                kv_read_elems=r + rope, kv_write_elems=r + rope, kv_heads=H)
-    ops.append(_gemm("out_proj", L, T, h, H * v, p))
+    ops.append(gemm_op("out_proj", L, T, h, H * v, p))
     return ops
 
 
@@ -249,14 +249,14 @@ def _mlp_ops(spec: ModelSpec, count: int, T, width: int, p: Precision, *, prefix
     h = spec.hidden_size
     if spec.gated_mlp:
         return [
-            _gemm(f"{prefix}_gate_up", count, T, 2 * width, h, p, bias=spec.mlp_bias),
-            _vector(f"{prefix}_act", count, T * width, SILU_MUL_FLOPS, p, reads=2),
-            _gemm(f"{prefix}_down", count, T, h, width, p, bias=spec.mlp_bias),
+            gemm_op(f"{prefix}_gate_up", count, T, 2 * width, h, p, bias=spec.mlp_bias),
+            vector_op(f"{prefix}_act", count, T * width, SILU_MUL_FLOPS, p, reads=2),
+            gemm_op(f"{prefix}_down", count, T, h, width, p, bias=spec.mlp_bias),
         ]
     return [
-        _gemm(f"{prefix}_up", count, T, width, h, p, bias=spec.mlp_bias),
-        _vector(f"{prefix}_act", count, T * width, GELU_FLOPS, p),
-        _gemm(f"{prefix}_down", count, T, h, width, p, bias=spec.mlp_bias),
+        gemm_op(f"{prefix}_up", count, T, width, h, p, bias=spec.mlp_bias),
+        vector_op(f"{prefix}_act", count, T * width, GELU_FLOPS, p),
+        gemm_op(f"{prefix}_down", count, T, h, width, p, bias=spec.mlp_bias),
     ]
 
 
@@ -279,14 +279,14 @@ def _moe_ops(spec: ModelSpec, T, p: Precision) -> list[Op]:
     a, w = element_bytes(p.act), element_bytes(p.weight)
     up = (2 if spec.gated_mlp else 1) * f
     ops = [
-        _gemm("moe_router", n, T, E, h, p),
+        gemm_op("moe_router", n, T, E, h, p),
         # permute tokens to their experts and back: read and write T*k rows twice
-        _vector("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
-        _op("moe_up", "gemm", n, flops=2 * rows * up * h, weight=touched * up * h * w, act=rows * h * a,
+        vector_op("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
+        make_op("moe_up", "gemm", n, flops=2 * rows * up * h, weight=touched * up * h * w, act=rows * h * a,
             write=rows * up * a, min_dim=np.minimum(per_expert, h), math=p.gemm_math),
-        _vector("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
+        vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
                 reads=2 if spec.gated_mlp else 1),
-        _op("moe_down", "gemm", n, flops=2 * rows * h * f, weight=touched * h * f * w, act=rows * f * a,
+        make_op("moe_down", "gemm", n, flops=2 * rows * h * f, weight=touched * h * f * w, act=rows * f * a,
             write=rows * h * a, min_dim=np.minimum(per_expert, f), math=p.gemm_math),
     ]
     if spec.num_shared_experts:
@@ -298,10 +298,10 @@ def embedding_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
     """Token (and learned position) embedding lookup, and BLOOM's embedding norm."""
     T, h = batch * q_len, spec.hidden_size
     rows = 2 if spec.position_embedding == "learned" else 1  # token and position rows gathered
-    ops = [_op("embedding", "vector", 1, flops=(rows - 1) * T * h, weight=rows * T * h * element_bytes(p.weight),
+    ops = [make_op("embedding", "vector", 1, flops=(rows - 1) * T * h, weight=rows * T * h * element_bytes(p.weight),
                write=T * h * element_bytes(p.act))]
     if spec.embedding_norm:
-        ops.append(_norm("embedding_norm", spec, 1, T, p))
+        ops.append(norm_op("embedding_norm", spec, 1, T, p))
     return ops
 
 
@@ -313,11 +313,11 @@ def output_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
     Logits are written and read in fp32.
     """
     T, V = batch * q_len, spec.vocab_size
-    head = _gemm("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias)
+    head = gemm_op("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias)
     return [
-        _norm("final_norm", spec, 1, T, p),
+        norm_op("final_norm", spec, 1, T, p),
         replace(head, write_bytes=np.asarray(batch * V * 4.0)),
-        _op("sampling", "vector", 1, flops=SAMPLING_FLOPS * batch * V, act=batch * V * 4.0, write=batch * 4.0),
+        make_op("sampling", "vector", 1, flops=SAMPLING_FLOPS * batch * V, act=batch * V * 4.0, write=batch * 4.0),
     ]
 
 

@@ -22,7 +22,7 @@ from infercast.estimate import estimate
 from infercast.formats import BYTES_PER_ELEMENT
 from infercast.hardware import load_chip
 from infercast.model import load_model
-from infercast.ops import SOFTMAX_FLOPS, Precision, _gemm, _norm, _op, _vector, GELU_FLOPS
+from infercast.ops import GELU_FLOPS, SOFTMAX_FLOPS, Precision, gemm_op, make_op, norm_op, vector_op
 from infercast.roofline import IDEAL, Efficiency, default_efficiency, op_time
 
 COLUMNS = ("id,source,model,hardware,num_chips,tp,pp,weight_dtype,act_dtype,kv_dtype,framework,scenario,batch,"
@@ -72,7 +72,8 @@ def read_rows(data: str) -> list[dict[str, str]]:
             raise InfercastError(f"--data: no such file {data}")
         text = path.read_text()
     reader = csv.DictReader(text.splitlines())
-    missing = [c for c in ("id", "model", "hardware", "scenario", "metric", "value") if c not in (reader.fieldnames or [])]
+    required = ("id", "model", "hardware", "scenario", "metric", "value")
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         raise InfercastError(f"--data {data}: missing column(s) {', '.join(missing)}; see DESIGN.md for the format")
     return list(reader)
@@ -138,7 +139,7 @@ def _predict_op(row: dict[str, str], p: Precision, eff_for) -> tuple[float | Non
     if op_name in GEMM_OPS:
         repeat = re.search(r"value = (\d+) x the measured", row.get("notes", ""))
         times = int(repeat.group(1)) if repeat else 1
-        t = op_time(_gemm(op_name, 1, M, N, K, p), chip, eff).time_s
+        t = op_time(gemm_op(op_name, 1, M, N, K, p), chip, eff).time_s
         return float(t) * times, None, f"{times} GEMMs of the stated shape" if times > 1 else None
     spec = load_model(row["model"])
     tp = _int(row, "tp", 1)
@@ -147,20 +148,20 @@ def _predict_op(row: dict[str, str], p: Precision, eff_for) -> tuple[float | Non
     if op_name in ("attn_score", "attn_value"):
         # a batched matmul over batch x heads-per-chip of the stated per-head shape
         count = batch * heads
-        op = _op(op_name, "gemm", 1, flops=2.0 * M * N * K * count,
+        op = make_op(op_name, "gemm", 1, flops=2.0 * M * N * K * count,
                  act=2.0 * count * (M * K + K * N), write=2.0 * count * M * N, min_dim=min(M, N, K), math=p.act)
         return float(op_time(op, chip, eff).time_s), None, None
     if tokens is None:
         return None, f"op {op_name} needs tokens=N in notes", None
     if op_name == "norm":
-        op = _norm("norm", spec, 1, tokens, p)
+        op = norm_op("norm", spec, 1, tokens, p)
     elif op_name == "gelu":
-        op = _vector("gelu", 1, tokens * spec.intermediate_size / tp, GELU_FLOPS, p)
+        op = vector_op("gelu", 1, tokens * spec.intermediate_size / tp, GELU_FLOPS, p)
     elif op_name == "attn_softmax":
         kv_len = _note(row, "kv_len")
         q_len = tokens // batch if row.get("notes", "").startswith("phase=prefill") else 1
         elems = batch * heads * q_len * kv_len  # LLMCompass's softmax covers the full score matrix
-        op = _vector("attn_softmax", 1, elems, SOFTMAX_FLOPS, p)
+        op = vector_op("attn_softmax", 1, elems, SOFTMAX_FLOPS, p)
     else:
         return None, f"op {op_name} is not modelled", None
     return float(op_time(op, chip, eff).time_s), None, None
