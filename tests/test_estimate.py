@@ -104,7 +104,7 @@ def test_arrays_of_kv_lengths_are_one_vectorised_evaluation():
     (dict(isl=4000, osl=200), "exceeds llama-2-7b's context of 4096"),
     (dict(dtype="fp9"), "unknown format 'fp9'"),
     (dict(kv_cache_dtype="q9"), "kv-cache dtype"),
-    (dict(tp=2), "--tp"),
+    (dict(tp=3), "--tp 3 does not divide"),
     (dict(attention="paged"), "attention"),
 ])
 def test_bad_input_is_one_clear_error(kwargs, message):

@@ -4,23 +4,32 @@ Prefill runs once over ``batch x isl`` tokens and produces the first output toke
 Each of the ``osl - 1`` decode steps then produces one token per sequence; step j
 (j = 1 .. osl - 1) attends over ``isl + j`` keys. The decode total is the exact sum over
 those steps, evaluated as one vectorised call over the array of KV lengths.
+
+A plan of tp x pp x dp chips splits the work: each chip of a pipeline stage runs its
+TP-sharded share of the stage's layers plus its collectives. The batch is split over dp
+replicas (throughput, not latency) and, with pp > 1, into micro-batches that flow through
+the stages: a pass takes the sum of the stage times for one micro-batch plus (m - 1) times
+the slowest stage; a decode step, for all m micro-batches, the longer of m x the slowest
+stage and one micro-batch's trip through every stage.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from infercast.errors import InfercastError, pydantic_error_line
-from infercast.formats import element_bytes
 from infercast.hardware import Chip, load_chip
-from infercast.memory import MemoryOptions, MemoryPlan, plan_memory
+from infercast.memory import MemoryOptions, MemoryPlan, binding_load, min_chips_plan, plan_loads, plan_memory
 from infercast.model import ModelSpec, load_model
 from infercast.ops import Attention, Op, Precision, forward_ops
+from infercast.parallel import CommOptions, Plan, Stage, candidate_plans, comm_ops, make_plan, stages_of
 from infercast.roofline import Efficiency, default_efficiency, op_time
+from infercast.system import System, default_system, load_system
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class OpRow:
     bytes: float
     time_s: float
     bound: str
+    tier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,9 @@ class Estimate:
 
     model: str
     hardware: str
+    system: str
+    plan: Plan
+    micro_batches: int
     batch: int
     isl: int
     osl: int
@@ -58,6 +71,7 @@ class Estimate:
     decode: PhaseTotals
     breakdown: list[OpRow]
     efficiency: Efficiency
+    comm: CommOptions
     peak_flops: float
     peak_bandwidth: float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -82,15 +96,27 @@ class Estimate:
     def throughput_tokens_per_s(self) -> float:
         return self.batch * self.osl / self.e2e_latency_s
 
+    @property
+    def communication_share(self) -> dict[str, float]:
+        """Fraction of each phase's time (on the binding chip) spent in collectives."""
+        out = {}
+        for phase, total in (("prefill", self.prefill.latency_s), ("decode", self.decode.latency_s)):
+            comm = sum(r.time_s for r in self.breakdown if r.phase == phase and r.bound == "communication")
+            out[phase] = comm / total if total > 0 else 0.0
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         def util(flops: float, t: float, peak: float) -> float | None:
             return flops / (t * peak) if t > 0 else None
 
-        p = self.precision
+        p, plan = self.precision, self.plan
         return {
             "model": self.model,
             "hardware": self.hardware,
-            "parallel": {"tp": 1, "pp": 1, "ep": 1, "dp": 1, "num_chips": 1},
+            "system": self.system,
+            "parallel": {"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "dp": plan.dp, "num_chips": plan.num_chips,
+                         "pp_stages": list(plan.stages), "micro_batches": self.micro_batches,
+                         "sequence_parallel": plan.sequence_parallel},
             "workload": {"batch": self.batch, "isl": self.isl, "osl": self.osl, "weight_dtype": p.weight,
                          "act_dtype": p.act, "kv_dtype": p.kv},
             "params": {"total": self.params_total, "active": self.params_active},
@@ -105,7 +131,9 @@ class Estimate:
                 "decode_compute": util(self.decode.flops, self.decode.latency_s, self.peak_flops),
                 "decode_bandwidth": util(self.decode.bytes, self.decode.latency_s, self.peak_bandwidth),
             },
+            "communication_share": self.communication_share,
             "efficiency": self.efficiency.model_dump(),
+            "comm": self.comm.model_dump(),
             "energy": None,
             "cost": None,
             "breakdown": [vars(row).copy() for row in self.breakdown],
@@ -114,32 +142,66 @@ class Estimate:
 
 def _positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InfercastError(f"{name} (--{name}) must be a whole number of at least 1, got {value!r}")
+        raise InfercastError(f"{name} (--{name.replace('_', '-')}) must be a whole number of at least 1, got {value!r}")
     return int(value)
 
 
-def _phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficiency) -> tuple[PhaseTotals, list[OpRow]]:
-    """Sum each operator over its layers and (for decode) over every step's KV length."""
-    rows, totals = [], {"compute": 0.0, "memory": 0.0, "overhead": 0.0}
+@dataclass(frozen=True)
+class _StagePhase:
+    """One stage's work for one micro-batch: per-op totals and the time of each step."""
+
+    rows: list[OpRow]
+    step_s: np.ndarray
+    """Time of each step: shape (steps,)."""
+
+
+def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficiency) -> _StagePhase:
+    """Sum each operator over its layers and, for decode, over every step's KV length."""
     shape = (steps,)
+    rows, step = [], np.zeros(shape)
     for op in ops:
         t = op_time(op, chip, eff)
+        per_step = np.broadcast_to(t.time_s, shape) * op.count
+        step = step + per_step
 
         def total(x, count=op.count) -> float:
             return float(np.broadcast_to(x, shape).sum()) * count
 
-        compute, memory, time = total(t.compute_s), total(t.memory_s), total(t.time_s)
-        overhead = t.overhead_s * steps * op.count
-        bound = max((("compute", compute), ("memory", memory), ("overhead", overhead)), key=lambda kv: kv[1])[0]
-        totals[bound] += time
-        rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), time, bound))
+        if op.kind == "comm":
+            bound = "communication"
+        else:
+            parts = (("compute", total(t.compute_s)), ("memory", total(t.memory_s)),
+                     ("overhead", t.overhead_s * steps * op.count))
+            bound = max(parts, key=lambda kv: kv[1])[0]
+        rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), float(per_step.sum()), bound, op.tier))
     if eff.step_overhead_s:
-        step = eff.step_overhead_s * steps
-        totals["overhead"] += step
-        rows.append(OpRow("framework", phase, 0.0, 0.0, step, "overhead"))
-    latency = sum(r.time_s for r in rows)
-    phase_bound = max(totals, key=totals.get)
-    return PhaseTotals(latency, sum(r.flops for r in rows), sum(r.bytes for r in rows), phase_bound), rows
+        step = step + eff.step_overhead_s
+        rows.append(OpRow("framework", phase, 0.0, 0.0, eff.step_overhead_s * steps, "overhead"))
+    return _StagePhase(rows, step)
+
+
+def _pipeline(stage_phases: list[_StagePhase], m: int) -> tuple[float, int]:
+    """(phase latency, index of the busiest stage) for m micro-batches flowing through the stages."""
+    times = np.stack([sp.step_s for sp in stage_phases])  # [stages, steps]
+    slowest = times.max(axis=0)
+    trip = times.sum(axis=0)
+    busiest = int(np.argmax(times.sum(axis=1)))
+    if stage_phases[0].rows and stage_phases[0].rows[0].phase == "prefill":
+        return float(trip.sum() + (m - 1) * slowest.sum()), busiest
+    return float(np.maximum(m * slowest, trip).sum()), busiest
+
+
+def _totals(rows: list[OpRow], latency: float, m: int, phase: str) -> tuple[PhaseTotals, list[OpRow]]:
+    """The busiest chip's rows (m micro-batches), a row for its idle time, and the phase totals."""
+    rows = [OpRow(r.op, r.phase, r.flops * m, r.bytes * m, r.time_s * m, r.bound, r.tier) for r in rows]
+    idle = latency - sum(r.time_s for r in rows)
+    if idle > 1e-12 * max(latency, 1e-30):
+        rows.append(OpRow("pipeline_wait", phase, 0.0, 0.0, idle, "communication"))
+    by_bound: dict[str, float] = {}
+    for r in rows:
+        by_bound[r.bound] = by_bound.get(r.bound, 0.0) + r.time_s
+    bound = max(by_bound, key=by_bound.get) if by_bound else "memory"
+    return PhaseTotals(latency, sum(r.flops for r in rows), sum(r.bytes for r in rows), bound), rows
 
 
 def resolve_precision(dtype: str | None, weight_dtype: str | None, act_dtype: str | None,
@@ -149,10 +211,37 @@ def resolve_precision(dtype: str | None, weight_dtype: str | None, act_dtype: st
     return Precision(weight=weight_dtype or base, act=act_dtype or base, kv=kv_cache_dtype or base)
 
 
+def resolve_system(hardware: str | Chip | None, system: str | System | None, num_chips: int | None,
+                   nodes: int | None, plan_chips: int) -> tuple[Chip, System]:
+    """The chip and the system: a named system (scaled to ``nodes``), or a default one for the chip."""
+    if system is not None:
+        sys_ = system if isinstance(system, System) else load_system(system)
+        if nodes is not None:
+            sys_ = sys_.with_nodes(_positive("nodes", nodes))
+        chip = load_chip(sys_.chip)
+        if hardware is not None:
+            other = hardware if isinstance(hardware, Chip) else load_chip(hardware)
+            if other.id != chip.id:
+                raise InfercastError(f"--hardware {other.id} conflicts with --system {sys_.id}, which holds {chip.id}")
+        if num_chips is not None and _positive("num_chips", num_chips) > sys_.num_chips:
+            raise InfercastError(f"--num-chips {num_chips}: system {sys_.id} has {sys_.num_chips}; add --nodes")
+        return chip, sys_
+    if hardware is None:
+        raise InfercastError("give --hardware CHIP (with --num-chips N) or --system NAME")
+    chip = hardware if isinstance(hardware, Chip) else load_chip(hardware)
+    n = _positive("num_chips", num_chips) if num_chips is not None else plan_chips
+    if nodes is not None:
+        n = max(n, 8 * _positive("nodes", nodes))
+    return chip, default_system(chip, n)
+
+
 def estimate(
     model: str | ModelSpec,
-    hardware: str | Chip,
+    hardware: str | Chip | None = None,
     *,
+    system: str | System | None = None,
+    num_chips: int | None = None,
+    nodes: int | None = None,
     batch: int = 1,
     isl: int = 128,
     osl: int = 128,
@@ -163,22 +252,26 @@ def estimate(
     attention: Attention = "flash",
     efficiency: Efficiency | dict[str, float] | None = None,
     memory: MemoryOptions | dict[str, float] | None = None,
+    comm: CommOptions | dict[str, float] | None = None,
     tp: int = 1,
     pp: int = 1,
     ep: int = 1,
     dp: int = 1,
+    pp_stages: tuple[int, ...] | None = None,
+    sequence_parallel: bool = False,
+    micro_batches: int | None = None,
+    auto: bool = False,
 ) -> Estimate:
-    """Estimate one model serving one static batch on one chip.
+    """Estimate one model serving one static batch on a chip or a system of chips.
 
-    ``efficiency`` overrides fields of the chip family's defaults (a full ``Efficiency``
-    or a dict of some fields); ``memory`` likewise for ``MemoryOptions``.
+    ``efficiency``, ``memory`` and ``comm`` override fields of their defaults (a full object or
+    a dict of some fields). ``auto`` picks the fastest valid (tp, pp) plan on ``num_chips``
+    chips (or all of ``system``'s).
     """
     spec = model if isinstance(model, ModelSpec) else load_model(model)
-    chip = hardware if isinstance(hardware, Chip) else load_chip(hardware)
     batch, isl, osl = _positive("batch", batch), _positive("isl", isl), _positive("osl", osl)
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp", dp)):
-        if _positive(name, value) != 1:
-            raise InfercastError(f"--{name} {value}: this version plans one chip; use --{name} 1")
+        _positive(name, value)
     # the last output token is sampled, never fed back: isl + osl - 1 positions are processed
     if isl + osl - 1 > spec.max_position_embeddings:
         raise InfercastError(
@@ -188,26 +281,79 @@ def estimate(
     if attention not in ("flash", "materialized"):
         raise InfercastError(f"attention must be 'flash' or 'materialized' (got {attention!r})")
     p = resolve_precision(dtype, weight_dtype, act_dtype, kv_cache_dtype)
+    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
     eff = _merge(default_efficiency(chip), efficiency, Efficiency, "efficiency")
     mem_opts = _merge(MemoryOptions(), memory, MemoryOptions, "memory")
+    comm_opts = _merge(CommOptions(), comm, CommOptions, "comm")
+    common = dict(p=p, attention=attention, eff=eff, mem_opts=mem_opts, comm_opts=comm_opts, batch=batch, isl=isl,
+                  osl=osl, chip=chip, system=sys_)
+    if auto:
+        chips = num_chips or sys_.num_chips
+        results = [_evaluate(spec, plan, micro_batches=None, **common)
+                   for plan in candidate_plans(spec, chips, sys_.chips_per_node)]
+        fitting = [r for r in results if r.memory.fits]
+        if not fitting:
+            raise InfercastError(f"--auto: no tensor/pipeline plan of {chips} {chip.id} chips holds {spec.name} at "
+                                 f"batch {batch}; at least {results[0].memory.min_chips if results else '?'} chips "
+                                 f"are needed")
+        return min(fitting, key=lambda r: r.e2e_latency_s)
+    plan = make_plan(spec, tp=tp, pp=pp, ep=ep, dp=dp, stages=tuple(pp_stages) if pp_stages else None,
+                     sequence_parallel=sequence_parallel)
+    if plan.num_chips > sys_.num_chips:
+        raise InfercastError(f"the plan needs tp x pp x dp = {plan.num_chips} chips but system {sys_.id} has "
+                             f"{sys_.num_chips}; use --nodes or a larger system")
+    return _evaluate(spec, plan, micro_batches=micro_batches, **common)
 
-    total, active = spec.params()
-    plan = plan_memory(spec, chip, batch=batch, isl=isl, osl=osl, p=p, attention=attention, options=mem_opts,
-                       weight_bytes=total * element_bytes(p.weight))
-    prefill, prefill_rows = _phase(forward_ops(spec, batch, isl, isl, p, attention), "prefill", 1, chip, eff)
+
+def _evaluate(spec: ModelSpec, plan: Plan, *, micro_batches: int | None, p: Precision, attention: Attention,
+              eff: Efficiency, mem_opts: MemoryOptions, comm_opts: CommOptions, batch: int, isl: int, osl: int,
+              chip: Chip, system: System) -> Estimate:
+    replica_batch = math.ceil(batch / plan.dp)
+    if plan.pp == 1:
+        m = 1
+    elif micro_batches is None:
+        m = min(plan.pp, replica_batch)
+    else:
+        m = _positive("micro_batches", micro_batches)
+        if m > replica_batch:
+            raise InfercastError(f"--micro-batches {m} exceeds the {replica_batch} sequences of a replica")
+    mb = replica_batch / m  # sequences per micro-batch
+    stages = stages_of(spec, plan)
+
+    def run(stage: Stage, q_len, kv_len, phase: str, steps: int) -> _StagePhase:
+        ops = forward_ops(stage.spec, mb, q_len, kv_len, p, attention, moe=stage.moe, first=stage.first,
+                          last=stage.last, norm_tokens_divisor=plan.tp if plan.sequence_parallel else 1)
+        ops += comm_ops(spec, plan, stage, system, mb, q_len, p, comm_opts)
+        return _stage_phase(ops, phase, steps, chip, eff)
+
+    pre = [run(s, isl, isl, "prefill", 1) for s in stages]
+    pre_latency, pre_busy = _pipeline(pre, m)
+    prefill, prefill_rows = _totals(pre[pre_busy].rows, pre_latency, m, "prefill")
     steps = osl - 1
-    kv_len = isl + np.arange(1, osl, dtype=float)
-    decode_ops = forward_ops(spec, batch, 1, kv_len, p, attention)
-    decode, decode_rows = _phase(decode_ops, "decode", steps, chip, eff) if steps else (
-        PhaseTotals(0.0, 0.0, 0.0, "memory"), [])
+    if steps:
+        kv_len = isl + np.arange(1, osl, dtype=float)
+        dec = [run(s, 1, kv_len, "decode", steps) for s in stages]
+        dec_latency, dec_busy = _pipeline(dec, m)
+        decode, decode_rows = _totals(dec[dec_busy].rows, dec_latency, m, "decode")
+    else:
+        decode, decode_rows = PhaseTotals(0.0, 0.0, 0.0, "memory"), []
+
+    loads = plan_loads(spec, plan, isl=isl, osl=osl, p=p, attention=attention)
+    load = binding_load(loads, replica_batch)
+    need, min_plan = min_chips_plan(spec, chip, batch=replica_batch, isl=isl, osl=osl, p=p, attention=attention,
+                                    options=mem_opts, max_tp=system.chips_per_node if system.chips_per_node > 1 else 8)
+    mem = plan_memory(load, chip, batch=replica_batch, replicas=plan.dp, options=mem_opts,
+                      min_chips=need * plan.dp if need else 0, min_plan=min_plan)
+    total, active = spec.params()
     return Estimate(
-        model=spec.name, hardware=chip.id, batch=batch, isl=isl, osl=osl, precision=p, params_total=total,
-        params_active=active, memory=plan, prefill=prefill, decode=decode, breakdown=prefill_rows + decode_rows,
-        efficiency=eff, peak_flops=chip.peak(p.gemm_math), peak_bandwidth=chip.figure("memory.bandwidth_bytes_per_s"),
+        model=spec.name, hardware=chip.id, system=system.id, plan=plan, micro_batches=m, batch=batch, isl=isl,
+        osl=osl, precision=p, params_total=total, params_active=active, memory=mem, prefill=prefill, decode=decode,
+        breakdown=prefill_rows + decode_rows, efficiency=eff, comm=comm_opts, peak_flops=chip.peak(p.gemm_math),
+        peak_bandwidth=chip.figure("memory.bandwidth_bytes_per_s"),
     )
 
 
-def _merge(default, override, cls, name: str):
+def _merge(default: BaseModel, override, cls, name: str):
     """``default`` with the fields of ``override`` (a dict) replaced, validated; or ``override`` itself."""
     if override is None:
         return default

@@ -126,33 +126,44 @@ class ModelSpec(BaseModel):
         h, f = self.hidden_size, self.moe_intermediate_size
         return (3 if self.gated_mlp else 2) * h * f
 
-    def params(self) -> tuple[int, int]:
-        """(total, active) parameter counts; active = what one token uses (MoE: k routed experts)."""
+    def param_parts(self) -> dict[str, int]:
+        """Parameters by piece: ``embedding`` (token, position, embedding norm), ``final_norm``,
+        ``head`` (untied LM head), ``dense_layer`` (one layer with a dense MLP), ``moe_layer``
+        (one MoE layer without its routed experts: attention, norms, router, shared experts)
+        and ``expert`` (one routed expert)."""
         h, V = self.hidden_size, self.vocab_size
         norm = h * (2 if self.norm == "layernorm" else 1)
         attn = self._attention_params()
-        dense_mlp = self._mlp_params(self.intermediate_size)
         per_norms = self.norms_per_layer * norm
-
-        embed = V * h
+        embedding = V * h
         if self.position_embedding == "learned":
-            embed += self.max_position_embeddings * h
+            embedding += self.max_position_embeddings * h
         if self.embedding_norm:
-            embed += norm
-        head = (0 if self.tie_word_embeddings else V * h) + (V if self.lm_head_bias else 0)
-        ends = embed + norm + head
-
-        dense_layer = attn + dense_mlp + per_norms
-        total = active = ends + self.num_dense_layers * dense_layer
+            embedding += norm
+        moe_layer = expert = 0
         if self.is_moe:
-            E, k, S = self.num_experts, self.experts_per_token, self.num_shared_experts
-            router = E * h
+            router = self.num_experts * h
             if self.architecture.startswith("deepseek"):
-                router += E  # e_score_correction_bias (DeepSeek-V3 noaux_tc routing)
+                router += self.num_experts  # e_score_correction_bias (DeepSeek-V3 noaux_tc routing)
             expert = self.expert_params()
-            moe_common = attn + per_norms + router + S * expert
-            total += self.num_moe_layers * (moe_common + E * expert)
-            active += self.num_moe_layers * (moe_common + k * expert)
+            moe_layer = attn + per_norms + router + self.num_shared_experts * expert
+        return {
+            "embedding": embedding,
+            "final_norm": norm,
+            "head": (0 if self.tie_word_embeddings else V * h) + (V if self.lm_head_bias else 0),
+            "dense_layer": attn + self._mlp_params(self.intermediate_size) + per_norms,
+            "moe_layer": moe_layer,
+            "expert": expert,
+        }
+
+    def params(self) -> tuple[int, int]:
+        """(total, active) parameter counts; active = what one token uses (MoE: k routed experts)."""
+        p = self.param_parts()
+        ends = p["embedding"] + p["final_norm"] + p["head"]
+        dense = ends + self.num_dense_layers * p["dense_layer"]
+        moe = self.num_moe_layers * p["moe_layer"]
+        total = dense + moe + self.num_moe_layers * self.num_experts * p["expert"]
+        active = dense + moe + self.num_moe_layers * self.experts_per_token * p["expert"]
         return total, active
 
     def _attention_params(self) -> int:

@@ -26,7 +26,17 @@ from infercast.formats import element_bytes, math_dtype
 from infercast.model import ModelSpec
 
 Attention = Literal["flash", "materialized"]
-Kind = Literal["gemm", "attention", "vector"]
+Kind = Literal["gemm", "attention", "vector", "comm"]
+
+
+@dataclass(frozen=True)
+class MoeShard:
+    """How one chip's MoE layers are split: experts over ``ep`` chips, tokens of ``token_groups``
+    data-parallel replicas meeting in each layer, shared experts of ``shared_width`` columns."""
+
+    ep: int = 1
+    token_groups: int = 1
+    shared_width: int | None = None
 
 # FLOPs per element of the elementwise kernels, counted as the arithmetic of the formula.
 RMSNORM_FLOPS = 4  # square, accumulate, scale by rsqrt(mean), multiply by weight
@@ -78,6 +88,10 @@ class Op:
     """Smallest matrix dimension (GEMM efficiency); inf for elementwise kernels."""
     math: str
     """Format the math runs in."""
+    comm_s: np.ndarray | None = None
+    """For a collective (kind 'comm'): its time from the alpha-beta model."""
+    tier: str | None = None
+    """For a collective: the interconnect tier it runs over."""
 
     @property
     def bytes(self) -> np.ndarray:
@@ -134,24 +148,30 @@ def cached_tokens(kv_len, q_len, window=None):
     return earlier if window is None else np.minimum(earlier, window)
 
 
-def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash") -> list[Op]:
-    """Operators of all decoder layers for one pass (each op's ``count`` is its number of layers)."""
+def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash",
+              moe: MoeShard = MoeShard(), norm_tokens_divisor: int = 1) -> list[Op]:
+    """Operators of all decoder layers for one pass (each op's ``count`` is its number of layers).
+
+    ``norm_tokens_divisor``: with sequence parallelism, norms and residual adds run on 1/tp of
+    the tokens of each chip.
+    """
     T = batch * q_len  # tokens in the pass
+    Tn = T / norm_tokens_divisor
     L = spec.num_layers
-    ops = [norm_op("attn_norm", spec, L, T, p)]
+    ops = [norm_op("attn_norm", spec, L, Tn, p)]
     ops += (_mla_ops if spec.is_mla else _attention_ops)(spec, batch, q_len, kv_len, p, attention)
     if spec.norms_per_layer == 2:
-        ops.append(norm_op("mlp_norm", spec, L, T, p))
+        ops.append(norm_op("mlp_norm", spec, L, Tn, p))
     if spec.num_dense_layers:
         ops += _mlp_ops(spec, spec.num_dense_layers, T, spec.intermediate_size, p, prefix="mlp")
-    if spec.is_moe:
-        ops += _moe_ops(spec, T, p)
+    if spec.num_moe_layers:
+        ops += _moe_ops(spec, T, p, moe)
     # A sequential block adds to the residual twice (after attention, after the MLP); a
     # parallel block (GPT-J, NeoX, Falcon) adds both outputs to it in one kernel.
     if spec.parallel_block:
-        ops.append(vector_op("residual_add", L, T * spec.hidden_size, 2, p, reads=3))
+        ops.append(vector_op("residual_add", L, Tn * spec.hidden_size, 2, p, reads=3))
     else:
-        ops.append(vector_op("residual_add", 2 * L, T * spec.hidden_size, 1, p, reads=2))
+        ops.append(vector_op("residual_add", 2 * L, Tn * spec.hidden_size, 1, p, reads=2))
     return ops
 
 
@@ -269,28 +289,35 @@ def experts_touched(num_experts: int, k: int, tokens):
     return num_experts * (1 - (1 - k / num_experts) ** np.asarray(tokens, float))
 
 
-def _moe_ops(spec: ModelSpec, T, p: Precision) -> list[Op]:
-    """Router, token dispatch, routed experts (grouped GEMM) and shared experts of the MoE layers."""
+def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
+    """Router, token dispatch, routed experts (grouped GEMM) and shared experts of the MoE layers.
+
+    With expert parallelism the E experts are spread over ``ep`` chips and the tokens of
+    ``token_groups`` replicas meet in each layer: a chip holds E/ep experts, receives
+    T x groups x k / ep token-expert rows, and touches E/ep x [1 - (1 - k/E)^(T groups)] of them.
+    """
     n, h, f = spec.num_moe_layers, spec.hidden_size, spec.moe_intermediate_size
     E, k = spec.num_experts, spec.experts_per_token
-    touched = experts_touched(E, k, T)
-    rows = T * k  # token-expert assignments
+    group_tokens = T * moe.token_groups
+    touched = experts_touched(E, k, group_tokens) / moe.ep  # experts whose weights this chip reads
+    rows = group_tokens * k / moe.ep  # token-expert assignments this chip computes
     per_expert = rows / touched  # tokens each touched expert processes: the GEMM's M
     a, w = element_bytes(p.act), element_bytes(p.weight)
     up = (2 if spec.gated_mlp else 1) * f
     ops = [
         gemm_op("moe_router", n, T, E, h, p),
-        # permute tokens to their experts and back: read and write T*k rows twice
+        # permute tokens to their experts and back: read and write the rows twice
         vector_op("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
         make_op("moe_up", "gemm", n, flops=2 * rows * up * h, weight=touched * up * h * w, act=rows * h * a,
-            write=rows * up * a, min_dim=np.minimum(per_expert, h), math=p.gemm_math),
+                write=rows * up * a, min_dim=np.minimum(per_expert, h), math=p.gemm_math),
         vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
-                reads=2 if spec.gated_mlp else 1),
+                  reads=2 if spec.gated_mlp else 1),
         make_op("moe_down", "gemm", n, flops=2 * rows * h * f, weight=touched * h * f * w, act=rows * f * a,
-            write=rows * h * a, min_dim=np.minimum(per_expert, f), math=p.gemm_math),
+                write=rows * h * a, min_dim=np.minimum(per_expert, f), math=p.gemm_math),
     ]
     if spec.num_shared_experts:
-        ops += _mlp_ops(spec, n, T, spec.num_shared_experts * f, p, prefix="shared")
+        width = moe.shared_width if moe.shared_width is not None else spec.num_shared_experts * f
+        ops += _mlp_ops(spec, n, T, width, p, prefix="shared")
     return ops
 
 
@@ -321,7 +348,11 @@ def output_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
     ]
 
 
-def forward_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash") -> list[Op]:
-    """All operators of one forward pass, in execution order."""
-    return (embedding_ops(spec, batch, q_len, p) + layer_ops(spec, batch, q_len, kv_len, p, attention)
-            + output_ops(spec, batch, q_len, p))
+def forward_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash", *,
+                moe: MoeShard = MoeShard(), first: bool = True, last: bool = True,
+                norm_tokens_divisor: int = 1) -> list[Op]:
+    """All operators of one forward pass in execution order; ``first``/``last`` say whether
+    this chip's stage holds the embedding and the output head."""
+    ops = embedding_ops(spec, batch, q_len, p) if first else []
+    ops += layer_ops(spec, batch, q_len, kv_len, p, attention, moe, norm_tokens_divisor)
+    return ops + (output_ops(spec, batch, q_len, p) if last else [])

@@ -90,10 +90,14 @@ class OpTime:
     memory_s: np.ndarray
     overhead_s: float
     time_s: np.ndarray
+    communication: bool = False
 
     @property
     def bound(self) -> np.ndarray:
-        """'compute', 'memory' or 'overhead' per element: whichever term is largest."""
+        """'compute', 'memory' or 'overhead' per element: whichever term is largest
+        ('communication' for a collective)."""
+        if self.communication:
+            return np.full(np.shape(self.time_s), "communication")
         return np.where(
             self.overhead_s > np.maximum(self.compute_s, self.memory_s), "overhead",
             np.where(self.compute_s >= self.memory_s, "compute", "memory"),
@@ -107,7 +111,13 @@ def vector_peak(chip: Chip) -> float:
 
 
 def op_time(op: Op, chip: Chip, eff: Efficiency) -> OpTime:
-    """Roofline time of one execution of ``op`` on ``chip`` at efficiency ``eff``."""
+    """Roofline time of one execution of ``op`` on ``chip`` at efficiency ``eff``.
+
+    A collective (kind 'comm') carries its own alpha-beta time (``infercast.parallel``).
+    """
+    if op.kind == "comm":
+        zero = np.zeros_like(op.comm_s)
+        return OpTime(zero, zero, 0.0, op.comm_s, communication=True)
     peak = vector_peak(chip) if op.kind == "vector" else chip.peak(op.math)
     bw = chip.figure("memory.bandwidth_bytes_per_s")
     compute = op.flops / (peak * eff.compute_fraction(op))

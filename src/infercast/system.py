@@ -1,0 +1,153 @@
+"""Systems: chips in nodes joined by interconnect tiers; the catalog of named systems.
+
+A system is ``chips_per_node`` chips of one kind per node, joined inside the node by the
+``intra_node`` tier (NVLink through NVSwitch, PCIe through a switch or through host memory,
+Infinity Fabric, RoCE ports, ICI) and across nodes by the ``inter_node`` tier (InfiniBand,
+RoCE/Ethernet). Each tier is a bandwidth per direction per chip and a per-hop latency.
+
+Named systems are YAML files in ``infercast/catalog/systems/``; ``--hardware CHIP
+--num-chips N`` builds a default one from the chip's own links (``default_system``).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
+from infercast.hardware import Chip, Sourced, Spec, load_chip
+
+Topology = Literal["switch", "ring", "torus", "host"]
+
+
+class Tier(Spec):
+    """One level of the interconnect: what one chip can send to its peers at this level."""
+
+    name: str
+    """E.g. 'NVLink 4 via NVSwitch', 'InfiniBand NDR 400 Gb/s, one NIC per GPU'."""
+    topology: Topology
+    """switch: any pair at full bandwidth; ring/torus: neighbours only; host: staged through host memory."""
+    bandwidth_bytes_per_s_per_direction: Sourced
+    """Bandwidth one chip can send (and at the same time receive) on this tier."""
+    latency_s: Sourced
+    """Time of one hop of a small message on this tier (the alpha of the alpha-beta model)."""
+
+
+class System(Spec):
+    id: str
+    name: str
+    chip: str
+    """Catalog id of the chip every slot holds."""
+    chips_per_node: int = Field(gt=0)
+    nodes: int = Field(default=1, gt=0)
+    """Nodes in the system as shipped (``--nodes`` scales it)."""
+    intra_node: Tier | None
+    """Link between chips of one node; null for a node of one chip."""
+    inter_node: Tier | None
+    """Link between nodes; null where the system cannot be scaled out (or is one domain)."""
+    price_usd: Sourced | None = None
+    """Price of one node, where published."""
+    notes: str | None = None
+
+    @property
+    def num_chips(self) -> int:
+        return self.chips_per_node * self.nodes
+
+    def with_nodes(self, nodes: int) -> System:
+        if nodes > 1 and self.inter_node is None:
+            raise InfercastError(f"--nodes {nodes}: system {self.id} has no inter-node link to scale out over")
+        return self.model_copy(update={"nodes": nodes})
+
+    def tier_for(self, chips: int) -> Tier:
+        """The slowest tier a group of ``chips`` consecutive chips spans (placed node-first)."""
+        if chips <= self.chips_per_node:
+            if self.intra_node is None:
+                raise InfercastError(f"system {self.id}: a node holds one chip; a group of {chips} needs nodes")
+            return self.intra_node
+        if self.inter_node is None:
+            raise InfercastError(f"system {self.id}: {chips} chips span nodes but it has no inter-node link")
+        return self.inter_node
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CATALOG = resources.files("infercast") / "catalog" / "systems"
+
+
+def system_ids() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in _CATALOG.iterdir() if p.name.endswith(".yaml"))
+
+
+def _parse(text: str, origin: str) -> System:
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise InfercastError(f"system file {origin}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise InfercastError(f"system file {origin}: expected a mapping of system fields")
+    try:
+        system = System.model_validate(data)
+    except ValidationError as exc:
+        raise InfercastError(f"system file {origin}: {pydantic_error_line(exc)}") from None
+    load_chip(system.chip)  # the chip must exist
+    return system
+
+
+@cache
+def load_system(name: str) -> System:
+    """A named system, or one from a path to a system YAML file."""
+    path = Path(name)
+    if name.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise InfercastError(f"--system: no such file {name}")
+        return _parse(path.read_text(), name)
+    if name not in system_ids():
+        raise InfercastError(f"unknown system '{name}'{did_you_mean(name, system_ids())}; "
+                             f"see 'infercast hardware systems'")
+    return _parse((_CATALOG / f"{name}.yaml").read_text(), f"{name}.yaml")
+
+
+# Alpha (one hop of a small message) of the default tiers: NCCL's own cost model, the hwLat
+# table of src/graph/tuning.cc for the low-latency (LL) protocol on a ring: NVLink 0.47 us,
+# PCIe 1.0 us, network 2.7 us per hop.
+NCCL_LL_HOP_S = {"nvlink": 0.47e-6, "pcie": 1.0e-6, "net": 2.7e-6}
+NCCL_SOURCE = "NCCL src/graph/tuning.cc, hwLat table (LL protocol, ring), per hop"
+
+
+def default_system(chip: Chip, num_chips: int) -> System:
+    """``--hardware CHIP --num-chips N``: one node of up to 8 chips joined by the chip's own link.
+
+    Chips with a scale-up link (NVLink, Infinity Fabric, ICI, RoCE ports) use it within a node
+    as a switch; cards without one talk over PCIe through the host (``topology: host``).
+    Beyond 8 chips, nodes are joined by one 400 Gb/s NIC per chip (InfiniBand NDR, the
+    common choice for 8-GPU servers since 2023).
+    """
+    per_node = min(num_chips, 8)
+    link = chip.interconnect
+    if link is not None and link.bandwidth_bytes_per_s_per_direction.value:
+        kind = "nvlink"
+        intra = Tier(name=link.name, topology="switch",
+                     bandwidth_bytes_per_s_per_direction=link.bandwidth_bytes_per_s_per_direction,
+                     latency_s=Sourced(value=NCCL_LL_HOP_S[kind], source=NCCL_SOURCE,
+                                       note="NVLink figure used for every scale-up link"))
+    else:
+        host = chip.host_link
+        bw = host.bandwidth_bytes_per_s_per_direction
+        if bw.value is None:
+            raise InfercastError(f"hardware {chip.id}: no chip-to-chip or host link bandwidth in the catalog; "
+                                 f"use --system with a system YAML")
+        intra = Tier(name=f"{host.name} through host memory", topology="host",
+                     bandwidth_bytes_per_s_per_direction=bw,
+                     latency_s=Sourced(value=NCCL_LL_HOP_S["pcie"], source=NCCL_SOURCE))
+    inter = Tier(name="InfiniBand NDR 400 Gb/s, one NIC per chip", topology="switch",
+                 bandwidth_bytes_per_s_per_direction=Sourced(
+                     value=50e9, source="NVIDIA ConnectX-7 / Quantum-2 NDR: 400 Gb/s per port per direction"),
+                 latency_s=Sourced(value=NCCL_LL_HOP_S["net"], source=NCCL_SOURCE))
+    return System(id=f"{chip.id}-x{num_chips}", name=f"{num_chips} x {chip.name}", chip=chip.id,
+                  chips_per_node=per_node, nodes=math.ceil(num_chips / per_node),
+                  intra_node=intra if per_node > 1 else None, inter_node=inter)
