@@ -61,43 +61,110 @@ def cli() -> None:
     """How a generative model runs on given hardware: fit, latency, throughput, bottleneck."""
 
 
+def _stages(value: str | None) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    try:
+        return tuple(int(x) for x in value.split(","))
+    except ValueError:
+        raise InfercastError(f"--pp-stages {value!r}: expected layer counts such as 41,39") from None
+
+
+def _engine_options(f):
+    """The options every command that runs the engine shares (estimate, compare)."""
+    options = [
+        click.option("--model", required=True,
+                     help="Preset id (infercast models list) or a config.json path or folder."),
+        click.option("--batch", type=int, default=1, show_default=True,
+                     help="Sequences processed together (all replicas)."),
+        click.option("--isl", type=int, default=128, show_default=True, help="Input (prompt) tokens per sequence."),
+        click.option("--osl", type=int, default=128, show_default=True, help="Output tokens per sequence."),
+        click.option("--dtype", help=f"Format of weights, activations and KV cache: {DTYPE_HELP} [default: fp16]."),
+        click.option("--weight-dtype", help="Weight format (overrides --dtype)."),
+        click.option("--act-dtype", help="Activation format (overrides --dtype)."),
+        click.option("--kv-cache-dtype", help="KV-cache format (overrides --dtype)."),
+        click.option("--attention", type=click.Choice(["flash", "materialized"]), default="flash", show_default=True,
+                     help="Fused FlashAttention-style kernel, or scores written to memory."),
+        click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
+                     help="Override an efficiency parameter, e.g. bandwidth=0.8 or step_overhead_s=0.002."),
+        click.option("--comm", "comm", multiple=True, metavar="KEY=VALUE",
+                     help="Override a collective parameter, e.g. bandwidth=0.7 or overlap=0.5."),
+        click.option("--gpu-memory-utilization", type=float,
+                     help="Fraction of device memory the engine may use [0.9]."),
+        click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree."),
+        click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel stages."),
+        click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE models)."),
+        click.option("--dp", type=int, default=1, show_default=True, help="Data-parallel replicas."),
+        click.option("--pp-stages", help="Layers per pipeline stage, e.g. 41,39 (default: as even as possible)."),
+        click.option("--sequence-parallel", is_flag=True, help="Reduce-scatter/all-gather instead of all-reduce."),
+        click.option("--micro-batches", type=int, help="Micro-batches in flight with --pp [default: min(pp, batch)]."),
+        click.option("--auto", is_flag=True, help="Pick the fastest valid tp x pp plan on the system's chips."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _run_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    memory = kw.pop("gpu_memory_utilization")
+    kw["memory"] = {"gpu_memory_utilization": memory} if memory is not None else None
+    kw["efficiency"] = _key_values(kw.pop("efficiency"), "--efficiency") or None
+    kw["comm"] = _key_values(kw.pop("comm"), "--comm") or None
+    kw["pp_stages"] = _stages(kw.pop("pp_stages"))
+    return kw
+
+
 @cli.command()
-@click.option("--model", required=True, help="Preset id (infercast models list) or a config.json path or folder.")
-@click.option("--hardware", required=True, help="Chip id (infercast hardware list) or a chip YAML path.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Sequences processed together.")
-@click.option("--isl", type=int, default=128, show_default=True, help="Input (prompt) tokens per sequence.")
-@click.option("--osl", type=int, default=128, show_default=True, help="Output tokens per sequence.")
-@click.option("--dtype", help=f"Format of weights, activations and KV cache: {DTYPE_HELP} [default: fp16].")
-@click.option("--weight-dtype", help="Weight format (overrides --dtype).")
-@click.option("--act-dtype", help="Activation format (overrides --dtype).")
-@click.option("--kv-cache-dtype", help="KV-cache format (overrides --dtype).")
-@click.option("--attention", type=click.Choice(["flash", "materialized"]), default="flash", show_default=True,
-              help="Fused FlashAttention-style kernel, or scores written to memory.")
-@click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
-              help="Override an efficiency parameter, e.g. bandwidth=0.8 or step_overhead_s=0.002 (repeatable).")
-@click.option("--gpu-memory-utilization", type=float, help="Fraction of device memory the engine may use [0.9].")
-@click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree (1 in this version).")
-@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree (1 in this version).")
-@click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (1 in this version).")
-@click.option("--dp", type=int, default=1, show_default=True, help="Data-parallel replicas (1 in this version).")
+@_engine_options
+@click.option("--hardware", help="Chip id (infercast hardware list) or a chip YAML path.")
+@click.option("--num-chips", type=int, help="Chips of --hardware in a default system (NVLink or PCIe in a node).")
+@click.option("--system", help="Named system (infercast hardware systems) or a system YAML path.")
+@click.option("--nodes", type=int, help="Nodes of --system (scale out over its inter-node link).")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 @click.option("--breakdown", is_flag=True, help="Show the per-operator table (op, phase, FLOPs, bytes, time, bound).")
-def estimate(model, hardware, batch, isl, osl, dtype, weight_dtype, act_dtype, kv_cache_dtype, attention,
-             efficiency, gpu_memory_utilization, tp, pp, ep, dp, output, breakdown) -> None:
-    """Estimate memory, TTFT, TPOT and throughput of MODEL on HARDWARE."""
+def estimate(output: str, breakdown: bool, **kw: Any) -> None:
+    """Estimate memory, TTFT, TPOT and throughput of a model on a chip or a system."""
     from infercast.estimate import estimate as run
 
-    memory = {"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization is not None else None
-    result = run(model, hardware, batch=batch, isl=isl, osl=osl, dtype=dtype, weight_dtype=weight_dtype,
-                 act_dtype=act_dtype, kv_cache_dtype=kv_cache_dtype, attention=attention,
-                 efficiency=_key_values(efficiency, "--efficiency") or None, memory=memory, tp=tp, pp=pp, ep=ep,
-                 dp=dp).to_dict()
+    result = run(**_run_kwargs(kw)).to_dict()
     if output == "json":
         click.echo(json.dumps(result, indent=2))
     elif output == "csv":
         click.echo(_csv(result["breakdown"]) if breakdown else _csv([_flatten(result)]), nl=False)
     else:
         _estimate_table(result, breakdown)
+
+
+@cli.command()
+@_engine_options
+@click.option("--systems", required=True, help="Comma-separated systems or chips (chip ids use --num-chips).")
+@click.option("--num-chips", type=int, help="Chips for entries that name a chip rather than a system.")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def compare(systems: str, num_chips: int | None, output: str, **kw: Any) -> None:
+    """Run one model and workload on two or more systems, side by side."""
+    from infercast.estimate import estimate as run
+    from infercast.system import system_ids
+
+    kw = _run_kwargs(kw)
+    rows = []
+    for name in [x.strip() for x in systems.split(",") if x.strip()]:
+        where = {"system": name} if name in system_ids() or name.endswith((".yaml", ".yml")) else {
+            "hardware": name, "num_chips": num_chips}
+        r = run(**where, **kw)
+        d = r.to_dict()
+        share = r.communication_share
+        rows.append({
+            "system": d["system"], "chip": d["hardware"], "plan": f"tp{r.plan.tp} pp{r.plan.pp} ep{r.plan.ep} "
+                                                                  f"dp{r.plan.dp}",
+            "fits": d["memory"]["fits"], "per_chip_gb": d["memory"]["total_per_chip_bytes"] / 1e9,
+            "ttft_s": d["ttft_s"], "tpot_s": d["decode"]["tpot_s"], "e2e_latency_s": d["e2e_latency_s"],
+            "throughput_tokens_per_s": d["throughput_tokens_per_s"], "prefill_bound": d["prefill"]["bound"],
+            "decode_bound": d["decode"]["bound"], "decode_comm_share": share["decode"],
+            "prefill_comm_share": share["prefill"],
+        })
+    if len(rows) < 2:
+        raise InfercastError("--systems: name at least two systems or chips, separated by commas")
+    _print_rows(rows, output)
 
 
 def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
@@ -111,6 +178,9 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
                   f"isl {w['isl']}, osl {w['osl']}, weights {w['weight_dtype']}, act {w['act_dtype']}, "
                   f"KV {w['kv_dtype']}")
     console.print(f"params {r['params']['total'] / 1e9:.2f} B total, {r['params']['active'] / 1e9:.2f} B active")
+    par = r["parallel"]
+    console.print(f"system {r['system']}: tp {par['tp']} x pp {par['pp']} x dp {par['dp']} = {par['num_chips']} "
+                  f"chips, ep {par['ep']}" + (f", {par['micro_batches']} micro-batches" if par["pp"] > 1 else ""))
     t = Table(show_header=False, box=None)
     t.add_row("memory", f"{fits}: {m['reason']}")
     t.add_row("", f"weights {m['weights_bytes'] / 1e9:.2f} GB, KV cache {m['kv_cache_bytes'] / 1e9:.3g} GB "
@@ -124,15 +194,18 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
                       f"{_fmt(u['decode_bandwidth'] and 100 * u['decode_bandwidth'], '%')} of peak bandwidth)")
     t.add_row("decode", f"{_fmt(d['tokens_per_s'], ' tokens/s')} over the batch")
     t.add_row("end to end", f"{_fmt(r['e2e_latency_s'], ' s')}, {_fmt(r['throughput_tokens_per_s'], ' tokens/s')}")
+    share = r["communication_share"]
+    if par["num_chips"] > 1:
+        t.add_row("communication", f"{100 * share['prefill']:.1f}% of prefill, {100 * share['decode']:.1f}% of decode")
     console.print(t)
     if not m["fits"]:
         console.print("[yellow]Latencies are for one chip as if it had the memory; "
                       f"the model needs at least {m['min_chips']} chips.[/yellow]")
     if breakdown:
-        b = Table("op", "phase", "GFLOPs", "MB", "time ms", "bound", title="per operator (one chip)")
+        b = Table("op", "phase", "GFLOPs", "MB", "time ms", "bound", "link", title="per operator (one chip)")
         for row in r["breakdown"]:
             b.add_row(row["op"], row["phase"], f"{row['flops'] / 1e9:.4g}", f"{row['bytes'] / 1e6:.4g}",
-                      f"{row['time_s'] * 1e3:.4g}", row["bound"])
+                      f"{row['time_s'] * 1e3:.4g}", row["bound"], row["tier"] or "")
         console.print(b)
 
 
@@ -159,6 +232,24 @@ def hardware_list(output: str) -> None:
                                    if c.memory.bandwidth_bytes_per_s.value else None),
             "tdp_w": c.tdp_w.value,
         })
+    _print_rows(rows, output)
+
+
+@hardware.command("systems")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def hardware_systems(output: str) -> None:
+    """List the named systems: chips per node and the links between them."""
+    from infercast.system import load_system, system_ids
+
+    rows = []
+    for sid in system_ids():
+        s = load_system(sid)
+
+        def tier(t):
+            return f"{t.name}: {t.bandwidth_bytes_per_s_per_direction.value / 1e9:g} GB/s" if t else "-"
+
+        rows.append({"id": s.id, "chip": s.chip, "chips_per_node": s.chips_per_node, "nodes": s.nodes,
+                     "intra_node": tier(s.intra_node), "inter_node": tier(s.inter_node)})
     _print_rows(rows, output)
 
 

@@ -167,7 +167,8 @@ def binding_load(loads: list[ChipLoad], batch: int) -> ChipLoad:
 
 
 def min_chips_plan(spec: ModelSpec, chip: Chip, *, batch: int, isl: int, osl: int, p: Precision,
-                   attention: Attention, options: MemoryOptions, max_tp: int, limit: int = 4096) -> tuple[int, dict | None]:
+                   attention: Attention, options: MemoryOptions, max_tp: int,
+                   limit: int = 4096) -> tuple[int, dict | None]:
     """The fewest chips of this kind whose best (tp, pp) plan holds ``batch`` sequences; (0, None) if none
     up to ``limit``. Tensor parallelism stays within ``max_tp`` (a node)."""
     from infercast.parallel import candidate_plans, tp_shard

@@ -19,11 +19,13 @@ import numpy as np
 
 from infercast.errors import InfercastError
 from infercast.estimate import estimate
-from infercast.formats import BYTES_PER_ELEMENT
+from infercast.formats import BYTES_PER_ELEMENT, element_bytes
 from infercast.hardware import load_chip
 from infercast.model import load_model
 from infercast.ops import GELU_FLOPS, SOFTMAX_FLOPS, Precision, gemm_op, make_op, norm_op, vector_op
+from infercast.parallel import CommOptions, group_allreduce_s
 from infercast.roofline import IDEAL, Efficiency, default_efficiency, op_time
+from infercast.system import default_system
 
 COLUMNS = ("id,source,model,hardware,num_chips,tp,pp,weight_dtype,act_dtype,kv_dtype,framework,scenario,batch,"
            "isl,osl,op,gemm_m,gemm_n,gemm_k,metric,value,constraint,notes").split(",")
@@ -106,16 +108,16 @@ def predict_row(row: dict[str, str], eff_for=default_efficiency) -> tuple[float 
         return _predict_op(row, p, eff_for)
     if scenario in ("offline", "server", "concurrency", "interactive"):
         return None, f"scenario {scenario} needs the serving simulator, not in this version", None
-    if _int(row, "num_chips", 1) != 1:
-        return None, "multi-chip plans (tp/pp) are not in this version", None
     batch = _int(row, "batch", 1)
     isl, osl = _int(row, "isl"), _int(row, "osl", 1)
     note = None
     if isl is None:
         isl, note = UNSTATED_PROMPT_TOKENS, f"prompt length not stated; assumed {UNSTATED_PROMPT_TOKENS} tokens"
-    kw = dict(batch=batch, weight_dtype=p.weight, act_dtype=p.act, kv_cache_dtype=p.kv)
     chip = load_chip(row["hardware"])
     eff = eff_for(chip)
+    # a chip id and a chip count build the default system: the chips' own scale-up link in a node
+    kw = dict(batch=batch, weight_dtype=p.weight, act_dtype=p.act, kv_cache_dtype=p.kv,
+              num_chips=_int(row, "num_chips", 1), tp=_int(row, "tp", 1), pp=_int(row, "pp", 1))
     if metric in ("ttft_s", "prefill_latency_s", "prefill_tokens_per_s"):
         r = estimate(row["model"], chip, isl=isl, osl=1, efficiency=eff, **kw)
         return (batch * isl / r.ttft_s if metric == "prefill_tokens_per_s" else r.ttft_s), None, note
@@ -135,7 +137,14 @@ def _predict_op(row: dict[str, str], p: Precision, eff_for) -> tuple[float | Non
     op_name = row["op"]
     M, N, K = _int(row, "gemm_m"), _int(row, "gemm_n"), _int(row, "gemm_k")
     if op_name == "allreduce":
-        return None, "collectives (multi-chip) are not in this version", None
+        tp, tokens = _int(row, "tp", 1), _note(row, "tokens")
+        if tokens is None:
+            return None, "allreduce needs tokens=N in notes", None
+        spec = load_model(row["model"])
+        size = tokens * spec.hidden_size * element_bytes(p.act)  # one layer's output, all-reduced over the TP group
+        system = default_system(chip, tp)
+        opts = CommOptions() if eff is not IDEAL else CommOptions(bandwidth=1.0, launch_s=0.0)
+        return float(group_allreduce_s(size, tp, system, opts)), None, f"{size / 1e6:.3g} MB over {tp} chips"
     if op_name in GEMM_OPS:
         repeat = re.search(r"value = (\d+) x the measured", row.get("notes", ""))
         times = int(repeat.group(1)) if repeat else 1
