@@ -50,3 +50,27 @@ def test_c4_phases(claims):
     # each decode step moves the weights (minus the unread embedding table) plus the cache
     assert f["decode_bytes_over_weights_plus_kv"] == pytest.approx(1.0, abs=0.03)
     assert f["prefill_flops_per_byte"] > 100 * f["decode_flops_per_byte"]
+
+
+def test_multi_chip_claims_are_computed(claims):
+    for cid in ("C6", "C7", "C8", "C17"):
+        assert claims[cid].verdict != "not_yet"
+    c6 = claims["C6"].figures
+    # FP16 tensor 989.4 / 165.2 TFLOPS; bandwidth 3350 / 1008 GB/s (catalog)
+    assert c6["compute_ratio"] == pytest.approx(989.4 / 165.2)
+    assert c6["bandwidth_ratio"] == pytest.approx(3350 / 1008)
+    # PCIe through host memory makes communication a larger share on the 4090 server, growing with batch
+    assert c6["decode_comm_share_4090_batch_32"] > 2 * c6["decode_comm_share_h100_batch_32"]
+    assert c6["throughput_ratio_batch_1"] < c6["throughput_ratio_batch_32"] < c6["throughput_ratio_at_max_batch"]
+    assert c6["rtx4090_tokens_per_s_per_kusd_8b"] > c6["h100_tokens_per_s_per_kusd_8b"]
+    c7 = claims["C7"].figures
+    assert c7["nvlink4_bytes_per_s_bidirectional"] == 900e9 and c7["nvlink5_bytes_per_s_bidirectional"] == 1800e9
+    assert c7["gpt3_tp16_2nodes_decode_comm_share"] > c7["gpt3_tp8_nvlink_decode_comm_share"]
+    c8 = claims["C8"].figures
+    # 96 stages in 12 nodes of 8: 95 boundaries, of which 11 cross nodes
+    assert (c8["intra_node_hops"], c8["inter_node_hops"]) == (84, 11)
+    assert c8["tpot_s_tp8_pp12"] < c8["tpot_s_pp96"]
+    c17 = claims["C17"].figures
+    # H100: 700 W / 1.9789 dense FP8 PFLOPS = 353.7 W/PFLOPS at its narrowest native format
+    assert c17["w_per_pflops_h100-sxm"] == pytest.approx(700 / 1.9789)
+    assert min(v for k, v in c17.items() if k.startswith("w_per_pflops_")) > 50
