@@ -164,7 +164,11 @@ def compare(systems: str, num_chips: int | None, output: str, **kw: Any) -> None
         })
     if len(rows) < 2:
         raise InfercastError("--systems: name at least two systems or chips, separated by commas")
-    _print_rows(rows, output)
+    if output != "table":
+        _print_rows(rows, output)
+        return
+    # side by side: one column per system
+    _print_rows([{"": key, **{r["system"]: r[key] for r in rows}} for key in rows[0] if key != "system"], "table")
 
 
 def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
