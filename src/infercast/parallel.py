@@ -102,6 +102,18 @@ def group_allreduce_s(size_bytes, n: int, system: System, opts: CommOptions):
             + allreduce_s(size_bytes / local, n // local, inter, opts))
 
 
+def group_allgather_s(size_bytes, n: int, system: System, opts: CommOptions):
+    """All-gather (or reduce-scatter) of a ``size_bytes`` result among ``n`` consecutive chips: one tier,
+    or hierarchical across nodes (across nodes on 1/n_local of the result, then within each node)."""
+    local = system.chips_per_node
+    if n <= local:
+        return allgather_s(size_bytes, n, system.tier_for(n), opts)
+    if n % local:
+        raise InfercastError(f"a group of {n} chips spanning nodes must be a multiple of {local} chips per node")
+    return (allgather_s(size_bytes / local, n // local, system.tier_for(n), opts)
+            + allgather_s(size_bytes, local, system.tier_for(local), opts))
+
+
 # --- plans -----------------------------------------------------------------------------
 
 
@@ -285,14 +297,14 @@ def comm_ops(spec: ModelSpec, plan: Plan, stage: Stage, system: System, batch, q
     if tp > 1:
         n = per_layer * stage.layers + (1 if stage.first else 0)
         if plan.sequence_parallel:
-            half = allgather_s(layer_msg, tp, system.tier_for(tp), opts)
+            half = group_allgather_s(layer_msg, tp, system, opts)
             ops.append(comm("reduce_scatter", n, layer_msg, half, tier_tp))
             ops.append(comm("all_gather", n, layer_msg, half, tier_tp))
         else:
             ops.append(comm("allreduce", n, layer_msg, group_allreduce_s(layer_msg, tp, system, opts), tier_tp))
         if stage.last:
             logits = batch * spec.vocab_size * 4.0  # fp32 logits of the last positions
-            t = allgather_s(logits, tp, system.tier_for(tp), opts)
+            t = group_allgather_s(logits, tp, system, opts)
             ops.append(comm("all_gather_logits", 1, logits, t, tier_tp))
     if spec.is_moe and plan.ep_across_dp > 1:
         n_ep = plan.ep_across_dp
