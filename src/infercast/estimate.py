@@ -157,15 +157,14 @@ class _StagePhase:
 
 def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficiency) -> _StagePhase:
     """Sum each operator over its layers and, for decode, over every step's KV length."""
-    shape = (steps,)
-    rows, step = [], np.zeros(shape)
+    rows, step = [], np.zeros(steps)
     for op in ops:
         t = op_time(op, chip, eff)
-        per_step = np.broadcast_to(t.time_s, shape) * op.count
-        step = step + per_step
+        step = step + t.time_s * op.count  # broadcasts a step-independent time over every step
 
         def total(x, count=op.count) -> float:
-            return float(np.broadcast_to(x, shape).sum()) * count
+            """Sum over the layers and every step (x is per step, or the same for all steps)."""
+            return (float(x.sum()) if np.ndim(x) else float(x) * steps) * count
 
         if op.kind == "comm":
             bound = "communication"
@@ -173,7 +172,7 @@ def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficie
             parts = (("compute", total(t.compute_s)), ("memory", total(t.memory_s)),
                      ("overhead", t.overhead_s * steps * op.count))
             bound = max(parts, key=lambda kv: kv[1])[0]
-        rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), float(per_step.sum()), bound, op.tier))
+        rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), total(t.time_s), bound, op.tier))
     if eff.step_overhead_s:
         step = step + eff.step_overhead_s
         rows.append(OpRow("framework", phase, 0.0, 0.0, eff.step_overhead_s * steps, "overhead"))

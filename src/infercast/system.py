@@ -119,6 +119,7 @@ NCCL_LL_HOP_S = {"nvlink": 0.47e-6, "pcie": 1.0e-6, "net": 2.7e-6}
 NCCL_SOURCE = "NCCL src/graph/tuning.cc, hwLat table (LL protocol, ring), per hop"
 
 
+@cache
 def default_system(chip: Chip, num_chips: int) -> System:
     """``--hardware CHIP --num-chips N``: one node of up to 8 chips joined by the chip's own link.
 
