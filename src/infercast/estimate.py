@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from infercast.errors import InfercastError, pydantic_error_line
+from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
+from infercast.formats import SCHEMES, element_bytes, get_format
 from infercast.hardware import Chip, load_chip
 from infercast.memory import MemoryOptions, MemoryPlan, binding_load, min_chips_plan, plan_loads, plan_memory
 from infercast.model import ModelSpec, load_model
@@ -203,11 +204,24 @@ def _totals(rows: list[OpRow], latency: float, m: int, phase: str) -> tuple[Phas
     return PhaseTotals(latency, sum(r.flops for r in rows), sum(r.bytes for r in rows), bound), rows
 
 
-def resolve_precision(dtype: str | None, weight_dtype: str | None, act_dtype: str | None,
-                      kv_cache_dtype: str | None) -> Precision:
-    """``dtype`` sets all three tensor classes; the specific flags override it (default fp16)."""
+def resolve_precision(spec: ModelSpec, dtype: str | None, weight_dtype: str | None, act_dtype: str | None,
+                      kv_cache_dtype: str | None, quantization: str | None = None) -> Precision:
+    """``dtype`` sets all three tensor classes, a ``quantization`` scheme the weights (and, for W8A8
+    or W4A4 schemes, the activations); the specific flags override both (default fp16)."""
     base = dtype or "fp16"
-    return Precision(weight=weight_dtype or base, act=act_dtype or base, kv=kv_cache_dtype or base)
+    weight, act = base, base
+    if quantization is not None:
+        if quantization not in SCHEMES:
+            raise InfercastError(f"--quantization: unknown scheme '{quantization}'{did_you_mean(quantization, SCHEMES)}"
+                                 f"; use one of {', '.join(SCHEMES)}")
+        weight, scheme_act = SCHEMES[quantization]
+        act = scheme_act or act
+    weight, act = weight_dtype or weight, act_dtype or act
+    kv = kv_cache_dtype or (base if dtype else "fp16")
+    element_bytes(act, "act dtype")
+    if get_format(act).math is None:
+        raise InfercastError(f"--act-dtype {act}: a weight quantization scheme, not an activation format")
+    return Precision.for_model(spec, get_format(weight, "weight dtype").name, act, kv)
 
 
 def resolve_system(hardware: str | Chip | None, system: str | System | None, num_chips: int | None,
@@ -248,6 +262,7 @@ def estimate(
     weight_dtype: str | None = None,
     act_dtype: str | None = None,
     kv_cache_dtype: str | None = None,
+    quantization: str | None = None,
     attention: Attention = "flash",
     efficiency: Efficiency | dict[str, float] | None = None,
     memory: MemoryOptions | dict[str, float] | None = None,
@@ -279,7 +294,7 @@ def estimate(
         )
     if attention not in ("flash", "materialized"):
         raise InfercastError(f"attention must be 'flash' or 'materialized' (got {attention!r})")
-    p = resolve_precision(dtype, weight_dtype, act_dtype, kv_cache_dtype)
+    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
     eff = _merge(default_efficiency(chip), efficiency, Efficiency, "efficiency")
     mem_opts = _merge(MemoryOptions(), memory, MemoryOptions, "memory")

@@ -144,7 +144,7 @@ def plan_memory(load: ChipLoad, chip: Chip, *, batch: int, replicas: int, option
 def plan_loads(spec: ModelSpec, plan, *, isl: int, osl: int, p: Precision, attention: Attention,
                local: ModelSpec | None = None) -> list[ChipLoad]:
     """The memory load of one chip of each pipeline stage of ``plan``."""
-    from infercast.parallel import layer_message_bytes, stage_layers, stage_weight_params, tp_shard
+    from infercast.parallel import layer_message_bytes, stage_layers, stage_weight_bytes, stage_weight_params, tp_shard
 
     local = local or tp_shard(spec, plan)
     per_layer_kv = local.kv_elements_per_token() / local.num_layers
@@ -153,7 +153,7 @@ def plan_loads(spec: ModelSpec, plan, *, isl: int, osl: int, p: Precision, atten
     kept = isl + osl if spec.sliding_window is None else min(isl + osl, spec.sliding_window)
     act = activation_bytes_per_sequence(local, isl, p, attention)
     message = layer_message_bytes(spec, isl, p) if plan.tp > 1 or plan.pp > 1 else 0.0
-    return [ChipLoad(weights_bytes=stage_weight_params(spec, local, plan, s, layers, dense) * element_bytes(p.weight),
+    return [ChipLoad(weights_bytes=stage_weight_bytes(stage_weight_params(spec, local, plan, s, layers, dense), p),
                      kv_bytes_per_seq=kept * per_layer_kv * layers * c,
                      kv_bytes_per_seq_if_mha=kept * per_layer_mha * layers * c,
                      act_bytes_per_seq=act, comm_buffer_bytes=2 * message)

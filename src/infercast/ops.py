@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from infercast.formats import element_bytes, math_dtype
+from infercast.formats import element_bytes, get_format, math_dtype, weight_bits
 from infercast.model import ModelSpec
 
 Attention = Literal["flash", "materialized"]
@@ -37,6 +37,8 @@ class MoeShard:
     ep: int = 1
     token_groups: int = 1
     shared_width: int | None = None
+    imbalance: float = 1.0
+    """Tokens of the busiest expert over the mean: the grouped GEMM waits for it (1 = uniform routing)."""
 
 # FLOPs per element of the elementwise kernels, counted as the arithmetic of the formula.
 RMSNORM_FLOPS = 4  # square, accumulate, scale by rsqrt(mean), multiply by weight
@@ -50,16 +52,38 @@ SAMPLING_FLOPS = 5  # softmax over the vocabulary, then top-k/top-p selection
 
 @dataclass(frozen=True)
 class Precision:
-    """Storage format of each tensor class."""
+    """Storage format of each tensor class, and the bytes per weight of each part of the model.
+
+    Quantization schemes may store parts of the model differently (llama.cpp keeps the output
+    matrix at q6_K); ``for_model`` resolves that, a bare ``Precision(...)`` uses the nominal bits.
+    """
 
     weight: str = "fp16"
     act: str = "fp16"
     kv: str = "fp16"
+    layer_weight_bytes: float | None = None
+    head_weight_bytes: float | None = None
+    embedding_weight_bytes: float | None = None
 
     def __post_init__(self) -> None:
-        element_bytes(self.weight, "weight dtype")
+        nominal = element_bytes(self.weight, "weight dtype")
         element_bytes(self.act, "act dtype")
         element_bytes(self.kv, "kv-cache dtype")
+        for name in ("layer_weight_bytes", "head_weight_bytes", "embedding_weight_bytes"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, nominal)
+
+    @classmethod
+    def for_model(cls, spec: ModelSpec, weight: str, act: str, kv: str) -> Precision:
+        parts = spec.param_parts()
+        total, _ = spec.params()
+        layer_params = total - parts["embedding"] - parts["head"] - parts["final_norm"]
+        v_and_down = spec.num_layers * spec.hidden_size * spec.kv_dim if not spec.is_mla else 0
+        v_and_down += spec.num_dense_layers * spec.intermediate_size * spec.hidden_size
+        v_and_down += spec.num_moe_layers * (spec.num_experts + spec.num_shared_experts) * (
+            spec.moe_intermediate_size * spec.hidden_size)
+        bits = weight_bits(weight, layer_params=layer_params, more_bits_params=v_and_down)
+        return cls(weight, act, kv, bits["layers"] / 8, bits["head"] / 8, bits["embedding"] / 8)
 
     @property
     def gemm_math(self) -> str:
@@ -67,7 +91,13 @@ class Precision:
 
     @property
     def attention_math(self) -> str:
-        return math_dtype(self.act, self.kv)
+        return math_dtype(self.kv, self.act)
+
+    @property
+    def dequant_ops(self) -> float:
+        """Operations to dequantise one weight (0 for formats the math consumes directly)."""
+        fmt = get_format(self.weight)
+        return fmt.dequant_ops if fmt.math is None else 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,11 @@ class Op:
     """Format the math runs in."""
     comm_s: np.ndarray | None = None
     """For a collective (kind 'comm'): its time from the alpha-beta model."""
+    vector_flops: np.ndarray | float = 0.0
+    """Elementwise work on the vector units beside the matrix math (dequantising weights)."""
+    compute_factor: np.ndarray | float = 1.0
+    """Multiplier on the compute time: below 1 where sparse units skip zeros, above 1 for the
+    straggler expert of an imbalanced MoE layer."""
     tier: str | None = None
     """For a collective: the interconnect tier it runs over."""
 
@@ -98,15 +133,22 @@ class Op:
         return self.weight_bytes + self.act_bytes + self.kv_bytes + self.write_bytes
 
 
-def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=np.inf, math="fp32") -> Op:
+def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=np.inf, math="fp32",
+            vector_flops=0.0) -> Op:
     f = np.asarray
     return Op(name, kind, count, f(flops, float), f(weight, float), f(act, float), f(kv, float),
-              f(write, float), f(min_dim, float), math)
+              f(write, float), f(min_dim, float), math, vector_flops=vector_flops)
 
 
-def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False) -> Op:
-    """``[M, K] x [K, N]``: activations ``M x K`` in, weights ``K x N``, output ``M x N``."""
-    w, a = element_bytes(p.weight), element_bytes(p.act)
+def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False,
+            wbytes: float | None = None) -> Op:
+    """``[M, K] x [K, N]``: activations ``M x K`` in, weights ``K x N``, output ``M x N``.
+
+    Weight-only quantised weights are dequantised on the vector units once per 128-row tile of M
+    (the M-tile of the usual W4A16 kernels: Marlin, AWQ GEMM, llama.cpp's MMQ).
+    """
+    a = element_bytes(p.act)
+    w = p.layer_weight_bytes if wbytes is None else wbytes
     weight_elems = N * K if weight_elems is None else weight_elems
     return make_op(
         name, "gemm", count,
@@ -116,14 +158,16 @@ def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_el
         write=M * N * a,
         min_dim=np.minimum(np.minimum(M, N), K),
         math=p.gemm_math,
+        vector_flops=p.dequant_ops * weight_elems * np.ceil(np.asarray(M, float) / 128),
     )
 
 
 def vector_op(name: str, count: int, elems, flops_per_elem: float, p: Precision, *, reads: float = 1,
             writes: float = 1, weight_elems: float = 0) -> Op:
     a = element_bytes(p.act)
-    return make_op(name, "vector", count, flops=flops_per_elem * elems, weight=weight_elems * element_bytes(p.weight),
-               act=reads * elems * a, write=writes * elems * a)
+    # norm weights stay in 16-bit (or fp32) whatever the quantization: stored like activations
+    return make_op(name, "vector", count, flops=flops_per_elem * elems, weight=weight_elems * a,
+                   act=reads * elems * a, write=writes * elems * a)
 
 
 def causal_pairs(q_len, kv_len, window=None):
@@ -302,18 +346,22 @@ def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
     touched = experts_touched(E, k, group_tokens) / moe.ep  # experts whose weights this chip reads
     rows = group_tokens * k / moe.ep  # token-expert assignments this chip computes
     per_expert = rows / touched  # tokens each touched expert processes: the GEMM's M
-    a, w = element_bytes(p.act), element_bytes(p.weight)
+    a, w = element_bytes(p.act), p.layer_weight_bytes
     up = (2 if spec.gated_mlp else 1) * f
     ops = [
         gemm_op("moe_router", n, T, E, h, p),
         # permute tokens to their experts and back: read and write the rows twice
         vector_op("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
-        make_op("moe_up", "gemm", n, flops=2 * rows * up * h, weight=touched * up * h * w, act=rows * h * a,
-                write=rows * up * a, min_dim=np.minimum(per_expert, h), math=p.gemm_math),
+        replace(make_op("moe_up", "gemm", n, flops=2 * rows * up * h, weight=touched * up * h * w, act=rows * h * a,
+                        write=rows * up * a, min_dim=np.minimum(per_expert, h), math=p.gemm_math,
+                        vector_flops=p.dequant_ops * touched * up * h * np.ceil(per_expert / 128)),
+                compute_factor=moe.imbalance),
         vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
                   reads=2 if spec.gated_mlp else 1),
-        make_op("moe_down", "gemm", n, flops=2 * rows * h * f, weight=touched * h * f * w, act=rows * f * a,
-                write=rows * h * a, min_dim=np.minimum(per_expert, f), math=p.gemm_math),
+        replace(make_op("moe_down", "gemm", n, flops=2 * rows * h * f, weight=touched * h * f * w, act=rows * f * a,
+                        write=rows * h * a, min_dim=np.minimum(per_expert, f), math=p.gemm_math,
+                        vector_flops=p.dequant_ops * touched * h * f * np.ceil(per_expert / 128)),
+                compute_factor=moe.imbalance),
     ]
     if spec.num_shared_experts:
         width = moe.shared_width if moe.shared_width is not None else spec.num_shared_experts * f
@@ -325,8 +373,8 @@ def embedding_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
     """Token (and learned position) embedding lookup, and BLOOM's embedding norm."""
     T, h = batch * q_len, spec.hidden_size
     rows = 2 if spec.position_embedding == "learned" else 1  # token and position rows gathered
-    ops = [make_op("embedding", "vector", 1, flops=(rows - 1) * T * h, weight=rows * T * h * element_bytes(p.weight),
-               write=T * h * element_bytes(p.act))]
+    ops = [make_op("embedding", "vector", 1, flops=(rows - 1) * T * h, weight=rows * T * h * p.embedding_weight_bytes,
+                   write=T * h * element_bytes(p.act))]
     if spec.embedding_norm:
         ops.append(norm_op("embedding_norm", spec, 1, T, p))
     return ops
@@ -340,7 +388,7 @@ def output_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
     Logits are written and read in fp32.
     """
     T, V = batch * q_len, spec.vocab_size
-    head = gemm_op("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias)
+    head = gemm_op("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias, wbytes=p.head_weight_bytes)
     return [
         norm_op("final_norm", spec, 1, T, p),
         replace(head, write_bytes=np.asarray(batch * V * 4.0)),

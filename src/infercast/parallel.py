@@ -224,19 +224,27 @@ def stage_layers(spec: ModelSpec, plan: Plan) -> list[tuple[int, int, int]]:
     return out
 
 
-def stage_weight_params(spec: ModelSpec, local: ModelSpec, plan: Plan, index: int, layers: int, dense: int) -> float:
-    """Parameters one chip of stage ``index`` holds: its share of the layers, the embedding on the
-    first stage and the head on the last (norms and routers replicated)."""
+def stage_weight_params(spec: ModelSpec, local: ModelSpec, plan: Plan, index: int, layers: int,
+                        dense: int) -> dict[str, float]:
+    """Parameters one chip of stage ``index`` holds, by part: ``embedding`` (first stage), ``head``
+    (last stage: LM head and final norm) and ``layers`` (its share of the layers; norms and routers
+    replicated)."""
     lp = local.param_parts()
-    weights = (lp["embedding"] if index == 0 else 0) + (lp["final_norm"] + lp["head"] if index == plan.pp - 1 else 0)
-    weights += dense * lp["dense_layer"]
+    out = {"embedding": lp["embedding"] if index == 0 else 0.0,
+           "head": lp["final_norm"] + lp["head"] if index == plan.pp - 1 else 0.0,
+           "layers": dense * lp["dense_layer"]}
     if spec.is_moe:
         moe_layers = layers - dense
         shared_tp = spec.num_shared_experts * spec.expert_params() / plan.tp  # shared experts split tp ways
         shared_local = spec.num_shared_experts * local.expert_params()
-        weights += moe_layers * (lp["moe_layer"] - shared_local + shared_tp)
-        weights += moe_layers * spec.num_experts / plan.ep * lp["expert"]
-    return weights
+        out["layers"] += moe_layers * (lp["moe_layer"] - shared_local + shared_tp)
+        out["layers"] += moe_layers * spec.num_experts / plan.ep * lp["expert"]
+    return out
+
+
+def stage_weight_bytes(parts: dict[str, float], p: Precision) -> float:
+    return (parts["embedding"] * p.embedding_weight_bytes + parts["head"] * p.head_weight_bytes
+            + parts["layers"] * p.layer_weight_bytes)
 
 
 def stages_of(spec: ModelSpec, plan: Plan) -> list[Stage]:
@@ -247,7 +255,7 @@ def stages_of(spec: ModelSpec, plan: Plan) -> list[Stage]:
     out = []
     for s, (_, layers, dense) in enumerate(stage_layers(spec, plan)):
         stage_spec = local.model_copy(update=dict(num_layers=layers, first_dense_layers=dense if spec.is_moe else 0))
-        weights = stage_weight_params(spec, local, plan, s, layers, dense)
+        weights = sum(stage_weight_params(spec, local, plan, s, layers, dense).values())
         out.append(Stage(s, stage_spec, moe, s == 0, s == plan.pp - 1, layers, weights))
     return out
 

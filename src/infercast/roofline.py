@@ -120,7 +120,9 @@ def op_time(op: Op, chip: Chip, eff: Efficiency) -> OpTime:
         return OpTime(zero, zero, 0.0, op.comm_s, communication=True)
     peak = vector_peak(chip) if op.kind == "vector" else chip.peak(op.math)
     bw = chip.figure("memory.bandwidth_bytes_per_s")
-    compute = op.flops / (peak * eff.compute_fraction(op))
+    compute = op.flops / (peak * eff.compute_fraction(op)) * op.compute_factor
+    if np.any(op.vector_flops):
+        compute = compute + op.vector_flops / vector_peak(chip)
     memory = op.bytes / (bw * eff.bandwidth)
     overhead = eff.kernel_overhead_s
     return OpTime(compute, memory, overhead, np.maximum(compute, memory) + overhead)

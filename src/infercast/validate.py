@@ -19,7 +19,7 @@ import numpy as np
 
 from infercast.errors import InfercastError
 from infercast.estimate import estimate
-from infercast.formats import BYTES_PER_ELEMENT, element_bytes
+from infercast.formats import FORMATS, element_bytes
 from infercast.hardware import load_chip
 from infercast.model import load_model
 from infercast.ops import GELU_FLOPS, SOFTMAX_FLOPS, Precision, gemm_op, make_op, norm_op, vector_op
@@ -99,7 +99,7 @@ def _note(row: dict[str, str], key: str) -> int | None:
 def predict_row(row: dict[str, str], eff_for=default_efficiency) -> tuple[float | None, str | None, str | None]:
     """(prediction, skipped_reason, note) for one measured row at the efficiencies ``eff_for(chip)`` gives."""
     dtypes = [row.get(k) or "fp16" for k in ("weight_dtype", "act_dtype", "kv_dtype")]
-    unknown = [d for d in dtypes if d not in BYTES_PER_ELEMENT]
+    unknown = [d for d in dtypes if d not in FORMATS]
     if unknown:
         return None, f"format {unknown[0]} needs quantization schemes, not in this version", None
     p = Precision(*dtypes)
