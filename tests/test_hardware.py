@@ -115,14 +115,41 @@ def test_a_rate_nobody_published_is_a_clear_error():
     # rtx-pro-6000: the CSV collected no compute figures, so every peak is null with a note
     with pytest.raises(InfercastError, match=r"rtx-pro-6000.*peak_flops\.fp16"):
         load_chip("rtx-pro-6000").peak("fp16")
-    with pytest.raises(InfercastError, match=r"moffett-s30.*memory\.bandwidth_bytes_per_s"):
-        load_chip("moffett-s30").figure("memory.bandwidth_bytes_per_s")
+    with pytest.raises(InfercastError, match=r"moffett-s30.*on_chip_sram_bytes"):
+        load_chip("moffett-s30").figure("on_chip_sram_bytes")
+
+
+def test_assumed_figures_are_marked_with_their_basis():
+    # the sparse accelerator: only its 60 GB of LPDDR4X is verified (hardware-reference.csv)
+    s30 = load_chip("moffett-s30")
+    assert s30.memory.capacity_bytes.value == 60e9 and not s30.memory.capacity_bytes.assumed
+    for fig in (s30.peak_flops.bf16, s30.peak_flops.int8, s30.memory.bandwidth_bytes_per_s, s30.tdp_w,
+                s30.host_link.bandwidth_bytes_per_s_per_direction):
+        assert fig.assumed and "ASSUMED" in fig.note
+    with pytest.raises(InfercastError, match="assumed figure needs a 'note'"):
+        _parse_with(s30, {"tdp_w": {"value": 250, "source": "x", "assumed": True}})
+
+
+def _parse_with(chip, changes):
+    from infercast.hardware import _parse
+    data = {**chip.model_dump(), **changes}
+    import yaml
+    return _parse(yaml.safe_dump(data), "test.yaml")
+
+
+def test_sparsity_support_is_declared_per_chip():
+    h100, s30 = load_chip("h100-sxm").sparsity, load_chip("moffett-s30").sparsity
+    assert h100.structured == ("2:4",) and h100.max_speedup == 2 and not h100.unstructured
+    assert s30.unstructured and s30.activation and s30.max_speedup == 32
+    assert load_chip("tpu-v5e").sparsity is None  # TPUs accelerate no sparsity
+    with pytest.raises(InfercastError, match="sparsity pattern '4:2'"):
+        _parse_with(load_chip("h100-sxm"), {"sparsity": {"structured": ["4:2"], "max_speedup": 2, "source": "x"}})
 
 
 def _sourced_figures(data, path=""):
     """Every Sourced mapping ({value, source, note}) in a chip's model_dump, with its dotted path."""
     if isinstance(data, dict):
-        if set(data) == {"value", "source", "note"}:
+        if set(data) == {"value", "source", "note", "assumed"}:
             yield path, data
             return
         for key, value in data.items():

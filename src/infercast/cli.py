@@ -266,7 +266,7 @@ def hardware_show(name: str, output: str) -> None:
 
     from infercast.hardware import load_chip
 
-    data = load_chip(name).model_dump(exclude_none=True)
+    data = load_chip(name).model_dump(exclude_defaults=True)
     click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=False)
 
 

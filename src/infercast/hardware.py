@@ -52,6 +52,8 @@ class Sourced(Spec):
     """Document the figure comes from (datasheet, whitepaper, measured reference)."""
     note: str | None = None
     """Caveats, or for a null value, why it is unknown."""
+    assumed: bool = False
+    """True where no document states the figure and it is an assumption; ``note`` gives the basis."""
 
     @model_validator(mode="after")
     def _explained(self) -> Sourced:
@@ -59,6 +61,8 @@ class Sourced(Spec):
             raise ValueError("a null value needs a 'note' saying why the figure is unknown")
         if self.value is not None and not self.source:
             raise ValueError("a figure needs a 'source'")
+        if self.assumed and not self.note:
+            raise ValueError("an assumed figure needs a 'note' giving its basis")
         return self
 
 
@@ -98,6 +102,40 @@ class Interconnect(Spec):
     """Per-hop latency of a small message."""
 
 
+class SparsitySupport(Spec):
+    """What sparsity a chip's matrix units accelerate, as its vendor states it.
+
+    Sparsity the units do not accelerate runs as dense math on dense weights: no speed-up.
+    """
+
+    structured: tuple[str, ...] = ()
+    """N:M weight patterns the units skip zeros of, e.g. ('2:4',): N non-zeros in every M weights."""
+    unstructured: bool = False
+    """Weight sparsity at any ratio and placement is accelerated."""
+    activation: bool = False
+    """Zero activations (after ReLU, or unrouted tokens) are skipped as well."""
+    max_speedup: float = Field(ge=1)
+    """Largest speed-up of the matrix math that sparsity can give (2 for NVIDIA's 2:4)."""
+    compressed_weights: bool = False
+    """Unstructured-sparse weights are held compressed (non-zeros plus an index), saving bytes."""
+    source: str
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _patterns(self) -> SparsitySupport:
+        for pattern in self.structured:
+            parse_pattern(pattern)
+        return self
+
+
+def parse_pattern(pattern: str) -> tuple[int, int]:
+    """'2:4' -> (2, 4): N non-zeros kept in every group of M weights."""
+    n, sep, m = pattern.partition(":")
+    if not (sep and n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
+        raise InfercastError(f"sparsity pattern {pattern!r}: expected N:M with 0 < N < M, e.g. 2:4")
+    return int(n), int(m)
+
+
 class Chip(Spec):
     id: str
     """Catalog id, e.g. 'h100-sxm'."""
@@ -125,8 +163,8 @@ class Chip(Spec):
     idle_w: Sourced
     price_usd: Sourced
     """Launch or list price of one chip."""
-    sparsity: str | None = None
-    """What sparsity the chip's units accelerate, as the vendor states it."""
+    sparsity: SparsitySupport | None = None
+    """What sparsity the chip's units accelerate; None: none (sparse work runs dense)."""
     notes: str | None = None
 
     def peak(self, dtype: str) -> float:
