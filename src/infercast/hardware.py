@@ -36,6 +36,7 @@ Family = Literal[
     "aws-neuron",
     "moffett-antoum",
     "apple-m",
+    "cpu",
 ]
 
 
@@ -165,6 +166,9 @@ class Chip(Spec):
     """Launch or list price of one chip."""
     sparsity: SparsitySupport | None = None
     """What sparsity the chip's units accelerate; None: none (sparse work runs dense)."""
+    efficiency: dict[str, float] | None = None
+    """Overrides of the family's efficiency parameters (``infercast.roofline.Efficiency`` fields) for
+    this chip, e.g. written by ``infercast calibrate --local`` from its own measurements."""
     notes: str | None = None
 
     def peak(self, dtype: str) -> float:

@@ -22,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from infercast.errors import InfercastError, pydantic_error_line
 
 from infercast.hardware import Chip
 from infercast.ops import Op
@@ -74,8 +76,13 @@ GENERIC = dict(gemm_max=0.776, gemm_half_dim=25.0, bandwidth=0.879, kernel_overh
 
 
 def default_efficiency(chip: Chip) -> Efficiency:
-    """The family's derived defaults (GENERIC where the family has no measurements)."""
-    return Efficiency(**FAMILY_DEFAULTS.get(chip.family, GENERIC), attention_max=ATTENTION_MAX)
+    """The family's derived defaults (GENERIC where the family has no measurements), with the
+    chip's own overrides (its YAML's ``efficiency:`` block) on top."""
+    fields = {**FAMILY_DEFAULTS.get(chip.family, GENERIC), "attention_max": ATTENTION_MAX, **(chip.efficiency or {})}
+    try:
+        return Efficiency(**fields)
+    except ValidationError as exc:
+        raise InfercastError(f"hardware {chip.id}: efficiency.{pydantic_error_line(exc)}") from None
 
 
 IDEAL = Efficiency(gemm_max=1.0, gemm_half_dim=0.0, attention_max=1.0, bandwidth=1.0, kernel_overhead_s=0.0)
