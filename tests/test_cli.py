@@ -70,8 +70,9 @@ def test_estimate_json_has_every_contract_key(llama2_7b_json):
     assert {"prefill_compute", "decode_compute", "decode_bandwidth"} <= set(r["utilization"])
     assert r["breakdown"]
     for row in r["breakdown"]:
-        # the contract's six keys, plus "tier" (added for collectives: which link they use)
-        assert set(row) == {"op", "phase", "flops", "bytes", "time_s", "bound", "tier"}
+        # the contract's six keys, plus "tier" (added for collectives: which link they use) and
+        # "weight_bytes" (the share of bytes that are weights: MoE experts touched, sparse storage)
+        assert set(row) == {"op", "phase", "flops", "bytes", "weight_bytes", "time_s", "bound", "tier"}
         assert row["bound"] in BOUNDS
         assert row["phase"] in ("prefill", "decode")
     assert r["prefill"]["bound"] in BOUNDS and r["decode"]["bound"] in BOUNDS
@@ -79,7 +80,9 @@ def test_estimate_json_has_every_contract_key(llama2_7b_json):
     assert r["parallel"] == {"tp": 1, "pp": 1, "ep": 1, "dp": 1, "num_chips": 1, "pp_stages": [32],
                              "micro_batches": 1, "sequence_parallel": False}
     assert r["workload"] == {"batch": 1, "isl": 128, "osl": 128, "weight_dtype": "fp16", "act_dtype": "fp16",
-                             "kv_dtype": "fp16"}
+                             "kv_dtype": "fp16", "weight_sparsity": 0.0, "sparsity_pattern": "unstructured",
+                             "activation_sparsity": 0.0, "moe_imbalance": 1.0}
+    assert r["sparsity"] is None  # dense: nothing declared
 
 
 def test_estimate_json_golden_memory(llama2_7b_json):
@@ -202,7 +205,7 @@ def test_estimate_csv_is_a_header_and_one_row(llama2_7b_json):
 def test_estimate_breakdown_csv_is_one_row_per_operator(llama2_7b_json):
     text = run(*LLAMA2_7B_A100, "--output", "csv", "--breakdown")
     reader = csv.DictReader(io.StringIO(text))
-    assert reader.fieldnames == ["op", "phase", "flops", "bytes", "time_s", "bound", "tier"]
+    assert reader.fieldnames == ["op", "phase", "flops", "bytes", "time_s", "bound", "tier", "weight_bytes"]
     rows = list(reader)
     assert len(rows) == len(llama2_7b_json["breakdown"])
     assert sum(float(r["time_s"]) for r in rows) == pytest.approx(llama2_7b_json["e2e_latency_s"], rel=1e-9)

@@ -13,7 +13,8 @@ import click
 from infercast.errors import InfercastError
 
 OUTPUT = click.Choice(["table", "json", "csv"])
-DTYPE_HELP = "fp32, tf32, bf16, fp16, fp8, int8, int4, fp6 or fp4"
+DTYPE_HELP = "fp32, tf32, bf16, fp16, fp8 (fp8_e4m3, fp8_e5m2), int8, fp6, int4, fp4, mxfp4, nvfp4, mxfp6"
+SCHEME_HELP = "q4_0, q4_k_m, q8_0, gptq, awq, w4a16, fp8, w8a8, mxfp4, nvfp4 or mxfp6"
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -83,6 +84,17 @@ def _engine_options(f):
         click.option("--weight-dtype", help="Weight format (overrides --dtype)."),
         click.option("--act-dtype", help="Activation format (overrides --dtype)."),
         click.option("--kv-cache-dtype", help="KV-cache format (overrides --dtype)."),
+        click.option("--quantization", help=f"Named weight quantization scheme: {SCHEME_HELP}."),
+        click.option("--weight-sparsity", type=float,
+                     help="Fraction of zero weights in the decoder's linear layers, e.g. 0.5 [0]."),
+        click.option("--sparsity-pattern", help="unstructured, or N:M such as 2:4 (sets the sparsity) [unstructured]."),
+        click.option("--activation-sparsity", type=float,
+                     help="Fraction of zero inputs to the linear layers (after ReLU, ...) [0]."),
+        click.option("--sparse-storage", type=click.Choice(["dense", "compressed"]),
+                     help="Store sparse weights with their zeros, or as non-zeros plus an index "
+                          "[compressed for unstructured on chips that read it, else dense]."),
+        click.option("--moe-imbalance", type=float, default=1.0, show_default=True,
+                     help="Tokens of an MoE layer's busiest expert over the mean (1 = uniform routing)."),
         click.option("--attention", type=click.Choice(["flash", "materialized"]), default="flash", show_default=True,
                      help="Fused FlashAttention-style kernel, or scores written to memory."),
         click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
@@ -191,6 +203,11 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
                   f"(if MHA {m['kv_cache_bytes_if_mha'] / 1e9:.3g} GB), activations "
                   f"{m['activation_bytes'] / 1e9:.3g} GB, runtime {m['overhead_bytes'] / 1e9:.3g} GB")
     t.add_row("", f"min chips {m['min_chips']}, max batch {m['max_batch']}")
+    if r.get("sparsity"):
+        s = r["sparsity"]
+        t.add_row("sparsity", f"weights {s['weight_sparsity']:g} ({s['pattern']}, stored {s['storage']}, "
+                              f"{s['weight_bytes_ratio']:.3g}x the dense bytes), activations "
+                              f"{s['activation_sparsity']:g}: {s['reason']}")
     d, u = r["decode"], r["utilization"]
     t.add_row("TTFT", f"{_fmt(r['ttft_s'], ' ms', 1e-3)} ({r['prefill']['bound']}-bound, "
                       f"{_fmt(u['prefill_compute'] and 100 * u['prefill_compute'], '%')} of peak compute)")

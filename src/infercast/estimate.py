@@ -16,7 +16,7 @@ stage and one micro-batch's trip through every stage.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from infercast.model import ModelSpec, load_model
 from infercast.ops import Attention, Op, Precision, forward_ops
 from infercast.parallel import CommOptions, Plan, Stage, candidate_plans, comm_ops, make_plan, stages_of
 from infercast.roofline import Efficiency, default_efficiency, op_time
+from infercast.sparsity import DENSE, Sparsity, SparsityEffect, effect_on, make_sparsity
 from infercast.system import System, default_system, load_system
 
 
@@ -39,6 +40,8 @@ class PhaseTotals:
     flops: float
     bytes: float
     bound: str
+    weight_bytes: float = 0.0
+    """Of ``bytes``, the weights read (per chip, over all steps and micro-batches)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class OpRow:
     time_s: float
     bound: str
     tier: str | None = None
+    weight_bytes: float = 0.0
+    """Of ``bytes``, the weights read."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,9 @@ class Estimate:
     comm: CommOptions
     peak_flops: float
     peak_bandwidth: float
+    sparsity: Sparsity = DENSE
+    sparsity_effect: SparsityEffect | None = None
+    moe_imbalance: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -119,7 +127,11 @@ class Estimate:
                          "pp_stages": list(plan.stages), "micro_batches": self.micro_batches,
                          "sequence_parallel": plan.sequence_parallel},
             "workload": {"batch": self.batch, "isl": self.isl, "osl": self.osl, "weight_dtype": p.weight,
-                         "act_dtype": p.act, "kv_dtype": p.kv},
+                         "act_dtype": p.act, "kv_dtype": p.kv, "weight_sparsity": self.sparsity.weight,
+                         "sparsity_pattern": self.sparsity.pattern, "activation_sparsity": self.sparsity.activation,
+                         "moe_imbalance": self.moe_imbalance},
+            "sparsity": (self.sparsity_effect.to_dict(self.sparsity, p.dense_layer_bits)
+                         if self.sparsity_effect is not None else None),
             "params": {"total": self.params_total, "active": self.params_active},
             "memory": self.memory.to_dict(),
             "prefill": vars(self.prefill).copy(),
@@ -173,7 +185,8 @@ def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficie
             parts = (("compute", total(t.compute_s)), ("memory", total(t.memory_s)),
                      ("overhead", t.overhead_s * steps * op.count))
             bound = max(parts, key=lambda kv: kv[1])[0]
-        rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), total(t.time_s), bound, op.tier))
+        rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), total(t.time_s), bound, op.tier,
+                          total(op.weight_bytes)))
     if eff.step_overhead_s:
         step = step + eff.step_overhead_s
         rows.append(OpRow("framework", phase, 0.0, 0.0, eff.step_overhead_s * steps, "overhead"))
@@ -193,7 +206,8 @@ def _pipeline(stage_phases: list[_StagePhase], m: int) -> tuple[float, int]:
 
 def _totals(rows: list[OpRow], latency: float, m: int, phase: str) -> tuple[PhaseTotals, list[OpRow]]:
     """The busiest chip's rows (m micro-batches), a row for its idle time, and the phase totals."""
-    rows = [OpRow(r.op, r.phase, r.flops * m, r.bytes * m, r.time_s * m, r.bound, r.tier) for r in rows]
+    rows = [OpRow(r.op, r.phase, r.flops * m, r.bytes * m, r.time_s * m, r.bound, r.tier, r.weight_bytes * m)
+            for r in rows]
     idle = latency - sum(r.time_s for r in rows)
     if idle > 1e-12 * max(latency, 1e-30):
         rows.append(OpRow("pipeline_wait", phase, 0.0, 0.0, idle, "communication"))
@@ -201,13 +215,18 @@ def _totals(rows: list[OpRow], latency: float, m: int, phase: str) -> tuple[Phas
     for r in rows:
         by_bound[r.bound] = by_bound.get(r.bound, 0.0) + r.time_s
     bound = max(by_bound, key=by_bound.get) if by_bound else "memory"
-    return PhaseTotals(latency, sum(r.flops for r in rows), sum(r.bytes for r in rows), bound), rows
+    return PhaseTotals(latency, sum(r.flops for r in rows), sum(r.bytes for r in rows), bound,
+                       sum(r.weight_bytes for r in rows)), rows
 
 
 def resolve_precision(spec: ModelSpec, dtype: str | None, weight_dtype: str | None, act_dtype: str | None,
-                      kv_cache_dtype: str | None, quantization: str | None = None) -> Precision:
+                      kv_cache_dtype: str | None, quantization: str | None = None, *, chip: Chip | None = None,
+                      sparsity: Sparsity = DENSE) -> Precision:
     """``dtype`` sets all three tensor classes, a ``quantization`` scheme the weights (and, for W8A8
-    or W4A4 schemes, the activations); the specific flags override both (default fp16)."""
+    or W4A4 schemes, the activations); the specific flags override both (default fp16).
+
+    With ``sparsity`` on ``chip``, the linear layers' math and weight bytes are what the chip makes
+    of it (``infercast.sparsity``)."""
     base = dtype or "fp16"
     weight, act = base, base
     if quantization is not None:
@@ -221,7 +240,12 @@ def resolve_precision(spec: ModelSpec, dtype: str | None, weight_dtype: str | No
     element_bytes(act, "act dtype")
     if get_format(act).math is None:
         raise InfercastError(f"--act-dtype {act}: a weight quantization scheme, not an activation format")
-    return Precision.for_model(spec, get_format(weight, "weight dtype").name, act, kv)
+    p = Precision.for_model(spec, get_format(weight, "weight dtype").name, act, kv)
+    if sparsity.is_dense or chip is None:
+        return p
+    effect = effect_on(chip, sparsity, p.dense_layer_bits)
+    return replace(p, layer_weight_bytes=effect.weight_bits / 8, layer_math_density=effect.math_density,
+                   dense_layer_weight_bytes=p.layer_weight_bytes)
 
 
 def resolve_system(hardware: str | Chip | None, system: str | System | None, num_chips: int | None,
@@ -275,12 +299,19 @@ def estimate(
     sequence_parallel: bool = False,
     micro_batches: int | None = None,
     auto: bool = False,
+    weight_sparsity: float | None = None,
+    sparsity_pattern: str | None = None,
+    activation_sparsity: float | None = None,
+    sparse_storage: str | None = None,
+    moe_imbalance: float = 1.0,
 ) -> Estimate:
     """Estimate one model serving one static batch on a chip or a system of chips.
 
     ``efficiency``, ``memory`` and ``comm`` override fields of their defaults (a full object or
     a dict of some fields). ``auto`` picks the fastest valid (tp, pp) plan on ``num_chips``
-    chips (or all of ``system``'s).
+    chips (or all of ``system``'s). ``weight_sparsity`` (with ``sparsity_pattern`` 'unstructured'
+    or N:M, and ``sparse_storage``) and ``activation_sparsity`` declare zeros in the decoder's
+    linear layers; ``moe_imbalance`` is the busiest expert's tokens over the mean.
     """
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     batch, isl, osl = _positive("batch", batch), _positive("isl", isl), _positive("osl", osl)
@@ -294,13 +325,19 @@ def estimate(
         )
     if attention not in ("flash", "materialized"):
         raise InfercastError(f"attention must be 'flash' or 'materialized' (got {attention!r})")
-    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
+    if not (isinstance(moe_imbalance, (int, float)) and moe_imbalance >= 1):
+        raise InfercastError(f"--moe-imbalance must be at least 1 (the busiest expert's tokens over the mean), "
+                             f"got {moe_imbalance!r}")
+    sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
+    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization, chip=chip,
+                          sparsity=sparsity)
+    effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
     eff = _merge(default_efficiency(chip), efficiency, Efficiency, "efficiency")
     mem_opts = _merge(MemoryOptions(), memory, MemoryOptions, "memory")
     comm_opts = _merge(CommOptions(), comm, CommOptions, "comm")
     common = dict(p=p, attention=attention, eff=eff, mem_opts=mem_opts, comm_opts=comm_opts, batch=batch, isl=isl,
-                  osl=osl, chip=chip, system=sys_)
+                  osl=osl, chip=chip, system=sys_, sparsity=sparsity, effect=effect, moe_imbalance=float(moe_imbalance))
     if auto:
         chips = num_chips or sys_.num_chips
         results = [_evaluate(spec, plan, micro_batches=None, **common)
@@ -321,7 +358,8 @@ def estimate(
 
 def _evaluate(spec: ModelSpec, plan: Plan, *, micro_batches: int | None, p: Precision, attention: Attention,
               eff: Efficiency, mem_opts: MemoryOptions, comm_opts: CommOptions, batch: int, isl: int, osl: int,
-              chip: Chip, system: System) -> Estimate:
+              chip: Chip, system: System, sparsity: Sparsity, effect: SparsityEffect | None,
+              moe_imbalance: float) -> Estimate:
     replica_batch = math.ceil(batch / plan.dp)
     if plan.pp == 1:
         m = 1
@@ -332,7 +370,7 @@ def _evaluate(spec: ModelSpec, plan: Plan, *, micro_batches: int | None, p: Prec
         if m > replica_batch:
             raise InfercastError(f"--micro-batches {m} exceeds the {replica_batch} sequences of a replica")
     mb = replica_batch / m  # sequences per micro-batch
-    stages = stages_of(spec, plan)
+    stages = stages_of(spec, plan, moe_imbalance=moe_imbalance)
 
     def run(stage: Stage, q_len, kv_len, phase: str, steps: int) -> _StagePhase:
         ops = forward_ops(stage.spec, mb, q_len, kv_len, p, attention, moe=stage.moe, first=stage.first,
@@ -363,7 +401,8 @@ def _evaluate(spec: ModelSpec, plan: Plan, *, micro_batches: int | None, p: Prec
         model=spec.name, hardware=chip.id, system=system.id, plan=plan, micro_batches=m, batch=batch, isl=isl,
         osl=osl, precision=p, params_total=total, params_active=active, memory=mem, prefill=prefill, decode=decode,
         breakdown=prefill_rows + decode_rows, efficiency=eff, comm=comm_opts, peak_flops=chip.peak(p.gemm_math),
-        peak_bandwidth=chip.figure("memory.bandwidth_bytes_per_s"),
+        peak_bandwidth=chip.figure("memory.bandwidth_bytes_per_s"), sparsity=sparsity, sparsity_effect=effect,
+        moe_imbalance=moe_imbalance,
     )
 
 

@@ -102,7 +102,7 @@ def math_dtype(weight: str, act: str) -> str:
     Otherwise the math runs at the wider of the two operands' units: W8A8 and FP8 x FP8 use the
     8-bit units, NVFP4 x NVFP4 the 4-bit ones.
     """
-    w, a = get_format(weight), get_format(act)
+    w = get_format(weight)
     if w.math is None:
         return plain_math(act)
     wa, aa = get_format(w.math), get_format(plain_math(act))

@@ -62,8 +62,14 @@ class Precision:
     act: str = "fp16"
     kv: str = "fp16"
     layer_weight_bytes: float | None = None
+    """Bytes per weight of the decoder layers' linear layers (sparse and compressed: per dense weight)."""
     head_weight_bytes: float | None = None
     embedding_weight_bytes: float | None = None
+    layer_math_density: float = 1.0
+    """Share of the linear layers' dense math the matrix units execute (below 1 with accelerated sparsity)."""
+    dense_layer_weight_bytes: float | None = None
+    """Bytes per weight of the linear layers before sparse compression (default: layer_weight_bytes);
+    the MoE router, which sparsity leaves dense, is stored so."""
 
     def __post_init__(self) -> None:
         nominal = element_bytes(self.weight, "weight dtype")
@@ -72,6 +78,8 @@ class Precision:
         for name in ("layer_weight_bytes", "head_weight_bytes", "embedding_weight_bytes"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, nominal)
+        if self.dense_layer_weight_bytes is None:
+            object.__setattr__(self, "dense_layer_weight_bytes", self.layer_weight_bytes)
 
     @classmethod
     def for_model(cls, spec: ModelSpec, weight: str, act: str, kv: str) -> Precision:
@@ -84,6 +92,11 @@ class Precision:
             spec.moe_intermediate_size * spec.hidden_size)
         bits = weight_bits(weight, layer_params=layer_params, more_bits_params=v_and_down)
         return cls(weight, act, kv, bits["layers"] / 8, bits["head"] / 8, bits["embedding"] / 8)
+
+    @property
+    def dense_layer_bits(self) -> float:
+        """Bits per weight of the linear layers before any sparse compression."""
+        return self.dense_layer_weight_bytes * 8
 
     @property
     def gemm_math(self) -> str:
@@ -123,8 +136,7 @@ class Op:
     vector_flops: np.ndarray | float = 0.0
     """Elementwise work on the vector units beside the matrix math (dequantising weights)."""
     compute_factor: np.ndarray | float = 1.0
-    """Multiplier on the compute time: below 1 where sparse units skip zeros, above 1 for the
-    straggler expert of an imbalanced MoE layer."""
+    """Multiplier on the compute time: above 1 for the straggler expert of an imbalanced MoE layer."""
     tier: str | None = None
     """For a collective: the interconnect tier it runs over."""
 
@@ -141,16 +153,18 @@ def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0,
 
 
 def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False,
-            wbytes: float | None = None) -> Op:
+            wbytes: float | None = None, sparse: bool = True) -> Op:
     """``[M, K] x [K, N]``: activations ``M x K`` in, weights ``K x N``, output ``M x N``.
 
     Weight-only quantised weights are dequantised on the vector units once per 128-row tile of M
-    (the M-tile of the usual W4A16 kernels: Marlin, AWQ GEMM, llama.cpp's MMQ).
+    (the M-tile of the usual W4A16 kernels: Marlin, AWQ GEMM, llama.cpp's MMQ). ``sparse``: a
+    decoder linear layer, whose FLOPs are those the units execute when sparsity thins them
+    (``p.layer_math_density`` of the dense 2MNK); the LM head and the router pass False.
     """
     a = element_bytes(p.act)
     w = p.layer_weight_bytes if wbytes is None else wbytes
     weight_elems = N * K if weight_elems is None else weight_elems
-    return make_op(
+    op = make_op(
         name, "gemm", count,
         flops=2 * M * N * K,
         weight=weight_elems * w + (N * a if bias else 0),
@@ -160,6 +174,7 @@ def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_el
         math=p.gemm_math,
         vector_flops=p.dequant_ops * weight_elems * np.ceil(np.asarray(M, float) / 128),
     )
+    return replace(op, flops=op.flops * p.layer_math_density) if sparse and p.layer_math_density != 1 else op
 
 
 def vector_op(name: str, count: int, elems, flops_per_elem: float, p: Precision, *, reads: float = 1,
@@ -349,17 +364,19 @@ def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
     a, w = element_bytes(p.act), p.layer_weight_bytes
     up = (2 if spec.gated_mlp else 1) * f
     ops = [
-        gemm_op("moe_router", n, T, E, h, p),
+        gemm_op("moe_router", n, T, E, h, p, wbytes=p.dense_layer_weight_bytes, sparse=False),
         # permute tokens to their experts and back: read and write the rows twice
         vector_op("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
-        replace(make_op("moe_up", "gemm", n, flops=2 * rows * up * h, weight=touched * up * h * w, act=rows * h * a,
-                        write=rows * up * a, min_dim=np.minimum(per_expert, h), math=p.gemm_math,
+        replace(make_op("moe_up", "gemm", n, flops=2 * rows * up * h * p.layer_math_density,
+                        weight=touched * up * h * w, act=rows * h * a, write=rows * up * a,
+                        min_dim=np.minimum(per_expert, h), math=p.gemm_math,
                         vector_flops=p.dequant_ops * touched * up * h * np.ceil(per_expert / 128)),
                 compute_factor=moe.imbalance),
         vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
                   reads=2 if spec.gated_mlp else 1),
-        replace(make_op("moe_down", "gemm", n, flops=2 * rows * h * f, weight=touched * h * f * w, act=rows * f * a,
-                        write=rows * h * a, min_dim=np.minimum(per_expert, f), math=p.gemm_math,
+        replace(make_op("moe_down", "gemm", n, flops=2 * rows * h * f * p.layer_math_density,
+                        weight=touched * h * f * w, act=rows * f * a, write=rows * h * a,
+                        min_dim=np.minimum(per_expert, f), math=p.gemm_math,
                         vector_flops=p.dequant_ops * touched * h * f * np.ceil(per_expert / 128)),
                 compute_factor=moe.imbalance),
     ]
@@ -388,7 +405,8 @@ def output_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
     Logits are written and read in fp32.
     """
     T, V = batch * q_len, spec.vocab_size
-    head = gemm_op("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias, wbytes=p.head_weight_bytes)
+    head = gemm_op("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias, wbytes=p.head_weight_bytes,
+                   sparse=False)
     return [
         norm_op("final_norm", spec, 1, T, p),
         replace(head, write_bytes=np.asarray(batch * V * 4.0)),

@@ -247,11 +247,15 @@ def stage_weight_bytes(parts: dict[str, float], p: Precision) -> float:
             + parts["layers"] * p.layer_weight_bytes)
 
 
-def stages_of(spec: ModelSpec, plan: Plan) -> list[Stage]:
-    """Each pipeline stage: its per-chip spec and the parameters one of its chips holds."""
+def stages_of(spec: ModelSpec, plan: Plan, *, moe_imbalance: float = 1.0) -> list[Stage]:
+    """Each pipeline stage: its per-chip spec and the parameters one of its chips holds.
+
+    ``moe_imbalance``: tokens of an MoE layer's busiest expert over the mean (1 = uniform routing).
+    """
     local = tp_shard(spec, plan)
     moe = MoeShard(ep=plan.ep, token_groups=plan.ep_across_dp,
-                   shared_width=spec.num_shared_experts * spec.moe_intermediate_size // plan.tp)
+                   shared_width=spec.num_shared_experts * spec.moe_intermediate_size // plan.tp,
+                   imbalance=moe_imbalance)
     out = []
     for s, (_, layers, dense) in enumerate(stage_layers(spec, plan)):
         stage_spec = local.model_copy(update=dict(num_layers=layers, first_dense_layers=dense if spec.is_moe else 0))

@@ -25,7 +25,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infercast.errors import InfercastError, pydantic_error_line
-
 from infercast.hardware import Chip
 from infercast.ops import Op
 
