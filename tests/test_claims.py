@@ -14,7 +14,7 @@ def claims():
 
 def test_every_claim_has_a_row_and_a_valid_verdict(claims):
     assert list(claims) == [f"C{i}" for i in range(1, 21)]
-    assert all(c.verdict in ("reproduced", "corrected", "refuted", "not_yet") for c in claims.values())
+    assert all(c.verdict in ("reproduced", "corrected", "refuted", "partial", "not_yet") for c in claims.values())
     for cid in ("C1", "C2", "C3", "C4"):
         assert claims[cid].verdict != "not_yet"
 
@@ -74,3 +74,27 @@ def test_multi_chip_claims_are_computed(claims):
     # H100: 700 W / 1.9789 dense FP8 PFLOPS = 353.7 W/PFLOPS at its narrowest native format
     assert c17["w_per_pflops_h100-sxm"] == pytest.approx(700 / 1.9789)
     assert min(v for k, v in c17.items() if k.startswith("w_per_pflops_")) > 50
+
+
+def test_format_and_sparsity_claims(claims):
+    for cid in ("C10", "C12", "C13", "C14"):
+        assert claims[cid].verdict != "not_yet"
+    c10 = claims["C10"].figures
+    # B200 dense: FP16 2250, FP8 4500, FP4 9000 TFLOPS (catalog)
+    assert (c10["b200_fp8_rate_over_fp16"], c10["b200_fp4_rate_over_fp16"]) == (2.0, 4.0)
+    assert 1.8 < c10["h100_fp8_over_fp16_prefill"] <= 2.0  # FP8 units: the compute-bound prefill doubles
+    assert c10["a100_fp8_over_fp16_prefill"] < 1.15 < c10["a100_fp8_over_fp16_tpot"]  # bytes only
+    c12 = claims["C12"].figures
+    assert 1 < c12["h100_2_4_prefill_speedup"] <= 2 and c12["h100_2_4_decode_speedup_dense_storage"] == 1.0
+    assert c12["s30_math_speedup_at_32x"] == 32
+    # 1/32 of the fp16 values (0.5 bits) plus 16-bit indices for them (0.5 bits) = 1 bit of 16
+    assert c12["s30_weight_bytes_ratio_at_32x"] == pytest.approx(1 / 16)
+    c13 = claims["C13"].figures
+    assert not c13["s30_bf16_dense_fits"]  # 352 GB of BF16 weights on 4 x 60 GB
+    speeds = [c13[f"s30_int8_sparsity_{s}_tokens_per_s"] for s in ("0", "0.5", "0.75", "0.875")]
+    assert speeds == sorted(speeds)  # more sparsity, fewer bytes per token, faster
+    assert c13["s30_int8_sparsity_for_25_tokens_per_s"] < c13["s30_int8_sparsity_for_40_tokens_per_s"]
+    c14 = claims["C14"].figures
+    # BERT-Large at 384 tokens: 24 x (24 x 1024^2 x 384 + 4 x 384^2 x 1024) FLOPs
+    assert c14["bert_large_flops_per_sample"] == 24 * (24 * 1024**2 * 384 + 4 * 384**2 * 1024)
+    assert c14["s30_speedup_needed_for_resnet_1_2x_h100"] == pytest.approx(1.2 * 1978.9 / 92)

@@ -262,7 +262,7 @@ def test_models_show_llama2_70b():
 def test_claims_json():
     rows = run_json("claims")
     assert [r["id"] for r in rows] == [f"C{i}" for i in range(1, 21)]
-    assert {r["verdict"] for r in rows} <= {"reproduced", "corrected", "refuted", "not_yet"}
+    assert {r["verdict"] for r in rows} <= {"reproduced", "corrected", "refuted", "partial", "not_yet"}
     for r in rows[:4]:
         assert r["verdict"] != "not_yet", r["id"]
     for r in rows:
@@ -399,6 +399,13 @@ def _bad_inputs():
     yield "missing-option", ("estimate", "--hardware", "h100-sxm"), ("Missing option '--model'", "--help")
     yield "bad-choice", (*ESTIMATE, "--output", "xml"), ("'--output'", "'xml'")
     yield "not-an-int", (*ESTIMATE, "--batch", "many"), ("'--batch'", "'many'")
+    yield "quantization", (*ESTIMATE, "--quantization", "q4"), ("--quantization", "'q4'", "q4_0")
+    yield "sparsity-range", (*ESTIMATE, "--weight-sparsity", "1.2"), ("--weight-sparsity", "fraction")
+    yield "sparsity-pattern", (*ESTIMATE, "--sparsity-pattern", "4:2"), ("--sparsity-pattern", "N:M")
+    yield "sparsity-mismatch", (*ESTIMATE, "--weight-sparsity", "0.3", "--sparsity-pattern", "2:4"), \
+        ("--weight-sparsity must be 0.5",)
+    yield "activation-sparsity", (*ESTIMATE, "--activation-sparsity", "-1"), ("--activation-sparsity",)
+    yield "moe-imbalance", (*ESTIMATE, "--moe-imbalance", "0.5"), ("--moe-imbalance", "at least 1")
 
 
 BAD_INPUTS = list(_bad_inputs())
