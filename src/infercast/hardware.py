@@ -129,6 +129,18 @@ class SparsitySupport(Spec):
         return self
 
 
+class EnergySpec(Spec):
+    """A chip's own energy figures; each replaces the default ``infercast.energy`` would use."""
+
+    dram_pj_per_bit: Sourced | None = None
+    """Energy to move one bit between device memory and the chip (array, I/O and PHY), in pJ."""
+    link_pj_per_bit: Sourced | None = None
+    """Energy to send one bit over the chip's scale-up link (NVLink, Infinity Fabric, ICI), in pJ."""
+    node_energy_scale: Sourced | None = None
+    """Energy of the chip's logic and SRAM relative to Horowitz's 45 nm figures, replacing the
+    process-node scaling rule."""
+
+
 def parse_pattern(pattern: str) -> tuple[int, int]:
     """'2:4' -> (2, 4): N non-zeros kept in every group of M weights."""
     n, sep, m = pattern.partition(":")
@@ -169,6 +181,8 @@ class Chip(Spec):
     efficiency: dict[str, float] | None = None
     """Overrides of the family's efficiency parameters (``infercast.roofline.Efficiency`` fields) for
     this chip, e.g. written by ``infercast calibrate --local`` from its own measurements."""
+    energy: EnergySpec | None = None
+    """Per-chip energy figures (memory and link pJ/bit, node scale); None: the defaults for its technology."""
     notes: str | None = None
 
     def peak(self, dtype: str) -> float:
