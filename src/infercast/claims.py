@@ -6,7 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from infercast.cost import HOURS_PER_YEAR, CostOptions, capex_per_chip_usd, owned_chip_hour
+from infercast.energy import EnergyOptions, node_scale, pJ
 from infercast.estimate import estimate
+from infercast.fleet import GOOGLE_QPS, QUERY_ISL, QUERY_OSL, google_scale, size_fleet
 from infercast.hardware import chip_ids, load_chip
 from infercast.model import load_model
 from infercast.parallel import CommOptions, p2p_s
@@ -412,15 +415,140 @@ def c17_watts_per_pflops() -> Claim:
     bf16 = {k: load_chip(k).tdp_w.value / (load_chip(k).peak("bf16") / 1e15) for k in ("h100-sxm", "b200")}
     r = estimate("llama-2-70b", system="hgx-h100", tp=8, batch=32, isl=2048, osl=1)
     delivered = r.prefill.flops / r.prefill.latency_s / 1e15  # PFLOP/s one chip delivers in this prefill
+    decode = estimate("llama-2-7b", "h100-sxm", batch=1, isl=128, osl=128).energy
     return Claim(
         "C17", "An inference accelerator should offer 50 W per PFLOPS at over 50% efficiency", "refuted",
         f"No catalog chip meets 50 W/PFLOPS even at its peak: the best is {best} at {table[best][1]:.0f} W per dense "
         f"{table[best][0].upper()} PFLOPS; at BF16, H100 is {bf16['h100-sxm']:.0f} and B200 {bf16['b200']:.0f} "
         f"W/PFLOPS. "
         f"Delivered, an H100 in a LLaMA-2-70B TP=8 prefill reaches {delivered:.2f} PFLOP/s, "
-        f"{700 / delivered:.0f} W per delivered PFLOPS at TDP. A requirement, not yet met.",
+        f"{700 / delivered:.0f} W per delivered PFLOPS at TDP and {r.energy.w_per_delivered_pflops:.0f} W at the "
+        f"{r.energy.average_power_w:.0f} W the energy model puts it at; in LLaMA-2-7B batch-1 decode it is "
+        f"{decode.w_per_delivered_pflops:,.0f} W per delivered PFLOPS. A requirement, not yet met.",
         {**{f"w_per_pflops_{k}": v[1] for k, v in table.items()}, "best_chip": best,
-         "h100_delivered_pflops_prefill": delivered, "h100_w_per_delivered_pflops": 700 / delivered},
+         "h100_delivered_pflops_prefill": delivered, "h100_w_per_delivered_pflops": 700 / delivered,
+         "h100_prefill_power_w": r.energy.average_power_w,
+         "h100_w_per_delivered_pflops_modelled": r.energy.w_per_delivered_pflops,
+         "h100_w_per_delivered_pflops_decode_batch_1": decode.w_per_delivered_pflops},
+    )
+
+
+def c9_fleet_cost() -> Claim:
+    """22,000 H100s: chips, HGX servers, the network share, and a year of power and hosting."""
+    n, h100, hgx = 22_000, load_chip("h100-sxm"), load_system("hgx-h100")
+    systems = n // hgx.chips_per_node
+    chips_usd = n * h100.price_usd.value
+    servers_usd = systems * hgx.price_usd.value
+    o = CostOptions()
+    with_network = n * capex_per_chip_usd(h100, hgx, o)
+    hour = owned_chip_hour(capex_per_chip_usd(h100, hgx, o), h100.tdp_w.value, h100.tdp_w.value, o)
+    running = n * HOURS_PER_YEAR * (hour.electricity_usd + hour.hosting_usd)  # at TDP all year: an upper bound
+    return Claim(
+        "C9", "22,000 H100s cost about USD 800M and form 2,750 8-GPU systems", "reproduced",
+        f"22,000 H100s are {systems:,} HGX nodes of 8. At the catalog's USD {h100.price_usd.value:,.0f} per GPU the "
+        f"chips alone are USD {chips_usd / 1e6:,.0f}M; as HGX H100 servers at USD {hgx.price_usd.value:,.0f} each, "
+        f"USD {servers_usd / 1e6:,.0f}M (USD {servers_usd / n:,.0f} per GPU, against the claim's ~36k); with the "
+        f"network share (USD {o.network_usd_per_chip:,.0f} per GPU, assumed) USD {with_network / 1e6:,.0f}M. Power, "
+        f"cooling and hosting at full load then add USD {running / 1e6:,.0f}M a year (PUE {o.pue:g}, USD "
+        f"{o.electricity_usd_per_kwh:g}/kWh, USD {o.hosting_usd_per_kw_month:g} per kW-month).",
+        {"gpus": n, "systems": systems, "chips_usd": chips_usd, "servers_usd": servers_usd,
+         "usd_per_gpu_in_servers": servers_usd / n, "with_network_usd": with_network,
+         "power_and_hosting_usd_per_year": running},
+    )
+
+
+def c15_energy_split() -> Claim:
+    """Horowitz's per-operation energies, and the energy split of a decode step vs a large prefill."""
+    o = EnergyOptions()
+    h100 = load_chip("h100-sxm")
+    decode = estimate("llama-2-7b", h100, batch=1, isl=128, osl=128).energy.split
+    prefill = estimate("llama-2-7b", h100, batch=16, isl=2048, osl=1).energy.split
+
+    def movement(s) -> float:
+        return s.memory_j + s.interconnect_j
+
+    dec_ratio, pre_ratio = movement(decode) / decode.compute_j, movement(prefill) / prefill.compute_j
+    total_dec = decode.compute_j + movement(decode) + decode.static_j + decode.overhead_j
+    bare = estimate("llama-2-7b", h100, batch=16, isl=2048, osl=1, energy={"chip_overhead": 1.0}).energy
+    return Claim(
+        "C15", "Data movement, not arithmetic, dominates the energy of generative inference", "reproduced",
+        f"Horowitz at 45 nm: 8-bit add {o.int8_add_j / pJ:g} pJ, multiply {o.int8_mul_j / pJ:g}; FP16 add "
+        f"{o.fp16_add_j / pJ:g}, multiply {o.fp16_mul_j / pJ:g}; FP32 {o.fp32_add_j / pJ:g} and {o.fp32_mul_j / pJ:g}; "
+        f"a 64-bit SRAM read 10-100 pJ (8 KB to 1 MB); DRAM {64 * o.other_dram_j_per_bit / pJ:,.0f} pJ per 64 bits "
+        f"(HBM {64 * o.hbm_j_per_bit / pJ:.0f}). LLaMA-2-7B FP16 on an H100 (the per-op figures scaled to 4 nm by "
+        f"{node_scale(h100):.3f}): a batch-1 decode moves data for {dec_ratio:,.0f}x the energy of its arithmetic "
+        f"(DRAM {100 * decode.dram_j / total_dec:.0f}% of the run, arithmetic {100 * decode.compute_j / total_dec:.2f}%"
+        f", static {100 * decode.static_j / total_dec:.0f}%); a batch-16 prefill of 2048 tokens only "
+        f"{pre_ratio:.1f}x. The bare figures put that prefill at {bare.prefill_power_w:.0f} W of the H100's 700 W: "
+        f"most of a busy chip's energy is clocks, control and wires ({100 * prefill.overhead_j / (movement(prefill) + prefill.compute_j + prefill.static_j + prefill.overhead_j):.0f}% "
+        f"here, the chip_overhead), which Horowitz's table does not price.",
+        {"decode_movement_over_arithmetic": dec_ratio, "prefill_movement_over_arithmetic": pre_ratio,
+         "decode_dram_share": decode.dram_j / total_dec, "decode_compute_share": decode.compute_j / total_dec,
+         "decode_static_share": decode.static_j / total_dec, "h100_node_scale": node_scale(h100),
+         "prefill_power_w_bare": bare.prefill_power_w},
+    )
+
+
+def c16_efficiency() -> Claim:
+    """Chips per delivered PFLOP/s at 5% and 50% efficiency; the tool's own efficiency for GPT-4-class decode."""
+    h100 = load_chip("h100-sxm")
+    peak_pflops = h100.peak("fp16") / 1e15
+    chips = {eff: 1 / (eff * peak_pflops) for eff in (0.05, 0.5)}
+    kw = dict(system="hgx-h100", nodes=8, tp=8, pp=8, isl=1000, osl=500)
+    one = estimate("gpt-4-class-moe", batch=1, **kw)
+    big = estimate("gpt-4-class-moe", batch=96, **kw)
+
+    def overall(r) -> float:  # FLOPs of the whole request over the chips' peak for its duration
+        return (r.prefill.flops + r.decode.flops) / (r.e2e_latency_s * r.peak_flops)
+
+    util = {b: r.to_dict()["utilization"]["decode_compute"] for b, r in ((1, one), (96, big))}
+    return Claim(
+        "C16", "Efficiency decides chips per delivered PFLOPS; GPT-4 inference runs at about 3% of peak",
+        "corrected",
+        f"One delivered PFLOP/s needs 1 / (efficiency x peak) chips: {chips[0.05]:.1f} H100s (FP16 dense "
+        f"{peak_pflops:.3f} PFLOPS) at 5% and {chips[0.5]:.1f} at 50%, the claim's 20 and 2. For the unofficial "
+        f"1.78T-parameter GPT-4-class MoE on 64 H100s (TP=8 x PP=8, FP16, 1000 + 500 tokens) the tool predicts "
+        f"{100 * util[1]:.3f}% of peak in batch-1 decode ({100 * overall(one):.2f}% over the whole request) and "
+        f"{100 * util[96]:.2f}% at batch 96 ({100 * overall(big):.2f}%): '3%' needs large batches and long prompts, "
+        f"batch-1 decode is far below it.",
+        {"chips_per_pflops_at_5pct": chips[0.05], "chips_per_pflops_at_50pct": chips[0.5],
+         "gpt4_class_decode_utilization_batch_1": util[1], "gpt4_class_decode_utilization_batch_96": util[96],
+         "gpt4_class_request_utilization_batch_1": overall(one), "gpt4_class_request_utilization_batch_96": overall(big)},
+    )
+
+
+def c18_cost_per_query() -> Claim:
+    """A GPT-3-175B answer's cost against a search's 0.2 cents; the Google-scale fleets; what USD 1T needs."""
+    kw = dict(system="hgx-h100", tp=8, isl=QUERY_ISL, osl=QUERY_OSL)
+    batched = estimate("gpt-3-175b", batch=estimate("gpt-3-175b", batch=1, **kw).memory.max_batch, **kw)
+    single = estimate("gpt-3-175b", batch=1, **kw)
+    fleets = google_scale()
+    worst = max(fleets, key=lambda f: f["tco_usd"])
+    big = {k: worst[k] for k in ("system", "nodes", "tp", "pp", "isl", "osl")}
+    tco_by_batch = {b: size_fleet(estimate(worst["model"], batch=b, **big), GOOGLE_QPS).tco_usd
+                    for b in (1, 2, 4, 8, 16, 32)}
+    trillion_batch = max((b for b, t in tco_by_batch.items() if t >= 1e12), default=None)
+    years = (1e12 - worst["capex_usd"]) / worst["opex_usd_per_year"]
+    table = "; ".join(f"{f['model']} on {f['system']} (batch {f['batch']}): {f['chips']:,} chips, TCO USD "
+                      f"{f['tco_usd'] / 1e9:,.0f}B, {100 * f['usd_per_query']:.2f} cents/query" for f in fleets)
+    o = CostOptions()
+    return Claim(
+        "C18", "A ChatGPT-class query costs 15-70x a search (0.2 cents); Google-scale serving near USD 1T",
+        "corrected",
+        f"A GPT-3-175B answer ({QUERY_ISL} + {QUERY_OSL} tokens, FP16, owned HGX H100, TP=8) costs "
+        f"{100 * batched.cost.usd_per_query:.2f} cents at batch {batched.batch} ({batched.cost.usd_per_query / 0.002:.1f}x"
+        f" a search's 0.2 cents) and {100 * single.cost.usd_per_query:.1f} cents unbatched: the quoted 3-14 cents is "
+        f"batch-1 serving. At {GOOGLE_QPS:,.0f} queries/s over {o.years:g} years (fully loaded, USD "
+        f"{o.electricity_usd_per_kwh:g}/kWh, PUE {o.pue:g}): {table}. USD 1T needs the GPT-4-class model on H100 at "
+        f"batch {trillion_batch} or less (USD {tco_by_batch[1] / 1e12:.1f}T at batch 1), or "
+        f"{years:,.0f} years at batch {worst['batch']}; the other cases stay far below it.",
+        {"gpt3_usd_per_query_batched": batched.cost.usd_per_query, "gpt3_batch": batched.batch,
+         "gpt3_usd_per_query_batch_1": single.cost.usd_per_query,
+         "gpt3_batched_over_search": batched.cost.usd_per_query / 0.002,
+         **{f"tco_usd_{f['model']}_{f['system']}": f["tco_usd"] for f in fleets},
+         **{f"chips_{f['model']}_{f['system']}": f["chips"] for f in fleets},
+         **{f"gpt4_class_h100_tco_usd_batch_{b}": t for b, t in tco_by_batch.items()},
+         "largest_batch_reaching_1t": trillion_batch, "years_to_1t_at_scenario_batch": years},
     )
 
 
@@ -438,11 +566,7 @@ def c19_model_scale() -> Claim:
 
 _PENDING = {
     "C5": ("Training needs far more memory than inference", "needs the training-memory model"),
-    "C9": ("22,000 H100s cost about USD 800M", "needs the cost model"),
     "C11": ("HBM bounds capacity and decode speed; CXL extends capacity", "needs memory tiers"),
-    "C15": ("Data movement, not arithmetic, dominates energy", "needs the energy model"),
-    "C16": ("Efficiency decides chips per delivered PFLOPS", "needs the energy and fleet models"),
-    "C18": ("Cost per query; Google-scale fleet near USD 1T", "needs the cost and fleet models"),
     "C20": ("Diffusion models: few B params, ~20 TFLOPs per image", "needs a diffusion workload"),
 }
 
@@ -451,6 +575,7 @@ _COMPUTED: dict[str, Callable[[], Claim]] = {
     "C6": c6_consumer_vs_datacenter, "C7": c7_interconnect, "C8": c8_layer_per_chip, "C17": c17_watts_per_pflops,
     "C19": c19_model_scale,
     "C10": c10_number_formats, "C12": c12_sparsity, "C13": c13_bloom_generation, "C14": c14_mlperf,
+    "C9": c9_fleet_cost, "C15": c15_energy_split, "C16": c16_efficiency, "C18": c18_cost_per_query,
 }
 
 

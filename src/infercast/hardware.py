@@ -132,10 +132,10 @@ class SparsitySupport(Spec):
 class EnergySpec(Spec):
     """A chip's own energy figures; each replaces the default ``infercast.energy`` would use."""
 
-    dram_pj_per_bit: Sourced | None = None
-    """Energy to move one bit between device memory and the chip (array, I/O and PHY), in pJ."""
-    link_pj_per_bit: Sourced | None = None
-    """Energy to send one bit over the chip's scale-up link (NVLink, Infinity Fabric, ICI), in pJ."""
+    dram_j_per_bit: Sourced | None = None
+    """Energy to move one bit between device memory and the chip (array, I/O and PHY)."""
+    link_j_per_bit: Sourced | None = None
+    """Energy to send one bit over the chip's scale-up link (NVLink, Infinity Fabric, ICI)."""
     node_energy_scale: Sourced | None = None
     """Energy of the chip's logic and SRAM relative to Horowitz's 45 nm figures, replacing the
     process-node scaling rule."""
@@ -182,7 +182,7 @@ class Chip(Spec):
     """Overrides of the family's efficiency parameters (``infercast.roofline.Efficiency`` fields) for
     this chip, e.g. written by ``infercast calibrate --local`` from its own measurements."""
     energy: EnergySpec | None = None
-    """Per-chip energy figures (memory and link pJ/bit, node scale); None: the defaults for its technology."""
+    """Per-chip energy figures (memory and link J/bit, node scale); None: the defaults for its technology."""
     notes: str | None = None
 
     def peak(self, dtype: str) -> float:
