@@ -99,6 +99,8 @@ def _engine_options(f):
                      help="Fused FlashAttention-style kernel, or scores written to memory."),
         click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
                      help="Override an efficiency parameter, e.g. bandwidth=0.8 or step_overhead_s=0.002."),
+        click.option("--calibration", metavar="PROFILE.yaml",
+                     help="Calibration profile (infercast calibrate --fit) [the shipped fit of the public data]."),
         click.option("--comm", "comm", multiple=True, metavar="KEY=VALUE",
                      help="Override a collective parameter, e.g. bandwidth=0.7 or overlap=0.5."),
         click.option("--gpu-memory-utilization", type=float,
@@ -111,6 +113,15 @@ def _engine_options(f):
         click.option("--sequence-parallel", is_flag=True, help="Reduce-scatter/all-gather instead of all-reduce."),
         click.option("--micro-batches", type=int, help="Micro-batches in flight with --pp [default: min(pp, batch)]."),
         click.option("--auto", is_flag=True, help="Pick the fastest valid tp x pp plan on the system's chips."),
+        click.option("--usd-per-chip-hour", type=float,
+                     help="Cloud price of a chip-hour; without it chips are priced as owned hardware."),
+        click.option("--electricity-usd-per-kwh", type=float, help="Electricity price for owned hardware [0.08]."),
+        click.option("--pue", type=float, help="Facility power over IT power [1.2]."),
+        click.option("--years", type=float, help="Years to pay off owned hardware over (and a fleet's TCO) [5]."),
+        click.option("--energy", "energy", multiple=True, metavar="KEY=VALUE",
+                     help="Override an energy parameter, e.g. chip_overhead=1 or idle_fraction_of_tdp=0.15."),
+        click.option("--cost", "cost", multiple=True, metavar="KEY=VALUE",
+                     help="Override a cost parameter, e.g. chip_price_usd=25000 or hosting_usd_per_kw_month=100."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -123,6 +134,13 @@ def _run_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     kw["efficiency"] = _key_values(kw.pop("efficiency"), "--efficiency") or None
     kw["comm"] = _key_values(kw.pop("comm"), "--comm") or None
     kw["pp_stages"] = _stages(kw.pop("pp_stages"))
+    kw["energy"] = _key_values(kw.pop("energy"), "--energy") or None
+    cost = _key_values(kw.pop("cost"), "--cost")
+    for name in ("electricity_usd_per_kwh", "pue", "years"):
+        value = kw.pop(name)
+        if value is not None:
+            cost[name] = value
+    kw["cost"] = cost or None
     return kw
 
 
@@ -218,6 +236,7 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
     share = r["communication_share"]
     if par["num_chips"] > 1:
         t.add_row("communication", f"{100 * share['prefill']:.1f}% of prefill, {100 * share['decode']:.1f}% of decode")
+    _energy_cost_rows(t, r)
     console.print(t)
     if not m["fits"]:
         console.print("[yellow]Latencies are for one chip as if it had the memory; "
@@ -228,6 +247,78 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
             b.add_row(row["op"], row["phase"], f"{row['flops'] / 1e9:.4g}", f"{row['bytes'] / 1e6:.4g}",
                       f"{row['time_s'] * 1e3:.4g}", row["bound"], row["tier"] or "")
         console.print(b)
+
+
+@cli.command()
+@_engine_options
+@click.option("--hardware", help="Chip id (infercast hardware list) or a chip YAML path.")
+@click.option("--num-chips", type=int, help="Chips of --hardware in one replica.")
+@click.option("--system", help="Named system (infercast hardware systems) or a system YAML path.")
+@click.option("--nodes", type=int, help="Nodes of --system in one replica.")
+@click.option("--qps", type=float, required=True, help="Queries per second the fleet must serve (isl + osl each).")
+@click.option("--target-utilization", type=float, default=1.0, show_default=True,
+              help="Fraction of the replicas' capacity the load may use (headroom for peaks).")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def fleet(qps: float, target_utilization: float, output: str, **kw: Any) -> None:
+    """Size a fleet of replicas of one deployment for a load: chips, capex, opex, TCO, energy, cost per query."""
+    from infercast.estimate import estimate as run
+    from infercast.fleet import check_load, size_fleet
+
+    check_load(qps, target_utilization)
+    est = run(**_run_kwargs(kw))
+    f = size_fleet(est, qps, target_utilization=target_utilization).to_dict()
+    doc = {"model": est.model, "hardware": est.hardware, "system": est.system,
+           "parallel": {"tp": est.plan.tp, "pp": est.plan.pp, "ep": est.plan.ep, "dp": est.plan.dp},
+           "e2e_latency_s": est.e2e_latency_s, "tpot_s": est.tpot_s, **f, "assumptions": est.cost.options.model_dump()}
+    if output == "json":
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if output == "csv":
+        click.echo(_csv([_flatten(doc)]), nl=False)
+        return
+    click.echo(f"{est.model} on {est.system} (tp {est.plan.tp} x pp {est.plan.pp} x dp {est.plan.dp}), batch "
+               f"{est.batch}, isl {est.isl}, osl {est.osl}: one replica of {f['chips_per_replica']} chips serves "
+               f"{f['replica_qps']:.3g} queries/s (E2E {est.e2e_latency_s:.3g} s)")
+    _print_rows([
+        {"": "replicas", "value": f"{f['replicas']:,}"}, {"": "chips", "value": f"{f['chips']:,}"},
+        {"": "load", "value": f"{100 * f['load']:.1f}% busy, {f['average_power_w_per_chip']:.0f} W per chip"},
+        {"": "capex", "value": f"USD {f['capex_usd']:,.0f}"},
+        {"": "opex per year", "value": f"USD {f['opex_usd_per_year']:,.0f}"},
+        {"": f"TCO over {f['years']:g} years", "value": f"USD {f['tco_usd']:,.0f}"},
+        {"": "energy per year", "value": f"{f['energy_kwh_per_year']:,.0f} kWh (facility)"},
+        {"": "cost per query", "value": f"USD {f['usd_per_query']:.3g}"},
+    ], "table")
+    a = doc["assumptions"]
+    click.echo("assumptions: " + ", ".join(f"{k}={v}" for k, v in a.items() if v is not None)
+               + f"; idle {est.energy.idle_w:g} W and TDP {est.energy.tdp_w:g} W per chip, chip_overhead "
+                 f"{est.energy.chip_overhead:g} (see --energy)")
+
+
+def _energy_cost_rows(t, r: dict[str, Any]) -> None:
+    e, c = r["energy"], r["cost"]
+    if e is None:
+        t.add_row("energy", f"unknown: {r.get('energy_unavailable', '')}")
+    else:
+        s, total = e["split"], e["total_j"]
+
+        def pct(x: float) -> str:
+            return f"{100 * x / total:.3g}%"
+
+        t.add_row("energy", f"{_fmt(e['joules_per_token'], ' J')} per output token ({_fmt(e['tokens_per_joule'])} "
+                            f"tokens/J), {_fmt(e['average_power_w'], ' W')} per chip (idle {_fmt(e['idle_w'])}, "
+                            f"TDP {_fmt(e['tdp_w'])})" + (", [yellow]capped at TDP[/yellow]" if e["power_capped"] else ""))
+        t.add_row("", f"memory {pct(s['memory_j'])} (DRAM {pct(s['dram_j'])}, SRAM {pct(s['sram_j'])}), arithmetic "
+                      f"{pct(s['compute_j'])}, links {pct(s['interconnect_j'])}, static {pct(s['static_j'])}, chip "
+                      f"overhead {pct(s['overhead_j'])}; {_fmt(e['w_per_delivered_pflops'], ' W')} per delivered PFLOP/s")
+    if c is None:
+        t.add_row("cost", f"unknown: {r.get('cost_unavailable', '')}")
+    else:
+        a = c["assumptions"]
+        basis = (f"cloud, USD {_fmt(c['usd_per_chip_hour'])} per chip-hour" if c["mode"] == "cloud" else
+                 f"owned: USD {_fmt(c['capex_usd'] / r['parallel']['num_chips'])} per chip over {a['years']:g} years, "
+                 f"USD {a['electricity_usd_per_kwh']:g}/kWh, PUE {a['pue']:g}")
+        t.add_row("cost", f"USD {_fmt(c['usd_per_million_tokens'])} per million output tokens, USD "
+                          f"{c['usd_per_query']:.3g} per query, USD {_fmt(c['usd_per_hour'])} per hour ({basis})")
 
 
 @cli.group()
@@ -344,13 +435,14 @@ def claims(output: str) -> None:
               help="Measured-data CSV (DESIGN.md format); 'public' is the bundled copy of measured-public.csv.")
 @click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
               help="Override an efficiency parameter for every chip (repeatable).")
+@click.option("--calibration", metavar="PROFILE.yaml", help="Calibration profile [the shipped fit].")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
-def validate(data: str, efficiency: tuple[str, ...], output: str) -> None:
+def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, output: str) -> None:
     """Predict every row of a measured CSV; report signed errors and median/p90 error by group."""
     from infercast.validate import summarize
     from infercast.validate import validate as run
 
-    results = run(data, _key_values(efficiency, "--efficiency") or None)
+    results = run(data, _key_values(efficiency, "--efficiency") or None, calibration)
     rows = [r.to_dict() for r in results]
     summary = summarize(results)
     if output == "json":
@@ -370,6 +462,58 @@ def validate(data: str, efficiency: tuple[str, ...], output: str) -> None:
                  for g, s in groups], "table")
     click.echo(f"{summary['predicted']} of {summary['rows']} rows predicted; skipped: "
                + "; ".join(f"{n} x {why}" for why, n in summary["skipped_reasons"].items()))
+
+
+@cli.command()
+@click.option("--fit", "fit", metavar="FILE.csv",
+              help="Fit the efficiency parameters to a measured CSV ('public': the bundled one).")
+@click.option("--local", is_flag=True, help="Measure this machine, write a chip YAML, run a reference transformer.")
+@click.option("--start", default="prior", show_default=True,
+              help="Profile the fit starts from and shrinks towards: prior, default or a profile YAML.")
+@click.option("--no-loso", is_flag=True, help="Skip the leave-one-source-out cross-validation (faster).")
+@click.option("--quick", is_flag=True, help="With --local: a run under two minutes.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="With --local: the device to measure [cuda if any].")
+@click.option("--output", "out_file", metavar="FILE.yaml",
+              help="Where to write the profile (--fit) or the chip YAML (--local); never over a file without --force.")
+@click.option("--force", is_flag=True, help="Replace --output if it exists.")
+@click.option("--report", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bool, device: str | None,
+              out_file: str | None, force: bool, report: str) -> None:
+    """Fit efficiency parameters to measurements (--fit), or measure this machine (--local)."""
+    if bool(fit) == local:
+        raise InfercastError("calibrate: give exactly one of --fit FILE.csv or --local")
+    if local:
+        from infercast.localbench import run_local
+
+        result = run_local(quick=quick, output=out_file, force=force, device=device,
+                           progress=lambda m: click.echo(m, err=True))
+        if report == "json":
+            click.echo(json.dumps(result.to_dict(), indent=2))
+        else:
+            _print_rows(result.to_dict()["rows"], "table")
+        return
+    from infercast.calibrate import calibrate as run
+    from infercast.calibration import check_writable, write_new
+
+    if out_file:  # fail before a long fit, not after it
+        check_writable(out_file, force)
+    result = run(fit, start=start, loso=not no_loso, progress=lambda m: click.echo(m, err=True))
+    if out_file:
+        write_new(out_file, result.profile.to_yaml(), force=force)
+        click.echo(f"wrote {out_file}", err=True)
+    record = result.profile.fit
+    if report == "json":
+        click.echo(json.dumps(record, indent=2))
+        return
+    rows = []
+    for kind in ("in_sample", "leave_one_source_out"):
+        if kind not in record:
+            continue
+        groups = {"all": record[kind]["all"], **{f"metric={k}": v for k, v in record[kind]["by_metric"].items()},
+                  **{f"source={k}": v for k, v in record[kind]["by_source"].items()}}
+        rows += [{"errors": kind, "group": g, "n": s["count"], "median |err|": s["median_ape"],
+                  "p90 |err|": s["p90_ape"]} for g, s in groups.items()]
+    _print_rows(rows, "table")
 
 
 def _print_rows(rows: list[dict[str, Any]], output: str) -> None:

@@ -22,6 +22,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from infercast.cost import Cost, CostOptions, estimate_cost
+from infercast.cost import merge_options as cost_options
+from infercast.energy import Energy, EnergyOptions, estimate_energy
+from infercast.energy import merge_options as energy_options
 from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
 from infercast.formats import SCHEMES, element_bytes, get_format
 from infercast.hardware import Chip, load_chip
@@ -29,6 +33,7 @@ from infercast.memory import MemoryOptions, MemoryPlan, binding_load, min_chips_
 from infercast.model import ModelSpec, load_model
 from infercast.ops import Attention, Op, Precision, forward_ops
 from infercast.parallel import CommOptions, Plan, Stage, candidate_plans, comm_ops, make_plan, stages_of
+from infercast.calibration import Calibration, comm_for
 from infercast.roofline import Efficiency, default_efficiency, op_time
 from infercast.sparsity import DENSE, Sparsity, SparsityEffect, effect_on, make_sparsity
 from infercast.system import System, default_system, load_system
@@ -55,6 +60,8 @@ class OpRow:
     tier: str | None = None
     weight_bytes: float = 0.0
     """Of ``bytes``, the weights read."""
+    kind: str | None = None
+    """The operator's kind (gemm, attention, vector, comm); None for framework and pipeline-wait time."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,10 @@ class Estimate:
     sparsity: Sparsity = DENSE
     sparsity_effect: SparsityEffect | None = None
     moe_imbalance: float = 1.0
+    energy: Energy | None = None
+    cost: Cost | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    """Notes beside the result, e.g. why energy or cost is unknown ('energy_unavailable')."""
 
     @property
     def ttft_s(self) -> float:
@@ -147,9 +157,10 @@ class Estimate:
             "communication_share": self.communication_share,
             "efficiency": self.efficiency.model_dump(),
             "comm": self.comm.model_dump(),
-            "energy": None,
-            "cost": None,
-            "breakdown": [vars(row).copy() for row in self.breakdown],
+            "energy": self.energy.to_dict() if self.energy else None,
+            "cost": self.cost.to_dict() if self.cost else None,
+            **{k: v for k, v in self.extra.items() if k in ("energy_unavailable", "cost_unavailable")},
+            "breakdown": [{k: v for k, v in vars(row).items() if k != "kind"} for row in self.breakdown],
         }
 
 
@@ -186,7 +197,7 @@ def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficie
                      ("overhead", t.overhead_s * steps * op.count))
             bound = max(parts, key=lambda kv: kv[1])[0]
         rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), total(t.time_s), bound, op.tier,
-                          total(op.weight_bytes)))
+                          total(op.weight_bytes), op.kind))
     if eff.step_overhead_s:
         step = step + eff.step_overhead_s
         rows.append(OpRow("framework", phase, 0.0, 0.0, eff.step_overhead_s * steps, "overhead"))
@@ -206,8 +217,8 @@ def _pipeline(stage_phases: list[_StagePhase], m: int) -> tuple[float, int]:
 
 def _totals(rows: list[OpRow], latency: float, m: int, phase: str) -> tuple[PhaseTotals, list[OpRow]]:
     """The busiest chip's rows (m micro-batches), a row for its idle time, and the phase totals."""
-    rows = [OpRow(r.op, r.phase, r.flops * m, r.bytes * m, r.time_s * m, r.bound, r.tier, r.weight_bytes * m)
-            for r in rows]
+    rows = [OpRow(r.op, r.phase, r.flops * m, r.bytes * m, r.time_s * m, r.bound, r.tier, r.weight_bytes * m,
+                  r.kind) for r in rows]
     idle = latency - sum(r.time_s for r in rows)
     if idle > 1e-12 * max(latency, 1e-30):
         rows.append(OpRow("pipeline_wait", phase, 0.0, 0.0, idle, "communication"))
@@ -304,14 +315,21 @@ def estimate(
     activation_sparsity: float | None = None,
     sparse_storage: str | None = None,
     moe_imbalance: float = 1.0,
+    energy: EnergyOptions | dict[str, float] | None = None,
+    cost: CostOptions | dict[str, float] | None = None,
+    usd_per_chip_hour: float | None = None,
+    calibration: Calibration | str | None = None,
 ) -> Estimate:
     """Estimate one model serving one static batch on a chip or a system of chips.
 
     ``efficiency``, ``memory`` and ``comm`` override fields of their defaults (a full object or
-    a dict of some fields). ``auto`` picks the fastest valid (tp, pp) plan on ``num_chips``
+    a dict of some fields); the efficiency and collective defaults come from ``calibration`` (a
+    profile or its path; the shipped fit by default). ``auto`` picks the fastest valid (tp, pp) plan on ``num_chips``
     chips (or all of ``system``'s). ``weight_sparsity`` (with ``sparsity_pattern`` 'unstructured'
     or N:M, and ``sparse_storage``) and ``activation_sparsity`` declare zeros in the decoder's
-    linear layers; ``moe_imbalance`` is the busiest expert's tokens over the mean.
+    linear layers; ``moe_imbalance`` is the busiest expert's tokens over the mean. ``energy`` and
+    ``cost`` override fields of ``EnergyOptions`` and ``CostOptions``; ``usd_per_chip_hour`` prices
+    chips at a cloud rate instead of as owned hardware.
     """
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     batch, isl, osl = _positive("batch", batch), _positive("isl", isl), _positive("osl", osl)
@@ -333,9 +351,9 @@ def estimate(
     p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization, chip=chip,
                           sparsity=sparsity)
     effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
-    eff = _merge(default_efficiency(chip), efficiency, Efficiency, "efficiency")
+    eff = _merge(default_efficiency(chip, calibration), efficiency, Efficiency, "efficiency")
     mem_opts = _merge(MemoryOptions(), memory, MemoryOptions, "memory")
-    comm_opts = _merge(CommOptions(), comm, CommOptions, "comm")
+    comm_opts = _merge(comm_for(calibration), comm, CommOptions, "comm")
     common = dict(p=p, attention=attention, eff=eff, mem_opts=mem_opts, comm_opts=comm_opts, batch=batch, isl=isl,
                   osl=osl, chip=chip, system=sys_, sparsity=sparsity, effect=effect, moe_imbalance=float(moe_imbalance))
     if auto:
@@ -347,13 +365,34 @@ def estimate(
             raise InfercastError(f"--auto: no tensor/pipeline plan of {chips} {chip.id} chips holds {spec.name} at "
                                  f"batch {batch}; at least {results[0].memory.min_chips if results else '?'} chips "
                                  f"are needed")
-        return min(fitting, key=lambda r: r.e2e_latency_s)
+        return _priced(min(fitting, key=lambda r: r.e2e_latency_s), chip, sys_, energy, cost, usd_per_chip_hour)
     plan = make_plan(spec, tp=tp, pp=pp, ep=ep, dp=dp, stages=tuple(pp_stages) if pp_stages else None,
                      sequence_parallel=sequence_parallel)
     if plan.num_chips > sys_.num_chips:
         raise InfercastError(f"the plan needs tp x pp x dp = {plan.num_chips} chips but system {sys_.id} has "
                              f"{sys_.num_chips}; use --nodes or a larger system")
-    return _evaluate(spec, plan, micro_batches=micro_batches, **common)
+    return _priced(_evaluate(spec, plan, micro_batches=micro_batches, **common), chip, sys_, energy, cost,
+                   usd_per_chip_hour)
+
+
+def _priced(result: Estimate, chip: Chip, system: System, energy, cost, usd_per_chip_hour) -> Estimate:
+    """The estimate with its energy and cost (``infercast.energy``, ``infercast.cost``); a figure the
+    catalog lacks (TDP, process node, price) leaves that part None with the reason in ``extra``."""
+    e_opts = energy_options(energy)
+    if usd_per_chip_hour is not None:
+        cost = {**(cost.model_dump() if isinstance(cost, CostOptions) else cost or {}),
+                "usd_per_chip_hour": usd_per_chip_hour}
+    c_opts = cost_options(cost)
+    extra, e, c = dict(result.extra), None, None
+    try:
+        e = estimate_energy(result, chip, system, e_opts)
+    except InfercastError as exc:
+        extra["energy_unavailable"] = str(exc)
+    try:
+        c = estimate_cost(result, e, chip, system, c_opts)
+    except InfercastError as exc:
+        extra["cost_unavailable"] = str(exc)
+    return replace(result, energy=e, cost=c, extra=extra)
 
 
 def _evaluate(spec: ModelSpec, plan: Plan, *, micro_batches: int | None, p: Precision, attention: Attention,

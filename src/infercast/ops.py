@@ -40,6 +40,16 @@ class MoeShard:
     imbalance: float = 1.0
     """Tokens of the busiest expert over the mean: the grouped GEMM waits for it (1 = uniform routing)."""
 
+GEMM_TILE = 128
+"""Edge of a GEMM output tile: 128 x 128 is the threadblock tile cuBLAS and CUTLASS pick for large
+16-bit GEMMs on A100/H100 (NVIDIA, "Matrix Multiplication Background User's Guide")."""
+
+
+def gemm_tiles(M, N, experts=1):
+    """Output tiles of ``experts`` GEMMs of ``M x N`` each."""
+    return experts * np.ceil(np.asarray(M, float) / GEMM_TILE) * np.ceil(N / GEMM_TILE)
+
+
 # FLOPs per element of the elementwise kernels, counted as the arithmetic of the formula.
 RMSNORM_FLOPS = 4  # square, accumulate, scale by rsqrt(mean), multiply by weight
 LAYERNORM_FLOPS = 7  # mean, centre, square, accumulate, scale, multiply, add bias
@@ -139,6 +149,10 @@ class Op:
     """Multiplier on the compute time: above 1 for the straggler expert of an imbalanced MoE layer."""
     tier: str | None = None
     """For a collective: the interconnect tier it runs over."""
+    tiles: np.ndarray | None = None
+    """Output tiles of a GEMM (GEMM_TILE x GEMM_TILE each), for wave quantization."""
+    seq_len: np.ndarray | None = None
+    """Keys each query attends to (attention kernels): their efficiency grows with it."""
 
     @property
     def bytes(self) -> np.ndarray:
@@ -174,6 +188,7 @@ def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_el
         math=p.gemm_math,
         vector_flops=p.dequant_ops * weight_elems * np.ceil(np.asarray(M, float) / 128),
     )
+    op = replace(op, tiles=gemm_tiles(M, N))
     return replace(op, flops=op.flops * p.layer_math_density) if sparse and p.layer_math_density != 1 else op
 
 
@@ -278,17 +293,20 @@ def _attention_core(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attenti
     m = np.minimum(q_len * group, kv_len if W is None else np.minimum(kv_len, W))
     min_dim = np.minimum(m, np.minimum(d_qk, d_v))
     math = p.attention_math
+    keys = np.asarray(causal_pairs(q_len, kv_len, W) / q_len, float)  # mean keys per query
     if attention == "flash":
-        return [make_op("attention", "attention", L,
-                    flops=2 * pairs * d_qk + SOFTMAX_FLOPS * pairs + 2 * pairs * d_v,
-                    act=q_bytes + new_kv, kv=cached, write=o_bytes + new_kv, min_dim=min_dim, math=math)]
+        return [replace(make_op("attention", "attention", L,
+                                flops=2 * pairs * d_qk + SOFTMAX_FLOPS * pairs + 2 * pairs * d_v,
+                                act=q_bytes + new_kv, kv=cached, write=o_bytes + new_kv, min_dim=min_dim, math=math),
+                        seq_len=keys)]
     scores = pairs * a
     return [
-        make_op("attn_score", "attention", L, flops=2 * pairs * d_qk, act=q_bytes + new_kv, kv=cached,
-            write=scores + new_kv, min_dim=min_dim, math=math),
+        replace(make_op("attn_score", "attention", L, flops=2 * pairs * d_qk, act=q_bytes + new_kv, kv=cached,
+                        write=scores + new_kv, min_dim=min_dim, math=math), seq_len=keys),
         make_op("attn_softmax", "vector", L, flops=SOFTMAX_FLOPS * pairs, act=scores, write=scores),
-        make_op("attn_value", "attention", L, flops=2 * pairs * d_v, act=scores + new_kv * d_v / (d_qk + d_v),
-            kv=cached * d_v / (d_qk + d_v), write=o_bytes, min_dim=min_dim, math=math),
+        replace(make_op("attn_value", "attention", L, flops=2 * pairs * d_v,
+                        act=scores + new_kv * d_v / (d_qk + d_v), kv=cached * d_v / (d_qk + d_v), write=o_bytes,
+                        min_dim=min_dim, math=math), seq_len=keys),
     ]
 
 
@@ -371,14 +389,14 @@ def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
                         weight=touched * up * h * w, act=rows * h * a, write=rows * up * a,
                         min_dim=np.minimum(per_expert, h), math=p.gemm_math,
                         vector_flops=p.dequant_ops * touched * up * h * np.ceil(per_expert / 128)),
-                compute_factor=moe.imbalance),
+                compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, up, touched)),
         vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
                   reads=2 if spec.gated_mlp else 1),
         replace(make_op("moe_down", "gemm", n, flops=2 * rows * h * f * p.layer_math_density,
                         weight=touched * h * f * w, act=rows * f * a, write=rows * h * a,
                         min_dim=np.minimum(per_expert, f), math=p.gemm_math,
                         vector_flops=p.dequant_ops * touched * h * f * np.ceil(per_expert / 128)),
-                compute_factor=moe.imbalance),
+                compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, h, touched)),
     ]
     if spec.num_shared_experts:
         width = moe.shared_width if moe.shared_width is not None else spec.num_shared_experts * f

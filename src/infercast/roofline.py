@@ -2,19 +2,20 @@
 
     time = max(FLOPs / achievable FLOP/s, bytes / achievable bytes/s) + kernel overhead
 
-Achievable compute is the dense peak of the format the math runs in times an efficiency
-that falls for small matrices, in the operator's smallest dimension d:
+Achievable compute is the dense peak of the format the math runs in times an efficiency:
 
-    eff(d) = eff_max * d / (d + d_half)
+    eff = eff_max(format) * d / (d + d_half) * wave(tiles, units)
 
-(a GEMM with M = 1 row cannot fill a tensor core's tile; one with every side in the
-thousands reaches eff_max). Achievable bandwidth is a fixed fraction of peak. Every kernel
-pays a fixed overhead (launch, ramp-up and tail), and every forward pass a framework
-overhead (scheduling, sampling hand-off, CPU-GPU synchronisation).
+d is the GEMM's smallest dimension (a GEMM with M = 1 row cannot fill a tensor core's tile;
+one with every side in the thousands reaches eff_max, which is lower for 8-bit and narrower
+math), and wave() the busy share of the compute units when the output tiles do not fill the
+last wave. Fused attention reaches attention_max, less at short key lengths. Achievable
+bandwidth is a fixed fraction of peak. Every kernel pays a fixed overhead (launch, ramp-up and
+tail), and every forward pass a framework overhead (scheduling, sampling hand-off, CPU-GPU
+synchronisation).
 
-The defaults per chip family are derived from ../shared/data/measured-public.csv by
-``scripts/derive_efficiency.py`` (it prints the figures below and how it got them); a test
-keeps the two in step. Every field is a named, overridable parameter.
+The parameters per chip family are fitted to public measurements by ``infercast calibrate
+--fit`` (``infercast.calibration``); every field is a named, overridable parameter.
 """
 
 from __future__ import annotations
@@ -22,69 +23,95 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from infercast.errors import InfercastError, pydantic_error_line
 from infercast.hardware import Chip
 from infercast.ops import Op
 
 BOUNDS = ("compute", "memory", "communication", "overhead")
 
 
+NARROW_MATH = ("fp8", "int8", "fp6", "int4", "fp4")
+"""Math formats of 8 bits or fewer: ``gemm_max_narrow`` applies to them."""
+
+
 class Efficiency(BaseModel):
-    """Achievable fractions of peak and fixed overheads of a chip running an inference engine."""
+    """Achievable fractions of peak and fixed overheads of a chip running an inference engine.
+
+    The defaults per chip family are fitted to public measurements (``infercast calibrate --fit``,
+    shipped as ``catalog/calibration/default.yaml``); any field can be overridden.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     gemm_max: float = Field(gt=0, le=1)
-    """Fraction of dense peak FLOP/s a large GEMM reaches."""
+    """Fraction of dense peak FLOP/s a large 16-bit (or wider) GEMM reaches."""
+    gemm_max_narrow: float | None = Field(default=None, gt=0, le=1)
+    """The same for math in an 8-bit or narrower format (FP8, INT8, FP4...); None: gemm_max. Doubling
+    the peak does not double what feeds it (shared-memory, register and scale handling), so
+    narrow GEMMs usually reach a lower fraction."""
     gemm_half_dim: float = Field(ge=0)
-    """Smallest GEMM dimension at which efficiency is half of gemm_max."""
+    """Smallest GEMM dimension at which efficiency is half of gemm_max (tensor-core tile fill)."""
+    wave_quantization: bool = True
+    """Lose the idle compute units of a GEMM's last wave of output tiles (needs the chip's unit count)."""
     attention_max: float = Field(gt=0, le=1)
     """Fraction of dense peak a fused attention kernel reaches at long sequences."""
+    attention_half_len: float = Field(default=0.0, ge=0)
+    """Keys per query at which attention efficiency is half of attention_max (short sequences
+    cannot amortise the kernel's softmax bookkeeping and tile loads)."""
     bandwidth: float = Field(gt=0, le=1)
     """Fraction of peak memory bandwidth a streaming kernel reaches."""
     kernel_overhead_s: float = Field(ge=0)
     """Fixed time per kernel: launch, ramp-up and tail."""
     step_overhead_s: float = Field(default=0.0, ge=0)
-    """Fixed time per forward pass outside the kernels (scheduler, sampling, sync)."""
+    """Fixed time per forward pass outside the kernels (scheduler, sampling, CPU-GPU sync)."""
 
-    def compute_fraction(self, op: Op) -> np.ndarray:
+    def compute_fraction(self, op: Op, units: float | None = None) -> np.ndarray:
+        """Achievable fraction of the peak for ``op`` on a chip with ``units`` compute units."""
         if op.kind == "vector":
             return np.ones_like(op.flops)
-        top = self.attention_max if op.kind == "attention" else self.gemm_max
+        if op.kind == "attention":
+            top = self.attention_max
+            if self.attention_half_len and op.seq_len is not None:
+                top = top * op.seq_len / (op.seq_len + self.attention_half_len)
+        else:
+            narrow = op.math in NARROW_MATH and self.gemm_max_narrow is not None
+            top = self.gemm_max_narrow if narrow else self.gemm_max
         d = op.min_dim
-        return top * d / (d + self.gemm_half_dim)
+        frac = top * d / (d + self.gemm_half_dim)
+        if self.wave_quantization and units and op.tiles is not None:
+            frac = frac * wave_efficiency(op.tiles, units)
+        return frac
+
+
+def wave_efficiency(tiles, units: float):
+    """Busy share of the compute units over all waves: ``tiles`` output tiles run ceil(tiles / units)
+    waves of ``units`` tiles, the last one partly idle (NVIDIA, "Matrix Multiplication Background
+    User's Guide", wave quantization). Below one full wave, split-K and stream-K kernels keep the
+    units busy, so only whole waves are counted as partly idle."""
+    tiles = np.asarray(tiles, float)
+    waves = np.ceil(tiles / units)
+    return np.where(tiles > units, tiles / (waves * units), 1.0)
 
 
 # FlashAttention-2 reaches 73% of A100 peak in the forward pass (Dao 2023, "FlashAttention-2",
 # abstract: "reaching 50-73% of the theoretical maximum FLOPs/s on A100"); FlashAttention-3
 # reaches 75% of H100 peak in FP16 (Shah et al. 2024, abstract: "up to 740 TFLOPs/s (75%
-# utilization)"). Used for every family: no measurement here says otherwise.
+# utilization)"). The prior for every family before fitting.
 ATTENTION_MAX = 0.73
 
-# Derived by scripts/derive_efficiency.py from the op-level rows of measured-public.csv
-# (Vidur and LLMCompass GEMM timings on A100 and H100). Families without op-level
-# measurements take GENERIC, the mean of the measured families, until calibration
-# (infercast calibrate) fits them.
-FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
-    "nvidia-ampere": dict(gemm_max=0.785, gemm_half_dim=25.0, bandwidth=0.826, kernel_overhead_s=6.54e-6),
-    "nvidia-hopper": dict(gemm_max=0.767, gemm_half_dim=25.0, bandwidth=0.932, kernel_overhead_s=5.74e-6),
-}
-GENERIC = dict(gemm_max=0.776, gemm_half_dim=25.0, bandwidth=0.879, kernel_overhead_s=6.14e-6)
+
+def default_efficiency(chip: Chip, calibration=None) -> Efficiency:
+    """The efficiency of ``chip``: the shipped profile's fit for its family (the fit's generic values
+    for families it has no measurements of), the chip's own YAML overrides, then ``calibration``
+    (a ``Calibration`` or a profile path) for the family and the chip."""
+    from infercast.calibration import efficiency_for
+
+    return efficiency_for(chip, calibration)
 
 
-def default_efficiency(chip: Chip) -> Efficiency:
-    """The family's derived defaults (GENERIC where the family has no measurements), with the
-    chip's own overrides (its YAML's ``efficiency:`` block) on top."""
-    fields = {**FAMILY_DEFAULTS.get(chip.family, GENERIC), "attention_max": ATTENTION_MAX, **(chip.efficiency or {})}
-    try:
-        return Efficiency(**fields)
-    except ValidationError as exc:
-        raise InfercastError(f"hardware {chip.id}: efficiency.{pydantic_error_line(exc)}") from None
-
-
-IDEAL = Efficiency(gemm_max=1.0, gemm_half_dim=0.0, attention_max=1.0, bandwidth=1.0, kernel_overhead_s=0.0)
+IDEAL = Efficiency(gemm_max=1.0, gemm_half_dim=0.0, wave_quantization=False, attention_max=1.0, bandwidth=1.0,
+                   kernel_overhead_s=0.0)
 """The textbook roofline: peak compute, peak bandwidth, no overheads."""
 
 
@@ -126,7 +153,7 @@ def op_time(op: Op, chip: Chip, eff: Efficiency) -> OpTime:
         return OpTime(zero, zero, 0.0, op.comm_s, communication=True)
     peak = vector_peak(chip) if op.kind == "vector" else chip.peak(op.math)
     bw = chip.figure("memory.bandwidth_bytes_per_s")
-    compute = op.flops / (peak * eff.compute_fraction(op)) * op.compute_factor
+    compute = op.flops / (peak * eff.compute_fraction(op, chip.num_compute_units.value)) * op.compute_factor
     if np.any(op.vector_flops):
         compute = compute + op.vector_flops / vector_peak(chip)
     memory = op.bytes / (bw * eff.bandwidth)

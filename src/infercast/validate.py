@@ -23,6 +23,7 @@ from infercast.formats import FORMATS, element_bytes
 from infercast.hardware import load_chip
 from infercast.model import load_model
 from infercast.ops import GELU_FLOPS, SOFTMAX_FLOPS, Precision, gemm_op, make_op, norm_op, vector_op
+from infercast.calibration import Calibration, comm_for
 from infercast.parallel import CommOptions, group_allreduce_s
 from infercast.roofline import IDEAL, Efficiency, default_efficiency, op_time
 from infercast.system import default_system
@@ -96,16 +97,19 @@ def _note(row: dict[str, str], key: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def predict_row(row: dict[str, str], eff_for=default_efficiency) -> tuple[float | None, str | None, str | None]:
-    """(prediction, skipped_reason, note) for one measured row at the efficiencies ``eff_for(chip)`` gives."""
+def predict_row(row: dict[str, str], eff_for=default_efficiency,
+                comm: CommOptions | None = None) -> tuple[float | None, str | None, str | None]:
+    """(prediction, skipped_reason, note) for one measured row at the efficiencies ``eff_for(chip)`` gives
+    and the collective parameters ``comm`` (the shipped profile's by default)."""
     dtypes = [row.get(k) or "fp16" for k in ("weight_dtype", "act_dtype", "kv_dtype")]
     unknown = [d for d in dtypes if d not in FORMATS]
     if unknown:
         return None, f"format {unknown[0]} needs quantization schemes, not in this version", None
     p = Precision(*dtypes)
     scenario, metric = row["scenario"], row["metric"]
+    comm = comm if comm is not None else comm_for()
     if scenario == "op":
-        return _predict_op(row, p, eff_for)
+        return _predict_op(row, p, eff_for, comm)
     if scenario in ("offline", "server", "concurrency", "interactive"):
         return None, f"scenario {scenario} needs the serving simulator, not in this version", None
     batch = _int(row, "batch", 1)
@@ -116,7 +120,7 @@ def predict_row(row: dict[str, str], eff_for=default_efficiency) -> tuple[float 
     chip = load_chip(row["hardware"])
     eff = eff_for(chip)
     # a chip id and a chip count build the default system: the chips' own scale-up link in a node
-    kw = dict(batch=batch, weight_dtype=p.weight, act_dtype=p.act, kv_cache_dtype=p.kv,
+    kw = dict(batch=batch, weight_dtype=p.weight, act_dtype=p.act, kv_cache_dtype=p.kv, comm=comm,
               num_chips=_int(row, "num_chips", 1), tp=_int(row, "tp", 1), pp=_int(row, "pp", 1))
     if metric in ("ttft_s", "prefill_latency_s", "prefill_tokens_per_s"):
         r = estimate(row["model"], chip, isl=isl, osl=1, efficiency=eff, **kw)
@@ -131,7 +135,8 @@ def predict_row(row: dict[str, str], eff_for=default_efficiency) -> tuple[float 
     return None, f"metric {metric} is not predicted for scenario {scenario}", None
 
 
-def _predict_op(row: dict[str, str], p: Precision, eff_for) -> tuple[float | None, str | None, str | None]:
+def _predict_op(row: dict[str, str], p: Precision, eff_for,
+                comm: CommOptions) -> tuple[float | None, str | None, str | None]:
     chip = load_chip(row["hardware"])
     eff = eff_for(chip)
     op_name = row["op"]
@@ -143,8 +148,7 @@ def _predict_op(row: dict[str, str], p: Precision, eff_for) -> tuple[float | Non
         spec = load_model(row["model"])
         size = tokens * spec.hidden_size * element_bytes(p.act)  # one layer's output, all-reduced over the TP group
         system = default_system(chip, tp)
-        opts = CommOptions() if eff is not IDEAL else CommOptions(bandwidth=1.0, launch_s=0.0)
-        return float(group_allreduce_s(size, tp, system, opts)), None, f"{size / 1e6:.3g} MB over {tp} chips"
+        return float(group_allreduce_s(size, tp, system, comm)), None, f"{size / 1e6:.3g} MB over {tp} chips"
     if op_name in GEMM_OPS:
         repeat = re.search(r"value = (\d+) x the measured", row.get("notes", ""))
         times = int(repeat.group(1)) if repeat else 1
@@ -176,11 +180,18 @@ def _predict_op(row: dict[str, str], p: Precision, eff_for) -> tuple[float | Non
     return float(op_time(op, chip, eff).time_s), None, None
 
 
-def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None) -> list[RowResult]:
-    """Predict every row; ``efficiency`` overrides fields of each chip family's defaults."""
+IDEAL_COMM = CommOptions(bandwidth=1.0, launch_s=0.0)
+"""Collectives at the links' full bandwidth and no launch cost: the ideal roofline's."""
+
+
+def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None,
+             calibration: Calibration | str | None = None) -> list[RowResult]:
+    """Predict every row under ``calibration`` (the shipped profile by default); ``efficiency``
+    overrides fields of every chip's efficiency."""
+    comm = comm_for(calibration)
 
     def eff_for(chip) -> Efficiency:
-        base = default_efficiency(chip)
+        base = default_efficiency(chip, calibration)
         return base.model_copy(update=efficiency) if efficiency else base
 
     results = []
@@ -192,8 +203,8 @@ def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None) ->
                                      None, None, f"value {row['value']!r} is not a number"))
             continue
         try:
-            predicted, reason, note = predict_row(row, eff_for)
-            ideal = predict_row(row, lambda chip: IDEAL)[0] if reason is None else None
+            predicted, reason, note = predict_row(row, eff_for, comm)
+            ideal = predict_row(row, lambda chip: IDEAL, IDEAL_COMM)[0] if reason is None else None
         except InfercastError as exc:
             predicted, ideal, reason, note = None, None, str(exc), None
         results.append(RowResult(row["id"], row["metric"], row["hardware"], source_group(row), measured,

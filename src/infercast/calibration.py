@@ -1,0 +1,161 @@
+"""Calibration profiles: the efficiency parameters per chip family, where they come from, and how
+they are applied.
+
+A profile is a YAML file (``infercast calibrate --fit`` writes one; the package ships
+``catalog/calibration/default.yaml``, fitted to the public measurements)::
+
+    infercast_calibration: 1
+    description: what it was fitted to
+    generic: {gemm_max: 0.78, ...}          # every Efficiency field: families without their own
+    families: {nvidia-hopper: {...}, ...}   # fitted per chip family
+    chips: {h100-sxm: {...}}                # optional per-chip overrides
+    comm: {bandwidth: 0.77, launch_s: 6.6e-6}
+    fit: {...}                              # how it was fitted, and its errors
+
+The efficiency of a chip is, field by field, the last of: the profile's ``generic``, its
+``families`` entry for the chip's family, the chip YAML's own ``efficiency:`` block (what
+``calibrate --local`` measured), the profile's ``chips`` entry. A user's profile replaces the
+shipped one as a whole (a fit carries the values it did not fit over from its starting profile).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from infercast.errors import InfercastError, pydantic_error_line
+from infercast.hardware import Chip
+
+DEFAULT_PROFILE = "default"
+
+
+class Calibration(BaseModel):
+    """A calibration profile: efficiency parameters per family and chip, and collective parameters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    infercast_calibration: int = Field(default=1, ge=1, le=1)
+    """Format version of the profile."""
+    description: str = ""
+    """What the profile was fitted to, and how."""
+    generic: dict[str, Any]
+    """Every efficiency field, for chip families the profile has no entry for."""
+    families: dict[str, dict[str, Any]] = {}
+    """Efficiency fields per chip family (hardware.Family), over ``generic``."""
+    chips: dict[str, dict[str, Any]] = {}
+    """Efficiency fields per chip id, over everything else."""
+    comm: dict[str, float] = {}
+    """Collective parameters (parallel.CommOptions fields)."""
+    fit: dict[str, Any] | None = None
+    """The fit's record: data, rows, loss, in-sample and leave-one-source-out errors."""
+
+    @model_validator(mode="after")
+    def _fields_exist(self) -> Calibration:
+        from infercast.parallel import CommOptions
+        from infercast.roofline import Efficiency
+
+        Efficiency(**self.generic)  # complete and in range
+        tables = {**{f"families.{k}": v for k, v in self.families.items()},
+                  **{f"chips.{k}": v for k, v in self.chips.items()}}
+        for where, table in tables.items():
+            unknown = set(table) - set(Efficiency.model_fields)
+            if unknown:
+                raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+            Efficiency(**{**self.generic, **table})
+        unknown = set(self.comm) - set(CommOptions.model_fields)
+        if unknown:
+            raise ValueError(f"comm: unknown field(s) {', '.join(sorted(unknown))}")
+        CommOptions(**self.comm)
+        return self
+
+    def efficiency_fields(self, chip: Chip) -> dict[str, Any]:
+        """The fields for ``chip``, before the chip's own YAML overrides and the profile's chip entry."""
+        return {**self.generic, **self.families.get(chip.family, {})}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, width=110)
+
+
+_PROFILES = resources.files("infercast") / "catalog" / "calibration"
+
+
+def _parse(text: str, origin: str) -> Calibration:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InfercastError(f"--calibration {origin}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise InfercastError(f"--calibration {origin}: expected a mapping (generic, families, chips, comm)")
+    try:
+        return Calibration.model_validate(data)
+    except ValidationError as exc:
+        raise InfercastError(f"--calibration {origin}: {pydantic_error_line(exc)}") from None
+
+
+@cache
+def load_calibration(name: str = DEFAULT_PROFILE) -> Calibration:
+    """A shipped profile by name ('default') or a profile YAML path."""
+    if (_PROFILES / f"{name}.yaml").is_file():
+        return _parse((_PROFILES / f"{name}.yaml").read_text(), name)
+    path = Path(name)
+    if not path.is_file():
+        raise InfercastError(f"--calibration: no such file {name}")
+    return _parse(path.read_text(), name)
+
+
+def resolve(calibration: Calibration | str | None) -> Calibration:
+    """The profile in force: ``calibration`` (object or path), else the shipped default."""
+    if calibration is None:
+        return load_calibration()
+    return calibration if isinstance(calibration, Calibration) else load_calibration(str(calibration))
+
+
+def efficiency_for(chip: Chip, calibration: Calibration | str | None = None):
+    """The ``Efficiency`` of ``chip`` under ``calibration`` (the shipped profile by default)."""
+    from infercast.roofline import Efficiency
+
+    profile = resolve(calibration)
+    fields = {**profile.efficiency_fields(chip), **(chip.efficiency or {}), **profile.chips.get(chip.id, {})}
+    try:
+        return Efficiency(**fields)
+    except ValidationError as exc:
+        raise InfercastError(f"hardware {chip.id}: efficiency.{pydantic_error_line(exc)}") from None
+
+
+def comm_for(calibration: Calibration | str | None = None):
+    """The ``CommOptions`` under ``calibration`` (the shipped profile by default)."""
+    from infercast.parallel import CommOptions
+
+    return CommOptions(**resolve(calibration).comm)
+
+
+def check_writable(path: str, force: bool = False) -> Path:
+    """``path`` as a Path if a new file may be written there; a one-line error if it exists (without
+    ``force``) or its folder does not."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise InfercastError(f"--output {path}: the file exists; choose another name or pass --force to replace it")
+    if not target.parent.is_dir():
+        raise InfercastError(f"--output {path}: no such folder {target.parent}")
+    return target
+
+
+def write_new(path: str, text: str, *, force: bool = False) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed over it), and never over
+    an existing file unless ``force``."""
+    target = check_writable(path, force)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
