@@ -20,8 +20,8 @@ def test_public_api_is_pinned():
 
 def step_time(spec, chip, batch, kv_len):
     eff = default_efficiency(chip)
-    return sum(float(op_time(op, chip, eff).time_s) * op.count
-               for op in forward_ops(spec, batch, 1, kv_len, Precision()))
+    return eff.step_overhead_s + sum(float(op_time(op, chip, eff).time_s) * op.count
+                                     for op in forward_ops(spec, batch, 1, kv_len, Precision()))
 
 
 def test_decode_is_the_exact_sum_over_steps():
@@ -66,7 +66,7 @@ def test_efficiency_overrides_and_ideal():
     base = estimate("llama-2-7b", "a100-sxm-80gb")
     assert slow.tpot_s > 1.5 * base.tpot_s
     step = estimate("llama-2-7b", "a100-sxm-80gb", efficiency={"step_overhead_s": 0.001})
-    assert step.tpot_s == pytest.approx(base.tpot_s + 0.001)
+    assert step.tpot_s == pytest.approx(base.tpot_s + 0.001 - base.efficiency.step_overhead_s)
     assert any(row.op == "framework" for row in step.breakdown)
     with pytest.raises(InfercastError, match="bandwidth"):
         estimate("llama-2-7b", "a100-sxm-80gb", efficiency={"bandwidth": 1.5})
@@ -90,8 +90,8 @@ def test_arrays_of_kv_lengths_are_one_vectorised_evaluation():
     spec, chip = load_model("mistral-7b"), load_chip("l40s")
     kv = np.arange(100, 4100, 1000, dtype=float)
     eff = default_efficiency(chip)
-    vec = sum(np.broadcast_to(op_time(op, chip, eff).time_s, kv.shape) * op.count
-              for op in forward_ops(spec, 8, 1, kv, Precision()))
+    vec = eff.step_overhead_s + sum(np.broadcast_to(op_time(op, chip, eff).time_s, kv.shape) * op.count
+                                    for op in forward_ops(spec, 8, 1, kv, Precision()))
     for i, L in enumerate(kv):
         assert vec[i] == pytest.approx(step_time(spec, chip, 8, L))
 

@@ -114,3 +114,20 @@ def test_c18_batching_decides_the_cost_per_query():
     assert tco == sorted(tco, reverse=True)  # bigger batches, smaller fleets
     b = f["largest_batch_reaching_1t"]
     assert f[f"gpt4_class_h100_tco_usd_batch_{b}"] >= 1e12 > f[f"gpt4_class_h100_tco_usd_batch_{2 * b}"]
+
+
+def test_fleet_sized_by_the_simulator_within_slos():
+    # with SLOs, a replica's rate is the simulator's MLPerf-style rate search, not the static batch / E2E
+    from infercast.fleet import replica_rate_within
+    from infercast.serving.search import find_max_rate
+
+    kw = dict(model="llama-2-7b", hardware="a100-sxm-80gb", isl=512, osl=128)
+    rate, basis = replica_rate_within("ttft_p99:2000,tpot_p99:200", num_prompts=400, **kw)
+    search = find_max_rate("llama-2-7b", "a100-sxm-80gb", isl=512, osl=128, num_prompts=400,
+                           slo_ms={"ttft_p99": 2000, "tpot_p99": 200})
+    assert rate == search.max_request_rate > 0 and "simulated at SLOs" in basis
+    from infercast import estimate
+    from infercast.fleet import size_fleet
+
+    f = size_fleet(estimate(**kw), 100, replica_rate=rate, basis=basis)
+    assert f.replicas == math.ceil(100 / rate) and f.basis == basis

@@ -35,13 +35,53 @@ def test_errors_and_summary(results):
 
 
 def test_vidur_gemm_row_by_hand():
-    # A100, decode QKV of LLaMA-2-7B: [1 x 4096] x [4096 x 12288] FP16: 100.7 MB of weights at
-    # 0.826 x 2039 GB/s plus the 6.54 us kernel overhead = 66.3 us (measured 65 us)
+    # A100, decode QKV of LLaMA-2-7B: [1 x 4096] x [4096 x 12288] FP16, 100.7 MB of weights, read at the
+    # fitted fraction of 2039 GB/s, plus the fitted kernel overhead (measured: 65 us)
+    from infercast import load_chip
+    from infercast.roofline import default_efficiency
+
+    eff = default_efficiency(load_chip("a100-sxm-80gb"))
     row = next(r for r in read_rows("public") if r["id"] == "vidur-a100-llama2-7b-tp1-t1-qkv-proj")
     predicted, reason, _ = predict_row(row)
     bytes_ = 2 * (4096 + 4096 * 12288 + 12288)
     assert reason is None
-    assert predicted == pytest.approx(bytes_ / (0.826 * 2039e9) + 6.54e-6, rel=1e-6)
+    assert predicted == pytest.approx(bytes_ / (eff.bandwidth * 2039e9) + eff.kernel_overhead_s, rel=1e-6)
+    assert predicted == pytest.approx(65e-6, rel=0.15)
+
+
+SCENARIOS = ("single_stream", "static", "offline", "server", "interactive", "concurrency", "op")
+METRICS = ("prefill_latency_s ttft_s tpot_s itl_s e2e_latency_s decode_tokens_per_s prefill_tokens_per_s "
+           "output_tokens_per_s samples_per_s op_latency_s").split()
+
+
+def test_every_scenario_and_metric_is_predicted_or_explained(tmp_path):
+    # DESIGN.md's CSV schema: every scenario x metric pair, each row predicted or skipped with a reason
+    columns = ("id,source,model,hardware,num_chips,tp,pp,weight_dtype,act_dtype,kv_dtype,framework,scenario,batch,"
+               "isl,osl,op,gemm_m,gemm_n,gemm_k,metric,value,constraint,notes").split(",")
+    path = tmp_path / "all.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for s in SCENARIOS:
+            for m in METRICS:
+                op = {"op": "gemm", "gemm_m": 64, "gemm_n": 4096, "gemm_k": 4096} if s == "op" else {}
+                w.writerow({c: "" for c in columns} | {"id": f"x-{s}-{m}", "model": "llama-2-7b",
+                           "hardware": "a100-sxm-80gb", "num_chips": 1, "tp": 1, "pp": 1, "scenario": s,
+                           "batch": 4, "isl": 256, "osl": 64, "metric": m, "value": 1.0, **op})
+    results = validate(str(path))
+    assert len(results) == len(SCENARIOS) * len(METRICS)
+    for r in results:
+        assert (r.predicted is None) != (r.skipped_reason is None), r.id
+        if r.predicted is not None:
+            assert r.predicted > 0
+        else:
+            assert len(r.skipped_reason) > 10, r.id
+    by_id = {r.id: r for r in results}
+    # an operator row answers only op_latency_s; a static batch's samples/s is its batch over its E2E
+    assert by_id["x-op-ttft_s"].skipped_reason and by_id["x-op-op_latency_s"].predicted
+    e2e = by_id["x-static-e2e_latency_s"].predicted
+    assert by_id["x-static-samples_per_s"].predicted == pytest.approx(4 / e2e)
+
 
 
 def test_skip_reasons_name_the_missing_piece(results):

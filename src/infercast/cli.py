@@ -258,15 +258,22 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
 @click.option("--qps", type=float, required=True, help="Queries per second the fleet must serve (isl + osl each).")
 @click.option("--target-utilization", type=float, default=1.0, show_default=True,
               help="Fraction of the replicas' capacity the load may use (headroom for peaks).")
+@click.option("--slo", metavar="ttft_p99:2000,tpot_p99:200",
+              help="Size replicas by the highest rate each sustains within these SLOs (ms), simulated "
+                   "(continuous batching) instead of the static batch's batch / E2E.")
+@click.option("--num-prompts", type=int, default=2000, show_default=True,
+              help="With --slo: Poisson requests per probe of the rate search.")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
-def fleet(qps: float, target_utilization: float, output: str, **kw: Any) -> None:
+def fleet(qps: float, target_utilization: float, slo: str | None, num_prompts: int, output: str, **kw: Any) -> None:
     """Size a fleet of replicas of one deployment for a load: chips, capex, opex, TCO, energy, cost per query."""
     from infercast.estimate import estimate as run
-    from infercast.fleet import check_load, size_fleet
+    from infercast.fleet import check_load, replica_rate_within, size_fleet
 
     check_load(qps, target_utilization)
-    est = run(**_run_kwargs(kw))
-    f = size_fleet(est, qps, target_utilization=target_utilization).to_dict()
+    kw = _run_kwargs(kw)
+    est = run(**kw)
+    rate, basis = replica_rate_within(slo, num_prompts=num_prompts, **kw) if slo else (None, "static batch")
+    f = size_fleet(est, qps, target_utilization=target_utilization, replica_rate=rate, basis=basis).to_dict()
     doc = {"model": est.model, "hardware": est.hardware, "system": est.system,
            "parallel": {"tp": est.plan.tp, "pp": est.plan.pp, "ep": est.plan.ep, "dp": est.plan.dp},
            "e2e_latency_s": est.e2e_latency_s, "tpot_s": est.tpot_s, **f, "assumptions": est.cost.options.model_dump()}
@@ -276,9 +283,10 @@ def fleet(qps: float, target_utilization: float, output: str, **kw: Any) -> None
     if output == "csv":
         click.echo(_csv([_flatten(doc)]), nl=False)
         return
-    click.echo(f"{est.model} on {est.system} (tp {est.plan.tp} x pp {est.plan.pp} x dp {est.plan.dp}), batch "
-               f"{est.batch}, isl {est.isl}, osl {est.osl}: one replica of {f['chips_per_replica']} chips serves "
-               f"{f['replica_qps']:.3g} queries/s (E2E {est.e2e_latency_s:.3g} s)")
+    served = (f"E2E {est.e2e_latency_s:.3g} s at batch {est.batch}" if slo is None else f['basis'])
+    click.echo(f"{est.model} on {est.system} (tp {est.plan.tp} x pp {est.plan.pp} x dp {est.plan.dp}), isl "
+               f"{est.isl}, osl {est.osl}: one replica of {f['chips_per_replica']} chips serves "
+               f"{f['replica_qps']:.3g} queries/s ({served})")
     _print_rows([
         {"": "replicas", "value": f"{f['replicas']:,}"}, {"": "chips", "value": f"{f['chips']:,}"},
         {"": "load", "value": f"{100 * f['load']:.1f}% busy, {f['average_power_w_per_chip']:.0f} W per chip"},
@@ -530,6 +538,11 @@ def _print_rows(rows: list[dict[str, Any]], output: str) -> None:
             table.add_row(*("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
                             for v in row.values()))
         Console().print(table)
+
+
+from infercast.serving.cli import simulate  # noqa: E402  (it builds on the helpers above)
+
+cli.add_command(simulate)
 
 
 def main() -> None:

@@ -179,8 +179,10 @@ class _StagePhase:
     """Time of each step: shape (steps,)."""
 
 
-def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficiency) -> _StagePhase:
-    """Sum each operator over its layers and, for decode, over every step's KV length."""
+def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficiency,
+                 framework: bool = True) -> _StagePhase:
+    """Sum each operator over its layers and, for decode, over every step's KV length; ``framework``: this
+    stage pays the per-pass framework overhead (the last one, where the token is sampled: once a pass)."""
     rows, step = [], np.zeros(steps)
     for op in ops:
         t = op_time(op, chip, eff)
@@ -198,7 +200,7 @@ def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficie
             bound = max(parts, key=lambda kv: kv[1])[0]
         rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), total(t.time_s), bound, op.tier,
                           total(op.weight_bytes), op.kind))
-    if eff.step_overhead_s:
+    if eff.step_overhead_s and framework:
         step = step + eff.step_overhead_s
         rows.append(OpRow("framework", phase, 0.0, 0.0, eff.step_overhead_s * steps, "overhead"))
     return _StagePhase(rows, step)
@@ -415,7 +417,7 @@ def _evaluate(spec: ModelSpec, plan: Plan, *, micro_batches: int | None, p: Prec
         ops = forward_ops(stage.spec, mb, q_len, kv_len, p, attention, moe=stage.moe, first=stage.first,
                           last=stage.last, norm_tokens_divisor=plan.tp if plan.sequence_parallel else 1)
         ops += comm_ops(spec, plan, stage, system, mb, q_len, p, comm_opts)
-        return _stage_phase(ops, phase, steps, chip, eff)
+        return _stage_phase(ops, phase, steps, chip, eff, framework=stage.last)
 
     pre = [run(s, isl, isl, "prefill", 1) for s in stages]
     pre_latency, pre_busy = _pipeline(pre, m)

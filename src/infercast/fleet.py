@@ -8,8 +8,10 @@ queries per end-to-end latency, so for a load of ``qps`` queries per second
     replicas    = ceil(qps / (replica_qps x target_utilization))
     load        = qps / (replicas x replica_qps)            fraction of time a replica is busy
 
-Busy chips draw the estimate's average power, the rest of the time their idle power. This is the
-static-batch bound; the serving simulator (continuous batching under arrivals) will refine it.
+Busy chips draw the estimate's average power, the rest of the time their idle power. Without SLOs
+this is the static-batch bound. With SLOs (``replica_rate``), a replica's rate is instead the highest
+Poisson request rate the serving simulator finds it sustaining within them (continuous batching,
+``infercast.serving.search.max_rate``, MLPerf Server style), and ``basis`` says which.
 
     capex      = chips x purchase cost per chip                     (0 in the cloud)
     opex/year  = chips x 8760 h x (electricity + hosting per chip-hour)  (cloud: the chip-hour price)
@@ -54,6 +56,8 @@ class Fleet:
     usd_per_query: float
     mode: str
     """'owned' or 'cloud'."""
+    basis: str = "static batch"
+    """How replica_qps was found: 'static batch' (batch / E2E) or 'simulated at SLOs ...'."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,9 +72,11 @@ def check_load(qps: float, target_utilization: float = 1.0) -> None:
         raise InfercastError(f"--target-utilization must be in (0, 1], got {target_utilization!r}")
 
 
-def size_fleet(est: Estimate, qps: float, *, target_utilization: float = 1.0) -> Fleet:
+def size_fleet(est: Estimate, qps: float, *, target_utilization: float = 1.0, replica_rate: float | None = None,
+               basis: str = "static batch") -> Fleet:
     """Replicas of ``est``'s deployment for ``qps`` queries per second, and their cost over the years
-    (the estimate's cost options: ``estimate(..., cost=..., usd_per_chip_hour=...)``)."""
+    (the estimate's cost options: ``estimate(..., cost=..., usd_per_chip_hour=...)``). ``replica_rate``:
+    queries per second one replica sustains (e.g. within SLOs, from the simulator) instead of batch / E2E."""
     check_load(qps, target_utilization)
     if not est.memory.fits:
         raise InfercastError(f"the deployment does not fit: {est.memory.reason}; use more chips (--tp, --pp, --nodes)")
@@ -78,7 +84,9 @@ def size_fleet(est: Estimate, qps: float, *, target_utilization: float = 1.0) ->
         why = est.extra.get("energy_unavailable") or est.extra.get("cost_unavailable")
         raise InfercastError(f"{why}; a fleet needs the deployment's power and cost")
     energy, cost, o = est.energy, est.cost, est.cost.options
-    replica_qps = est.batch / est.e2e_latency_s
+    replica_qps = est.batch / est.e2e_latency_s if replica_rate is None else replica_rate
+    if not replica_qps > 0:
+        raise InfercastError("one replica sustains no load within the SLOs; relax --slo or use a faster deployment")
     replicas = math.ceil(qps / (replica_qps * target_utilization))
     n = est.plan.num_chips
     chips = replicas * n
@@ -95,7 +103,22 @@ def size_fleet(est: Estimate, qps: float, *, target_utilization: float = 1.0) ->
                  replica_qps=replica_qps, replicas=replicas, chips=chips, load=load, average_power_w_per_chip=power_w,
                  capex_usd=capex, opex_usd_per_year=opex, years=o.years, tco_usd=tco,
                  energy_kwh_per_year=chips * (power_w + o.host_power_w_per_chip) * o.pue * HOURS_PER_YEAR / 1000,
-                 usd_per_query=tco / (qps * o.years * SECONDS_PER_YEAR), mode=cost.mode)
+                 usd_per_query=tco / (qps * o.years * SECONDS_PER_YEAR), mode=cost.mode, basis=basis)
+
+
+def replica_rate_within(slo: str, *, num_prompts: int = 2000, **estimate_kw: Any) -> tuple[float, str]:
+    """(queries per second, basis) one replica (dp 1) of the estimate_kw deployment sustains within ``slo``
+    ('ttft_p99:2000,tpot_p99:200'), Poisson arrivals of fixed isl/osl, by the simulator's rate search."""
+    from infercast.serving.metrics import parse_slo
+    from infercast.serving.search import find_max_rate
+
+    slo_ms = parse_slo(slo, "--slo", percentiles=True)
+    kw = {k: v for k, v in estimate_kw.items() if v is not None and k not in
+          ("batch", "energy", "cost", "usd_per_chip_hour", "auto")}
+    kw["dp"] = 1
+    search = find_max_rate(kw.pop("model"), kw.pop("hardware", None), slo_ms=slo_ms, num_prompts=num_prompts,
+                           **kw)
+    return search.max_request_rate, f"simulated at SLOs {slo} ({num_prompts} Poisson requests per probe)"
 
 
 # Claim C18's scenario: Google-scale search traffic answered by a ChatGPT-class model.

@@ -185,6 +185,10 @@ class Chip(Spec):
     """Per-chip energy figures (memory and link J/bit, node scale); None: the defaults for its technology."""
     notes: str | None = None
 
+    def __hash__(self) -> int:
+        # the efficiency dict is unhashable, and cached helpers (system.default_system) key on the chip
+        return hash(self.model_dump_json())
+
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for math in ``dtype``, falling back to a wider native format."""
         for fmt in _RATE_FALLBACK[dtype]:

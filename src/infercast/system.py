@@ -130,7 +130,9 @@ def default_system(chip: Chip, num_chips: int) -> System:
     """
     per_node = min(num_chips, 8)
     link = chip.interconnect
-    if link is not None and link.bandwidth_bytes_per_s_per_direction.value:
+    if per_node == 1:  # one chip per node talks to no peer inside it: no link figure needed
+        intra = None
+    elif link is not None and link.bandwidth_bytes_per_s_per_direction.value:
         kind = "nvlink"
         intra = Tier(name=link.name, topology="switch",
                      bandwidth_bytes_per_s_per_direction=link.bandwidth_bytes_per_s_per_direction,
@@ -151,4 +153,4 @@ def default_system(chip: Chip, num_chips: int) -> System:
                  latency_s=Sourced(value=NCCL_LL_HOP_S["net"], source=NCCL_SOURCE))
     return System(id=f"{chip.id}-x{num_chips}", name=f"{num_chips} x {chip.name}", chip=chip.id,
                   chips_per_node=per_node, nodes=math.ceil(num_chips / per_node),
-                  intra_node=intra if per_node > 1 else None, inter_node=inter)
+                  intra_node=intra, inter_node=inter)

@@ -109,9 +109,13 @@ def predict_row(row: dict[str, str], eff_for=default_efficiency,
     scenario, metric = row["scenario"], row["metric"]
     comm = comm if comm is not None else comm_for()
     if scenario == "op":
+        if metric != "op_latency_s":
+            return None, f"scenario op measures op_latency_s, not {metric}", None
         return _predict_op(row, p, eff_for, comm)
     if scenario in ("offline", "server", "concurrency", "interactive"):
-        return None, f"scenario {scenario} needs the serving simulator, not in this version", None
+        from infercast.serving.scenarios import predict_serving_row
+
+        return predict_serving_row(row, efficiency=eff_for(load_chip(row["hardware"])), comm=comm)
     batch = _int(row, "batch", 1)
     isl, osl = _int(row, "isl"), _int(row, "osl", 1)
     note = None
@@ -129,9 +133,11 @@ def predict_row(row: dict[str, str], eff_for=default_efficiency,
         # llama-bench tg: generation from an empty context (n_prompt = 0): one token of context
         r = estimate(row["model"], chip, isl=max(isl, 1), osl=osl + 1 if isl == 0 else osl, efficiency=eff, **kw)
         return (r.tpot_s if metric != "decode_tokens_per_s" else r.decode_tokens_per_s), None, note
-    if metric in ("output_tokens_per_s", "e2e_latency_s"):
+    if metric in ("output_tokens_per_s", "e2e_latency_s", "samples_per_s"):
         r = estimate(row["model"], chip, isl=isl, osl=osl, efficiency=eff, **kw)
-        return (r.throughput_tokens_per_s if metric == "output_tokens_per_s" else r.e2e_latency_s), None, note
+        value = {"output_tokens_per_s": r.throughput_tokens_per_s, "e2e_latency_s": r.e2e_latency_s,
+                 "samples_per_s": r.batch / r.e2e_latency_s}[metric]  # a static batch completes together
+        return value, None, note
     return None, f"metric {metric} is not predicted for scenario {scenario}", None
 
 

@@ -1,0 +1,208 @@
+"""``infercast simulate``: a vLLM benchmark run on the simulator, with vLLM's flags and metric names."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import click
+
+from infercast.errors import InfercastError
+
+# infercast.cli registers this command at its end, so its helpers are imported when the command runs
+
+DISTRIBUTIONS = click.Choice(["fixed", "uniform", "normal", "lognormal"])
+
+
+def _options(f):
+    options = [
+        click.option("--model", required=True, help="Preset id (infercast models list) or a config.json path."),
+        click.option("--hardware", help="Chip id (infercast hardware list) or a chip YAML path."),
+        click.option("--num-chips", type=int, help="Chips of --hardware in a default system."),
+        click.option("--system", help="Named system (infercast hardware systems) or a system YAML path."),
+        click.option("--nodes", type=int, help="Nodes of --system."),
+        click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree of a replica."),
+        click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages of a replica."),
+        click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE models)."),
+        click.option("--dp", type=int, default=1, show_default=True, help="Replicas (data parallel)."),
+        click.option("--pp-stages", help="Layers per pipeline stage, e.g. 41,39."),
+        click.option("--sequence-parallel", is_flag=True, help="Reduce-scatter/all-gather instead of all-reduce."),
+        click.option("--dtype", help="Format of weights, activations and KV cache, as for estimate [fp16]."),
+        click.option("--weight-dtype", help="Weight format (overrides --dtype)."),
+        click.option("--act-dtype", help="Activation format (overrides --dtype)."),
+        click.option("--kv-cache-dtype", help="KV-cache format (overrides --dtype)."),
+        click.option("--quantization", help="Named weight quantization scheme, as for estimate."),
+        click.option("--weight-sparsity", type=float, help="Fraction of zero weights in the linear layers [0]."),
+        click.option("--sparsity-pattern", help="unstructured, or N:M such as 2:4."),
+        click.option("--activation-sparsity", type=float, help="Fraction of zero inputs to the linear layers [0]."),
+        click.option("--sparse-storage", type=click.Choice(["dense", "compressed"]), help="How sparse weights are stored."),
+        click.option("--moe-imbalance", type=float, default=1.0, show_default=True,
+                     help="Tokens of an MoE layer's busiest expert over the mean."),
+        click.option("--attention", type=click.Choice(["flash", "materialized"]), default="flash", show_default=True,
+                     help="Fused FlashAttention-style kernel, or scores written to memory."),
+        click.option("--efficiency", multiple=True, metavar="KEY=VALUE",
+                     help="Override an efficiency parameter, e.g. step_overhead_s=0.002."),
+        click.option("--comm", multiple=True, metavar="KEY=VALUE", help="Override a collective parameter."),
+        click.option("--calibration", metavar="PROFILE.yaml", help="Calibration profile [the shipped fit]."),
+        click.option("--gpu-memory-utilization", type=float, help="Fraction of device memory vLLM may use [0.9]."),
+        # the workload, as vLLM's benchmark_serving.py
+        click.option("--request-rate", type=float, help="Mean requests per second (Poisson, or gamma with "
+                                                        "--burstiness) [inf: all at once]."),
+        click.option("--offline", is_flag=True, help="Send every request at t = 0 (the default without --request-rate)."),
+        click.option("--num-prompts", type=int, default=1000, show_default=True, help="Requests to send."),
+        click.option("--isl", type=int, default=1024, show_default=True, help="Mean prompt tokens."),
+        click.option("--osl", type=int, default=128, show_default=True, help="Mean output tokens."),
+        click.option("--isl-dist", type=DISTRIBUTIONS, default="fixed", show_default=True,
+                     help="Distribution of prompt lengths around --isl."),
+        click.option("--osl-dist", type=DISTRIBUTIONS, default="fixed", show_default=True,
+                     help="Distribution of output lengths around --osl."),
+        click.option("--length-spread", type=float, default=0.25, show_default=True,
+                     help="Relative spread: uniform +-s, normal sd s x mean, lognormal sigma s."),
+        click.option("--lengths", "lengths", metavar="FILE.csv", help="Draw (isl, osl) pairs from a CSV with "
+                                                                      "columns isl,osl."),
+        click.option("--trace", metavar="FILE.csv", help="Replay a CSV of arrival_s,isl,osl (replaces the synthetic "
+                                                         "workload)."),
+        click.option("--burstiness", type=float, default=1.0, show_default=True,
+                     help="Gamma shape of the gaps (1 = Poisson)."),
+        click.option("--max-concurrency", type=int, help="Most requests in flight (a closed-loop client)."),
+        click.option("--prefix-len", type=int, default=0, show_default=True,
+                     help="Leading prompt tokens every request shares."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw."),
+        # the engine, as vLLM's engine arguments
+        click.option("--max-num-seqs", type=int, default=256, show_default=True, help="Most requests running at once."),
+        click.option("--max-num-batched-tokens", type=int,
+                     help="Token budget of a step [8192 with chunked prefill, else max(max-model-len, 2048)]."),
+        click.option("--no-chunked-prefill", is_flag=True, help="Prefill-first scheduling (vLLM V0) instead of "
+                                                                "chunked prefill (V1)."),
+        click.option("--enable-prefix-caching", is_flag=True, help="Share the blocks of the common prompt prefix."),
+        click.option("--block-size", type=int, default=16, show_default=True, help="Tokens per KV-cache block."),
+        click.option("--max-model-len", type=int, help="Longest request [the model's context]."),
+        click.option("--num-gpu-blocks-override", type=int,
+                     help="KV-cache blocks per replica [from the memory model]."),
+        click.option("--routing", type=click.Choice(["round-robin", "least-outstanding"]), default="round-robin",
+                     show_default=True, help="How arrivals are spread over --dp replicas."),
+        # what to report
+        click.option("--goodput", multiple=True, metavar="METRIC:MS",
+                     help="SLOs for goodput: ttft, tpot, e2el in ms, e.g. --goodput ttft:500 tpot:50."),
+        click.option("--find-max-rate", is_flag=True, help="Bisect the highest --request-rate meeting --slo."),
+        click.option("--slo", default="ttft_p99:2000,tpot_p99:200", show_default=True,
+                     help="SLOs for --find-max-rate (MLPerf Llama-2-70B Server by default)."),
+        click.option("--tolerance", type=float, default=0.01, show_default=True,
+                     help="Relative width at which --find-max-rate stops."),
+        click.option("--timeline-csv", metavar="FILE", help="Write every step (queue, batch, KV usage) as CSV."),
+        click.option("--force", is_flag=True, help="Let --timeline-csv replace an existing file."),
+        click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _split(kw: dict[str, Any]) -> dict[str, Any]:
+    """simulate() keyword options from the parsed flags."""
+    from infercast.cli import _key_values, _stages
+
+    memory = kw.pop("gpu_memory_utilization")
+    kw["memory"] = {"gpu_memory_utilization": memory} if memory is not None else None
+    kw["efficiency"] = _key_values(kw.pop("efficiency"), "--efficiency") or None
+    kw["comm"] = _key_values(kw.pop("comm"), "--comm") or None
+    kw["pp_stages"] = _stages(kw.pop("pp_stages"))
+    rate, offline = kw.pop("request_rate"), kw.pop("offline")
+    if rate is not None and offline:
+        raise InfercastError("--offline sends every request at once; drop --request-rate (or --offline)")
+    if rate is not None and not (rate > 0 and math.isfinite(rate)):
+        raise InfercastError(f"--request-rate must be a positive number of requests per second, got {rate!r}; "
+                             f"use --offline for all at once")
+    kw["request_rate"] = rate if rate is not None else math.inf
+    kw["chunked_prefill"] = not kw.pop("no_chunked_prefill")
+    return kw
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@_options
+@click.argument("more_goodput", nargs=-1, metavar="")
+def simulate(output: str, goodput: tuple[str, ...], more_goodput: tuple[str, ...], find_max_rate: bool, slo: str,
+             tolerance: float, timeline_csv: str | None, force: bool, **kw: Any) -> None:
+    """Simulate a vLLM-style server under load: TTFT, TPOT, ITL, E2E latency, throughput, goodput."""
+    from infercast.serving import simulate as run
+    from infercast.serving.metrics import parse_slo
+    from infercast.serving.search import find_max_rate as search
+
+    if more_goodput and not goodput:
+        raise InfercastError(f"unexpected argument {more_goodput[0]!r} (see 'infercast simulate --help')")
+    slos = parse_slo(goodput + more_goodput, "--goodput", percentiles=False) if goodput else None
+    kw = _split(kw)
+    if find_max_rate:
+        if kw.pop("trace"):
+            raise InfercastError("--find-max-rate draws Poisson arrivals; drop --trace")
+        kw.pop("request_rate")
+        result = search(slo_ms=parse_slo(slo, "--slo", percentiles=True), tolerance=tolerance, **kw)
+        if timeline_csv and result.at_max is not None:
+            result.at_max.write_timeline(timeline_csv, force=force)
+        if output == "json":
+            click.echo(json.dumps(result.to_dict(), indent=2))
+        else:
+            _search_table(result.to_dict())
+        return
+    result = run(goodput=slos, **kw)
+    if timeline_csv:
+        result.write_timeline(timeline_csv, force=force)
+    if output == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _table(result.to_dict())
+
+
+def _ms(stats: dict[str, float | None]) -> str:
+    return "  ".join(f"{k} {v:,.1f}" if v is not None else f"{k} -" for k, v in stats.items())
+
+
+def _table(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    w, e, par = r["workload"], r["engine"], r["parallel"]
+    rate = "offline (all at t = 0)" if w["request_rate"] is None else f"{w['request_rate']:g} req/s"
+    console.print(f"[bold]{r['model']}[/bold] on [bold]{r['hardware']}[/bold] ({r['system']}): tp {par['tp']} x pp "
+                  f"{par['pp']}, {par['dp']} replica(s); {w['num_prompts']} prompts, {rate}, isl {w['isl']} "
+                  f"({w['isl_dist']}), osl {w['osl']} ({w['osl_dist']})")
+    console.print(f"engine: max-num-seqs {e['max_num_seqs']}, max-num-batched-tokens {e['max_num_batched_tokens']}, "
+                  f"{'chunked prefill' if e['chunked_prefill'] else 'prefill-first'}, {e['num_gpu_blocks']:,} KV blocks "
+                  f"of {e['block_size']} ({e['kv_cache_tokens']:,} tokens) per replica")
+    t = Table(show_header=False, box=None)
+    t.add_row("completed", f"{r['completed']:,} in {r['duration_s']:,.1f} s")
+    t.add_row("throughput", f"{r['request_throughput']:,.3g} req/s, {r['output_throughput']:,.0f} output tokens/s, "
+                            f"{r['total_token_throughput']:,.0f} tokens/s in total")
+    for key, label in (("ttft_ms", "TTFT ms"), ("tpot_ms", "TPOT ms"), ("itl_ms", "ITL ms"), ("e2el_ms", "E2EL ms")):
+        t.add_row(label, _ms(r[key]))
+    if r["goodput"]:
+        g = r["goodput"]
+        t.add_row("goodput", f"{g['request_goodput']:,.3g} req/s ({100 * g['fraction_good']:.1f}% of requests meet "
+                             + ", ".join(f"{k} <= {v:g} ms" for k, v in g["slo_ms"].items()) + ")")
+    kv, q = r["kv_cache"], r["queue"]
+    t.add_row("KV cache", f"mean {100 * kv['mean_usage']:.1f}%, max {100 * kv['max_usage']:.1f}% used; "
+                          f"{r['preemptions']:,} preemptions")
+    t.add_row("queue", f"mean {q['mean_waiting']:.2f} waiting (max {q['max_waiting']:,}), "
+                       f"{q['mean_running']:.1f} running; {r['steps']:,} steps")
+    console.print(t)
+
+
+def _search_table(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    slo = ", ".join(f"{k} <= {v:g} ms" for k, v in r["slo_ms"].items())
+    console.print(f"max request rate meeting {slo}: [bold]{r['max_request_rate']:.4g} req/s[/bold] "
+                  f"({r['max_output_throughput']:,.0f} output tokens/s); offline capacity "
+                  f"{r['offline']['request_throughput']:.4g} req/s ({r['offline']['output_throughput']:,.0f} "
+                  f"output tokens/s)")
+    if r["reason"]:
+        console.print(f"[yellow]{r['reason']}[/yellow]")
+    t = Table("request rate", *[f"{k} ms" for k in r["slo_ms"]], "meets")
+    for p in r["probes"]:
+        t.add_row(f"{p['request_rate']:.4g}", *[f"{p[f'{k}_ms']:,.1f}" for k in r["slo_ms"]], "yes" if p["meets"]
+                  else "no")
+    console.print(t)

@@ -1,0 +1,82 @@
+"""A deployment behind a vLLM-style engine, prepared once and run on any number of workloads.
+
+Preparing resolves the deployment, tabulates its step time and sizes its KV cache; a run
+then costs only the event loop, so a rate search or a sweep of workloads pays the setup once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from infercast.errors import InfercastError
+from infercast.model import ModelSpec
+from infercast.serving.engine import EngineConfig, Routing, run
+from infercast.serving.metrics import SimResult, summarize
+from infercast.serving.steptime import Deployment, StepTime, deployment, kv_cache_blocks, step_time
+from infercast.serving.workload import Requests, Workload
+
+
+@dataclass(frozen=True)
+class Server:
+    """dp replicas of one deployment, each an engine with ``config``."""
+
+    deployment: Deployment
+    config: EngineConfig
+    step_time: StepTime
+    num_blocks: int
+    """KV-cache blocks per replica."""
+    budget: int
+    """Token budget of a step (max-num-batched-tokens as resolved)."""
+    max_model_len: int
+
+    @property
+    def replicas(self) -> int:
+        return self.deployment.plan.dp
+
+    def run(self, requests: Requests, *, routing: Routing = "round-robin", prefix_len: int = 0,
+            max_concurrency: int | None = None, goodput: dict[str, float] | None = None,
+            workload: dict[str, Any] | None = None) -> SimResult:
+        """Serve ``requests``; ``workload`` describes them in the result's header."""
+        trace = run(requests, self.step_time.fn, self.config, num_blocks=self.num_blocks, budget=self.budget,
+                    replicas=self.replicas, routing=routing, prefix_len=prefix_len, max_concurrency=max_concurrency)
+        header = self.header()
+        header["workload"] = {**(workload or {}), "routing": routing, "clipped": requests.clipped}
+        return SimResult(header, summarize(trace, goodput), trace)
+
+    def header(self) -> dict[str, Any]:
+        d, c = self.deployment, self.config
+        plan, p = d.plan, d.precision
+        return {
+            "model": d.spec.name, "hardware": d.chip.id, "system": d.system.id,
+            "parallel": {"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "dp": plan.dp, "num_chips": plan.num_chips},
+            "precision": {"weight_dtype": p.weight, "act_dtype": p.act, "kv_dtype": p.kv},
+            "engine": {"max_num_seqs": c.max_num_seqs, "max_num_batched_tokens": self.budget,
+                       "chunked_prefill": c.chunked_prefill, "enable_prefix_caching": c.enable_prefix_caching,
+                       "block_size": c.block_size, "max_model_len": self.max_model_len,
+                       "gpu_memory_utilization": d.memory.gpu_memory_utilization, "num_gpu_blocks": self.num_blocks,
+                       "kv_cache_tokens": self.num_blocks * c.block_size},
+        }
+
+
+def server(model: str | ModelSpec, hardware=None, *, engine: EngineConfig | None = None,
+           **deployment_options: Any) -> Server:
+    """Prepare ``model`` on ``hardware`` (or ``system=``) behind an engine; ``deployment_options`` as
+    ``infercast.serving.steptime.deployment`` (tp, pp, dp, dtypes, memory, ...)."""
+    config = engine or EngineConfig()
+    dep = deployment(model, hardware, **deployment_options)
+    context = dep.spec.max_position_embeddings
+    max_model_len = config.max_model_len or context
+    if max_model_len > context:
+        raise InfercastError(f"--max-model-len {max_model_len} exceeds {dep.spec.name}'s context of {context} tokens")
+    budget = config.budget(max_model_len)
+    blocks = config.num_gpu_blocks_override or kv_cache_blocks(dep, block_size=config.block_size, max_tokens=budget)
+    return Server(dep, config, step_time(dep, budget, config.max_num_seqs), blocks, budget, max_model_len)
+
+
+def workload_header(w: Workload, **extra: Any) -> dict[str, Any]:
+    """The workload as the result's header shows it (an offline run has request_rate null)."""
+    out = w.model_dump()
+    out["request_rate"] = None if math.isinf(w.request_rate) else w.request_rate
+    return {**out, **extra}

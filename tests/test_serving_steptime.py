@@ -1,0 +1,139 @@
+"""The step-time model against estimate(), and the KV-cache size against a hand derivation.
+
+Tolerance: the step model is estimate()'s own operators regrouped (token, sequence and attention
+terms), so a pure decode step and a single-prompt prefill agree to rounding (rel 1e-9). The one
+known departure is a decode whose context is shorter than the query heads sharing a KV head
+(L < group): the model charges it the attention efficiency at min(group, head_dim), estimate()
+at L. That is a context of under 8 tokens for LLaMA-2-70B; the test below bounds it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infercast import estimate
+from infercast.errors import InfercastError
+from infercast.serving.steptime import deployment, kv_cache_blocks, step_time
+
+CASES = {
+    # (deployment options, estimate options beyond them)
+    "llama-2-7b a100": dict(model="llama-2-7b", hardware="a100-sxm-80gb"),
+    "llama-2-70b hgx-h100 fp8 tp2 dp4": dict(model="llama-2-70b", system="hgx-h100", tp=2, dp=4, dtype="fp8"),
+    "mixtral-8x7b h100 tp2": dict(model="mixtral-8x7b", hardware="h100-sxm", num_chips=2, tp=2),
+    "llama-2-13b a100 pp2": dict(model="llama-2-13b", hardware="a100-sxm-80gb", num_chips=2, pp=2),
+    "gpt-j-6b materialized": dict(model="gpt-j-6b", hardware="a100-sxm-80gb", attention="materialized"),
+    "llama-3-8b h100 int4 awq": dict(model="llama-3-8b", hardware="h100-sxm", quantization="awq"),
+    "llama-3-8b h100 step overhead": dict(model="llama-3-8b", hardware="h100-sxm",
+                                          efficiency={"step_overhead_s": 0.002}),
+    # attention efficiency falling at short key lengths (the calibration prior's 128 keys)
+    "llama-3-8b h100 short-key attention": dict(model="llama-3-8b", hardware="h100-sxm",
+                                                efficiency={"attention_half_len": 128.0}),
+    "gpt-j-6b materialized short-key": dict(model="gpt-j-6b", hardware="a100-sxm-80gb", attention="materialized",
+                                            efficiency={"attention_half_len": 64.0}),
+}
+STEPS = {name: step_time(deployment(**kw), 4096, 256) for name, kw in CASES.items()}
+
+
+def _estimate(kw: dict, **workload):
+    kw = dict(kw)
+    model, hardware = kw.pop("model"), kw.pop("hardware", None)
+    dp = kw.get("dp", 1)
+    # estimate() splits its batch over dp replicas; one replica's step is the simulator's
+    workload["batch"] = workload.get("batch", 1) * dp
+    if kw.get("pp", 1) > 1:
+        kw["micro_batches"] = 1  # one batch through every stage, as an engine step
+    return estimate(model, hardware, **kw, **workload)
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("batch,context", [(1, 128), (8, 1000), (64, 1000), (256, 2000)])
+def test_decode_step_is_estimates_tpot(name, batch, context):
+    # estimate(isl = L - 1, osl = 2) has one decode step, at KV length L: its tpot is that step
+    e = _estimate(CASES[name], batch=batch, isl=context - 1, osl=2)
+    assert STEPS[name]([], batch, batch * context) == pytest.approx(e.tpot_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("prompt", [1, 16, 100, 512, 2000])
+def test_prefill_step_is_estimates_ttft(name, prompt):
+    e = _estimate(CASES[name], isl=prompt, osl=1)
+    assert STEPS[name]([(prompt, prompt)], 0, 0) == pytest.approx(e.ttft_s, rel=1e-9)
+
+
+def test_short_contexts_are_the_only_departure():
+    # LLaMA-2-70B at tp 2: 32 query heads over 4 KV heads, group 8; below L = 8 the decode's attention
+    # efficiency is charged at 8 rows instead of L. Even at L = 2 the step differs by under 1%.
+    st_ = STEPS["llama-2-70b hgx-h100 fp8 tp2 dp4"]
+    assert st_.group == 8
+    for L in (2, 4, 7):
+        e = _estimate(CASES["llama-2-70b hgx-h100 fp8 tp2 dp4"], batch=16, isl=L - 1, osl=2)
+        assert st_([], 16, 16 * L) == pytest.approx(e.tpot_s, rel=0.01)
+    e = _estimate(CASES["llama-2-70b hgx-h100 fp8 tp2 dp4"], batch=16, isl=7, osl=2)
+    assert st_([], 16, 16 * 8) == pytest.approx(e.tpot_s, rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 600), st.integers(0, 2000)), min_size=1, max_size=4),
+       st.integers(0, 64), st.integers(2, 3000))
+def test_a_mixed_step_costs_less_than_its_parts_apart(chunks, decodes, context):
+    # batching shares the weight reads: one step of everything is not slower than a step each, up to
+    # wave quantization's rounding (a GEMM's last wave of tiles may fill worse when the rows are added
+    # up: 99 + 286 rows together took 0.008% longer than apart). For the same reason step time is not
+    # monotone in tokens: a GEMM of 257 rows can be faster than one of 256.
+    st_ = STEPS["llama-2-7b a100"]
+    cost = [(n, n + cached) for n, cached in chunks]
+    if sum(n for n, _ in cost) + decodes > st_.max_tokens:
+        return
+    t = st_(cost, decodes, decodes * context)
+    apart = sum(st_([c], 0, 0) for c in cost) + (st_([], decodes, decodes * context) if decodes else 0)
+    assert 0 < t <= apart * 1.01
+
+
+def test_chunked_prefill_costs_more_than_one_pass():
+    # a 2048-token prompt in four chunks of 512 re-reads the earlier chunks' K/V and pays four
+    # weight passes: more than one 2048-token pass, less than four 2048-token passes
+    st_ = STEPS["llama-2-7b a100"]
+    whole = st_([(2048, 2048)], 0, 0)
+    chunks = sum(st_([(512, 512 * (i + 1))], 0, 0) for i in range(4))
+    assert whole < chunks < 4 * whole
+
+
+def test_kv_blocks_of_llama_2_7b_on_a100_80gb():
+    # 80e9 B x 0.9 = 72e9 B usable; less 1 GiB runtime (1,073,741,824), weights 6,738,415,616 x 2 B
+    # = 13,476,831,232, and the activations of an 8192-token profile pass: (2 x 4096 hidden + 22,016
+    # gate/up) x 2 B = 60,416 B a token x 8192 = 494,927,872, plus fp32 logits 32,000 x 4 = 128,000.
+    # Left: 56,954,371,072 B. A block is 16 tokens x 2 (K, V) x 32 layers x 4096 x 2 B = 8,388,608 B:
+    # 6,789 blocks (108,624 tokens). vLLM logs about 7,000 blocks for this model and GPU at 0.9.
+    dep = deployment("llama-2-7b", "a100-sxm-80gb")
+    assert kv_cache_blocks(dep, block_size=16, max_tokens=8192) == 6789
+    assert kv_cache_blocks(dep, block_size=16, max_tokens=2048) > 6789  # a smaller profile pass leaves more
+
+
+def test_kv_blocks_shrink_with_tp_shards_and_grow_with_fp8():
+    fp16 = kv_cache_blocks(deployment("llama-2-70b", system="hgx-h100", tp=2), block_size=16, max_tokens=8192)
+    fp8 = kv_cache_blocks(deployment("llama-2-70b", system="hgx-h100", tp=2, dtype="fp8"), block_size=16,
+                          max_tokens=8192)
+    # fp8 halves both the weights (more room) and the bytes of a block (twice the blocks in a room)
+    assert fp8 > 2 * fp16
+    # per chip at tp 2: weights 68.98e9 x 2 B / 2 = 68.98 GB of 72 GB usable, little room for the cache
+    assert fp16 < 1000
+
+
+def test_a_model_that_does_not_fit_is_one_clear_line():
+    with pytest.raises(InfercastError, match="no memory left for the KV cache"):
+        kv_cache_blocks(deployment("llama-2-70b", "a100-sxm-80gb"), block_size=16, max_tokens=8192)
+    with pytest.raises(InfercastError, match="multi-head latent attention"):
+        deployment("deepseek-v3", system="hgx-h200", tp=8)
+
+
+def test_tables_cover_every_step_size():
+    st_ = STEPS["llama-2-7b a100"]
+    assert st_.max_tokens == 4096 and st_.max_seqs == 256
+    assert math.isfinite(st_([(4096 - 255, 4096)], 255, 255 * 3000))  # a full budget and max-num-seqs
+    times = np.array([st_([(n, n)], 0, 0) for n in (1, 2, 4, 64, 512, 4096)])
+    assert (np.diff(times) > 0).all()
