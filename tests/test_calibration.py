@@ -112,7 +112,8 @@ def test_fitter_recovers_known_parameters(tmp_path):
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(_synthetic_rows(truth))
-    report = calibrate(str(data), start=PRIOR, loso=False)
+    # priors relaxed: with exact data the optimiser and the model must find the truth, not the shrinkage
+    report = calibrate(str(data), start=PRIOR, loso=False, prior_weights=(0.002, 0.01))
     got = report.profile.families["nvidia-hopper"]
     for key, want in truth.families["nvidia-hopper"].items():
         # the per-step overhead is 0.4 ms of steps of 6-60 ms: weakly pinned, so the prior (50 us) still

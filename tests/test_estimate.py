@@ -78,7 +78,7 @@ def test_fp8_uses_fp8_units_only_where_the_chip_has_them():
     # H100 has FP8 tensor cores (1978.9 TFLOPS dense): a compute-bound prefill gets faster.
     h16 = estimate("llama-2-7b", "h100-sxm", batch=16, isl=2048, osl=1)
     h8 = estimate("llama-2-7b", "h100-sxm", batch=16, isl=2048, osl=1, dtype="fp8")
-    assert h8.ttft_s < 0.7 * h16.ttft_s
+    assert h8.ttft_s < 0.75 * h16.ttft_s  # fitted FP8 GEMMs reach 0.57 of a 2x peak: about 1.45x
     # A100 has none: FP8 runs at its FP16 rate, only the bytes shrink.
     a16 = estimate("llama-2-7b", "a100-sxm-80gb", batch=16, isl=2048, osl=1)
     a8 = estimate("llama-2-7b", "a100-sxm-80gb", batch=16, isl=2048, osl=1, dtype="fp8")

@@ -228,36 +228,45 @@ def c8_layer_per_chip() -> Claim:
 
 def c10_number_formats() -> Claim:
     """FP8 vs FP16 where FP8 units exist (H100) and where they do not (A100); FP4 on Blackwell."""
+    from infercast.roofline import default_efficiency
+
     b200 = load_chip("b200")
     rates = {f: b200.peak(f) / b200.peak("fp16") for f in ("fp8", "fp6", "fp4")}
     kw = dict(model="llama-2-70b", tp=4, batch=64, isl=1024, osl=256)
     h16, h8 = estimate(system="hgx-h100", **kw), estimate(system="hgx-h100", dtype="fp8", **kw)
+    eff = default_efficiency(load_chip("h100-sxm"))
+    h8_same = estimate(system="hgx-h100", dtype="fp8", efficiency={"gemm_max_narrow": eff.gemm_max}, **kw)
     a16, a8 = estimate(system="dgx-a100", **kw), estimate(system="dgx-a100", dtype="fp8", **kw)
     b8 = estimate(system="hgx-b200", dtype="fp8", **kw)
     b4 = estimate(system="hgx-b200", quantization="nvfp4", kv_cache_dtype="fp8", **kw)
     ratio = {
         "h100_fp8_over_fp16_prefill": h16.ttft_s / h8.ttft_s, "h100_fp8_over_fp16_tpot": h16.tpot_s / h8.tpot_s,
         "h100_fp8_over_fp16_throughput": h8.throughput_tokens_per_s / h16.throughput_tokens_per_s,
+        "h100_fp8_over_fp16_prefill_equal_efficiency": h16.ttft_s / h8_same.ttft_s,
+        "h100_fp8_gemm_efficiency": eff.gemm_max_narrow, "h100_fp16_gemm_efficiency": eff.gemm_max,
         "a100_fp8_over_fp16_prefill": a16.ttft_s / a8.ttft_s, "a100_fp8_over_fp16_tpot": a16.tpot_s / a8.tpot_s,
         "a100_fp8_over_fp16_throughput": a8.throughput_tokens_per_s / a16.throughput_tokens_per_s,
         "b200_nvfp4_over_fp8_prefill": b8.ttft_s / b4.ttft_s, "b200_nvfp4_over_fp8_tpot": b8.tpot_s / b4.tpot_s,
         "b200_nvfp4_over_fp8_throughput": b4.throughput_tokens_per_s / b8.throughput_tokens_per_s,
     }
+    r = ratio
     return Claim(
         "C10", "Blackwell adds FP6/FP4; FP8 roughly doubles throughput over FP16 where the chip has it",
-        "reproduced",
+        "corrected",
         f"B200's dense peaks are {rates['fp8']:.0f}x (FP8), {rates['fp6']:.0f}x (FP6) and {rates['fp4']:.0f}x (FP4) "
-        f"its FP16 rate. LLaMA-2-70B at TP=4, batch 64, 1024/256 tokens: on H100, FP8 makes the compute-bound "
-        f"prefill {ratio['h100_fp8_over_fp16_prefill']:.2f}x and the memory-bound decode step "
-        f"{ratio['h100_fp8_over_fp16_tpot']:.2f}x faster ({ratio['h100_fp8_over_fp16_throughput']:.2f}x end-to-end "
-        f"throughput): roughly double, less in decode because the all-reduces' latency, norms and the fp32 logits "
-        f"do not shrink. "
-        f"On A100, which has no FP8 units, FP8 still halves the bytes (decode "
-        f"{ratio['a100_fp8_over_fp16_tpot']:.2f}x) but the prefill math runs at the FP16 rate "
-        f"({ratio['a100_fp8_over_fp16_prefill']:.2f}x, from halved all-reduce and memory traffic). NVFP4 over FP8 on B200: prefill "
-        f"{ratio['b200_nvfp4_over_fp8_prefill']:.2f}x, decode {ratio['b200_nvfp4_over_fp8_tpot']:.2f}x (4.5 bits per "
-        f"weight with its block scales, and an FP8 KV cache).",
-        {**{f"b200_{f}_rate_over_fp16": r for f, r in rates.items()}, **ratio},
+        f"its FP16 rate. LLaMA-2-70B at TP=4, batch 64, 1024/256 tokens on H100: if FP8 GEMMs reached the FP16 "
+        f"kernels' {100 * r['h100_fp16_gemm_efficiency']:.0f}% of peak, the compute-bound prefill would be "
+        f"{r['h100_fp8_over_fp16_prefill_equal_efficiency']:.2f}x faster; the calibration to measured TensorRT-LLM "
+        f"FP8 runs puts them at {100 * r['h100_fp8_gemm_efficiency']:.0f}% of the FP8 peak, so the prefill gains "
+        f"{r['h100_fp8_over_fp16_prefill']:.2f}x, the decode step {r['h100_fp8_over_fp16_tpot']:.2f}x (bytes; "
+        f"all-reduce latency, norms and the fp32 logits do not shrink) and end-to-end throughput "
+        f"{r['h100_fp8_over_fp16_throughput']:.2f}x: 'roughly double' is the peak, about 1.4-1.5x what FP8 kernels "
+        f"deliver. On A100, which has no FP8 units, FP8 math runs on the FP16 units: the prefill gains only "
+        f"{r['a100_fp8_over_fp16_prefill']:.2f}x (from halved all-reduce and memory traffic) and the batch-64 decode "
+        f"{r['a100_fp8_over_fp16_tpot']:.2f}x (halved bytes, but compute-bound on the FP16 units). NVFP4 over FP8 "
+        f"on B200: prefill {r['b200_nvfp4_over_fp8_prefill']:.2f}x, decode {r['b200_nvfp4_over_fp8_tpot']:.2f}x "
+        f"(4.5 bits per weight with its block scales, and an FP8 KV cache).",
+        {**{f"b200_{f}_rate_over_fp16": v for f, v in rates.items()}, **ratio},
     )
 
 

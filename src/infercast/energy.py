@@ -108,7 +108,7 @@ class EnergyOptions(BaseModel):
     """Idle power where the catalog has none, as a fraction of TDP. Assumed: nvidia-smi idle readings
     reported for datacenter GPUs are about a tenth of TDP (H100 SXM about 60-75 W of 700 W); no vendor
     publishes idle power."""
-    chip_overhead: float = Field(default=8.4, ge=1)
+    chip_overhead: float = Field(default=7.86, ge=1)
     """Chip energy per unit of bare (Horowitz) arithmetic and SRAM energy: clock tree, control and
     wires. The median over the catalog of what each chip's TDP implies at its achievable 16-bit GEMM
     rate (``derive_chip_overhead``, kept in step by a test); 1 gives the bare model."""

@@ -178,7 +178,7 @@ class Chip(Spec):
     """Launch or list price of one chip."""
     sparsity: SparsitySupport | None = None
     """What sparsity the chip's units accelerate; None: none (sparse work runs dense)."""
-    efficiency: dict[str, float] | None = None
+    efficiency: dict[str, float | bool] | None = None
     """Overrides of the family's efficiency parameters (``infercast.roofline.Efficiency`` fields) for
     this chip, e.g. written by ``infercast calibrate --local`` from its own measurements."""
     energy: EnergySpec | None = None
@@ -191,10 +191,14 @@ class Chip(Spec):
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for math in ``dtype``, falling back to a wider native format."""
+        return getattr(self.peak_flops, self.native_format(dtype)).value
+
+    def native_format(self, dtype: str) -> str:
+        """The format whose units run math in ``dtype``: itself, or the nearest wider one the chip has."""
         for fmt in _RATE_FALLBACK[dtype]:
             figure = getattr(self.peak_flops, fmt)
             if figure is not None and figure.value is not None:
-                return figure.value
+                return fmt
         raise InfercastError(
             f"hardware {self.id}: no peak FLOPS known for {dtype} or any wider format; "
             f"add peak_flops.{dtype} to the chip YAML"

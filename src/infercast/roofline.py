@@ -66,8 +66,9 @@ class Efficiency(BaseModel):
     step_overhead_s: float = Field(default=0.0, ge=0)
     """Fixed time per forward pass outside the kernels (scheduler, sampling, CPU-GPU sync)."""
 
-    def compute_fraction(self, op: Op, units: float | None = None) -> np.ndarray:
-        """Achievable fraction of the peak for ``op`` on a chip with ``units`` compute units."""
+    def compute_fraction(self, op: Op, units: float | None = None, native: str | None = None) -> np.ndarray:
+        """Achievable fraction of the peak for ``op`` on a chip with ``units`` compute units whose
+        ``native`` format runs its math (default: the op's own; an A100 runs FP8 math on FP16 units)."""
         if op.kind == "vector":
             return np.ones_like(op.flops)
         if op.kind == "attention":
@@ -75,7 +76,7 @@ class Efficiency(BaseModel):
             if self.attention_half_len and op.seq_len is not None:
                 top = top * op.seq_len / (op.seq_len + self.attention_half_len)
         else:
-            narrow = op.math in NARROW_MATH and self.gemm_max_narrow is not None
+            narrow = (native or op.math) in NARROW_MATH and self.gemm_max_narrow is not None
             top = self.gemm_max_narrow if narrow else self.gemm_max
         d = op.min_dim
         frac = top * d / (d + self.gemm_half_dim)
@@ -151,9 +152,11 @@ def op_time(op: Op, chip: Chip, eff: Efficiency) -> OpTime:
     if op.kind == "comm":
         zero = np.zeros_like(op.comm_s)
         return OpTime(zero, zero, 0.0, op.comm_s, communication=True)
-    peak = vector_peak(chip) if op.kind == "vector" else chip.peak(op.math)
+    native = None if op.kind == "vector" else chip.native_format(op.math)
+    peak = vector_peak(chip) if native is None else getattr(chip.peak_flops, native).value
     bw = chip.figure("memory.bandwidth_bytes_per_s")
-    compute = op.flops / (peak * eff.compute_fraction(op, chip.num_compute_units.value)) * op.compute_factor
+    frac = eff.compute_fraction(op, chip.num_compute_units.value, native)
+    compute = op.flops / (peak * frac) * op.compute_factor
     if np.any(op.vector_flops):
         compute = compute + op.vector_flops / vector_peak(chip)
     memory = op.bytes / (bw * eff.bandwidth)
