@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infercast.errors import InfercastError, pydantic_error_line
-from infercast.hardware import Chip
+from infercast.hardware import Chip, parse_spec
 
 DEFAULT_PROFILE = "default"
 
@@ -87,16 +87,7 @@ _PROFILES = resources.files("infercast") / "catalog" / "calibration"
 
 
 def _parse(text: str, origin: str) -> Calibration:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InfercastError(f"--calibration {origin}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise InfercastError(f"--calibration {origin}: expected a mapping (generic, families, chips, comm)")
-    try:
-        return Calibration.model_validate(data)
-    except ValidationError as exc:
-        raise InfercastError(f"--calibration {origin}: {pydantic_error_line(exc)}") from None
+    return parse_spec(text, f"--calibration {origin}", Calibration)
 
 
 @cache

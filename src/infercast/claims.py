@@ -479,6 +479,8 @@ def c15_energy_split() -> Claim:
     dec_ratio, pre_ratio = movement(decode) / decode.compute_j, movement(prefill) / prefill.compute_j
     total_dec = decode.compute_j + movement(decode) + decode.static_j + decode.overhead_j
     bare = estimate("llama-2-7b", h100, batch=16, isl=2048, osl=1, energy={"chip_overhead": 1.0}).energy
+    overhead_share = prefill.overhead_j / (movement(prefill) + prefill.compute_j + prefill.static_j
+                                           + prefill.overhead_j)
     return Claim(
         "C15", "Data movement, not arithmetic, dominates the energy of generative inference", "reproduced",
         f"Horowitz at 45 nm: 8-bit add {o.int8_add_j / pJ:g} pJ, multiply {o.int8_mul_j / pJ:g}; FP16 add "
@@ -489,7 +491,7 @@ def c15_energy_split() -> Claim:
         f"(DRAM {100 * decode.dram_j / total_dec:.0f}% of the run, arithmetic {100 * decode.compute_j / total_dec:.2f}%"
         f", static {100 * decode.static_j / total_dec:.0f}%); a batch-16 prefill of 2048 tokens only "
         f"{pre_ratio:.1f}x. The bare figures put that prefill at {bare.prefill_power_w:.0f} W of the H100's 700 W: "
-        f"most of a busy chip's energy is clocks, control and wires ({100 * prefill.overhead_j / (movement(prefill) + prefill.compute_j + prefill.static_j + prefill.overhead_j):.0f}% "
+        f"most of a busy chip's energy is clocks, control and wires ({100 * overhead_share:.0f}% "
         f"here, the chip_overhead), which Horowitz's table does not price.",
         {"decode_movement_over_arithmetic": dec_ratio, "prefill_movement_over_arithmetic": pre_ratio,
          "decode_dram_share": decode.dram_j / total_dec, "decode_compute_share": decode.compute_j / total_dec,

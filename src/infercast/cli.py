@@ -128,12 +128,18 @@ def _engine_options(f):
     return f
 
 
-def _run_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+def _deployment_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """The engine's keyword options from the flags every engine command shares (estimate, simulate)."""
     memory = kw.pop("gpu_memory_utilization")
     kw["memory"] = {"gpu_memory_utilization": memory} if memory is not None else None
     kw["efficiency"] = _key_values(kw.pop("efficiency"), "--efficiency") or None
     kw["comm"] = _key_values(kw.pop("comm"), "--comm") or None
     kw["pp_stages"] = _stages(kw.pop("pp_stages"))
+    return kw
+
+
+def _run_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    kw = _deployment_kwargs(kw)
     kw["energy"] = _key_values(kw.pop("energy"), "--energy") or None
     cost = _key_values(kw.pop("cost"), "--cost")
     for name in ("electricity_usd_per_kwh", "pue", "years"):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from infercast.calibration import Calibration, comm_for
 from infercast.cost import Cost, CostOptions, estimate_cost
 from infercast.cost import merge_options as cost_options
 from infercast.energy import Energy, EnergyOptions, estimate_energy
@@ -33,7 +34,6 @@ from infercast.memory import MemoryOptions, MemoryPlan, binding_load, min_chips_
 from infercast.model import ModelSpec, load_model
 from infercast.ops import Attention, Op, Precision, forward_ops
 from infercast.parallel import CommOptions, Plan, Stage, candidate_plans, comm_ops, make_plan, stages_of
-from infercast.calibration import Calibration, comm_for
 from infercast.roofline import Efficiency, default_efficiency, op_time
 from infercast.sparsity import DENSE, Sparsity, SparsityEffect, effect_on, make_sparsity
 from infercast.system import System, default_system, load_system

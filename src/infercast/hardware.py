@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -229,6 +229,7 @@ _RATE_FALLBACK = {
 }
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where present: ~10x faster
+SpecT = TypeVar("SpecT", bound=BaseModel)
 _CATALOG = resources.files("infercast") / "catalog" / "hardware"
 
 
@@ -249,17 +250,22 @@ def chip_ids() -> list[str]:
     return sorted({name.removesuffix(".yaml") for name in _catalog_files().values()})
 
 
-def _parse(text: str, origin: str) -> Chip:
+def parse_spec(text: str, where: str, cls: type[SpecT]) -> SpecT:
+    """A YAML document validated as ``cls``; every failure one line starting with ``where``."""
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise InfercastError(f"hardware file {origin}: not valid YAML ({exc.__class__.__name__})") from None
+        raise InfercastError(f"{where}: not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
-        raise InfercastError(f"hardware file {origin}: expected a mapping of chip fields")
+        raise InfercastError(f"{where}: expected a mapping of {', '.join(list(cls.model_fields)[:4])}, ...")
     try:
-        return Chip.model_validate(data)
+        return cls.model_validate(data)
     except ValidationError as exc:
-        raise InfercastError(f"hardware file {origin}: {pydantic_error_line(exc)}") from None
+        raise InfercastError(f"{where}: {pydantic_error_line(exc)}") from None
+
+
+def _parse(text: str, origin: str) -> Chip:
+    return parse_spec(text, f"hardware file {origin}", Chip)
 
 
 @cache

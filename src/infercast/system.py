@@ -17,11 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
-from infercast.hardware import Chip, Sourced, Spec, load_chip
+from infercast.errors import InfercastError, did_you_mean
+from infercast.hardware import Chip, Sourced, Spec, load_chip, parse_spec
 
 Topology = Literal["switch", "ring", "torus", "host"]
 
@@ -75,7 +74,6 @@ class System(Spec):
         return self.inter_node
 
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CATALOG = resources.files("infercast") / "catalog" / "systems"
 
 
@@ -84,16 +82,7 @@ def system_ids() -> list[str]:
 
 
 def _parse(text: str, origin: str) -> System:
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise InfercastError(f"system file {origin}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise InfercastError(f"system file {origin}: expected a mapping of system fields")
-    try:
-        system = System.model_validate(data)
-    except ValidationError as exc:
-        raise InfercastError(f"system file {origin}: {pydantic_error_line(exc)}") from None
+    system = parse_spec(text, f"system file {origin}", System)
     load_chip(system.chip)  # the chip must exist
     return system
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from infercast.calibration import Calibration, comm_for
 from infercast.errors import InfercastError
 from infercast.estimate import estimate
 from infercast.formats import FORMATS, element_bytes
 from infercast.hardware import load_chip
 from infercast.model import load_model
 from infercast.ops import GELU_FLOPS, SOFTMAX_FLOPS, Precision, gemm_op, make_op, norm_op, vector_op
-from infercast.calibration import Calibration, comm_for
 from infercast.parallel import CommOptions, group_allreduce_s
 from infercast.roofline import IDEAL, Efficiency, default_efficiency, op_time
 from infercast.system import default_system

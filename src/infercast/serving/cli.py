@@ -101,13 +101,9 @@ def _options(f):
 
 def _split(kw: dict[str, Any]) -> dict[str, Any]:
     """simulate() keyword options from the parsed flags."""
-    from infercast.cli import _key_values, _stages
+    from infercast.cli import _deployment_kwargs
 
-    memory = kw.pop("gpu_memory_utilization")
-    kw["memory"] = {"gpu_memory_utilization": memory} if memory is not None else None
-    kw["efficiency"] = _key_values(kw.pop("efficiency"), "--efficiency") or None
-    kw["comm"] = _key_values(kw.pop("comm"), "--comm") or None
-    kw["pp_stages"] = _stages(kw.pop("pp_stages"))
+    kw = _deployment_kwargs(kw)
     rate, offline = kw.pop("request_rate"), kw.pop("offline")
     if rate is not None and offline:
         raise InfercastError("--offline sends every request at once; drop --request-rate (or --offline)")
