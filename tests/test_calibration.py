@@ -7,7 +7,8 @@ import pytest
 
 from infercast import InfercastError, estimate, load_chip
 from infercast.calibrate import calibrate
-from infercast.calibration import Calibration, efficiency_for, load_calibration, write_new
+from infercast.calibration import Calibration, efficiency_for, load_calibration
+from infercast.files import write_new
 
 PRIOR = load_calibration("prior")
 

@@ -4,9 +4,9 @@ and the figures issue 4 asks for (FP8 on H100 and A100, q4_0 LLaMA-2-7B)."""
 import pytest
 
 from infercast import InfercastError, estimate, load_chip
-from infercast.roofline import default_efficiency
 from infercast.formats import FORMATS, element_bytes, math_dtype
 from infercast.ops import Precision
+from infercast.roofline import default_efficiency
 
 # Bits per element, each derived by hand from the format's layout.
 HAND_BITS = {

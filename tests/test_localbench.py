@@ -123,7 +123,7 @@ def test_a_failed_write_leaves_the_old_file_whole(numpy_only, tmp_path, monkeypa
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("infercast.calibration.os.replace", broken_replace)
+    monkeypatch.setattr("infercast.files.os.replace", broken_replace)
     with pytest.raises(OSError):
         run_local(plan=TINY, output=str(path), force=True)
     assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["mine.yaml"]

@@ -1,6 +1,5 @@
 """Roofline invariants (hypothesis), the efficiency curve and wave quantization."""
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

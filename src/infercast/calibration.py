@@ -20,8 +20,6 @@ shipped one as a whole (a fit carries the values it did not fit over from its st
 
 from __future__ import annotations
 
-import os
-import tempfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -125,28 +123,3 @@ def comm_for(calibration: Calibration | str | None = None):
     from infercast.parallel import CommOptions
 
     return CommOptions(**resolve(calibration).comm)
-
-
-def check_writable(path: str, force: bool = False) -> Path:
-    """``path`` as a Path if a new file may be written there; a one-line error if it exists (without
-    ``force``) or its folder does not."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise InfercastError(f"--output {path}: the file exists; choose another name or pass --force to replace it")
-    if not target.parent.is_dir():
-        raise InfercastError(f"--output {path}: no such folder {target.parent}")
-    return target
-
-
-def write_new(path: str, text: str, *, force: bool = False) -> None:
-    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed over it), and never over
-    an existing file unless ``force``."""
-    target = check_writable(path, force)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

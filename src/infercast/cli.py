@@ -507,7 +507,7 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
             _print_rows(result.to_dict()["rows"], "table")
         return
     from infercast.calibrate import calibrate as run
-    from infercast.calibration import check_writable, write_new
+    from infercast.files import check_writable, write_new
 
     if out_file:  # fail before a long fit, not after it
         check_writable(out_file, force)

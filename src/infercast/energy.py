@@ -33,9 +33,9 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from infercast.errors import InfercastError, pydantic_error_line
+from infercast.errors import InfercastError, with_overrides
 from infercast.formats import element_bytes
 from infercast.hardware import Chip, chip_ids, load_chip
 from infercast.system import System
@@ -379,14 +379,7 @@ def estimate_energy(est: Estimate, chip: Chip, system: System,
 
 def merge_options(overrides: EnergyOptions | dict[str, float] | None) -> EnergyOptions:
     """The defaults with ``overrides`` (a dict of fields, as ``--energy KEY=VALUE`` gives) applied."""
-    if overrides is None:
-        return DEFAULT_OPTIONS
-    if isinstance(overrides, EnergyOptions):
-        return overrides
-    try:
-        return EnergyOptions(**{**DEFAULT_OPTIONS.model_dump(), **overrides})
-    except ValidationError as exc:
-        raise InfercastError(f"--energy {pydantic_error_line(exc)}") from None
+    return with_overrides(DEFAULT_OPTIONS, overrides, "--energy ")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class InfercastError(ValueError):
@@ -33,3 +33,17 @@ def pydantic_error_line(exc: ValidationError) -> str:
               for e in errors if e is not err]
     more = f" (also: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
     return f"{where}: {msg}{more}"
+
+
+def with_overrides(default: BaseModel, override, prefix: str):
+    """``default`` with the fields of ``override`` (a dict) replaced and validated, ``override`` itself if
+    it is already a spec of the same class, or ``default`` for None; a bad field is one line starting
+    with ``prefix`` ('efficiency.', '--energy ')."""
+    if override is None:
+        return default
+    if isinstance(override, type(default)):
+        return override
+    try:
+        return type(default)(**{**default.model_dump(), **override})
+    except ValidationError as exc:
+        raise InfercastError(f"{prefix}{pydantic_error_line(exc)}") from None

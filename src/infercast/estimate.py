@@ -20,14 +20,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
 
 from infercast.calibration import Calibration, comm_for
 from infercast.cost import Cost, CostOptions, estimate_cost
 from infercast.cost import merge_options as cost_options
 from infercast.energy import Energy, EnergyOptions, estimate_energy
 from infercast.energy import merge_options as energy_options
-from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
+from infercast.errors import InfercastError, did_you_mean, with_overrides
 from infercast.formats import SCHEMES, element_bytes, get_format
 from infercast.hardware import Chip, load_chip
 from infercast.memory import MemoryOptions, MemoryPlan, binding_load, min_chips_plan, plan_loads, plan_memory
@@ -233,13 +232,9 @@ def _totals(rows: list[OpRow], latency: float, m: int, phase: str) -> tuple[Phas
 
 
 def resolve_precision(spec: ModelSpec, dtype: str | None, weight_dtype: str | None, act_dtype: str | None,
-                      kv_cache_dtype: str | None, quantization: str | None = None, *, chip: Chip | None = None,
-                      sparsity: Sparsity = DENSE) -> Precision:
+                      kv_cache_dtype: str | None, quantization: str | None = None) -> Precision:
     """``dtype`` sets all three tensor classes, a ``quantization`` scheme the weights (and, for W8A8
-    or W4A4 schemes, the activations); the specific flags override both (default fp16).
-
-    With ``sparsity`` on ``chip``, the linear layers' math and weight bytes are what the chip makes
-    of it (``infercast.sparsity``)."""
+    or W4A4 schemes, the activations); the specific flags override both (default fp16)."""
     base = dtype or "fp16"
     weight, act = base, base
     if quantization is not None:
@@ -253,12 +248,7 @@ def resolve_precision(spec: ModelSpec, dtype: str | None, weight_dtype: str | No
     element_bytes(act, "act dtype")
     if get_format(act).math is None:
         raise InfercastError(f"--act-dtype {act}: a weight quantization scheme, not an activation format")
-    p = Precision.for_model(spec, get_format(weight, "weight dtype").name, act, kv)
-    if sparsity.is_dense or chip is None:
-        return p
-    effect = effect_on(chip, sparsity, p.dense_layer_bits)
-    return replace(p, layer_weight_bytes=effect.weight_bits / 8, layer_math_density=effect.math_density,
-                   dense_layer_weight_bytes=p.layer_weight_bytes)
+    return Precision.for_model(spec, get_format(weight, "weight dtype").name, act, kv)
 
 
 def resolve_system(hardware: str | Chip | None, system: str | System | None, num_chips: int | None,
@@ -350,12 +340,14 @@ def estimate(
                              f"got {moe_imbalance!r}")
     sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
-    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization, chip=chip,
-                          sparsity=sparsity)
+    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
     effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
-    eff = _merge(default_efficiency(chip, calibration), efficiency, Efficiency, "efficiency")
-    mem_opts = _merge(MemoryOptions(), memory, MemoryOptions, "memory")
-    comm_opts = _merge(comm_for(calibration), comm, CommOptions, "comm")
+    if effect is not None:  # the linear layers' math and weight bytes as the chip makes of the sparsity
+        p = replace(p, layer_weight_bytes=effect.weight_bits / 8, layer_math_density=effect.math_density,
+                    dense_layer_weight_bytes=p.layer_weight_bytes)
+    eff = with_overrides(default_efficiency(chip, calibration), efficiency, "efficiency.")
+    mem_opts = with_overrides(MemoryOptions(), memory, "memory.")
+    comm_opts = with_overrides(comm_for(calibration), comm, "comm.")
     common = dict(p=p, attention=attention, eff=eff, mem_opts=mem_opts, comm_opts=comm_opts, batch=batch, isl=isl,
                   osl=osl, chip=chip, system=sys_, sparsity=sparsity, effect=effect, moe_imbalance=float(moe_imbalance))
     if auto:
@@ -445,15 +437,3 @@ def _evaluate(spec: ModelSpec, plan: Plan, *, micro_batches: int | None, p: Prec
         peak_bandwidth=chip.figure("memory.bandwidth_bytes_per_s"), sparsity=sparsity, sparsity_effect=effect,
         moe_imbalance=moe_imbalance,
     )
-
-
-def _merge(default: BaseModel, override, cls, name: str):
-    """``default`` with the fields of ``override`` (a dict) replaced, validated; or ``override`` itself."""
-    if override is None:
-        return default
-    if isinstance(override, cls):
-        return override
-    try:
-        return cls(**{**default.model_dump(), **override})
-    except ValidationError as exc:
-        raise InfercastError(f"{name}.{pydantic_error_line(exc)}") from None

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from infercast.calibration import check_writable, write_new
 from infercast.errors import InfercastError
+from infercast.files import check_writable, write_new
 from infercast.hardware import Chip
 from infercast.ops import Precision, forward_ops, gemm_op
 from infercast.roofline import Efficiency, op_time

@@ -17,15 +17,14 @@ engine stores as (value, count) pairs without expanding them.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from infercast.errors import InfercastError
+from infercast.files import check_writable, write_new
 from infercast.serving.engine import STEP_COLUMNS, EngineTrace
 
 PERCENTILES = (50, 90, 99)
@@ -109,22 +108,12 @@ class SimResult:
 
     def write_timeline(self, path: str, *, force: bool = False) -> None:
         """Write the timeline CSV atomically (a temporary file, then a rename); never over a file unless ``force``."""
-        target = Path(path)
-        if target.exists() and not force:
-            raise InfercastError(f"--timeline-csv {path}: the file exists; pass --force to replace it")
-        if not target.parent.is_dir():
-            raise InfercastError(f"--timeline-csv {path}: no such folder {target.parent}")
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                rows = self.timeline()
-                writer = csv.DictWriter(f, fieldnames=[*STEP_COLUMNS, "kv_usage"], lineterminator="\n")
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        check_writable(path, force, "--timeline-csv")  # before building the rows
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=[*STEP_COLUMNS, "kv_usage"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.timeline())
+        write_new(path, buf.getvalue(), force=force, flag="--timeline-csv")
 
 
 def summarize(trace: EngineTrace, goodput: dict[str, float] | None = None) -> dict[str, Any]:
