@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from infercast.calibration import Calibration, load_calibration
+from infercast.calibration import Calibration, comm_for, efficiency_for, load_calibration
 from infercast.errors import InfercastError
 from infercast.hardware import load_chip
 from infercast.parallel import CommOptions
@@ -95,8 +95,6 @@ class Row:
 
 def usable_rows(rows: list[dict[str, str]], start: Calibration) -> tuple[list[Row], dict[str, str]]:
     """The rows the validator predicts under ``start``, and the reason for each one it does not."""
-    from infercast.calibration import comm_for, efficiency_for
-
     comm = comm_for(start)
     out, skipped = [], {}
     for r in rows:
@@ -119,13 +117,12 @@ class _Problem:
     def __init__(self, rows: list[Row], start: Calibration,
                  prior_weights: tuple[float, float] = (PRIOR_WEIGHT_GENERIC, PRIOR_WEIGHT_FAMILY)):
         self.rows, self.start = rows, start
+        self.measured = np.array([r.measured for r in rows])
         self.w_generic, self.w_family = prior_weights
         self.fields = list(BOUNDS)
         self.families = sorted({r.family for r in rows})
         # the prior (start) value of every fitted field; a field the start leaves empty takes its neutral value
-        gen = {**start.generic}
-        gen.setdefault("gemm_max_narrow", gen["gemm_max"])
-        gen["gemm_max_narrow"] = gen["gemm_max_narrow"] or gen["gemm_max"]
+        gen = {**start.generic, "gemm_max_narrow": start.generic.get("gemm_max_narrow") or start.generic["gemm_max"]}
         self.u0 = np.array([_to_unit(f, max(float(gen.get(f) or BOUNDS[f][0]), BOUNDS[f][0]), *BOUNDS[f])
                             for f in self.fields])
         comm = CommOptions(**start.comm)
@@ -169,15 +166,10 @@ class _Problem:
                 for i, fam in enumerate(self.families)}
         comm = CommOptions(**{**self.start.comm,
                               **{f: float(_from_unit(f, c[i], *COMM_BOUNDS[f])) for i, f in enumerate(COMM_BOUNDS)}})
-        out = np.empty(len(self.rows))
-        for i, r in enumerate(self.rows):
-            pred, reason, _ = predict_row(r.row, lambda chip: effs[chip.family], comm)
-            out[i] = pred if pred is not None else np.nan
-        return out
+        return _predict(self.rows, lambda chip: effs[chip.family], comm)
 
     def residuals(self, x: np.ndarray) -> np.ndarray:
-        pred = self.predict(x)
-        e = np.log(pred / np.array([r.measured for r in self.rows]))
+        e = np.log(self.predict(x) / self.measured)
         e = np.where(np.isfinite(e), e, 5.0)  # a failed prediction: a large, finite penalty
         robust = np.sign(e) * np.sqrt(_LOSSES[LOSS](e, LOSS_SCALE))  # squared, the robust cost
         g, d, c = self.split(x)
@@ -226,16 +218,18 @@ def fit_profile(rows: list[Row], start: Calibration, *, max_nfev: int = 60, desc
     return profile, problem.predict(result.x)
 
 
-def predict_with(rows: list[Row], profile: Calibration) -> np.ndarray:
-    """Predictions for ``rows`` under ``profile`` (NaN where a row cannot be predicted)."""
-    from infercast.calibration import comm_for, efficiency_for
-
-    comm = comm_for(profile)
+def _predict(rows: list[Row], eff_for, comm: CommOptions) -> np.ndarray:
+    """Predictions for ``rows`` at the efficiencies ``eff_for(chip)`` gives (NaN where a row cannot be predicted)."""
     out = np.empty(len(rows))
     for i, r in enumerate(rows):
-        pred, _, _ = predict_row(r.row, lambda chip: efficiency_for(chip, profile), comm)
+        pred, _, _ = predict_row(r.row, eff_for, comm)
         out[i] = pred if pred is not None else np.nan
     return out
+
+
+def predict_with(rows: list[Row], profile: Calibration) -> np.ndarray:
+    """Predictions for ``rows`` under ``profile``."""
+    return _predict(rows, lambda chip: efficiency_for(chip, profile), comm_for(profile))
 
 
 def _summary(errors: list[float]) -> dict[str, Any]:
