@@ -40,7 +40,7 @@ def test_profile_errors_name_the_field(tmp_path):
 def test_precedence_generic_family_chip_yaml_profile_chip():
     h100 = load_chip("h100-sxm")
     p = Calibration(generic=dict(PRIOR.generic), families={"nvidia-hopper": {"bandwidth": 0.7}},
-                    chips={"h100-sxm": {"gemm_max": 0.6}})
+                    chips={"h100-sxm": {"gemm_max": 0.6}}, comm=dict(PRIOR.comm))
     e = efficiency_for(h100, p)
     assert (e.bandwidth, e.gemm_max, e.attention_max) == (0.7, 0.6, PRIOR.generic["attention_max"])
     own = h100.model_copy(update={"efficiency": {"bandwidth": 0.75, "gemm_max": 0.65}})
@@ -56,7 +56,7 @@ def test_estimate_uses_the_profile(tmp_path):
     path.write_text(slow.to_yaml())
     base = estimate("llama-2-7b", "h100-sxm", calibration=fast)
     r = estimate("llama-2-7b", "h100-sxm", calibration=str(path))
-    assert r.efficiency.bandwidth == 0.45
+    assert r.efficiency["bandwidth"] == 0.45
     assert r.tpot_s / base.tpot_s == pytest.approx(2.0, rel=1e-3)  # batch-1 decode is all memory-bound
 
 

@@ -384,7 +384,7 @@ def _bad_inputs():
     # llama-2-7b's context is 4096 tokens; 4000 + 200 = 4200
     yield "past-context", (*ESTIMATE, "--isl", "4000", "--osl", "200"), ("4200", "4096", "--isl")
     yield "dtype", (*ESTIMATE, "--dtype", "fp9"), ("dtype", "'fp9'")
-    yield "efficiency-range", (*ESTIMATE, "--efficiency", "bandwidth=2"), ("efficiency.bandwidth",)
+    yield "efficiency-range", (*ESTIMATE, "--efficiency", "bandwidth=2"), ("--efficiency bandwidth",)
     yield "efficiency-syntax", (*ESTIMATE, "--efficiency", "nonsense"), ("--efficiency", "'nonsense'", "KEY=NUMBER")
     yield "model-path", ("estimate", "--model", "/nonexistent/config.json", "--hardware", "h100-sxm"), \
         ("--model", "/nonexistent/config.json")

@@ -162,7 +162,7 @@ def process(*args: str) -> subprocess.CompletedProcess:
     (("estimate", "--model", "llama-2-70b", "--system", "hgx-h100", "--sequence-parallel"),
      ["--sequence-parallel"]),
     (("estimate", "--model", "llama-2-70b", "--system", "hgx-h100", "--tp", "4", "--comm", "overlap=2"),
-     ["comm.overlap"]),
+     ["--comm overlap"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected):
     done = process(*args)

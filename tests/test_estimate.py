@@ -8,19 +8,20 @@ import pytest
 import infercast
 from infercast import InfercastError, estimate, load_chip, load_model
 from infercast.ops import Precision, forward_ops
-from infercast.roofline import default_efficiency, op_time
+from infercast.calibration import default_efficiency
+from infercast.roofline import ChipRates, op_time
 
 
 def test_public_api_is_pinned():
     assert set(infercast.__all__) == {
-        "Chip", "Efficiency", "Estimate", "InfercastError", "MemoryOptions", "ModelSpec", "chip_ids", "estimate",
-        "load_chip", "load_model", "model_ids",
+        "Chip", "ChipRates", "Columns", "Efficiency", "Estimate", "InfercastError", "MemoryOptions", "ModelSpec",
+        "Scenario", "chip_ids", "estimate", "evaluate", "load_chip", "load_model", "model_ids", "resolve",
     }
 
 
 def step_time(spec, chip, batch, kv_len):
     eff = default_efficiency(chip)
-    return eff.step_overhead_s + sum(float(op_time(op, chip, eff).time_s) * op.count
+    return eff.step_overhead_s + sum(float(op_time(op, ChipRates.of(chip), eff).time_s) * op.count
                                      for op in forward_ops(spec, batch, 1, kv_len, Precision()))
 
 
@@ -66,7 +67,7 @@ def test_efficiency_overrides_and_ideal():
     base = estimate("llama-2-7b", "a100-sxm-80gb")
     assert slow.tpot_s > 1.5 * base.tpot_s
     step = estimate("llama-2-7b", "a100-sxm-80gb", efficiency={"step_overhead_s": 0.001})
-    assert step.tpot_s == pytest.approx(base.tpot_s + 0.001 - base.efficiency.step_overhead_s)
+    assert step.tpot_s == pytest.approx(base.tpot_s + 0.001 - base.efficiency["step_overhead_s"])
     assert any(row.op == "framework" for row in step.breakdown)
     with pytest.raises(InfercastError, match="bandwidth"):
         estimate("llama-2-7b", "a100-sxm-80gb", efficiency={"bandwidth": 1.5})
@@ -90,7 +91,7 @@ def test_arrays_of_kv_lengths_are_one_vectorised_evaluation():
     spec, chip = load_model("mistral-7b"), load_chip("l40s")
     kv = np.arange(100, 4100, 1000, dtype=float)
     eff = default_efficiency(chip)
-    vec = eff.step_overhead_s + sum(np.broadcast_to(op_time(op, chip, eff).time_s, kv.shape) * op.count
+    vec = eff.step_overhead_s + sum(np.broadcast_to(op_time(op, ChipRates.of(chip), eff).time_s, kv.shape) * op.count
                                     for op in forward_ops(spec, 8, 1, kv, Precision()))
     for i, L in enumerate(kv):
         assert vec[i] == pytest.approx(step_time(spec, chip, 8, L))
@@ -103,7 +104,7 @@ def test_arrays_of_kv_lengths_are_one_vectorised_evaluation():
     (dict(batch=1.5), "batch"),
     (dict(isl=4000, osl=200), "exceeds llama-2-7b's context of 4096"),
     (dict(dtype="fp9"), "unknown format 'fp9'"),
-    (dict(kv_cache_dtype="q9"), "kv-cache dtype"),
+    (dict(kv_cache_dtype="q9"), "--kv-cache-dtype"),
     (dict(tp=3), "--tp 3 does not divide"),
     (dict(attention="paged"), "attention"),
 ])

@@ -6,7 +6,7 @@ import pytest
 from infercast import InfercastError, estimate, load_chip
 from infercast.formats import FORMATS, element_bytes, math_dtype
 from infercast.ops import Precision
-from infercast.roofline import default_efficiency
+from infercast.calibration import default_efficiency
 
 # Bits per element, each derived by hand from the format's layout.
 HAND_BITS = {

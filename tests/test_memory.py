@@ -30,7 +30,7 @@ def test_llama2_70b_does_not_fit_one_4090():
     # 137.95 GB of FP16 weights over 24 GB x 0.9 usable - 1 GiB runtime = 20.5 GB per card: 6.7 cards,
     # but 7 chips allow only pp=7 (tp=7 does not divide 64 heads), and its first stage holds 12 of the
     # 80 layers (12 x 1.711 GB) plus the 0.26 GB embedding = 20.8 GB: the smallest valid plan is 8 chips.
-    assert m.min_chips == 8 and m.min_plan in ({"tp": 1, "pp": 8}, {"tp": 8, "pp": 1})
+    assert m.min_chips == 8 and m.min_plan in ({"tp": 1, "pp": 8, "dp": 1}, {"tp": 8, "pp": 1, "dp": 1})
     assert "at least 8 chips" in m.reason
     assert m.max_batch == 0
 

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from infercast import Efficiency, estimate, load_chip, load_model
 from infercast.hardware import Sourced
 from infercast.ops import Precision, forward_ops, gemm_op
-from infercast.roofline import IDEAL, default_efficiency, op_time, wave_efficiency
+from infercast.calibration import default_efficiency
+from infercast.roofline import IDEAL, op_time, wave_efficiency
 
 FP16 = Precision()
 A100 = load_chip("a100-sxm-80gb")

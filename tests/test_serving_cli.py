@@ -62,7 +62,7 @@ def test_the_python_api_gives_the_same_document(issue_run):
 
 
 def test_the_public_api_is_small():
-    assert set(serving.__all__) == {"Deployment", "EngineConfig", "EngineTrace", "RateSearch", "Requests", "Server",
+    assert set(serving.__all__) == {"EngineConfig", "EngineTrace", "RateSearch", "Requests", "Server",
                                     "SimResult", "StepTime", "Workload", "deployment", "find_max_rate", "max_rate",
                                     "requests_for", "server", "simulate", "split_options", "step_time"}
 

@@ -38,7 +38,7 @@ def test_vidur_gemm_row_by_hand():
     # A100, decode QKV of LLaMA-2-7B: [1 x 4096] x [4096 x 12288] FP16, 100.7 MB of weights, read at the
     # fitted fraction of 2039 GB/s, plus the fitted kernel overhead (measured: 65 us)
     from infercast import load_chip
-    from infercast.roofline import default_efficiency
+    from infercast.calibration import default_efficiency
 
     eff = default_efficiency(load_chip("a100-sxm-80gb"))
     row = next(r for r in read_rows("public") if r["id"] == "vidur-a100-llama2-7b-tp1-t1-qkv-proj")

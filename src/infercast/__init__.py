@@ -2,21 +2,28 @@
 
 from infercast.errors import InfercastError
 from infercast.estimate import Estimate, estimate
+from infercast.evaluate import Columns, evaluate
 from infercast.hardware import Chip, chip_ids, load_chip
 from infercast.memory import MemoryOptions
 from infercast.model import ModelSpec, load_model, model_ids
-from infercast.roofline import Efficiency
+from infercast.roofline import ChipRates, Efficiency
+from infercast.scenario import Scenario, resolve
 
 __all__ = [
     "Chip",
+    "ChipRates",
+    "Columns",
     "Efficiency",
     "Estimate",
     "InfercastError",
     "MemoryOptions",
     "ModelSpec",
+    "Scenario",
     "chip_ids",
     "estimate",
+    "evaluate",
     "load_chip",
     "load_model",
     "model_ids",
+    "resolve",
 ]

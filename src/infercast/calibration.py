@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from infercast.errors import InfercastError, pydantic_error_line
 from infercast.hardware import Chip, parse_spec
+from infercast.parallel import CommOptions
+from infercast.roofline import Efficiency
 
 DEFAULT_PROFILE = "default"
 
@@ -49,16 +51,13 @@ class Calibration(BaseModel):
     """Efficiency fields per chip family (hardware.Family), over ``generic``."""
     chips: dict[str, dict[str, Any]] = {}
     """Efficiency fields per chip id, over everything else."""
-    comm: dict[str, float] = {}
-    """Collective parameters (parallel.CommOptions fields)."""
+    comm: dict[str, float]
+    """Collective parameters (parallel.CommOptions fields): bandwidth and launch_s at least."""
     fit: dict[str, Any] | None = None
     """The fit's record: data, rows, loss, in-sample and leave-one-source-out errors."""
 
     @model_validator(mode="after")
     def _fields_exist(self) -> Calibration:
-        from infercast.parallel import CommOptions
-        from infercast.roofline import Efficiency
-
         Efficiency(**self.generic)  # complete and in range
         tables = {**{f"families.{k}": v for k, v in self.families.items()},
                   **{f"chips.{k}": v for k, v in self.chips.items()}}
@@ -106,20 +105,38 @@ def resolve(calibration: Calibration | str | None) -> Calibration:
     return calibration if isinstance(calibration, Calibration) else load_calibration(str(calibration))
 
 
-def efficiency_for(chip: Chip, calibration: Calibration | str | None = None):
-    """The ``Efficiency`` of ``chip`` under ``calibration`` (the shipped profile by default)."""
-    from infercast.roofline import Efficiency
-
+def efficiency_for(chip: Chip, calibration: Calibration | str | None = None) -> Efficiency:
+    """The ``Efficiency`` of ``chip`` under ``calibration`` (the shipped profile by default): the profile's
+    ``generic`` values, its entry for the chip's family, the chip YAML's own ``efficiency:`` block (what
+    ``calibrate --local`` measured), then the profile's entry for the chip."""
     profile = resolve(calibration)
-    fields = {**profile.efficiency_fields(chip), **(chip.efficiency or {}), **profile.chips.get(chip.id, {})}
+    own = tuple(sorted((chip.efficiency or {}).items()))
+    key = (id(profile), chip.id, chip.family, own)
+    hit = _EFFICIENCY.get(key)
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    fields = {**profile.efficiency_fields(chip), **dict(own), **profile.chips.get(chip.id, {})}
     try:
-        return Efficiency(**fields)
+        eff = Efficiency(**fields)
     except ValidationError as exc:
         raise InfercastError(f"hardware {chip.id}: efficiency.{pydantic_error_line(exc)}") from None
+    _EFFICIENCY[key] = (profile, eff)
+    return eff
 
 
-def comm_for(calibration: Calibration | str | None = None):
+_EFFICIENCY: dict[tuple, tuple[Calibration, Efficiency]] = {}
+"""Resolved efficiencies by (profile, chip): the profile is kept with its entry, so an id is never reused."""
+_COMM: dict[int, tuple[Calibration, CommOptions]] = {}
+
+
+def comm_for(calibration: Calibration | str | None = None) -> CommOptions:
     """The ``CommOptions`` under ``calibration`` (the shipped profile by default)."""
-    from infercast.parallel import CommOptions
+    profile = resolve(calibration)
+    hit = _COMM.get(id(profile))
+    if hit is None or hit[0] is not profile:
+        hit = _COMM[id(profile)] = (profile, CommOptions(**profile.comm))
+    return hit[1]
 
-    return CommOptions(**resolve(calibration).comm)
+
+default_efficiency = efficiency_for
+"""The efficiency of a chip under the shipped profile (or a given one)."""

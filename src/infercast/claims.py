@@ -12,7 +12,9 @@ from infercast.estimate import estimate
 from infercast.fleet import GOOGLE_QPS, QUERY_ISL, QUERY_OSL, google_scale, size_fleet
 from infercast.hardware import chip_ids, load_chip
 from infercast.model import load_model
-from infercast.parallel import CommOptions, p2p_s
+from infercast.formats import element_bytes
+from infercast.parallel import p2p_s, p2p_tier
+from infercast.scenario import resolve
 from infercast.system import load_system
 
 Verdict = Literal["reproduced", "corrected", "refuted", "partial", "not_yet"]
@@ -195,15 +197,15 @@ def c7_interconnect() -> Claim:
 
 def pipeline_hops_s(model: str, system: str, nodes: int, pp: int, tp: int, tokens: int) -> tuple[float, int, int]:
     """(seconds, intra-node hops, inter-node hops) of passing ``tokens`` tokens' activations through every
-    stage boundary once (one decode step of a batch of ``tokens``)."""
-    s, sys_ = load_model(model), load_system(system).with_nodes(nodes)
-    size = tokens * s.hidden_size * 2.0  # fp16 activations
-    opts, total, intra, inter = CommOptions(), 0.0, 0, 0
-    for boundary in range(1, pp):
-        chip = boundary * tp
-        same = (chip - 1) // sys_.chips_per_node == chip // sys_.chips_per_node
-        tier = sys_.intra_node if same else sys_.inter_node
-        total += float(p2p_s(size, tier, opts))
+    stage boundary once (one decode step of a batch of ``tokens``), with the collective parameters of the
+    shipped calibration."""
+    sc = resolve(model, system=system, nodes=nodes, pp=pp, tp=tp)
+    size = tokens * sc.spec.hidden_size * element_bytes(sc.precision.act)
+    total, intra, inter = 0.0, 0, 0
+    for stage in range(pp - 1):
+        tier = p2p_tier(sc.plan, sc.system, stage)
+        same = tier is sc.system.intra_node
+        total += float(p2p_s(size, tier, sc.comm))
         intra, inter = intra + same, inter + (not same)
     return total, intra, inter
 
@@ -228,7 +230,7 @@ def c8_layer_per_chip() -> Claim:
 
 def c10_number_formats() -> Claim:
     """FP8 vs FP16 where FP8 units exist (H100) and where they do not (A100); FP4 on Blackwell."""
-    from infercast.roofline import default_efficiency
+    from infercast.calibration import default_efficiency
 
     b200 = load_chip("b200")
     rates = {f: b200.peak(f) / b200.peak("fp16") for f in ("fp8", "fp6", "fp4")}
@@ -381,7 +383,7 @@ def bert_large_flops(layers: int = 24, hidden: int = 1024, seq: int = 384) -> fl
 
 def c14_mlperf() -> Claim:
     """What can be said of MLPerf 2.1's ResNet-50 and BERT rows without modelling CNNs and encoders."""
-    from infercast.roofline import default_efficiency
+    from infercast.calibration import default_efficiency
 
     flops = bert_large_flops(**BERT_LARGE)
     chips = {c: load_chip(c) for c in ("a100-sxm-80gb", "h100-sxm", "moffett-s30")}

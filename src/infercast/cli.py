@@ -282,7 +282,7 @@ def fleet(qps: float, target_utilization: float, slo: str | None, num_prompts: i
     f = size_fleet(est, qps, target_utilization=target_utilization, replica_rate=rate, basis=basis).to_dict()
     doc = {"model": est.model, "hardware": est.hardware, "system": est.system,
            "parallel": {"tp": est.plan.tp, "pp": est.plan.pp, "ep": est.plan.ep, "dp": est.plan.dp},
-           "e2e_latency_s": est.e2e_latency_s, "tpot_s": est.tpot_s, **f, "assumptions": est.cost.options.model_dump()}
+           "e2e_latency_s": est.e2e_latency_s, "tpot_s": est.tpot_s, **f, "assumptions": est.cost.assumptions}
     if output == "json":
         click.echo(json.dumps(doc, indent=2))
         return

@@ -18,18 +18,14 @@ Every figure below is a documented default; those with no document behind them s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infercast.errors import InfercastError
 from infercast.hardware import Chip
+from infercast.roofline import ChipRates
 from infercast.system import System
-
-if TYPE_CHECKING:
-    from infercast.energy import Energy
-    from infercast.estimate import Estimate
 
 HOURS_PER_YEAR = 8760.0
 
@@ -90,7 +86,8 @@ def merge_options(overrides: CostOptions | dict[str, float] | None) -> CostOptio
         raise InfercastError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
 
 
-def capex_per_chip_usd(chip: Chip, system: System, options: CostOptions = DEFAULT_OPTIONS) -> float:
+def capex_per_chip_usd(chip: Chip | ChipRates, system: System, options: CostOptions = DEFAULT_OPTIONS,
+                       chip_id: str | None = None):
     """Purchase cost per chip slot: a named system's price per chip where it has one (it includes the
     server), else the chip's price plus ``server_usd_per_chip``; always plus the network share."""
     o = options
@@ -98,10 +95,12 @@ def capex_per_chip_usd(chip: Chip, system: System, options: CostOptions = DEFAUL
         return o.chip_price_usd + o.server_usd_per_chip + o.network_usd_per_chip
     if system.price_usd is not None and system.price_usd.value is not None:
         return system.price_usd.value / system.chips_per_node + o.network_usd_per_chip
-    if chip.price_usd.value is None:
-        raise InfercastError(f"hardware {chip.id} has no price in the catalog; give --usd-per-chip-hour or "
+    price = chip.price_usd if isinstance(chip, ChipRates) else chip.price_usd.value
+    if price is None:
+        name = chip_id or (chip.id if isinstance(chip, Chip) else "the chip")
+        raise InfercastError(f"hardware {name} has no price in the catalog; give --usd-per-chip-hour or "
                              f"--cost chip_price_usd=...")
-    return chip.price_usd.value + o.server_usd_per_chip + o.network_usd_per_chip
+    return price + o.server_usd_per_chip + o.network_usd_per_chip
 
 
 @dataclass(frozen=True)
@@ -113,62 +112,14 @@ class ChipHour:
     hosting_usd: float
 
     @property
-    def total_usd(self) -> float:
+    def total_usd(self):
         return self.capital_usd + self.electricity_usd + self.hosting_usd
 
 
-def owned_chip_hour(capex_usd: float, chip_power_w: float, tdp_w: float,
-                    options: CostOptions = DEFAULT_OPTIONS) -> ChipHour:
+def owned_chip_hour(capex_usd, chip_power_w, tdp_w, options: CostOptions = DEFAULT_OPTIONS) -> ChipHour:
     """One owned chip-hour of a chip bought for ``capex_usd`` drawing ``chip_power_w`` on average."""
     o = options
     capital = capex_usd / (o.years * HOURS_PER_YEAR)
     electricity = (chip_power_w + o.host_power_w_per_chip) * o.pue / 1000 * o.electricity_usd_per_kwh
     hosting = (tdp_w + o.host_power_w_per_chip) / 1000 * o.hosting_usd_per_kw_month * 12 / HOURS_PER_YEAR
     return ChipHour(capital, electricity, hosting)
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Cost of one estimate's deployment (all its chips)."""
-
-    mode: str
-    """'cloud' (a price per chip-hour) or 'owned' (capital plus running costs)."""
-    usd_per_chip_hour: float
-    usd_per_hour: float
-    usd_per_million_tokens: float
-    """Per million output tokens."""
-    usd_per_query: float
-    """One sequence of the batch: isl input and osl output tokens."""
-    chip_hour: ChipHour | None
-    """For owned hardware, the parts of a chip-hour."""
-    capex_usd: float | None
-    """For owned hardware, the purchase cost of the deployment's chips."""
-    options: CostOptions
-    """The assumptions behind the figures."""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
-        d["chip_hour"] = asdict(self.chip_hour) if self.chip_hour else None
-        d["assumptions"] = self.options.model_dump()
-        return d
-
-
-def estimate_cost(est: Estimate, energy: Energy | None, chip: Chip, system: System,
-                  options: CostOptions = DEFAULT_OPTIONS) -> Cost:
-    """Cost of ``est``; owned hardware needs ``energy`` for the electricity."""
-    o = options
-    n = est.plan.num_chips
-    if o.usd_per_chip_hour is not None:
-        mode, per_chip_hour, parts, capex = "cloud", o.usd_per_chip_hour, None, None
-    else:
-        if energy is None:
-            raise InfercastError(f"hardware {chip.id}: owned-hardware cost needs its power, which is unknown; "
-                                 f"give --usd-per-chip-hour")
-        capex = capex_per_chip_usd(chip, system, o)
-        parts = owned_chip_hour(capex, energy.average_power_w, energy.tdp_w, o)
-        mode, per_chip_hour, capex = "owned", parts.total_usd, n * capex
-    per_hour = n * per_chip_hour
-    return Cost(mode=mode, usd_per_chip_hour=per_chip_hour, usd_per_hour=per_hour,
-                usd_per_million_tokens=per_hour / 3600 / est.throughput_tokens_per_s * 1e6,
-                usd_per_query=per_hour / 3600 * est.e2e_latency_s / est.batch, chip_hour=parts, capex_usd=capex,
-                options=o)

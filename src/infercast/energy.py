@@ -1,6 +1,6 @@
 """Energy of a run: arithmetic, data movement per memory level, interconnect bits and static power.
 
-Per chip, over every operator row of the estimate's breakdown (one chip's work):
+Per chip, for every operator of a pass (one chip's work):
 
     E = FLOPs x e_op(format)                        arithmetic
       + SRAM bytes x e_sram(level)                   L2, shared memory and registers on the chip
@@ -20,17 +20,21 @@ large GEMMs at its achievable rate near 0.2 of its 700 W TDP, so ``chip_overhead
 rest: one factor, the median over the catalog's chips of what their TDPs imply
 (``derive_chip_overhead``), not a figure tuned to one chip.
 
-Average power per chip is energy over time, never below idle (the static term) and reported
-at most at TDP: a run the model puts above TDP would throttle, and ``power_capped`` says so.
+A chip cannot draw more than its TDP: a pass (or decode step) whose energy over its roofline time
+would exceed it runs slower, at TDP, and takes (dynamic energy) / (TDP - idle) (the engine applies
+this, ``infercast.evaluate``), so power, time, energy and cost agree.
+
+The SRAM energy of an operator is linear in its FLOPs f and DRAM bytes d but for two terms of the
+form max(d, k f) (a GEMM cannot move less through L2 or shared memory than it reads from DRAM);
+``SramTerms`` keeps that shape so a decode's sum over its steps has a closed form.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
-from functools import cache
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,10 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from infercast.errors import InfercastError, with_overrides
 from infercast.formats import element_bytes
 from infercast.hardware import Chip, chip_ids, load_chip
+from infercast.ops import Precision
+from infercast.roofline import ChipRates, OpTable
 from infercast.system import System
-
-if TYPE_CHECKING:
-    from infercast.estimate import Estimate, OpRow
 
 pJ = 1e-12
 
@@ -108,10 +111,11 @@ class EnergyOptions(BaseModel):
     """Idle power where the catalog has none, as a fraction of TDP. Assumed: nvidia-smi idle readings
     reported for datacenter GPUs are about a tenth of TDP (H100 SXM about 60-75 W of 700 W); no vendor
     publishes idle power."""
-    chip_overhead: float = Field(default=7.86, ge=1)
+    chip_overhead: float | None = Field(default=None, ge=1, allow_inf_nan=False)
     """Chip energy per unit of bare (Horowitz) arithmetic and SRAM energy: clock tree, control and
-    wires. The median over the catalog of what each chip's TDP implies at its achievable 16-bit GEMM
-    rate (``derive_chip_overhead``, kept in step by a test); 1 gives the bare model."""
+    wires. None (the default): what the chip's own TDP implies, the factor at which it draws its TDP
+    running a large 16-bit GEMM at its achievable rate (``chip_overhead_at_tdp``), so that its best
+    sustained matrix work lands at TDP; 1 gives the bare model."""
 
 
 DEFAULT_OPTIONS = EnergyOptions()
@@ -125,30 +129,29 @@ _SB_ENERGY = ((7.171, -6.709, 2.904), (4.762, -4.781, 2.092), (3.755, -4.398, 1.
               (0.2363, -0.09675, 0.02239), (0.2068, -0.09311, 0.02375), (0.1776, -0.09097, 0.02447))
 
 
-@cache
-def _sb_energy(node_nm: float, vdd: float) -> float:
+def _sb_energy(node_nm, vdd: float):
     """Stillmaker & Baas energy at ``node_nm`` (linear between their nodes). Outside 7-130 nm it scales
     with the square root of the node, as hwcomponents does after IRDS 2016-2017's fJ-per-switch
     projection."""
     lo, hi = _SB_NODES_NM[-1], _SB_NODES_NM[0]
-    clamped = min(max(node_nm, lo), hi)
-    extra = math.sqrt(node_nm / clamped)
+    clamped = np.clip(node_nm, lo, hi)
+    extra = np.sqrt(node_nm / clamped)
     values = [a * vdd**2 + b * vdd + c for a, b, c in _SB_ENERGY]
-    nodes = _SB_NODES_NM[::-1]  # ascending for np.interp
-    return float(np.interp(clamped, nodes, values[::-1])) * extra
+    out = np.interp(clamped, _SB_NODES_NM[::-1], values[::-1]) * extra
+    return float(out) if np.ndim(out) == 0 else out
 
 
-def node_scale(chip: Chip, options: EnergyOptions = DEFAULT_OPTIONS) -> float:
+def node_scale(chip: Chip | ChipRates, options: EnergyOptions = DEFAULT_OPTIONS):
     """Energy of the chip's logic and SRAM relative to the 45 nm figures: the chip's own figure where
     its YAML gives one, else Stillmaker & Baas from 45 nm to the chip's node."""
-    own = chip.energy.node_energy_scale if chip.energy else None
-    if own is not None and own.value is not None:
-        return own.value
-    node = chip.process_nm.value
-    if node is None:
-        raise InfercastError(f"hardware {chip.id}: process_nm is unknown, so energy cannot be scaled; set "
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
+    if rates.node_energy_scale is not None:
+        return rates.node_energy_scale
+    if rates.process_nm is None:
+        name = chip.id if isinstance(chip, Chip) else "the chip"
+        raise InfercastError(f"hardware {name}: process_nm is unknown, so energy cannot be scaled; set "
                              f"process_nm or energy.node_energy_scale in the chip YAML")
-    return _sb_energy(node, options.vdd_v) / _sb_energy(options.reference_node_nm, options.vdd_v)
+    return _sb_energy(rates.process_nm, options.vdd_v) / _sb_energy(options.reference_node_nm, options.vdd_v)
 
 
 def flop_energy_j(fmt: str, options: EnergyOptions = DEFAULT_OPTIONS) -> float:
@@ -171,12 +174,12 @@ def flop_energy_j(fmt: str, options: EnergyOptions = DEFAULT_OPTIONS) -> float:
     return (mul + add) / 2
 
 
-def dram_j_per_bit(chip: Chip, options: EnergyOptions = DEFAULT_OPTIONS) -> float:
+def dram_j_per_bit(chip: Chip | ChipRates, options: EnergyOptions = DEFAULT_OPTIONS):
     """The chip's own figure, else the default for its memory technology."""
-    own = chip.energy.dram_j_per_bit if chip.energy else None
-    if own is not None and own.value is not None:
-        return own.value
-    tech = chip.memory.type.upper()
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
+    if rates.dram_j_per_bit is not None:
+        return rates.dram_j_per_bit
+    tech = rates.memory_type.upper()
     if tech.startswith("HBM"):
         return options.hbm_j_per_bit
     if tech.startswith("GDDR6X"):
@@ -186,18 +189,21 @@ def dram_j_per_bit(chip: Chip, options: EnergyOptions = DEFAULT_OPTIONS) -> floa
     return options.other_dram_j_per_bit
 
 
-def idle_w(chip: Chip, options: EnergyOptions = DEFAULT_OPTIONS) -> float:
-    """Idle power: the catalog's figure, else ``idle_fraction_of_tdp`` of TDP."""
-    if chip.idle_w.value is not None:
-        return chip.idle_w.value
-    return options.idle_fraction_of_tdp * tdp_w(chip)
-
-
-def tdp_w(chip: Chip) -> float:
-    if chip.tdp_w.value is None:
-        raise InfercastError(f"hardware {chip.id}: tdp_w is unknown, so power cannot be bounded; set tdp_w in the "
+def tdp_w(chip: Chip | ChipRates, chip_id: str | None = None):
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
+    if rates.tdp_w is None:
+        name = chip_id or (chip.id if isinstance(chip, Chip) else "the chip")
+        raise InfercastError(f"hardware {name}: tdp_w is unknown, so power cannot be bounded; set tdp_w in the "
                              f"chip YAML")
-    return chip.tdp_w.value
+    return rates.tdp_w
+
+
+def idle_w(chip: Chip | ChipRates, options: EnergyOptions = DEFAULT_OPTIONS, chip_id: str | None = None):
+    """Idle power: the catalog's figure, else ``idle_fraction_of_tdp`` of TDP."""
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
+    if rates.idle_w is not None:
+        return rates.idle_w
+    return options.idle_fraction_of_tdp * tdp_w(chip, chip_id)
 
 
 @dataclass(frozen=True)
@@ -208,26 +214,55 @@ class OnChip:
     sram_j: np.ndarray
 
 
-def on_chip_j(kind: np.ndarray, flops: np.ndarray, dram_bytes: np.ndarray, flop_j: np.ndarray,
-              operand_bytes: np.ndarray, o: EnergyOptions = DEFAULT_OPTIONS) -> OnChip:
-    """Arithmetic and SRAM traffic of operator rows at 45 nm.
+@dataclass(frozen=True)
+class SramTerms:
+    """SRAM bytes-energy of an operator at 45 nm, as a function of its FLOPs f and DRAM bytes d:
+
+        sram_j = lin_f f + lin_d d + w1 max(d, k1 f) + w2 max(d, k2 f)
 
     A matrix row (gemm, attention) stages operands from L2 into shared memory, each element feeding
     ``l2_tile_reuse`` multiply-adds, reads them into the matrix units (``shared_tile_reuse``), and
     reads and writes its FP32 accumulators once per ``accumulator_depth`` multiply-adds; a skinny
-    GEMM cannot move less than its DRAM bytes through each level. A vector row passes every byte
-    through L2 and the registers.
+    GEMM cannot move less than its DRAM bytes through each level (the maxima). A vector row passes
+    every byte through L2 and the registers. Arrays over the operators.
     """
+
+    lin_f: np.ndarray
+    lin_d: np.ndarray
+    w1: np.ndarray
+    k1: np.ndarray
+    w2: np.ndarray
+    k2: np.ndarray
+
+    def at(self, f, d):
+        return (self.lin_f * f + self.lin_d * d + self.w1 * np.maximum(d, self.k1 * f)
+                + self.w2 * np.maximum(d, self.k2 * f))
+
+
+def sram_terms(matrix: np.ndarray, operand_bytes: np.ndarray, o: EnergyOptions = DEFAULT_OPTIONS) -> SramTerms:
+    """``SramTerms`` of operators that are matrix rows (``matrix``) with operands of ``operand_bytes``."""
+    # per matrix row: l2 = max(d, macs ob / r_l2) read once into shared; shared = l2 + max(d, macs ob / r_sh);
+    # registers = 2 macs acc_bytes / acc_depth; macs = f / 2
+    zero = np.zeros_like(operand_bytes, dtype=float)
+    reg_f = o.accumulator_bytes / o.accumulator_depth * o.register_j_per_byte
+    return SramTerms(
+        lin_f=np.where(matrix, reg_f, 0.0),
+        lin_d=np.where(matrix, 0.0, o.l2_j_per_byte + o.register_j_per_byte),
+        w1=np.where(matrix, o.l2_j_per_byte + o.shared_j_per_byte, 0.0),
+        k1=np.where(matrix, operand_bytes / 2 / o.l2_tile_reuse, zero),
+        w2=np.where(matrix, o.shared_j_per_byte, 0.0),
+        k2=np.where(matrix, operand_bytes / 2 / o.shared_tile_reuse, zero),
+    )
+
+
+def on_chip_j(kind: np.ndarray, flops: np.ndarray, dram_bytes: np.ndarray, flop_j: np.ndarray,
+              operand_bytes: np.ndarray, o: EnergyOptions = DEFAULT_OPTIONS) -> OnChip:
+    """Arithmetic and SRAM traffic of operator rows at 45 nm (``SramTerms``)."""
     matrix = (kind == "gemm") | (kind == "attention")
-    macs = flops / 2
-    l2 = np.where(matrix, np.maximum(dram_bytes, macs * operand_bytes / o.l2_tile_reuse), dram_bytes)  # bytes
-    shared = np.where(matrix, l2 + np.maximum(dram_bytes, macs * operand_bytes / o.shared_tile_reuse), 0.0)
-    registers = np.where(matrix, 2 * macs * o.accumulator_bytes / o.accumulator_depth, dram_bytes)
-    sram = l2 * o.l2_j_per_byte + shared * o.shared_j_per_byte + registers * o.register_j_per_byte
-    return OnChip(flops * flop_j, sram)
+    return OnChip(flops * flop_j, sram_terms(matrix, operand_bytes, o).at(flops, dram_bytes))
 
 
-def _wire_factor(op: str, n_tp: int, n_ep: int) -> float:
+def wire_factor(op: str, n_tp: int, n_ep: int) -> float:
     """Bytes one chip sends per byte of message (the alpha-beta model's bandwidth terms)."""
     if op == "allreduce":
         return 2 * (n_tp - 1) / n_tp
@@ -238,76 +273,104 @@ def _wire_factor(op: str, n_tp: int, n_ep: int) -> float:
     return 1.0  # p2p
 
 
-def _link_j_per_bit(tier: str | None, chip: Chip, system: System, o: EnergyOptions, host_staging: float) -> float:
+def link_j_per_bit(tier: str | None, rates: ChipRates, system: System, o: EnergyOptions, host_staging: float) -> float:
     inter = system.inter_node
     if inter is not None and tier and inter.name in tier:
         return o.network_j_per_bit  # a hierarchical collective's bytes all priced at the slower tier
     if system.intra_node is not None and system.intra_node.topology == "host":
         return o.pcie_j_per_bit * host_staging  # through host memory: device to host, then host to device
-    own = chip.energy.link_j_per_bit if chip.energy else None
-    return own.value if own is not None and own.value is not None else o.scale_up_link_j_per_bit
+    return rates.link_j_per_bit if rates.link_j_per_bit is not None else o.scale_up_link_j_per_bit
 
 
 @dataclass(frozen=True)
-class EnergySplit:
-    """Energy of the whole deployment by where it goes (all chips, the whole batch)."""
+class EnergyRates:
+    """A chip's energy coefficients in a system, resolved once per scenario (floats, or arrays of what-if
+    values)."""
 
-    compute_j: float
-    """Arithmetic (Horowitz, node-scaled)."""
-    memory_j: float
-    """Data movement to and within the chip: dram_j + sram_j."""
-    interconnect_j: float
-    static_j: float
-    """Idle power over the run."""
-    dram_j: float
-    sram_j: float
-    overhead_j: float
-    """Clock, control and wires beyond the bare arithmetic and SRAM figures (chip_overhead - 1 times them)."""
-
-
-@dataclass(frozen=True)
-class Energy:
-    """Energy and power of one estimate. Energies cover every chip of the plan, each doing the
-    busiest chip's work (exact for TP and DP; an upper bound for uneven pipeline stages)."""
-
-    prefill_j: float
-    decode_j: float
-    output_tokens: int
-    average_power_w: float
-    """Per chip over the run, between idle and TDP."""
-    prefill_power_w: float
-    decode_power_w: float | None
-    power_capped: bool
-    """The model puts a phase above TDP: the chip would throttle and take longer than estimated."""
-    split: EnergySplit
-    w_per_delivered_pflops: float | None
-    """Average power per PFLOP/s a chip delivers over the run (C17)."""
-    idle_w: float
-    tdp_w: float
-    node_scale: float
+    node_scale: float | np.ndarray
+    dram_j_per_byte: float | np.ndarray
+    idle_w: float | np.ndarray
+    tdp_w: float | np.ndarray
     chip_overhead: float
+    options: EnergyOptions
+
+
+def energy_rates(rates: ChipRates, options: EnergyOptions, chip_id: str, gemm_max: float) -> EnergyRates:
+    """The chip's energy coefficients (``gemm_max``: its calibrated 16-bit GEMM efficiency, for the default
+    chip overhead); a figure the catalog lacks (TDP, process node) is one clear error."""
+    tdp = tdp_w(rates, chip_id)
+    idle = idle_w(rates, options, chip_id)
+    if np.any(np.asarray(idle) >= np.asarray(tdp)):
+        raise InfercastError(f"hardware {chip_id}: idle power is not below TDP; fix idle_w or tdp_w in the chip YAML")
+    if rates.node_energy_scale is None and rates.process_nm is None:
+        raise InfercastError(f"hardware {chip_id}: process_nm is unknown, so energy cannot be scaled; set "
+                             f"process_nm or energy.node_energy_scale in the chip YAML")
+    k = options.chip_overhead
+    if k is None:
+        k = np.maximum(chip_overhead_at_tdp(rates, gemm_max, options, chip_id), 1.0)
+        k = float(k) if np.ndim(k) == 0 else k
+    return EnergyRates(node_scale=node_scale(rates, options), dram_j_per_byte=8 * dram_j_per_bit(rates, options),
+                       idle_w=idle, tdp_w=tdp, chip_overhead=k, options=options)
+
+
+@dataclass(frozen=True)
+class OpEnergyCoefficients:
+    """Per operator of a table ([ops, 1, ...]): J per FLOP (45 nm), the SRAM terms, whether its bytes are
+    DRAM traffic, and J per byte of message on its link."""
+
+    flop_j: np.ndarray
+    sram: SramTerms
+    dram: np.ndarray
+    link_j_per_byte: np.ndarray
+
+
+def op_energy_coefficients(table: OpTable, p: Precision, rates: ChipRates, system: System, options: EnergyOptions,
+                           tp: int, ep: int, host_staging: float) -> OpEnergyCoefficients:
+    """Matrix rows in the precision's math formats, vector rows in FP32; a collective's bytes go over its
+    link (the bytes one chip sends per byte of message), every other row's to and from DRAM."""
+    math_of = {"gemm": p.gemm_math, "attention": p.attention_math}
+    kinds = table.kind.ravel()
+    fmts = [math_of.get(k, "fp32") for k in kinds]
+    shape = table.kind.shape
+    flop_j = np.array([flop_energy_j(f, options) for f in fmts]).reshape(shape)
+    ob = np.array([element_bytes(f) for f in fmts]).reshape(shape)
+    matrix = (table.kind == "gemm") | (table.kind == "attention")
+    comm = table.kind == "comm"
+    link = np.array([8 * wire_factor(op.name, tp, ep) * link_j_per_bit(op.tier, rates, system, options, host_staging)
+                     if op.kind == "comm" else 0.0 for op in table.ops]).reshape(shape)
+    return OpEnergyCoefficients(flop_j, sram_terms(matrix, ob, options), ~comm, link)
+
+
+@dataclass(frozen=True)
+class OpEnergy:
+    """Dynamic energy of each operator per execution ([ops, *shape]), by where it goes (J, one chip)."""
+
+    compute_j: np.ndarray
+    sram_j: np.ndarray
+    dram_j: np.ndarray
+    interconnect_j: np.ndarray
+    overhead_j: np.ndarray
 
     @property
-    def total_j(self) -> float:
-        return self.prefill_j + self.decode_j
+    def total_j(self) -> np.ndarray:
+        return self.compute_j + self.sram_j + self.dram_j + self.interconnect_j + self.overhead_j
 
-    @property
-    def joules_per_token(self) -> float:
-        return self.total_j / self.output_tokens
 
-    @property
-    def tokens_per_joule(self) -> float:
-        return self.output_tokens / self.total_j
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {"joules_per_token": self.joules_per_token, "tokens_per_joule": self.tokens_per_joule,
-                "total_j": self.total_j, **d}
+def op_energy(table: OpTable, coef: OpEnergyCoefficients, er: EnergyRates) -> OpEnergy:
+    """Dynamic energy of one execution of each operator of ``table``."""
+    f, b = table.flops, table.bytes
+    d = np.where(coef.dram, b, 0.0)
+    scale = er.node_scale if np.ndim(er.node_scale) == 0 else np.asarray(er.node_scale)[None]
+    dram_rate = er.dram_j_per_byte if np.ndim(er.dram_j_per_byte) == 0 else np.asarray(er.dram_j_per_byte)[None]
+    compute = f * coef.flop_j * scale
+    sram = coef.sram.at(f, d) * scale
+    return OpEnergy(compute, sram, d * dram_rate, np.where(coef.dram, 0.0, b * coef.link_j_per_byte),
+                    (er.chip_overhead - 1) * (compute + sram))
 
 
 @dataclass(frozen=True)
 class RowEnergy:
-    """Energy of each breakdown row on one chip (J, arrays aligned with the rows), static power aside."""
+    """Energy of breakdown rows on one chip (J, arrays aligned with the rows), static power aside."""
 
     compute_j: np.ndarray
     sram_j: np.ndarray
@@ -315,66 +378,28 @@ class RowEnergy:
     interconnect_j: np.ndarray
     overhead_j: np.ndarray
     node_scale: float
-    """The factor the 45 nm arithmetic and SRAM figures were scaled by."""
 
 
-def row_energy(rows: list[OpRow], est: Estimate, chip: Chip, system: System,
+def row_energy(rows, p: Precision, chip: Chip | ChipRates, chip_overhead: float,
                options: EnergyOptions = DEFAULT_OPTIONS) -> RowEnergy:
-    """Energy of ``rows`` (one chip's operators) of ``est``: matrix rows in the estimate's math formats,
-    vector rows in FP32; a collective's bytes go over its link, every other row's to and from DRAM."""
-    o, p = options, est.precision
+    """Energy of operator rows (anything with ``kind``, ``flops`` and ``bytes``: ``estimate``'s breakdown rows
+    or ``ops.Op``) that are not collectives: matrix rows in the precision's math formats, vector rows in FP32,
+    every byte to and from DRAM, with the chip's ``chip_overhead`` (``EnergyRates``). The engine prices whole
+    passes the same way (``op_energy``)."""
+    if any(r.kind == "comm" for r in rows):
+        raise InfercastError("row_energy prices computation; a collective's energy depends on its link")
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
     math_of = {"gemm": p.gemm_math, "attention": p.attention_math}
     fmts = [math_of.get(r.kind or "", "fp32") for r in rows]
-    per_flop = {f: (flop_energy_j(f, o), element_bytes(f)) for f in set(fmts)}
     kind = np.array([r.kind or "" for r in rows])
-    flops = np.array([r.flops for r in rows], float)
-    comm = kind == "comm"
-    dram = np.where(comm, 0.0, np.array([r.bytes for r in rows], float))  # bytes
-    bare = on_chip_j(kind, flops, dram, np.array([per_flop[f][0] for f in fmts]),
-                     np.array([per_flop[f][1] for f in fmts]), o)
-    scale = node_scale(chip, o)
-    n_tp, n_ep = est.plan.tp, max(est.plan.ep_across_dp, 1)
-    link = np.array([r.bytes * _wire_factor(r.op, n_tp, n_ep) * 8
-                     * _link_j_per_bit(r.tier, chip, system, o, est.comm.host_staging)
-                     if r.kind == "comm" else 0.0 for r in rows])
+    flops = np.array([float(np.sum(r.flops)) for r in rows])
+    dram = np.array([float(np.sum(r.bytes)) for r in rows])
+    bare = on_chip_j(kind, flops, dram, np.array([flop_energy_j(f, options) for f in fmts]),
+                     np.array([element_bytes(f) for f in fmts]), options)
+    scale = node_scale(rates, options)
     compute, sram = bare.compute_j * scale, bare.sram_j * scale
-    return RowEnergy(compute, sram, dram * 8 * dram_j_per_bit(chip, o), link, (o.chip_overhead - 1) * (compute + sram),
-                     scale)
-
-
-def estimate_energy(est: Estimate, chip: Chip, system: System,
-                    options: EnergyOptions = DEFAULT_OPTIONS) -> Energy:
-    """Energy of ``est`` on ``chip`` in ``system`` from its breakdown rows (one chip's work), plus idle
-    power over each phase's latency."""
-    idle, tdp = idle_w(chip, options), tdp_w(chip)
-    parts = ("compute_j", "sram_j", "dram_j", "interconnect_j", "overhead_j")
-    e = row_energy(est.breakdown, est, chip, system, options)
-    phase_of = np.array([r.phase for r in est.breakdown])
-    phases: dict[str, dict[str, float]] = {}
-    for phase, latency in (("prefill", est.prefill.latency_s), ("decode", est.decode.latency_s)):
-        mask = phase_of == phase
-        phases[phase] = {k: float(getattr(e, k)[mask].sum()) for k in parts} | {"static_j": idle * latency}
-    per_chip = {phase: sum(v.values()) for phase, v in phases.items()}
-    n = est.plan.num_chips
-    total = {k: n * (phases["prefill"][k] + phases["decode"][k]) for k in phases["prefill"]}
-
-    def power(phase: str, latency: float) -> float | None:
-        return per_chip[phase] / latency if latency > 0 else None
-
-    pre_w, dec_w = power("prefill", est.prefill.latency_s), power("decode", est.decode.latency_s)
-    avg_w = min((per_chip["prefill"] + per_chip["decode"]) / est.e2e_latency_s, tdp)
-    delivered_pflops = (est.prefill.flops + est.decode.flops) / est.e2e_latency_s / 1e15  # per chip
-    return Energy(
-        prefill_j=n * per_chip["prefill"], decode_j=n * per_chip["decode"], output_tokens=est.batch * est.osl,
-        average_power_w=avg_w, prefill_power_w=min(pre_w, tdp),
-        decode_power_w=min(dec_w, tdp) if dec_w is not None else None,
-        power_capped=any(w is not None and w > tdp for w in (pre_w, dec_w)),
-        split=EnergySplit(compute_j=total["compute_j"], memory_j=total["dram_j"] + total["sram_j"],
-                          interconnect_j=total["interconnect_j"], static_j=total["static_j"], dram_j=total["dram_j"],
-                          sram_j=total["sram_j"], overhead_j=total["overhead_j"]),
-        w_per_delivered_pflops=avg_w / delivered_pflops if delivered_pflops > 0 else None,
-        idle_w=idle, tdp_w=tdp, node_scale=e.node_scale, chip_overhead=options.chip_overhead,
-    )
+    return RowEnergy(compute, sram, dram * 8 * dram_j_per_bit(rates, options), np.zeros(len(rows)),
+                     (chip_overhead - 1) * (compute + sram), scale)
 
 
 def merge_options(overrides: EnergyOptions | dict[str, float] | None) -> EnergyOptions:
@@ -385,35 +410,37 @@ def merge_options(overrides: EnergyOptions | dict[str, float] | None) -> EnergyO
 @dataclass(frozen=True)
 class OverheadFit:
     value: float
-    """The median of ``per_chip``."""
+    """The median of ``per_chip`` (for comparison: each chip uses its own by default)."""
     per_chip: dict[str, float]
     """(TDP - idle - DRAM power) / bare on-chip power of a large 16-bit GEMM at the achievable rate."""
 
 
-def chip_overhead_at_tdp(chip: Chip, options: EnergyOptions = DEFAULT_OPTIONS) -> float:
-    """The chip_overhead at which ``chip`` draws its TDP running an 8192^3 FP16 GEMM at its achievable
-    rate (the family's ``gemm_max`` of the 16-bit peak): TDP is the power its best sustained matrix work
-    is built for."""
-    from infercast.roofline import default_efficiency
-
+def chip_overhead_at_tdp(chip: Chip | ChipRates, gemm_max: float, options: EnergyOptions = DEFAULT_OPTIONS,
+                         chip_id: str | None = None):
+    """The chip_overhead at which the chip draws its TDP running an 8192^3 FP16 GEMM at its achievable
+    rate (``gemm_max`` of the 16-bit peak): TDP is the power its best sustained matrix work is built for."""
     d = 8192.0
     flops, dram = 2 * d**3, 3 * d * d * 2  # FLOPs; bytes: A and B read, C written, once each
-    rate = default_efficiency(chip).gemm_max * chip.peak("fp16")  # FLOP/s
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
+    name = chip_id or (chip.id if isinstance(chip, Chip) else "the chip")
+    rate = gemm_max * rates.peak("fp16", name)  # FLOP/s
     t = flops / rate
     bare = on_chip_j(np.array(["gemm"]), np.array([flops]), np.array([dram]), np.array([flop_energy_j("fp16")]),
                      np.array([2.0]), options)
-    bare_w = float(bare.compute_j[0] + bare.sram_j[0]) * node_scale(chip, options) / t
-    dram_w = dram * 8 * dram_j_per_bit(chip, options) / t
-    return (tdp_w(chip) - idle_w(chip, options) - dram_w) / bare_w
+    bare_w = float(bare.compute_j[0] + bare.sram_j[0]) * node_scale(rates, options) / t
+    dram_w = dram * 8 * dram_j_per_bit(rates, options) / t
+    return (tdp_w(rates, name) - idle_w(rates, options, name) - dram_w) / bare_w
 
 
-def derive_chip_overhead(options: EnergyOptions = DEFAULT_OPTIONS) -> OverheadFit:
-    """``chip_overhead_at_tdp`` for every catalog chip with a TDP, a node and a 16-bit peak; the median."""
+def derive_chip_overhead(gemm_max_of: Callable[[Chip], float],
+                         options: EnergyOptions = DEFAULT_OPTIONS) -> OverheadFit:
+    """``chip_overhead_at_tdp`` for every catalog chip with a TDP, a node and a 16-bit peak; the median.
+    ``gemm_max_of(chip)``: the achievable fraction of its 16-bit peak (the calibration's)."""
     per_chip = {}
     for cid in chip_ids():
         chip = load_chip(cid)
         try:
-            per_chip[cid] = chip_overhead_at_tdp(chip, options)
+            per_chip[cid] = chip_overhead_at_tdp(chip, gemm_max_of(chip), options)
         except InfercastError:
             continue  # a figure the fit needs is unknown for this chip
     return OverheadFit(statistics.median(per_chip.values()), per_chip)

@@ -1,41 +1,90 @@
-"""``estimate()``: memory, prefill and decode latency, throughput and the per-operator breakdown.
+"""``estimate()``: one configuration, as the JSON document of DESIGN.md (``Estimate.to_dict()``).
 
-Prefill runs once over ``batch x isl`` tokens and produces the first output token (TTFT).
-Each of the ``osl - 1`` decode steps then produces one token per sequence; step j
-(j = 1 .. osl - 1) attends over ``isl + j`` keys. The decode total is the exact sum over
-those steps, evaluated as one vectorised call over the array of KV lengths.
-
-A plan of tp x pp x dp chips splits the work: each chip of a pipeline stage runs its
-TP-sharded share of the stage's layers plus its collectives. The batch is split over dp
-replicas (throughput, not latency) and, with pp > 1, into micro-batches that flow through
-the stages: a pass takes the sum of the stage times for one micro-batch plus (m - 1) times
-the slowest stage; a decode step, for all m micro-batches, the longer of m x the slowest
-stage and one micro-batch's trip through every stage.
+A thin wrapper: ``resolve`` the deployment, ``evaluate`` it at one batch and pair of lengths, and
+lay the columns out as the document, with the busiest chip's per-operator breakdown. Results
+are plain data: ``json.dumps(dataclasses.asdict(estimate(...)))`` works, and ``to_dict()`` is the
+same with the fields that are not part of the document (the resolved plan and precision) left out.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from infercast.calibration import Calibration, comm_for
-from infercast.cost import Cost, CostOptions, estimate_cost
-from infercast.cost import merge_options as cost_options
-from infercast.energy import Energy, EnergyOptions, estimate_energy
-from infercast.energy import merge_options as energy_options
-from infercast.errors import InfercastError, did_you_mean, with_overrides
-from infercast.formats import SCHEMES, element_bytes, get_format
-from infercast.hardware import Chip, load_chip
-from infercast.memory import MemoryOptions, MemoryPlan, binding_load, min_chips_plan, plan_loads, plan_memory
+from infercast.calibration import Calibration
+from infercast.cost import CostOptions
+from infercast.energy import EnergyOptions
+from infercast.errors import InfercastError
+from infercast.evaluate import Columns, Rows, evaluate
+from infercast.hardware import Chip
+from infercast.memory import MemoryOptions
 from infercast.model import ModelSpec, load_model
-from infercast.ops import Attention, Op, Precision, forward_ops
-from infercast.parallel import CommOptions, Plan, Stage, candidate_plans, comm_ops, make_plan, stages_of
-from infercast.roofline import Efficiency, default_efficiency, op_time
-from infercast.sparsity import DENSE, Sparsity, SparsityEffect, effect_on, make_sparsity
-from infercast.system import System, default_system, load_system
+from infercast.ops import Attention, Precision
+from infercast.parallel import CommOptions, Plan, candidate_plans
+from infercast.roofline import Efficiency
+from infercast.scenario import Scenario, resolve, resolve_system
+from infercast.sparsity import SparsityEffect
+from infercast.system import System
+
+
+@dataclass(frozen=True)
+class Parallel:
+    tp: int
+    pp: int
+    ep: int
+    dp: int
+    num_chips: int
+    pp_stages: list[int]
+    micro_batches: int
+    sequence_parallel: bool
+
+
+@dataclass(frozen=True)
+class Workload:
+    batch: int
+    isl: int
+    osl: int
+    weight_dtype: str
+    act_dtype: str
+    kv_dtype: str
+    weight_sparsity: float
+    sparsity_pattern: str
+    activation_sparsity: float
+    moe_imbalance: float
+
+
+@dataclass(frozen=True)
+class Params:
+    total: int
+    active: int
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One chip's memory (the fullest of the plan), the largest batch and the fewest chips."""
+
+    weights_bytes: float
+    kv_cache_bytes: float
+    kv_cache_bytes_if_mha: float
+    activation_bytes: float
+    overhead_bytes: float
+    total_per_chip_bytes: float
+    capacity_per_chip_bytes: float
+    usable_per_chip_bytes: float
+    comm_buffer_bytes: float
+    fits: bool
+    reason: str
+    min_chips: int
+    """Fewest chips of this kind holding the batch (0: not even one sequence fits any plan)."""
+    min_plan: dict | None
+    """The plan behind ``min_chips``: tp, pp and dp (dp > 1 when no single replica holds the batch)."""
+    max_batch: int
+    binding: str
+    """What limits the chip: 'weights' (they do not fit), 'activations' (a forward pass's do not fit
+    beside them) or 'kv_cache' (the cache fills what is left: it bounds the batch)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +95,83 @@ class PhaseTotals:
     bound: str
     weight_bytes: float = 0.0
     """Of ``bytes``, the weights read (per chip, over all steps and micro-batches)."""
+
+
+@dataclass(frozen=True)
+class DecodeTotals(PhaseTotals):
+    tpot_s: float | None = None
+    tokens_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Utilization:
+    prefill_compute: float | None
+    decode_compute: float | None
+    decode_bandwidth: float | None
+
+
+@dataclass(frozen=True)
+class EnergySplit:
+    """Energy of the whole deployment by where it goes (all chips, the whole batch)."""
+
+    compute_j: float
+    """Arithmetic (Horowitz, node-scaled)."""
+    memory_j: float
+    """Data movement to and within the chip: dram_j + sram_j."""
+    interconnect_j: float
+    static_j: float
+    """Idle power over the run."""
+    dram_j: float
+    sram_j: float
+    overhead_j: float
+    """Clock, control and wires beyond the bare arithmetic and SRAM figures (chip_overhead - 1 times them)."""
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy and power of the deployment: every chip of the plan, the whole batch."""
+
+    joules_per_token: float
+    tokens_per_joule: float
+    total_j: float
+    prefill_j: float
+    decode_j: float
+    output_tokens: int
+    average_power_w: float
+    """Per chip over the run: at least idle, at most TDP."""
+    prefill_power_w: float
+    decode_power_w: float | None
+    power_capped: bool
+    """A pass or step would have drawn more than TDP at the roofline's pace: it ran slower, at TDP."""
+    split: EnergySplit
+    w_per_delivered_pflops: float | None
+    """Average power per PFLOP/s a chip delivers over the run (C17)."""
+    idle_w: float
+    tdp_w: float
+    node_scale: float
+    chip_overhead: float
+
+
+@dataclass(frozen=True)
+class ChipHour:
+    capital_usd: float
+    electricity_usd: float
+    hosting_usd: float
+
+
+@dataclass(frozen=True)
+class Cost:
+    mode: str
+    """'cloud' (a price per chip-hour) or 'owned' (capital plus running costs)."""
+    usd_per_chip_hour: float
+    usd_per_hour: float
+    usd_per_million_tokens: float
+    """Per million output tokens."""
+    usd_per_query: float
+    """One sequence of the batch: isl input and osl output tokens."""
+    chip_hour: ChipHour | None
+    capex_usd: float | None
+    assumptions: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -60,7 +186,10 @@ class OpRow:
     weight_bytes: float = 0.0
     """Of ``bytes``, the weights read."""
     kind: str | None = None
-    """The operator's kind (gemm, attention, vector, comm); None for framework and pipeline-wait time."""
+    """gemm, attention, vector, comm; framework, wait (pipeline) or power (throttle) for time alone."""
+
+
+_INTERNAL = ("plan", "precision", "sparsity_effect", "peak_flops", "peak_bandwidth")
 
 
 @dataclass(frozen=True)
@@ -70,209 +199,173 @@ class Estimate:
     model: str
     hardware: str
     system: str
-    plan: Plan
-    micro_batches: int
-    batch: int
-    isl: int
-    osl: int
-    precision: Precision
-    params_total: int
-    params_active: int
-    memory: MemoryPlan
+    parallel: Parallel
+    workload: Workload
+    sparsity: dict[str, Any] | None
+    params: Params
+    memory: Memory
     prefill: PhaseTotals
-    decode: PhaseTotals
+    decode: DecodeTotals
+    ttft_s: float
+    e2e_latency_s: float
+    throughput_tokens_per_s: float
+    utilization: Utilization
+    communication_share: dict[str, float]
+    """Fraction of each phase's time (on the busiest chip) spent in collectives and pipeline waits."""
+    efficiency: dict[str, Any]
+    comm: dict[str, Any]
+    energy: Energy | None
+    cost: Cost | None
     breakdown: list[OpRow]
-    efficiency: Efficiency
-    comm: CommOptions
-    peak_flops: float
-    peak_bandwidth: float
-    sparsity: Sparsity = DENSE
+    warnings: list[str] = field(default_factory=list)
+    energy_unavailable: str | None = None
+    cost_unavailable: str | None = None
+    plan: Plan | None = None
+    precision: Precision | None = None
     sparsity_effect: SparsityEffect | None = None
-    moe_imbalance: float = 1.0
-    energy: Energy | None = None
-    cost: Cost | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Notes beside the result, e.g. why energy or cost is unknown ('energy_unavailable')."""
+    peak_flops: float | None = None
+    """Dense peak FLOP/s of the units the GEMMs run on (the utilisations' denominator)."""
+    peak_bandwidth: float | None = None
 
     @property
-    def ttft_s(self) -> float:
-        return self.prefill.latency_s
+    def batch(self) -> int:
+        return self.workload.batch
 
     @property
-    def e2e_latency_s(self) -> float:
-        return self.prefill.latency_s + self.decode.latency_s
+    def isl(self) -> int:
+        return self.workload.isl
+
+    @property
+    def osl(self) -> int:
+        return self.workload.osl
+
+    @property
+    def micro_batches(self) -> int:
+        return self.parallel.micro_batches
 
     @property
     def tpot_s(self) -> float | None:
-        return self.decode.latency_s / (self.osl - 1) if self.osl > 1 else None
+        return self.decode.tpot_s
 
     @property
     def decode_tokens_per_s(self) -> float | None:
-        return self.batch * (self.osl - 1) / self.decode.latency_s if self.osl > 1 else None
+        return self.decode.tokens_per_s
 
     @property
-    def throughput_tokens_per_s(self) -> float:
-        return self.batch * self.osl / self.e2e_latency_s
-
-    @property
-    def communication_share(self) -> dict[str, float]:
-        """Fraction of each phase's time (on the binding chip) spent in collectives."""
-        out = {}
-        for phase, total in (("prefill", self.prefill.latency_s), ("decode", self.decode.latency_s)):
-            comm = sum(r.time_s for r in self.breakdown if r.phase == phase and r.bound == "communication")
-            out[phase] = comm / total if total > 0 else 0.0
-        return out
+    def extra(self) -> dict[str, str]:
+        return {k: v for k, v in (("energy_unavailable", self.energy_unavailable),
+                                  ("cost_unavailable", self.cost_unavailable)) if v}
 
     def to_dict(self) -> dict[str, Any]:
-        def util(flops: float, t: float, peak: float) -> float | None:
-            return flops / (t * peak) if t > 0 else None
-
-        p, plan = self.precision, self.plan
-        return {
-            "model": self.model,
-            "hardware": self.hardware,
-            "system": self.system,
-            "parallel": {"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "dp": plan.dp, "num_chips": plan.num_chips,
-                         "pp_stages": list(plan.stages), "micro_batches": self.micro_batches,
-                         "sequence_parallel": plan.sequence_parallel},
-            "workload": {"batch": self.batch, "isl": self.isl, "osl": self.osl, "weight_dtype": p.weight,
-                         "act_dtype": p.act, "kv_dtype": p.kv, "weight_sparsity": self.sparsity.weight,
-                         "sparsity_pattern": self.sparsity.pattern, "activation_sparsity": self.sparsity.activation,
-                         "moe_imbalance": self.moe_imbalance},
-            "sparsity": (self.sparsity_effect.to_dict(self.sparsity, p.dense_layer_bits)
-                         if self.sparsity_effect is not None else None),
-            "params": {"total": self.params_total, "active": self.params_active},
-            "memory": self.memory.to_dict(),
-            "prefill": vars(self.prefill).copy(),
-            "decode": {"tpot_s": self.tpot_s, "tokens_per_s": self.decode_tokens_per_s, **vars(self.decode)},
-            "ttft_s": self.ttft_s,
-            "e2e_latency_s": self.e2e_latency_s,
-            "throughput_tokens_per_s": self.throughput_tokens_per_s,
-            "utilization": {
-                "prefill_compute": util(self.prefill.flops, self.prefill.latency_s, self.peak_flops),
-                "decode_compute": util(self.decode.flops, self.decode.latency_s, self.peak_flops),
-                "decode_bandwidth": util(self.decode.bytes, self.decode.latency_s, self.peak_bandwidth),
-            },
-            "communication_share": self.communication_share,
-            "efficiency": self.efficiency.model_dump(),
-            "comm": self.comm.model_dump(),
-            "energy": self.energy.to_dict() if self.energy else None,
-            "cost": self.cost.to_dict() if self.cost else None,
-            **{k: v for k, v in self.extra.items() if k in ("energy_unavailable", "cost_unavailable")},
-            "breakdown": [{k: v for k, v in vars(row).items() if k != "kind"} for row in self.breakdown],
-        }
+        d = {k: v for k, v in asdict(self).items() if k not in _INTERNAL}
+        d["breakdown"] = [{k: v for k, v in row.items() if k != "kind"} for row in d["breakdown"]]
+        for key in ("energy_unavailable", "cost_unavailable"):
+            if d[key] is None:
+                del d[key]
+        return d
 
 
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InfercastError(f"{name} (--{name.replace('_', '-')}) must be a whole number of at least 1, got {value!r}")
-    return int(value)
+# --- from columns ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _StagePhase:
-    """One stage's work for one micro-batch: per-op totals and the time of each step."""
-
-    rows: list[OpRow]
-    step_s: np.ndarray
-    """Time of each step: shape (steps,)."""
-
-
-def _stage_phase(ops: list[Op], phase: str, steps: int, chip: Chip, eff: Efficiency,
-                 framework: bool = True) -> _StagePhase:
-    """Sum each operator over its layers and, for decode, over every step's KV length; ``framework``: this
-    stage pays the per-pass framework overhead (the last one, where the token is sampled: once a pass)."""
-    rows, step = [], np.zeros(steps)
-    for op in ops:
-        t = op_time(op, chip, eff)
-        step = step + t.time_s * op.count  # broadcasts a step-independent time over every step
-
-        def total(x, count=op.count) -> float:
-            """Sum over the layers and every step (x is per step, or the same for all steps)."""
-            return (float(x.sum()) if np.ndim(x) else float(x) * steps) * count
-
-        if op.kind == "comm":
-            bound = "communication"
-        else:
-            parts = (("compute", total(t.compute_s)), ("memory", total(t.memory_s)),
-                     ("overhead", t.overhead_s * steps * op.count))
-            bound = max(parts, key=lambda kv: kv[1])[0]
-        rows.append(OpRow(op.name, phase, total(op.flops), total(op.bytes), total(t.time_s), bound, op.tier,
-                          total(op.weight_bytes), op.kind))
-    if eff.step_overhead_s and framework:
-        step = step + eff.step_overhead_s
-        rows.append(OpRow("framework", phase, 0.0, 0.0, eff.step_overhead_s * steps, "overhead"))
-    return _StagePhase(rows, step)
+def plain(x):
+    """A JSON value: numpy scalars to Python, NaN and infinity to None."""
+    if isinstance(x, (np.generic, np.ndarray)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
-def _pipeline(stage_phases: list[_StagePhase], m: int) -> tuple[float, int]:
-    """(phase latency, index of the busiest stage) for m micro-batches flowing through the stages."""
-    times = np.stack([sp.step_s for sp in stage_phases])  # [stages, steps]
-    slowest = times.max(axis=0)
-    trip = times.sum(axis=0)
-    busiest = int(np.argmax(times.sum(axis=1)))
-    if stage_phases[0].rows and stage_phases[0].rows[0].phase == "prefill":
-        return float(trip.sum() + (m - 1) * slowest.sum()), busiest
-    return float(np.maximum(m * slowest, trip).sum()), busiest
+def _int(x) -> int:
+    return int(round(float(x)))
 
 
-def _totals(rows: list[OpRow], latency: float, m: int, phase: str) -> tuple[PhaseTotals, list[OpRow]]:
-    """The busiest chip's rows (m micro-batches), a row for its idle time, and the phase totals."""
-    rows = [OpRow(r.op, r.phase, r.flops * m, r.bytes * m, r.time_s * m, r.bound, r.tier, r.weight_bytes * m,
-                  r.kind) for r in rows]
-    idle = latency - sum(r.time_s for r in rows)
-    if idle > 1e-12 * max(latency, 1e-30):
-        rows.append(OpRow("pipeline_wait", phase, 0.0, 0.0, idle, "communication"))
-    by_bound: dict[str, float] = {}
-    for r in rows:
-        by_bound[r.bound] = by_bound.get(r.bound, 0.0) + r.time_s
-    bound = max(by_bound, key=by_bound.get) if by_bound else "memory"
-    return PhaseTotals(latency, sum(r.flops for r in rows), sum(r.bytes for r in rows), bound,
-                       sum(r.weight_bytes for r in rows)), rows
+def _rows(cols: Columns) -> list[OpRow]:
+    out = []
+    for phase, rows in cols.rows.items():
+        bounds = rows.bounds()
+        for i, name in enumerate(rows.names):
+            out.append(OpRow(name, phase, float(rows.flops[i]), float(rows.bytes[i]), float(rows.time_s[i]),
+                             str(bounds[i]), rows.tiers[i], float(rows.weight_bytes[i]), rows.kinds[i]))
+    return out
 
 
-def resolve_precision(spec: ModelSpec, dtype: str | None, weight_dtype: str | None, act_dtype: str | None,
-                      kv_cache_dtype: str | None, quantization: str | None = None) -> Precision:
-    """``dtype`` sets all three tensor classes, a ``quantization`` scheme the weights (and, for W8A8
-    or W4A4 schemes, the activations); the specific flags override both (default fp16)."""
-    base = dtype or "fp16"
-    weight, act = base, base
-    if quantization is not None:
-        if quantization not in SCHEMES:
-            raise InfercastError(f"--quantization: unknown scheme '{quantization}'{did_you_mean(quantization, SCHEMES)}"
-                                 f"; use one of {', '.join(SCHEMES)}")
-        weight, scheme_act = SCHEMES[quantization]
-        act = scheme_act or act
-    weight, act = weight_dtype or weight, act_dtype or act
-    kv = kv_cache_dtype or (base if dtype else "fp16")
-    element_bytes(act, "act dtype")
-    if get_format(act).math is None:
-        raise InfercastError(f"--act-dtype {act}: a weight quantization scheme, not an activation format")
-    return Precision.for_model(spec, get_format(weight, "weight dtype").name, act, kv)
+def _reason(m: dict[str, Any], fits: bool) -> str:
+    gb = 1e9
+    if fits:
+        return f"needs {m['total_per_chip_bytes'] / gb:.1f} GB of {m['usable_per_chip_bytes'] / gb:.1f} GB usable per chip"
+    need = (f"needs {m['total_per_chip_bytes'] / gb:.1f} GB (weights {m['weights_bytes'] / gb:.1f}, KV cache "
+            f"{m['kv_cache_bytes'] / gb:.1f}, activations {m['activation_bytes'] / gb:.1f}, runtime "
+            f"{m['overhead_bytes'] / gb:.1f}) per chip but a chip has {m['usable_per_chip_bytes'] / gb:.1f} GB usable")
+    n = _int(m["min_chips"])
+    if n == 0:
+        return f"{need}; no plan of this chip holds even one sequence of this length"
+    dp = _int(m["min_plan.dp"])
+    split = f" ({dp} replicas of tp {_int(m['min_plan.tp'])} x pp {_int(m['min_plan.pp'])})" if dp > 1 else ""
+    return f"{need}; at least {n} chips by memory{split}"
 
 
-def resolve_system(hardware: str | Chip | None, system: str | System | None, num_chips: int | None,
-                   nodes: int | None, plan_chips: int) -> tuple[Chip, System]:
-    """The chip and the system: a named system (scaled to ``nodes``), or a default one for the chip."""
-    if system is not None:
-        sys_ = system if isinstance(system, System) else load_system(system)
-        if nodes is not None:
-            sys_ = sys_.with_nodes(_positive("nodes", nodes))
-        chip = load_chip(sys_.chip)
-        if hardware is not None:
-            other = hardware if isinstance(hardware, Chip) else load_chip(hardware)
-            if other.id != chip.id:
-                raise InfercastError(f"--hardware {other.id} conflicts with --system {sys_.id}, which holds {chip.id}")
-        if num_chips is not None and _positive("num_chips", num_chips) > sys_.num_chips:
-            raise InfercastError(f"--num-chips {num_chips}: system {sys_.id} has {sys_.num_chips}; add --nodes")
-        return chip, sys_
-    if hardware is None:
-        raise InfercastError("give --hardware CHIP (with --num-chips N) or --system NAME")
-    chip = hardware if isinstance(hardware, Chip) else load_chip(hardware)
-    n = _positive("num_chips", num_chips) if num_chips is not None else plan_chips
-    if nodes is not None:
-        n = max(n, 8 * _positive("nodes", nodes))
-    return chip, default_system(chip, n)
+def from_columns(sc: Scenario, cols: Columns) -> Estimate:
+    """The document of one configuration (scalar columns)."""
+    c = {k: plain(v) for k, v in cols.items()}
+    plan, p = sc.plan, sc.precision
+    mem = {k.removeprefix("memory."): v for k, v in c.items() if k.startswith("memory.")}
+    fits = bool(mem["fits"])
+    min_plan = ({"tp": _int(mem["min_plan.tp"]), "pp": _int(mem["min_plan.pp"]), "dp": _int(mem["min_plan.dp"])}
+                if _int(mem["min_chips"]) else None)
+    memory = Memory(weights_bytes=mem["weights_bytes"], kv_cache_bytes=mem["kv_cache_bytes"],
+                    kv_cache_bytes_if_mha=mem["kv_cache_bytes_if_mha"], activation_bytes=mem["activation_bytes"],
+                    overhead_bytes=mem["overhead_bytes"], total_per_chip_bytes=mem["total_per_chip_bytes"],
+                    capacity_per_chip_bytes=mem["capacity_per_chip_bytes"],
+                    usable_per_chip_bytes=mem["usable_per_chip_bytes"], comm_buffer_bytes=mem["comm_buffer_bytes"],
+                    fits=fits, reason=_reason(mem, fits), min_chips=_int(mem["min_chips"]), min_plan=min_plan,
+                    max_batch=_int(mem["max_batch"]), binding=mem["binding"])
+    energy = None
+    if "energy.total_j" in c:
+        e = {k.removeprefix("energy."): v for k, v in c.items() if k.startswith("energy.")}
+        split = EnergySplit(**{k.removeprefix("split."): v for k, v in e.items() if k.startswith("split.")})
+        energy = Energy(**{k: v for k, v in e.items() if not k.startswith("split.")
+                           and k != "output_tokens" and k != "power_capped"},
+                        split=split, output_tokens=_int(e["output_tokens"]), power_capped=bool(e["power_capped"]))
+    cost = None
+    if "cost.mode" in c:
+        k = {key.removeprefix("cost."): v for key, v in c.items() if key.startswith("cost.")}
+        hour = (ChipHour(k["chip_hour.capital_usd"], k["chip_hour.electricity_usd"], k["chip_hour.hosting_usd"])
+                if "chip_hour.capital_usd" in k else None)
+        cost = Cost(mode=k["mode"], usd_per_chip_hour=k["usd_per_chip_hour"], usd_per_hour=k["usd_per_hour"],
+                    usd_per_million_tokens=k["usd_per_million_tokens"], usd_per_query=k["usd_per_query"],
+                    chip_hour=hour, capex_usd=k["capex_usd"],
+                    assumptions={a.removeprefix("assumptions."): v for a, v in k.items() if a.startswith("assumptions.")})
+    warnings = list(sc.warnings)
+    batch = _int(c["workload.batch"])
+    if batch < plan.dp:
+        warnings.append(f"batch {batch} leaves {plan.dp - batch} of the {plan.dp} data-parallel replicas idle; "
+                        f"their chips are still counted in energy and cost")
+    effect = sc.sparsity_effect
+    return Estimate(
+        model=c["model"], hardware=c["hardware"], system=c["system"],
+        parallel=Parallel(plan.tp, plan.pp, plan.ep, plan.dp, plan.num_chips, list(plan.stages),
+                          _int(c["parallel.micro_batches"]), plan.sequence_parallel),
+        workload=Workload(batch, _int(c["workload.isl"]), _int(c["workload.osl"]), p.weight, p.act, p.kv,
+                          sc.sparsity.weight, sc.sparsity.pattern, sc.sparsity.activation, sc.moe_imbalance),
+        sparsity=effect.to_dict(sc.sparsity, p.dense_layer_bits) if effect is not None else None,
+        params=Params(_int(c["params.total"]), _int(c["params.active"])), memory=memory,
+        prefill=PhaseTotals(c["prefill.latency_s"], c["prefill.flops"], c["prefill.bytes"], c["prefill.bound"],
+                            c["prefill.weight_bytes"]),
+        decode=DecodeTotals(c["decode.latency_s"], c["decode.flops"], c["decode.bytes"], c["decode.bound"],
+                            c["decode.weight_bytes"], c["decode.tpot_s"], c["decode.tokens_per_s"]),
+        ttft_s=c["ttft_s"], e2e_latency_s=c["e2e_latency_s"], throughput_tokens_per_s=c["throughput_tokens_per_s"],
+        utilization=Utilization(c["utilization.prefill_compute"], c["utilization.decode_compute"],
+                                c["utilization.decode_bandwidth"]),
+        communication_share={"prefill": c["communication_share.prefill"], "decode": c["communication_share.decode"]},
+        efficiency={k.removeprefix("efficiency."): v for k, v in c.items() if k.startswith("efficiency.")},
+        comm={k.removeprefix("comm."): v for k, v in c.items() if k.startswith("comm.")},
+        energy=energy, cost=cost, breakdown=_rows(cols), warnings=warnings,
+        energy_unavailable=cols.unavailable.get("energy"), cost_unavailable=cols.unavailable.get("cost"),
+        plan=plan, precision=p, sparsity_effect=effect, peak_flops=plain(sc.rates.peak(p.gemm_math, sc.chip.id)),
+        peak_bandwidth=plain(sc.rates.mem_bw_bytes_per_s),
+    )
 
 
 def estimate(
@@ -314,126 +407,41 @@ def estimate(
 ) -> Estimate:
     """Estimate one model serving one static batch on a chip or a system of chips.
 
-    ``efficiency``, ``memory`` and ``comm`` override fields of their defaults (a full object or
-    a dict of some fields); the efficiency and collective defaults come from ``calibration`` (a
-    profile or its path; the shipped fit by default). ``auto`` picks the fastest valid (tp, pp) plan on ``num_chips``
-    chips (or all of ``system``'s). ``weight_sparsity`` (with ``sparsity_pattern`` 'unstructured'
-    or N:M, and ``sparse_storage``) and ``activation_sparsity`` declare zeros in the decoder's
-    linear layers; ``moe_imbalance`` is the busiest expert's tokens over the mean. ``energy`` and
-    ``cost`` override fields of ``EnergyOptions`` and ``CostOptions``; ``usd_per_chip_hour`` prices
-    chips at a cloud rate instead of as owned hardware.
+    The options are ``infercast.scenario.resolve``'s. ``auto`` picks the fastest valid (tp, pp) plan on
+    ``num_chips`` chips (or all of ``system``'s) that holds the batch.
     """
-    spec = model if isinstance(model, ModelSpec) else load_model(model)
-    batch, isl, osl = _positive("batch", batch), _positive("isl", isl), _positive("osl", osl)
-    for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp", dp)):
-        _positive(name, value)
-    # the last output token is sampled, never fed back: isl + osl - 1 positions are processed
-    if isl + osl - 1 > spec.max_position_embeddings:
-        raise InfercastError(
-            f"isl + osl = {isl + osl} exceeds {spec.name}'s context of {spec.max_position_embeddings} tokens "
-            f"(+1 for the last token, which is never fed back); shorten --isl or --osl"
-        )
-    if attention not in ("flash", "materialized"):
-        raise InfercastError(f"attention must be 'flash' or 'materialized' (got {attention!r})")
-    if not (isinstance(moe_imbalance, (int, float)) and moe_imbalance >= 1):
-        raise InfercastError(f"--moe-imbalance must be at least 1 (the busiest expert's tokens over the mean), "
-                             f"got {moe_imbalance!r}")
-    sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
-    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
-    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
-    effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
-    if effect is not None:  # the linear layers' math and weight bytes as the chip makes of the sparsity
-        p = replace(p, layer_weight_bytes=effect.weight_bits / 8, layer_math_density=effect.math_density,
-                    dense_layer_weight_bytes=p.layer_weight_bytes)
-    eff = with_overrides(default_efficiency(chip, calibration), efficiency, "efficiency.")
-    mem_opts = with_overrides(MemoryOptions(), memory, "memory.")
-    comm_opts = with_overrides(comm_for(calibration), comm, "comm.")
-    common = dict(p=p, attention=attention, eff=eff, mem_opts=mem_opts, comm_opts=comm_opts, batch=batch, isl=isl,
-                  osl=osl, chip=chip, system=sys_, sparsity=sparsity, effect=effect, moe_imbalance=float(moe_imbalance))
+    options = dict(system=system, num_chips=num_chips, nodes=nodes, dtype=dtype, weight_dtype=weight_dtype,
+                   act_dtype=act_dtype, kv_cache_dtype=kv_cache_dtype, quantization=quantization, attention=attention,
+                   efficiency=efficiency, memory=memory, comm=comm, ep=ep, dp=dp, pp_stages=pp_stages,
+                   sequence_parallel=sequence_parallel, micro_batches=micro_batches,
+                   weight_sparsity=weight_sparsity, sparsity_pattern=sparsity_pattern,
+                   activation_sparsity=activation_sparsity, sparse_storage=sparse_storage,
+                   moe_imbalance=moe_imbalance, energy=energy, cost=cost, usd_per_chip_hour=usd_per_chip_hour,
+                   calibration=calibration)
     if auto:
-        chips = num_chips or sys_.num_chips
-        results = [_evaluate(spec, plan, micro_batches=None, **common)
-                   for plan in candidate_plans(spec, chips, sys_.chips_per_node)]
-        fitting = [r for r in results if r.memory.fits]
-        if not fitting:
-            raise InfercastError(f"--auto: no tensor/pipeline plan of {chips} {chip.id} chips holds {spec.name} at "
-                                 f"batch {batch}; at least {results[0].memory.min_chips if results else '?'} chips "
-                                 f"are needed")
-        return _priced(min(fitting, key=lambda r: r.e2e_latency_s), chip, sys_, energy, cost, usd_per_chip_hour)
-    plan = make_plan(spec, tp=tp, pp=pp, ep=ep, dp=dp, stages=tuple(pp_stages) if pp_stages else None,
-                     sequence_parallel=sequence_parallel)
-    if plan.num_chips > sys_.num_chips:
-        raise InfercastError(f"the plan needs tp x pp x dp = {plan.num_chips} chips but system {sys_.id} has "
-                             f"{sys_.num_chips}; use --nodes or a larger system")
-    return _priced(_evaluate(spec, plan, micro_batches=micro_batches, **common), chip, sys_, energy, cost,
-                   usd_per_chip_hour)
+        return _auto(model, hardware, batch=batch, isl=isl, osl=osl, **options)
+    sc = resolve(model, hardware, tp=tp, pp=pp, **options)
+    return from_columns(sc, evaluate(sc, batch=batch, isl=isl, osl=osl))
 
 
-def _priced(result: Estimate, chip: Chip, system: System, energy, cost, usd_per_chip_hour) -> Estimate:
-    """The estimate with its energy and cost (``infercast.energy``, ``infercast.cost``); a figure the
-    catalog lacks (TDP, process node, price) leaves that part None with the reason in ``extra``."""
-    e_opts = energy_options(energy)
-    if usd_per_chip_hour is not None:
-        cost = {**(cost.model_dump() if isinstance(cost, CostOptions) else cost or {}),
-                "usd_per_chip_hour": usd_per_chip_hour}
-    c_opts = cost_options(cost)
-    extra, e, c = dict(result.extra), None, None
-    try:
-        e = estimate_energy(result, chip, system, e_opts)
-    except InfercastError as exc:
-        extra["energy_unavailable"] = str(exc)
-    try:
-        c = estimate_cost(result, e, chip, system, c_opts)
-    except InfercastError as exc:
-        extra["cost_unavailable"] = str(exc)
-    return replace(result, energy=e, cost=c, extra=extra)
+def _auto(model, hardware, *, batch, isl, osl, **options) -> Estimate:
+    """The fastest (end to end) tensor x pipeline plan on the system's chips that holds the batch."""
+    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    if options["dp"] != 1 or options["ep"] != 1 or options["pp_stages"]:
+        raise InfercastError("--auto chooses --tp and --pp on every chip; drop --dp, --ep and --pp-stages")
+    chip, sys_ = resolve_system(hardware, options["system"], options["num_chips"], options["nodes"], 1)
+    chips = options["num_chips"] or sys_.num_chips
+    results = []
+    for plan in candidate_plans(spec, chips, sys_.chips_per_node):
+        sc = resolve(spec, hardware, tp=plan.tp, pp=plan.pp, **options)
+        results.append(from_columns(sc, evaluate(sc, batch=batch, isl=isl, osl=osl)))
+    fitting = [r for r in results if r.memory.fits]
+    if not fitting:
+        need = results[0].memory.min_chips if results else 0
+        raise InfercastError(f"--auto: no tensor/pipeline plan of {chips} {chip.id} chips holds {spec.name} at "
+                             f"batch {batch}; " + (f"at least {need} chips are needed" if need else
+                                                   "no plan of this chip holds even one sequence"))
+    return min(fitting, key=lambda r: r.e2e_latency_s)
 
 
-def _evaluate(spec: ModelSpec, plan: Plan, *, micro_batches: int | None, p: Precision, attention: Attention,
-              eff: Efficiency, mem_opts: MemoryOptions, comm_opts: CommOptions, batch: int, isl: int, osl: int,
-              chip: Chip, system: System, sparsity: Sparsity, effect: SparsityEffect | None,
-              moe_imbalance: float) -> Estimate:
-    replica_batch = math.ceil(batch / plan.dp)
-    if plan.pp == 1:
-        m = 1
-    elif micro_batches is None:
-        m = min(plan.pp, replica_batch)
-    else:
-        m = _positive("micro_batches", micro_batches)
-        if m > replica_batch:
-            raise InfercastError(f"--micro-batches {m} exceeds the {replica_batch} sequences of a replica")
-    mb = replica_batch / m  # sequences per micro-batch
-    stages = stages_of(spec, plan, moe_imbalance=moe_imbalance)
-
-    def run(stage: Stage, q_len, kv_len, phase: str, steps: int) -> _StagePhase:
-        ops = forward_ops(stage.spec, mb, q_len, kv_len, p, attention, moe=stage.moe, first=stage.first,
-                          last=stage.last, norm_tokens_divisor=plan.tp if plan.sequence_parallel else 1)
-        ops += comm_ops(spec, plan, stage, system, mb, q_len, p, comm_opts)
-        return _stage_phase(ops, phase, steps, chip, eff, framework=stage.last)
-
-    pre = [run(s, isl, isl, "prefill", 1) for s in stages]
-    pre_latency, pre_busy = _pipeline(pre, m)
-    prefill, prefill_rows = _totals(pre[pre_busy].rows, pre_latency, m, "prefill")
-    steps = osl - 1
-    if steps:
-        kv_len = isl + np.arange(1, osl, dtype=float)
-        dec = [run(s, 1, kv_len, "decode", steps) for s in stages]
-        dec_latency, dec_busy = _pipeline(dec, m)
-        decode, decode_rows = _totals(dec[dec_busy].rows, dec_latency, m, "decode")
-    else:
-        decode, decode_rows = PhaseTotals(0.0, 0.0, 0.0, "memory"), []
-
-    loads = plan_loads(spec, plan, isl=isl, osl=osl, p=p, attention=attention)
-    load = binding_load(loads, replica_batch)
-    need, min_plan = min_chips_plan(spec, chip, batch=replica_batch, isl=isl, osl=osl, p=p, attention=attention,
-                                    options=mem_opts, max_tp=system.chips_per_node if system.chips_per_node > 1 else 8)
-    mem = plan_memory(load, chip, batch=replica_batch, replicas=plan.dp, options=mem_opts,
-                      min_chips=need * plan.dp if need else 0, min_plan=min_plan)
-    total, active = spec.params()
-    return Estimate(
-        model=spec.name, hardware=chip.id, system=system.id, plan=plan, micro_batches=m, batch=batch, isl=isl,
-        osl=osl, precision=p, params_total=total, params_active=active, memory=mem, prefill=prefill, decode=decode,
-        breakdown=prefill_rows + decode_rows, efficiency=eff, comm=comm_opts, peak_flops=chip.peak(p.gemm_math),
-        peak_bandwidth=chip.figure("memory.bandwidth_bytes_per_s"), sparsity=sparsity, sparsity_effect=effect,
-        moe_imbalance=moe_imbalance,
-    )
+__all__ = ["Estimate", "OpRow", "Rows", "estimate", "from_columns", "plain"]

@@ -25,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from infercast.cost import HOURS_PER_YEAR, owned_chip_hour
+from infercast.cost import HOURS_PER_YEAR, CostOptions, owned_chip_hour
 from infercast.errors import InfercastError
 from infercast.estimate import Estimate, estimate
 
@@ -83,7 +83,8 @@ def size_fleet(est: Estimate, qps: float, *, target_utilization: float = 1.0, re
     if est.energy is None or est.cost is None:
         why = est.extra.get("energy_unavailable") or est.extra.get("cost_unavailable")
         raise InfercastError(f"{why}; a fleet needs the deployment's power and cost")
-    energy, cost, o = est.energy, est.cost, est.cost.options
+    energy, cost = est.energy, est.cost
+    o = CostOptions(**cost.assumptions)
     replica_qps = est.batch / est.e2e_latency_s if replica_rate is None else replica_rate
     if not replica_qps > 0:
         raise InfercastError("one replica sustains no load within the SLOs; relax --slo or use a faster deployment")

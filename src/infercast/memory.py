@@ -1,184 +1,310 @@
-"""Memory per chip: weights, KV cache, activations and runtime overhead; fit, min chips, max batch."""
+"""Memory per chip: weights, KV cache, activations and runtime overhead; fit, max batch, min chips.
+
+One model serves ``estimate`` and the serving simulator, as vLLM sizes its cache at start-up:
+
+    usable = capacity x gpu_memory_utilization
+    fixed  = runtime overhead + weights + activations and collective buffers of one forward pass
+    KV     = what is left, in blocks of ``block_size`` tokens
+
+A forward pass processes at most ``max_num_batched_tokens`` tokens (vLLM V1's and TensorRT-LLM's
+token budget, 8192 by default): a prefill larger than that runs in chunks, so the transient
+activations are those of one pass of min(batch x isl, budget) tokens, not of the whole batch's
+prompts. A sequence holds the K/V of isl + osl - 1 tokens (the last output token is never fed
+back), at most the window with a sliding window, rounded up to whole blocks (the paged cache).
+With a pipeline, each stage's chip holds its layers; the replica is bound by its fullest chip.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from infercast.arrays import ceil, floor, maximum, minimum, where
+from infercast.errors import InfercastError
 from infercast.formats import element_bytes
-from infercast.hardware import Chip
 from infercast.model import ModelSpec
 from infercast.ops import Attention, Precision
+from infercast.parallel import Plan, make_plan, stage_layers, stage_weight_bytes, stage_weight_params, tp_shard
+
+DEFAULT_BATCHED_TOKENS = 8192
+"""vLLM V1's max-num-batched-tokens for the OpenAI server on GPUs of 70 GiB or more
+(vllm/engine/arg_utils.py, EngineArgs._set_default_args_v1), and TensorRT-LLM's default max_num_tokens."""
 
 
 class MemoryOptions(BaseModel):
-    """How much of a chip's memory an engine may use, and what it keeps for itself."""
+    """How much of a chip's memory an engine may use, and how it lays it out."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
     """Fraction of device memory the engine may use (vLLM's --gpu-memory-utilization default)."""
-    runtime_overhead_bytes: float = Field(default=2**30, ge=0)
+    runtime_overhead_bytes: float = Field(default=2**30, ge=0, allow_inf_nan=False)
     """Memory the runtime holds outside weights, KV and activations: CUDA context, cuBLAS and
     NCCL workspaces, CUDA-graph pools. 1 GiB, the order vLLM's startup memory profile reports
     as non-torch plus graph memory on one GPU."""
+    max_num_batched_tokens: int = Field(default=DEFAULT_BATCHED_TOKENS, gt=0, le=2**31)
+    """Tokens one forward pass processes at most (vLLM --max-num-batched-tokens): the activations
+    reserved are those of one such pass."""
+    block_size: int = Field(default=16, gt=0, le=2**16)
+    """Tokens per KV-cache block (vLLM --block-size, default 16): a sequence holds whole blocks."""
 
 
 @dataclass(frozen=True)
-class MemoryPlan:
-    weights_bytes: float
-    kv_cache_bytes: float
-    kv_cache_bytes_if_mha: float
-    activation_bytes: float
-    overhead_bytes: float
-    capacity_per_chip_bytes: float
-    usable_per_chip_bytes: float
-    min_chips: int
-    max_batch: int
-    comm_buffer_bytes: float = 0.0
-    min_plan: dict | None = None
-    """The plan (tp, pp) behind ``min_chips``."""
-
-    @property
-    def total_per_chip_bytes(self) -> float:
-        return (self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.overhead_bytes
-                + self.comm_buffer_bytes)
-
-    @property
-    def fits(self) -> bool:
-        return self.total_per_chip_bytes <= self.usable_per_chip_bytes
-
-    @property
-    def reason(self) -> str:
-        gb = 1e9
-        if self.fits:
-            return (f"needs {self.total_per_chip_bytes / gb:.1f} GB of {self.usable_per_chip_bytes / gb:.1f} GB usable "
-                    f"per chip")
-        return (f"needs {self.total_per_chip_bytes / gb:.1f} GB (weights {self.weights_bytes / gb:.1f}, KV cache "
-                f"{self.kv_cache_bytes / gb:.1f}, activations {self.activation_bytes / gb:.1f}, runtime "
-                f"{self.overhead_bytes / gb:.1f}) per chip but a chip has {self.usable_per_chip_bytes / gb:.1f} GB "
-                f"usable; at least {self.min_chips} chips by memory")
-
-    def to_dict(self) -> dict:
-        return dict(
-            weights_bytes=self.weights_bytes, kv_cache_bytes=self.kv_cache_bytes,
-            kv_cache_bytes_if_mha=self.kv_cache_bytes_if_mha, activation_bytes=self.activation_bytes,
-            overhead_bytes=self.overhead_bytes, total_per_chip_bytes=self.total_per_chip_bytes,
-            capacity_per_chip_bytes=self.capacity_per_chip_bytes, usable_per_chip_bytes=self.usable_per_chip_bytes,
-            comm_buffer_bytes=self.comm_buffer_bytes, fits=self.fits, reason=self.reason, min_chips=self.min_chips,
-            min_plan=self.min_plan, max_batch=self.max_batch,
-        )
-
-
-def activation_bytes_per_sequence(spec: ModelSpec, isl: int, p: Precision, attention: Attention) -> float:
-    """Peak transient activations of one sequence's prefill (one layer's buffers live at a time).
-
-    The residual stream and the normalised input (2 x hidden), the widest intermediate
-    (the fused QKV output or the MLP's up/gate output), and the fp32 logits of the last
-    token. Materialised attention also holds one layer's score matrix (heads x S^2).
-    """
-    a = element_bytes(p.act)
-    h = spec.hidden_size
-    mlp_width = 2 * spec.intermediate_size if spec.gated_mlp else spec.intermediate_size
-    if spec.is_moe:
-        moe_width = spec.experts_per_token * spec.moe_intermediate_size * (2 if spec.gated_mlp else 1)
-        mlp_width = max(mlp_width if spec.num_dense_layers else 0, moe_width)
-    widest = max(spec.q_dim + 2 * spec.num_kv_heads * spec.head_dim, mlp_width)
-    per_token = (2 * h + widest) * a
-    scores = spec.num_heads * isl * isl * a if attention == "materialized" else 0.0
-    return isl * per_token + scores + spec.vocab_size * 4.0
-
-
-@dataclass(frozen=True)
-class ChipLoad:
-    """What one chip of a plan holds, per sequence where it scales with the batch."""
+class StageLoad:
+    """What one chip of a pipeline stage holds: fixed bytes, and rates per token and per sequence."""
 
     weights_bytes: float
-    kv_bytes_per_seq: float
-    kv_bytes_per_seq_if_mha: float
+    kv_bytes_per_token: float
+    """K/V bytes one token of context costs on this chip (all its layers)."""
+    kv_bytes_per_token_if_mha: float
+    act_bytes_per_token: float
+    """Transient activations of a forward pass per token: residual stream, normalised input and the
+    widest intermediate (fused QKV or MLP up/gate output) of one layer at a time."""
     act_bytes_per_seq: float
-    comm_buffer_bytes: float
+    """Per sequence whose last prompt position is in the pass: its fp32 logits."""
+    scores_bytes_per_pair: float
+    """Materialised attention: one layer's score matrix, per (query, key) pair of every head."""
+    comm_bytes_per_token: float
+    """Send and receive buffers of the collectives, per token of the pass."""
 
 
-def chip_load(local: ModelSpec, weight_params: float, *, isl: int, osl: int, p: Precision, attention: Attention,
-              comm_message_bytes_per_seq: float = 0.0) -> ChipLoad:
-    """Memory of one chip whose share of the model is ``local`` (a TP-sharded stage spec).
+def _layer_rates(local: ModelSpec, p: Precision, attention: Attention) -> tuple[float, float, float, float, float]:
+    """(kv per token per layer, the same if MHA, act per token, logits per sequence, score bytes per pair)."""
+    a, c = element_bytes(p.act), element_bytes(p.kv)
+    L = local.num_layers
+    h = local.hidden_size
+    mlp_width = 2 * local.intermediate_size if local.gated_mlp else local.intermediate_size
+    if local.is_moe:
+        moe_width = local.experts_per_token * local.moe_intermediate_size * (2 if local.gated_mlp else 1)
+        mlp_width = max(mlp_width if local.num_dense_layers else 0, moe_width)
+    widest = max(local.q_dim + 2 * local.num_kv_heads * local.head_dim, mlp_width)
+    scores = local.num_heads * a if attention == "materialized" else 0.0
+    return (local.kv_elements_per_token() / L * c, local.kv_elements_per_token_if_mha() / L * c, (2 * h + widest) * a,
+            local.vocab_size * 4.0, scores)
 
-    A sliding window keeps at most W tokens per sequence (a rolling buffer, Mistral-7B v0.1).
-    Collectives need a send and a receive buffer of the largest message.
+
+@cache
+def stage_loads(spec: ModelSpec, plan: Plan, p: Precision, attention: Attention) -> tuple[StageLoad, ...]:
+    """The load of one chip of each pipeline stage of ``plan``."""
+    local = tp_shard(spec, plan)
+    kv_layer, mha_layer, act_tok, act_seq, scores = _layer_rates(local, p, attention)
+    comm = 2 * spec.hidden_size * element_bytes(p.act) if plan.tp > 1 or plan.pp > 1 else 0.0
+    return tuple(StageLoad(weights_bytes=stage_weight_bytes(stage_weight_params(spec, local, plan, s, layers, dense), p),
+                           kv_bytes_per_token=layers * kv_layer, kv_bytes_per_token_if_mha=layers * mha_layer,
+                           act_bytes_per_token=act_tok, act_bytes_per_seq=act_seq, scores_bytes_per_pair=scores,
+                           comm_bytes_per_token=comm)
+                 for s, (_, layers, dense) in enumerate(stage_layers(spec, plan)))
+
+
+def kept_tokens(spec: ModelSpec, isl, osl, block_size: int):
+    """Tokens of K/V one sequence holds at its last step, in whole blocks: isl + osl - 1 (the last
+    output token is never fed back), at most the sliding window."""
+    kept = isl + osl - 1
+    if spec.sliding_window is not None:
+        kept = minimum(kept, spec.sliding_window)
+    return ceil(kept / block_size) * block_size
+
+
+@dataclass(frozen=True)
+class Pass:
+    """The largest forward pass of a workload: its tokens, the sequences ending their prompt in it,
+    and each one's query tokens."""
+
+    tokens: float | np.ndarray
+    seqs: float | np.ndarray
+    q_len: float | np.ndarray
+
+
+def prefill_pass(batch, isl, budget: int) -> Pass:
+    """A batch of prompts in passes of at most ``budget`` tokens: whole prompts while they fit (at least
+    one sequence's chunk), the rest in later passes."""
+    per_pass = maximum(floor(budget / isl), 1.0)  # prompts a pass holds
+    return Pass(tokens=minimum(batch * isl, float(budget)), seqs=minimum(batch, per_pass),
+                q_len=minimum(isl, float(budget)))
+
+
+@dataclass(frozen=True)
+class Need:
+    """Bytes one chip holds, by part (floats or arrays of the workload's shape)."""
+
+    weights_bytes: float | np.ndarray
+    kv_cache_bytes: float | np.ndarray
+    kv_cache_bytes_if_mha: float | np.ndarray
+    activation_bytes: float | np.ndarray
+    comm_buffer_bytes: float | np.ndarray
+    overhead_bytes: float
+
+    @property
+    def total_bytes(self):
+        return (self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.comm_buffer_bytes
+                + self.overhead_bytes)
+
+
+def need(load: StageLoad, batch, isl, kept, opts: MemoryOptions) -> Need:
+    """What one chip of a stage holds for ``batch`` sequences of ``kept`` cached tokens each (``kept_tokens``)
+    whose prompts have ``isl`` tokens."""
+    ps = prefill_pass(batch, isl, opts.max_num_batched_tokens)
+    act = ps.tokens * load.act_bytes_per_token + ps.seqs * load.act_bytes_per_seq
+    if load.scores_bytes_per_pair:
+        act = act + ps.seqs * ps.q_len * isl * load.scores_bytes_per_pair
+    return Need(weights_bytes=load.weights_bytes, kv_cache_bytes=batch * kept * load.kv_bytes_per_token,
+                kv_cache_bytes_if_mha=batch * kept * load.kv_bytes_per_token_if_mha, activation_bytes=act,
+                comm_buffer_bytes=ps.tokens * load.comm_bytes_per_token, overhead_bytes=opts.runtime_overhead_bytes)
+
+
+def max_sequences(load: StageLoad, isl, kept, usable, opts: MemoryOptions):
+    """The most sequences one chip of a stage holds: the largest b with need(b) <= usable (0 if none).
+
+    need(b) is linear in b while the whole batch's prompts fit one pass (b <= b1, the prompts a pass
+    holds), then grows by the K/V of a sequence only: so the answer is the saturated solution if it
+    lies beyond b1, else the linear one capped at b1.
     """
-    c = element_bytes(p.kv)
-    kept = isl + osl if local.sliding_window is None else min(isl + osl, local.sliding_window)
-    return ChipLoad(
-        weights_bytes=weight_params * element_bytes(p.weight),
-        kv_bytes_per_seq=kept * local.kv_elements_per_token() * c,
-        kv_bytes_per_seq_if_mha=kept * local.kv_elements_per_token_if_mha() * c,
-        act_bytes_per_seq=activation_bytes_per_sequence(local, isl, p, attention),
-        comm_buffer_bytes=2 * comm_message_bytes_per_seq,
-    )
+    budget = opts.max_num_batched_tokens
+    b1 = maximum(floor(budget / isl), 1.0)
+    kv_seq = kept * load.kv_bytes_per_token
+    fixed = load.weights_bytes + opts.runtime_overhead_bytes
+    act_tok = load.act_bytes_per_token + load.comm_bytes_per_token
+    scores = load.scores_bytes_per_pair * minimum(isl, float(budget)) * isl
+    # linear regime (b <= b1): every prompt in one pass
+    slope = isl * act_tok + load.act_bytes_per_seq + scores + kv_seq
+    linear = minimum(floor((usable - fixed) / slope), b1)
+    # saturated regime (b > b1): a full pass of activations, and b1 sequences' logits
+    sat_fixed = fixed + minimum(b1 * isl, float(budget)) * act_tok + b1 * (load.act_bytes_per_seq + scores)
+    saturated = floor((usable - sat_fixed) / kv_seq) if _any_positive(kv_seq) else _inf_like(kv_seq)
+    best = where(saturated > b1, saturated, linear)
+    return maximum(best, 0.0)
 
 
-def fits(load: ChipLoad, batch: int, usable: float, options: MemoryOptions) -> bool:
-    total = load.weights_bytes + batch * (load.kv_bytes_per_seq + load.act_bytes_per_seq + load.comm_buffer_bytes)
-    return total + options.runtime_overhead_bytes <= usable
+def _any_positive(x) -> bool:
+    return bool(np.all(np.asarray(x) > 0))
 
 
-def plan_memory(load: ChipLoad, chip: Chip, *, batch: int, replicas: int, options: MemoryOptions, min_chips: int,
-                min_plan: dict | None) -> MemoryPlan:
-    """Memory of the binding chip for a per-replica ``batch``; ``max_batch`` counts all replicas."""
-    capacity = chip.figure("memory.capacity_bytes")
-    usable = capacity * options.gpu_memory_utilization
-    free = usable - options.runtime_overhead_bytes - load.weights_bytes
-    per_seq = load.kv_bytes_per_seq + load.act_bytes_per_seq + load.comm_buffer_bytes
-    return MemoryPlan(
-        weights_bytes=load.weights_bytes, kv_cache_bytes=batch * load.kv_bytes_per_seq,
-        kv_cache_bytes_if_mha=batch * load.kv_bytes_per_seq_if_mha, activation_bytes=batch * load.act_bytes_per_seq,
-        overhead_bytes=options.runtime_overhead_bytes, capacity_per_chip_bytes=capacity, usable_per_chip_bytes=usable,
-        min_chips=min_chips, max_batch=replicas * max(0, math.floor(free / per_seq)) if free > 0 else 0,
-        comm_buffer_bytes=batch * load.comm_buffer_bytes, min_plan=min_plan,
-    )
+def _inf_like(x):
+    return math.inf if np.ndim(x) == 0 else np.full(np.shape(x), math.inf)
 
 
-def plan_loads(spec: ModelSpec, plan, *, isl: int, osl: int, p: Precision, attention: Attention,
-               local: ModelSpec | None = None) -> list[ChipLoad]:
-    """The memory load of one chip of each pipeline stage of ``plan``."""
-    from infercast.parallel import layer_message_bytes, stage_layers, stage_weight_bytes, stage_weight_params, tp_shard
-
-    local = local or tp_shard(spec, plan)
-    per_layer_kv = local.kv_elements_per_token() / local.num_layers
-    per_layer_mha = local.kv_elements_per_token_if_mha() / local.num_layers
-    c = element_bytes(p.kv)
-    kept = isl + osl if spec.sliding_window is None else min(isl + osl, spec.sliding_window)
-    act = activation_bytes_per_sequence(local, isl, p, attention)
-    message = layer_message_bytes(spec, isl, p) if plan.tp > 1 or plan.pp > 1 else 0.0
-    return [ChipLoad(weights_bytes=stage_weight_bytes(stage_weight_params(spec, local, plan, s, layers, dense), p),
-                     kv_bytes_per_seq=kept * per_layer_kv * layers * c,
-                     kv_bytes_per_seq_if_mha=kept * per_layer_mha * layers * c,
-                     act_bytes_per_seq=act, comm_buffer_bytes=2 * message)
-            for s, (_, layers, dense) in enumerate(stage_layers(spec, plan))]
+# --- the fewest chips that hold a batch ------------------------------------------------------------
 
 
-def binding_load(loads: list[ChipLoad], batch: int) -> ChipLoad:
-    """The stage whose chip needs the most memory at ``batch`` sequences."""
-    return max(loads, key=lambda x: x.weights_bytes + batch * (x.kv_bytes_per_seq + x.act_bytes_per_seq
-                                                                + x.comm_buffer_bytes))
+@dataclass(frozen=True)
+class PlanTable:
+    """Every (tp, pp) replica plan of a model on one chip kind, as arrays over the plans: the fullest
+    chip of each is one of its first, last or largest middle stage."""
+
+    tp: np.ndarray
+    pp: np.ndarray
+    chips: np.ndarray
+    loads: tuple[tuple[StageLoad, ...], ...]
+    """For each plan, the loads of its candidate binding stages."""
+    weights: np.ndarray
+    """[plans, 3] weights of the first, last and largest middle stage (repeated where fewer)."""
+    kv_tok: np.ndarray
+    act_tok: np.ndarray
+    act_seq: np.ndarray
+    scores: np.ndarray
 
 
-def min_chips_plan(spec: ModelSpec, chip: Chip, *, batch: int, isl: int, osl: int, p: Precision,
-                   attention: Attention, options: MemoryOptions, max_tp: int,
-                   limit: int = 4096) -> tuple[int, dict | None]:
-    """The fewest chips of this kind whose best (tp, pp) plan holds ``batch`` sequences; (0, None) if none
-    up to ``limit``. Tensor parallelism stays within ``max_tp`` (a node)."""
-    from infercast.parallel import candidate_plans, tp_shard
+@cache
+def plan_table(spec: ModelSpec, p: Precision, attention: Attention, max_tp: int) -> PlanTable:
+    """The valid (tp <= max_tp, pp <= layers) replica plans of ``spec``, sorted by chips."""
+    rows = []
+    for tp in range(1, max_tp + 1):
+        try:
+            make_plan(spec, tp=tp)
+        except InfercastError:
+            continue
+        for pp in range(1, spec.num_layers + 1):
+            plan = make_plan(spec, tp=tp, pp=pp)
+            loads = stage_loads(spec, plan, p, attention)
+            middle = max(loads[1:-1], key=lambda x: x.weights_bytes, default=loads[-1])
+            rows.append((tp * pp, tp, pp, (loads[0], loads[-1], middle)))
+    rows.sort(key=lambda r: (r[0], -r[1]))  # fewest chips; then the wider tensor-parallel group
+    three = [r[3] for r in rows]
 
-    usable = chip.figure("memory.capacity_bytes") * options.gpu_memory_utilization
-    shards: dict[int, ModelSpec] = {}
-    for n in range(1, limit + 1):
-        for plan in candidate_plans(spec, n, max_tp):
-            local = shards.setdefault(plan.tp, tp_shard(spec, plan))
-            loads = plan_loads(spec, plan, isl=isl, osl=osl, p=p, attention=attention, local=local)
-            if all(fits(x, batch, usable, options) for x in loads):
-                return n, {"tp": plan.tp, "pp": plan.pp}
-    return 0, None
+    def field(name: str) -> np.ndarray:
+        return np.array([[getattr(x, name) for x in r] for r in three])
+
+    return PlanTable(tp=np.array([r[1] for r in rows]), pp=np.array([r[2] for r in rows]),
+                     chips=np.array([r[0] for r in rows], dtype=float), loads=tuple(three),
+                     weights=field("weights_bytes"), kv_tok=field("kv_bytes_per_token"),
+                     act_tok=field("act_bytes_per_token") + field("comm_bytes_per_token"),
+                     act_seq=field("act_bytes_per_seq"), scores=field("scores_bytes_per_pair"))
+
+
+def plan_capacity(table: PlanTable, isl, kept, usable, opts: MemoryOptions) -> np.ndarray:
+    """Sequences each plan's replica holds: [plans, *shape] (the min over its candidate stages)."""
+    shape = np.broadcast_shapes(np.shape(isl), np.shape(kept), np.shape(usable))
+    ex = (slice(None), slice(None)) + (None,) * len(shape)
+    load = _ArrayLoad(table.weights[ex], table.kv_tok[ex], table.act_tok[ex], table.act_seq[ex], table.scores[ex])
+    return max_sequences(load, np.asarray(isl, float), np.asarray(kept, float), np.asarray(usable, float),
+                         opts).min(axis=1)
+
+
+@dataclass(frozen=True)
+class _ArrayLoad:
+    """A ``StageLoad`` whose fields are arrays over plans and stages (communication folded into act)."""
+
+    weights_bytes: np.ndarray
+    kv_bytes_per_token: np.ndarray
+    act_bytes_per_token: np.ndarray
+    act_bytes_per_seq: np.ndarray
+    scores_bytes_per_pair: np.ndarray
+    comm_bytes_per_token: float = 0.0
+
+
+@dataclass(frozen=True)
+class MinChips:
+    chips: np.ndarray | float
+    """Fewest chips holding the batch (0 where no plan holds even one sequence)."""
+    tp: np.ndarray | float
+    pp: np.ndarray | float
+    dp: np.ndarray | float
+
+
+def min_chips(table: PlanTable, batch, isl, kept, usable, opts: MemoryOptions) -> MinChips:
+    """The fewest chips of this kind that hold ``batch`` sequences, and the plan.
+
+    A replica plan whose chips hold the whole batch comes first (tensor and pipeline parallelism
+    divide the weights, data parallelism copies them, so splitting the batch over replicas never
+    needs fewer chips while a larger tp x pp replica holds it). When no replica holds it, the batch
+    is split over the data-parallel replicas of the plan that needs the fewest chips in all:
+    tp x pp x ceil(batch / sequences per replica).
+    """
+    scalar = all(np.ndim(x) == 0 for x in (batch, isl, kept, usable))
+    cap = plan_capacity(table, isl, kept, usable, opts)  # [plans, *ctx]
+    n_plans, ctx_shape = cap.shape[0], cap.shape[1:]
+    b = np.asarray(batch, float)
+    shape = np.broadcast_shapes(b.shape, ctx_shape)
+    b = np.broadcast_to(b, shape)
+    # the first plan (fewest chips) holding b: where the running maximum of the capacities first reaches b,
+    # found for every configuration at once by one search over the rows laid end to end
+    top = float(2**40)
+    best = np.minimum(np.maximum.accumulate(cap, axis=0), top - 1).reshape(n_plans, -1).T  # [contexts, plans]
+    offsets = np.arange(best.shape[0], dtype=float)[:, None] * top
+    ctx = np.broadcast_to(np.arange(best.shape[0]).reshape(ctx_shape), shape)
+    first = np.searchsorted((best + offsets).ravel(), (ctx * top + np.minimum(b, top - 1)).ravel(), side="left")
+    first = first.reshape(shape) - ctx * n_plans
+    holds = first < n_plans
+    first = np.minimum(first, n_plans - 1)
+    chips = np.where(holds, table.chips[first], 0.0)
+    tp, pp, dp = np.where(holds, table.tp[first], 0.0), np.where(holds, table.pp[first], 0.0), np.where(holds, 1.0, 0.0)
+    if not holds.all():  # split over data-parallel replicas, for the configurations no replica holds
+        idx = np.nonzero(~holds)
+        c_sub = cap.reshape(n_plans, -1)[:, ctx[idx]]  # [plans, subset]
+        with np.errstate(divide="ignore"):
+            replicas = np.where(c_sub > 0, np.ceil(b[idx][None] / np.where(c_sub > 0, c_sub, 1.0)), np.inf)
+        total = table.chips[:, None] * replicas
+        k = np.argmin(total, axis=0)
+        split = total[k, np.arange(len(k))]
+        ok = np.isfinite(split)
+        chips[idx] = np.where(ok, split, 0.0)
+        dp[idx] = np.where(ok, replicas[k, np.arange(len(k))], 0.0)
+        tp[idx] = np.where(ok, table.tp[k], 0.0)
+        pp[idx] = np.where(ok, table.pp[k], 0.0)
+    if scalar:
+        return MinChips(float(chips), float(tp), float(pp), float(dp))
+    return MinChips(chips, tp, pp, dp)

@@ -17,11 +17,13 @@ exceeds on-chip memory re-reads some of it; the efficiency model accounts for th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
+from infercast.arrays import ceil, clip, minimum, num
 from infercast.formats import element_bytes, get_format, math_dtype, weight_bits
 from infercast.model import ModelSpec
 
@@ -47,7 +49,7 @@ GEMM_TILE = 128
 
 def gemm_tiles(M, N, experts=1):
     """Output tiles of ``experts`` GEMMs of ``M x N`` each."""
-    return experts * np.ceil(np.asarray(M, float) / GEMM_TILE) * np.ceil(N / GEMM_TILE)
+    return experts * ceil(M / GEMM_TILE) * ceil(N / GEMM_TILE)
 
 
 # FLOPs per element of the elementwise kernels, counted as the arithmetic of the formula.
@@ -159,11 +161,10 @@ class Op:
         return self.weight_bytes + self.act_bytes + self.kv_bytes + self.write_bytes
 
 
-def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=np.inf, math="fp32",
+def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=math.inf, math="fp32",
             vector_flops=0.0) -> Op:
-    f = np.asarray
-    return Op(name, kind, count, f(flops, float), f(weight, float), f(act, float), f(kv, float),
-              f(write, float), f(min_dim, float), math, vector_flops=vector_flops)
+    return Op(name, kind, count, num(flops), num(weight), num(act), num(kv), num(write), num(min_dim), math,
+              vector_flops=num(vector_flops))
 
 
 def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False,
@@ -184,9 +185,9 @@ def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_el
         weight=weight_elems * w + (N * a if bias else 0),
         act=M * K * a,
         write=M * N * a,
-        min_dim=np.minimum(np.minimum(M, N), K),
+        min_dim=minimum(minimum(M, N), K),
         math=p.gemm_math,
-        vector_flops=p.dequant_ops * weight_elems * np.ceil(np.asarray(M, float) / 128),
+        vector_flops=p.dequant_ops * weight_elems * ceil(M / 128) if p.dequant_ops else 0.0,
     )
     op = replace(op, tiles=gemm_tiles(M, N))
     return replace(op, flops=op.flops * p.layer_math_density) if sparse and p.layer_math_density != 1 else op
@@ -212,28 +213,32 @@ def causal_pairs(q_len, kv_len, window=None):
     if window is None:
         return q_len * kv_len - q_len * (q_len - 1) / 2
     a = kv_len - q_len + 1
-    n = np.clip(window - a + 1, 0, q_len)
+    n = clip(window - a + 1, 0, q_len)
     return n * a + n * (n - 1) / 2 + (q_len - n) * window
 
 
 def cached_tokens(kv_len, q_len, window=None):
     """Earlier tokens whose K/V a pass reads from the cache (a rolling buffer of W with a window)."""
     earlier = kv_len - q_len
-    return earlier if window is None else np.minimum(earlier, window)
+    return earlier if window is None else minimum(earlier, window)
 
 
 def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash",
-              moe: MoeShard = MoeShard(), norm_tokens_divisor: int = 1) -> list[Op]:
+              moe: MoeShard = MoeShard(), norm_tokens_divisor: int = 1, with_attention: bool = True) -> list[Op]:
     """Operators of all decoder layers for one pass (each op's ``count`` is its number of layers).
 
     ``norm_tokens_divisor``: with sequence parallelism, norms and residual adds run on 1/tp of
-    the tokens of each chip.
+    the tokens of each chip. ``with_attention`` False leaves out the attention kernels, whose cost
+    depends on each sequence's context (``attention_kernels``): what is left depends on the pass's
+    tokens and sequences only.
     """
     T = batch * q_len  # tokens in the pass
     Tn = T / norm_tokens_divisor
     L = spec.num_layers
+    kernels = attention_kernels(spec, p, attention, decode=_is_decode(q_len)) if with_attention else []
+    core = [k.op(batch, q_len, kv_len) for k in kernels]
     ops = [norm_op("attn_norm", spec, L, Tn, p)]
-    ops += (_mla_ops if spec.is_mla else _attention_ops)(spec, batch, q_len, kv_len, p, attention)
+    ops += (_mla_ops if spec.is_mla else _attention_ops)(spec, batch, q_len, kv_len, p, core)
     if spec.norms_per_layer == 2:
         ops.append(norm_op("mlp_norm", spec, L, Tn, p))
     if spec.num_dense_layers:
@@ -249,68 +254,122 @@ def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: At
     return ops
 
 
+def _is_decode(q_len) -> bool:
+    """A pass of one new token per sequence (MLA then runs its absorbed decode kernels)."""
+    return bool(np.all(np.asarray(q_len) == 1))
+
+
 def norm_op(name: str, spec: ModelSpec, count: int, T, p: Precision) -> Op:
     per = RMSNORM_FLOPS if spec.norm == "rmsnorm" else LAYERNORM_FLOPS
     weights = spec.hidden_size * (2 if spec.norm == "layernorm" else 1)
     return vector_op(name, count, T * spec.hidden_size, per, p, weight_elems=weights)
 
 
-def _attention_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention) -> list[Op]:
+def _attention_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, core: list[Op]) -> list[Op]:
     T, L, h = batch * q_len, spec.num_layers, spec.hidden_size
     q, kv = spec.q_dim, spec.kv_dim
     ops = [gemm_op("qkv_proj", L, T, q + 2 * kv, h, p, bias=spec.qkv_bias)]
     if spec.position_embedding == "rope":
         ops.append(vector_op("rope", L, T * (q + kv), ROPE_FLOPS, p))
-    kv_elems_per_token = 2 * kv  # K and V of one layer
-    ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=spec.head_dim, d_v=spec.head_dim,
-                           kv_read_elems=kv_elems_per_token, kv_write_elems=kv_elems_per_token,
-                           kv_heads=spec.num_kv_heads)
+    ops += core
     ops.append(gemm_op("out_proj", L, T, h, spec.attn_out_dim, p, bias=spec.out_bias))
     return ops
 
 
-def _attention_core(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention, *, d_qk: int,
-                    d_v: int, kv_read_elems: int, kv_write_elems: int, kv_heads: int) -> list[Op]:
+Coefficients = tuple[float, float, float]
+"""Per sequence: (per (query, key) pair, per new token, per cached token)."""
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """An attention kernel of one layer: its FLOPs and bytes are affine in each sequence's
+    (query, key) pairs P, new tokens n and cached tokens c, ``coef . (P, n, c)``.
+
+    For one decode step at KV length L that is P = min(L, W), n = 1, c = min(L - 1, W): affine in
+    L up to the window and constant beyond it. The compute efficiency depends on the kernel's
+    smallest matrix dimension, min(n x group, min(kv, W), dim), which stops changing once the
+    context reaches min(group, dim), and on the keys per query P / n (``roofline``).
+    """
+
+    name: str
+    kind: Kind
+    count: int
+    """Executions per pass: the layers it runs in."""
+    flops: Coefficients
+    act: Coefficients
+    """Activation bytes read (queries, the new tokens' K/V, materialised scores)."""
+    kv: Coefficients
+    """KV-cache bytes read."""
+    write: Coefficients
+    group: int
+    """Query heads sharing one K/V head, stacked into the M dimension as FlashAttention's decode kernels do."""
+    dim: int
+    """Smallest head dimension of the kernel's two batched GEMMs."""
+    window: int | None
+    math: str
+
+    def op(self, batch, q_len, kv_len) -> Op:
+        """The kernel for ``batch`` sequences each adding ``q_len`` tokens over ``kv_len`` keys."""
+        W = self.window
+        pairs, cached = causal_pairs(q_len, kv_len, W), cached_tokens(kv_len, q_len, W)
+
+        def cost(c: Coefficients):
+            return batch * (c[0] * pairs + c[1] * q_len + c[2] * cached)
+
+        keys = kv_len if W is None else minimum(kv_len, W)
+        min_dim = minimum(minimum(q_len * self.group, keys), self.dim)
+        op = make_op(self.name, self.kind, self.count, flops=cost(self.flops), act=cost(self.act), kv=cost(self.kv),
+                     write=cost(self.write), min_dim=min_dim if self.kind == "attention" else math.inf,
+                     math=self.math if self.kind == "attention" else "fp32")
+        return replace(op, seq_len=num(pairs / q_len)) if self.kind == "attention" else op
+
+    @property
+    def saturation_len(self) -> int:
+        """KV length from which the smallest matrix dimension, and so the efficiency's shape, is fixed."""
+        return min(self.group, self.dim, self.window or self.dim)
+
+
+def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "flash", *,
+                      decode: bool = False) -> list[Kernel]:
     """Scores, softmax and weighted sum over the cache for all heads of one layer.
 
-    ``kv_read_elems`` / ``kv_write_elems`` are the cache elements per token of one layer read
-    and appended. The cache holds ``kv_len - q_len`` earlier tokens; the new tokens' K and V
-    come from the projection in this pass. FlashAttention-style (Dao et al. 2022) keeps scores
-    on chip: one kernel reads Q and K/V once and writes O. The materialised variant writes
-    the score matrix (act format) and reads it back, three kernels.
+    The cache holds ``kv_len - q_len`` earlier tokens; the new tokens' K and V come from the
+    projection in this pass and are appended. FlashAttention-style (Dao et al. 2022) keeps
+    scores on chip: one kernel reads Q and K/V once and writes O. The materialised variant
+    writes the score matrix (act format) and reads it back, three kernels. MLA attends over the
+    latent in decode (absorbed, MQA-style) and over up-projected per-head K/V in prefill.
     """
-    L, H = spec.num_layers, spec.num_heads
-    T = batch * q_len
+    H = spec.num_heads
+    if not spec.is_mla:
+        d_qk = d_v = spec.head_dim
+        kv_elems, kv_heads = 2 * spec.kv_dim, spec.num_kv_heads  # K and V of one layer, per token
+    elif decode:
+        d_qk, d_v = spec.kv_lora_rank + spec.qk_rope_head_dim, spec.kv_lora_rank
+        kv_elems, kv_heads = spec.kv_lora_rank + spec.qk_rope_head_dim, 1
+    else:
+        d_qk, d_v = spec.qk_nope_head_dim + spec.qk_rope_head_dim, spec.v_head_dim
+        kv_elems, kv_heads = spec.kv_lora_rank + spec.qk_rope_head_dim, H
     a, c = element_bytes(p.act), element_bytes(p.kv)
-    W = spec.sliding_window
-    pairs = batch * H * causal_pairs(q_len, kv_len, W)  # (query, key) pairs over the batch and heads
-    cached = batch * cached_tokens(kv_len, q_len, W) * kv_read_elems * c  # bytes of earlier tokens' cache
-    new_kv = T * kv_write_elems * c  # bytes appended to the cache
-    q_bytes, o_bytes = T * H * d_qk * a, T * H * d_v * a
-    # Smallest matrix dimension of the two batched GEMMs; for GQA the heads sharing one K/V
-    # are stacked into the M dimension, as FlashAttention's decode kernels do.
-    group = H // kv_heads
-    m = np.minimum(q_len * group, kv_len if W is None else np.minimum(kv_len, W))
-    min_dim = np.minimum(m, np.minimum(d_qk, d_v))
-    math = p.attention_math
-    keys = np.asarray(causal_pairs(q_len, kv_len, W) / q_len, float)  # mean keys per query
+    q_b, o_b, new_kv, cached = H * d_qk * a, H * d_v * a, kv_elems * c, kv_elems * c  # bytes per token
+    shape = dict(group=H // kv_heads, dim=min(d_qk, d_v), window=spec.sliding_window)
+    L, math_ = spec.num_layers, p.attention_math
     if attention == "flash":
-        return [replace(make_op("attention", "attention", L,
-                                flops=2 * pairs * d_qk + SOFTMAX_FLOPS * pairs + 2 * pairs * d_v,
-                                act=q_bytes + new_kv, kv=cached, write=o_bytes + new_kv, min_dim=min_dim, math=math),
-                        seq_len=keys)]
-    scores = pairs * a
+        return [Kernel("attention", "attention", L, flops=(H * (2 * d_qk + SOFTMAX_FLOPS + 2 * d_v), 0.0, 0.0),
+                       act=(0.0, q_b + new_kv, 0.0), kv=(0.0, 0.0, cached), write=(0.0, o_b + new_kv, 0.0),
+                       math=math_, **shape)]
+    score = H * a  # bytes of one pair's score for every head
+    share = d_v / (d_qk + d_v)  # of the cache and the new K/V: the V half the value kernel reads
     return [
-        replace(make_op("attn_score", "attention", L, flops=2 * pairs * d_qk, act=q_bytes + new_kv, kv=cached,
-                        write=scores + new_kv, min_dim=min_dim, math=math), seq_len=keys),
-        make_op("attn_softmax", "vector", L, flops=SOFTMAX_FLOPS * pairs, act=scores, write=scores),
-        replace(make_op("attn_value", "attention", L, flops=2 * pairs * d_v,
-                        act=scores + new_kv * d_v / (d_qk + d_v), kv=cached * d_v / (d_qk + d_v), write=o_bytes,
-                        min_dim=min_dim, math=math), seq_len=keys),
+        Kernel("attn_score", "attention", L, flops=(2 * H * d_qk, 0.0, 0.0), act=(0.0, q_b + new_kv, 0.0),
+               kv=(0.0, 0.0, cached), write=(score, new_kv, 0.0), math=math_, **shape),
+        Kernel("attn_softmax", "vector", L, flops=(SOFTMAX_FLOPS * H, 0.0, 0.0), act=(score, 0.0, 0.0),
+               kv=(0.0, 0.0, 0.0), write=(score, 0.0, 0.0), math=math_, **shape),
+        Kernel("attn_value", "attention", L, flops=(2 * H * d_v, 0.0, 0.0), act=(score, new_kv * share, 0.0),
+               kv=(0.0, 0.0, cached * share), write=(0.0, o_b, 0.0), math=math_, **shape),
     ]
 
 
-def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention) -> list[Op]:
+def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, core: list[Op]) -> list[Op]:
     """Multi-head latent attention (DeepSeek-V2/V3).
 
     The cache holds one latent of ``kv_lora_rank + qk_rope_head_dim`` per token and layer.
@@ -328,16 +387,13 @@ def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Att
         ops.append(gemm_op("q_proj", L, T, H * (nope + rope), h, p))
     ops.append(gemm_op("kv_a_proj", L, T, r + rope, h, p))
     ops.append(vector_op("rope", L, T * (H + 1) * rope, ROPE_FLOPS, p))
-    absorbed = np.all(np.asarray(q_len) == 1)
-    if absorbed:
+    if _is_decode(q_len):
         ops.append(gemm_op("mla_absorb_q", L, T * H, r, nope, p, weight_elems=H * nope * r))
-        ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=r + rope, d_v=r,
-                               kv_read_elems=r + rope, kv_write_elems=r + rope, kv_heads=1)
+        ops += core
         ops.append(gemm_op("mla_absorb_o", L, T * H, v, r, p, weight_elems=H * r * v))
     else:
         ops.append(gemm_op("kv_b_proj", L, batch * kv_len, H * (nope + v), r, p))
-        ops += _attention_core(spec, batch, q_len, kv_len, p, attention, d_qk=nope + rope, d_v=v,
-                               kv_read_elems=r + rope, kv_write_elems=r + rope, kv_heads=H)
+        ops += core
     ops.append(gemm_op("out_proj", L, T, h, H * v, p))
     return ops
 
@@ -363,7 +419,7 @@ def experts_touched(num_experts: int, k: int, tokens):
     Each expert is missed by one token with probability 1 - k/E, so by all T tokens with
     (1 - k/E)^T: E [1 - (1 - k/E)^T] experts are touched (weights read) in expectation.
     """
-    return num_experts * (1 - (1 - k / num_experts) ** np.asarray(tokens, float))
+    return num_experts * (1 - (1 - k / num_experts) ** num(tokens))
 
 
 def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
@@ -387,15 +443,15 @@ def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
         vector_op("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
         replace(make_op("moe_up", "gemm", n, flops=2 * rows * up * h * p.layer_math_density,
                         weight=touched * up * h * w, act=rows * h * a, write=rows * up * a,
-                        min_dim=np.minimum(per_expert, h), math=p.gemm_math,
-                        vector_flops=p.dequant_ops * touched * up * h * np.ceil(per_expert / 128)),
+                        min_dim=minimum(per_expert, h), math=p.gemm_math,
+                        vector_flops=p.dequant_ops * touched * up * h * ceil(per_expert / 128)),
                 compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, up, touched)),
         vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
                   reads=2 if spec.gated_mlp else 1),
         replace(make_op("moe_down", "gemm", n, flops=2 * rows * h * f * p.layer_math_density,
                         weight=touched * h * f * w, act=rows * f * a, write=rows * h * a,
-                        min_dim=np.minimum(per_expert, f), math=p.gemm_math,
-                        vector_flops=p.dequant_ops * touched * h * f * np.ceil(per_expert / 128)),
+                        min_dim=minimum(per_expert, f), math=p.gemm_math,
+                        vector_flops=p.dequant_ops * touched * h * f * ceil(per_expert / 128)),
                 compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, h, touched)),
     ]
     if spec.num_shared_experts:
@@ -427,16 +483,17 @@ def output_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
                    sparse=False)
     return [
         norm_op("final_norm", spec, 1, T, p),
-        replace(head, write_bytes=np.asarray(batch * V * 4.0)),
+        replace(head, write_bytes=num(batch * V * 4.0)),
         make_op("sampling", "vector", 1, flops=SAMPLING_FLOPS * batch * V, act=batch * V * 4.0, write=batch * 4.0),
     ]
 
 
 def forward_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash", *,
                 moe: MoeShard = MoeShard(), first: bool = True, last: bool = True,
-                norm_tokens_divisor: int = 1) -> list[Op]:
+                norm_tokens_divisor: int = 1, with_attention: bool = True) -> list[Op]:
     """All operators of one forward pass in execution order; ``first``/``last`` say whether
-    this chip's stage holds the embedding and the output head."""
+    this chip's stage holds the embedding and the output head; ``with_attention`` (see
+    ``layer_ops``)."""
     ops = embedding_ops(spec, batch, q_len, p) if first else []
-    ops += layer_ops(spec, batch, q_len, kv_len, p, attention, moe, norm_tokens_divisor)
+    ops += layer_ops(spec, batch, q_len, kv_len, p, attention, moe, norm_tokens_divisor, with_attention)
     return ops + (output_ops(spec, batch, q_len, p) if last else [])

@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from infercast.arrays import minimum, num
 from infercast.errors import InfercastError
 from infercast.formats import element_bytes
 from infercast.model import ModelSpec
@@ -32,17 +32,19 @@ from infercast.system import System, Tier
 
 
 class CommOptions(BaseModel):
-    """Achievable fractions and fixed costs of collectives; every field a documented assumption."""
+    """Achievable fractions and fixed costs of collectives; every field a documented assumption. The fitted
+    fields have no default here: they come from the calibration profile (``infercast.calibration``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    bandwidth: float = Field(default=0.77, gt=0, le=1)
-    """Fraction of a tier's per-direction bandwidth a collective reaches. nccl-tests all_reduce_perf
-    reports bus bandwidth of about 230 GB/s on DGX A100 (300 GB/s NVLink per direction) and
-    about 350-370 GB/s on DGX H100 (450 GB/s): 0.77-0.82 of the link."""
-    launch_s: float = Field(default=6.6e-6, ge=0)
-    """Fixed cost of one collective: NCCL's baseLat for ring with the LL protocol (6.6 us,
-    src/graph/tuning.cc)."""
+    bandwidth: float = Field(gt=0, le=1)
+    """Fraction of a tier's per-direction bandwidth a collective reaches. Fitted (the calibration
+    profile's ``comm``); its prior: nccl-tests all_reduce_perf reports bus bandwidth of about
+    230 GB/s on DGX A100 (300 GB/s NVLink per direction) and about 350-370 GB/s on DGX H100
+    (450 GB/s), 0.77-0.82 of the link."""
+    launch_s: float = Field(ge=0, le=1.0)
+    """Fixed cost of one collective. Fitted (the profile's ``comm``); its prior: NCCL's baseLat for
+    ring with the LL protocol (6.6 us, src/graph/tuning.cc)."""
     host_staging: float = Field(default=2.0, ge=1)
     """Cost multiplier where a tier stages through host memory (GPUs without peer-to-peer, such as
     the RTX 4090): every byte crosses PCIe twice (device to host, host to device) and every hop
@@ -65,17 +67,17 @@ def _beta(tier: Tier, opts: CommOptions) -> tuple[float, float]:
 def allreduce_s(size_bytes, n: int, tier: Tier, opts: CommOptions):
     """Time of an all-reduce of ``size_bytes`` among ``n`` chips on one tier (faster of ring and tree)."""
     if n <= 1:
-        return np.zeros_like(np.asarray(size_bytes, float))
+        return 0.0 * size_bytes
     alpha, B = _beta(tier, opts)
     ring = 2 * (n - 1) * alpha + 2 * (n - 1) / n * size_bytes / B
     tree = 2 * math.ceil(math.log2(n)) * alpha + 2 * size_bytes / B
-    return opts.launch_s + np.minimum(ring, tree)
+    return opts.launch_s + minimum(ring, tree)
 
 
 def allgather_s(size_bytes, n: int, tier: Tier, opts: CommOptions):
     """All-gather (or reduce-scatter) whose full result is ``size_bytes``."""
     if n <= 1:
-        return np.zeros_like(np.asarray(size_bytes, float))
+        return 0.0 * size_bytes
     alpha, B = _beta(tier, opts)
     return opts.launch_s + (n - 1) * alpha + (n - 1) / n * size_bytes / B
 
@@ -302,9 +304,8 @@ def comm_ops(spec: ModelSpec, plan: Plan, stage: Stage, system: System, batch, q
     per_layer = 1 if spec.parallel_block else 2
 
     def comm(name: str, count: int, size, time, tier: str) -> Op:
-        z = np.zeros_like(np.asarray(size, float))
-        return Op(name, "comm", count, z, z, z, z, np.asarray(size, float), np.full_like(z, np.inf), "fp32",
-                  comm_s=np.asarray(time, float) * (1 - opts.overlap), tier=tier)
+        return Op(name, "comm", count, 0.0, 0.0, 0.0, 0.0, num(size), math.inf, "fp32",
+                  comm_s=num(time * (1 - opts.overlap)), tier=tier)
 
     if tp > 1:
         n = per_layer * stage.layers + (1 if stage.first else 0)
@@ -325,9 +326,14 @@ def comm_ops(spec: ModelSpec, plan: Plan, stage: Stage, system: System, batch, q
         t = all_to_all_s(held, n_ep, link, opts)
         ops.append(comm("all_to_all", 2 * stage.spec.num_moe_layers, held, t, link.name))
     if not stage.last:
-        boundary = (stage.index + 1) * tp  # first chip of the next stage
-        same_node = (boundary - 1) // system.chips_per_node == boundary // system.chips_per_node
-        link = system.tier_for(2 if same_node else system.chips_per_node + 1)
+        link = p2p_tier(plan, system, stage.index)
         send = layer_msg / (tp if plan.sequence_parallel else 1)
         ops.append(comm("p2p", 1, send, p2p_s(send, link, opts), link.name))
     return ops
+
+
+def p2p_tier(plan: Plan, system: System, index: int) -> Tier:
+    """The link stage ``index`` sends its activations to the next stage over (stages placed node-first)."""
+    boundary = (index + 1) * plan.tp  # first chip of the next stage
+    same_node = (boundary - 1) // system.chips_per_node == boundary // system.chips_per_node
+    return system.tier_for(2 if same_node else system.chips_per_node + 1)

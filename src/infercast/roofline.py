@@ -14,22 +14,26 @@ bandwidth is a fixed fraction of peak. Every kernel pays a fixed overhead (launc
 tail), and every forward pass a framework overhead (scheduling, sampling hand-off, CPU-GPU
 synchronisation).
 
-The parameters per chip family are fitted to public measurements by ``infercast calibrate
---fit`` (``infercast.calibration``); every field is a named, overridable parameter.
+The chip enters as ``ChipRates``: its sourced figures as floats, or arrays of what-if values
+that broadcast with the workload's. Operators are stacked into an ``OpTable`` (a leading axis
+over the operators) so that a pass costs a handful of numpy calls whatever its size.
+The efficiency parameters per chip family are fitted to public measurements by ``infercast
+calibrate --fit`` and resolved by ``infercast.calibration``; every field is a named, overridable
+parameter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from infercast.errors import InfercastError
 from infercast.hardware import Chip
 from infercast.ops import Op
-
-BOUNDS = ("compute", "memory", "communication", "overhead")
-
 
 NARROW_MATH = ("fp8", "int8", "fp6", "int4", "fp4")
 """Math formats of 8 bits or fewer: ``gemm_max_narrow`` applies to them."""
@@ -50,42 +54,262 @@ class Efficiency(BaseModel):
     """The same for math in an 8-bit or narrower format (FP8, INT8, FP4...); None: gemm_max. Doubling
     the peak does not double what feeds it (shared-memory, register and scale handling), so
     narrow GEMMs usually reach a lower fraction."""
-    gemm_half_dim: float = Field(ge=0)
+    gemm_half_dim: float = Field(ge=0, allow_inf_nan=False)
     """Smallest GEMM dimension at which efficiency is half of gemm_max (tensor-core tile fill)."""
     wave_quantization: bool = True
     """Lose the idle compute units of a GEMM's last wave of output tiles (needs the chip's unit count)."""
     attention_max: float = Field(gt=0, le=1)
     """Fraction of dense peak a fused attention kernel reaches at long sequences."""
-    attention_half_len: float = Field(default=0.0, ge=0)
+    attention_half_len: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     """Keys per query at which attention efficiency is half of attention_max (short sequences
     cannot amortise the kernel's softmax bookkeeping and tile loads)."""
     bandwidth: float = Field(gt=0, le=1)
     """Fraction of peak memory bandwidth a streaming kernel reaches."""
-    kernel_overhead_s: float = Field(ge=0)
-    """Fixed time per kernel: launch, ramp-up and tail."""
-    step_overhead_s: float = Field(default=0.0, ge=0)
+    kernel_overhead_s: float = Field(ge=0, le=1.0)
+    """Fixed time per kernel: launch, ramp-up and tail (at most a second: a kernel launch is microseconds)."""
+    step_overhead_s: float = Field(default=0.0, ge=0, le=60.0)
     """Fixed time per forward pass outside the kernels (scheduler, sampling, CPU-GPU sync)."""
 
-    def compute_fraction(self, op: Op, units: float | None = None, native: str | None = None) -> np.ndarray:
-        """Achievable fraction of the peak for ``op`` on a chip with ``units`` compute units whose
-        ``native`` format runs its math (default: the op's own; an A100 runs FP8 math on FP16 units)."""
-        if op.kind == "vector":
-            return np.ones_like(op.flops)
-        if op.kind == "attention":
-            top = self.attention_max
-            if self.attention_half_len and op.seq_len is not None:
-                top = top * op.seq_len / (op.seq_len + self.attention_half_len)
-        else:
-            narrow = (native or op.math) in NARROW_MATH and self.gemm_max_narrow is not None
-            top = self.gemm_max_narrow if narrow else self.gemm_max
-        d = op.min_dim
-        frac = top * d / (d + self.gemm_half_dim)
-        if self.wave_quantization and units and op.tiles is not None:
-            frac = frac * wave_efficiency(op.tiles, units)
-        return frac
+    def compute_fraction(self, op: Op, units: float | None = None, native: str | None = None):
+        """Achievable fraction of the peak for one operator on a chip with ``units`` compute units whose
+        ``native`` format runs its math (default: the op's own); ``compute_fraction`` of a one-row table."""
+        return fraction(OpTable.of([op]), self, units, {op.math: native or op.math})[0]
 
 
-def wave_efficiency(tiles, units: float):
+IDEAL = Efficiency(gemm_max=1.0, gemm_half_dim=0.0, wave_quantization=False, attention_max=1.0, bandwidth=1.0,
+                   kernel_overhead_s=0.0)
+"""The textbook roofline: peak compute, peak bandwidth, no overheads."""
+
+
+@dataclass(frozen=True)
+class ChipRates:
+    """The chip's figures the formulas use, in SI units: floats from the sourced ``Chip`` (``of``), or
+    arrays of what-if values (``with_values``) that broadcast with the workload's axes.
+
+    It sits between the catalog and the roofline: the catalog keeps the sources, this keeps the
+    numbers, and a sweep over bandwidth or compute replaces a number with an array.
+    """
+
+    peak_flops: Mapping[str, float | np.ndarray]
+    """Dense peak FLOP/s of each format the chip has units for."""
+    native: Mapping[str, str]
+    """Math format -> the format whose units run it (itself, or the nearest wider one the chip has)."""
+    vector_flops_per_s: float | np.ndarray
+    """Elementwise (non-tensor) FLOP/s: the fp32 rate, or the 16-bit matrix rate where that is unknown."""
+    mem_bw_bytes_per_s: float | np.ndarray
+    mem_capacity_bytes: float | np.ndarray
+    compute_units: float | np.ndarray | None
+    """SMs / CUs over which GEMM tiles are spread; None where unknown (no wave quantization)."""
+    sram_bytes: float | np.ndarray | None
+    tdp_w: float | np.ndarray | None
+    idle_w: float | np.ndarray | None
+    """Catalog idle power; None: the energy model's default fraction of TDP."""
+    price_usd: float | np.ndarray | None
+    process_nm: float | np.ndarray | None
+    dram_j_per_bit: float | np.ndarray | None = None
+    """The chip's own DRAM energy figure; None: the default of its memory technology."""
+    link_j_per_bit: float | np.ndarray | None = None
+    node_energy_scale: float | np.ndarray | None = None
+    memory_type: str = ""
+
+    @classmethod
+    def of(cls, chip: Chip) -> ChipRates:
+        hit = _RATES.get(id(chip))
+        if hit is not None and hit[0] is chip:
+            return hit[1]
+        rates = cls._of(chip)
+        if len(_RATES) > 4096:
+            _RATES.clear()
+        _RATES[id(chip)] = (chip, rates)
+        return rates
+
+    @classmethod
+    def _of(cls, chip: Chip) -> ChipRates:
+        pf = chip.peak_flops
+        peaks = {name: getattr(pf, name).value for name in type(pf).model_fields
+                 if getattr(pf, name) is not None and getattr(pf, name).value is not None}
+        if not peaks:
+            raise InfercastError(f"hardware {chip.id}: no peak FLOPS known for any format; add peak_flops.<format> "
+                                 f"(e.g. peak_flops.fp16) to the chip YAML")
+        native = {fmt: next(n for n in order if n in peaks) for fmt, order in _FALLBACK.items()
+                  if any(n in peaks for n in order)}
+        fp32 = peaks.get("fp32")
+        vector = fp32 if fp32 is not None else peaks[native.get("bf16") or next(iter(peaks))]
+        energy = chip.energy
+
+        def own(name: str):
+            figure = getattr(energy, name) if energy is not None else None
+            return figure.value if figure is not None else None
+
+        return cls(peak_flops=peaks, native=native, vector_flops_per_s=vector,
+                   mem_bw_bytes_per_s=chip.figure("memory.bandwidth_bytes_per_s"),
+                   mem_capacity_bytes=chip.figure("memory.capacity_bytes"),
+                   compute_units=chip.num_compute_units.value, sram_bytes=chip.on_chip_sram_bytes.value,
+                   tdp_w=chip.tdp_w.value, idle_w=chip.idle_w.value, price_usd=chip.price_usd.value,
+                   process_nm=chip.process_nm.value, dram_j_per_bit=own("dram_j_per_bit"),
+                   link_j_per_bit=own("link_j_per_bit"), node_energy_scale=own("node_energy_scale"),
+                   memory_type=chip.memory.type)
+
+    def peak(self, fmt: str, chip_id: str = "the chip") -> float | np.ndarray:
+        """Dense peak FLOP/s for math in ``fmt`` on the units that run it."""
+        native = self.native.get(fmt)
+        if native is None:
+            raise InfercastError(f"hardware {chip_id}: no peak FLOPS known for {fmt} or any wider format; "
+                                 f"add peak_flops.{fmt} to the chip YAML")
+        return self.peak_flops[native]
+
+    def with_values(self, **values) -> ChipRates:
+        """These rates with some figures replaced (floats or arrays); ``peak_scale`` multiplies every peak
+        (a clock or unit-count what-if)."""
+        scale = values.pop("peak_scale", None)
+        unknown = set(values) - {f.name for f in fields(self)}
+        if unknown:
+            raise InfercastError(f"chip rates: unknown field(s) {', '.join(sorted(unknown))}; use one of "
+                                 f"{', '.join(f.name for f in fields(self) if f.name not in ('native', 'memory_type'))}")
+        out = replace(self, **values)
+        if scale is not None:
+            out = replace(out, peak_flops={k: v * scale for k, v in out.peak_flops.items()},
+                          vector_flops_per_s=out.vector_flops_per_s * scale)
+        return out
+
+
+_RATES: dict[int, tuple[Chip, ChipRates]] = {}
+"""Rates by chip object (catalog chips are loaded once); the chip is kept so an id is never reused."""
+
+# Where a chip lacks units for a format, the math runs on the next wider units it has
+# (DESIGN.md: "a chip without FP8 units computes FP8 at its FP16 rate").
+_FALLBACK = {
+    "fp4": ("fp4", "fp6", "fp8", "fp16", "bf16", "fp32"),
+    "fp6": ("fp6", "fp8", "fp16", "bf16", "fp32"),
+    "fp8": ("fp8", "fp16", "bf16", "fp32"),
+    "int4": ("int4", "int8", "fp16", "bf16", "fp32"),
+    "int8": ("int8", "fp16", "bf16", "fp32"),
+    "fp16": ("fp16", "bf16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "tf32": ("tf32", "fp32"),
+    "fp32": ("fp32", "tf32"),
+}
+
+
+@dataclass(frozen=True)
+class OpTable:
+    """Operators stacked along a leading axis: every array is [ops, *workload shape]."""
+
+    ops: tuple[Op, ...]
+    count: np.ndarray
+    """Executions per pass of each operator (its layers), shape [ops] broadcastable."""
+    kind: np.ndarray
+    flops: np.ndarray
+    weight_bytes: np.ndarray
+    bytes: np.ndarray
+    min_dim: np.ndarray
+    vector_flops: np.ndarray
+    compute_factor: np.ndarray
+    tiles: np.ndarray
+    """Output tiles of a GEMM; NaN for operators without tiles."""
+    seq_len: np.ndarray
+    """Keys per query of an attention kernel; NaN otherwise."""
+    comm_s: np.ndarray
+    """Time of a collective; 0 for other operators."""
+    maths: tuple[str, ...]
+
+    @classmethod
+    def of(cls, ops: list[Op]) -> OpTable:
+        kind = np.array([op.kind for op in ops])
+        matrix = [op.kind in ("gemm", "attention") for op in ops]
+        nan = float("nan")
+        cols = dict(
+            flops=[op.flops for op in ops],
+            weight_bytes=[op.weight_bytes for op in ops],
+            bytes=[op.weight_bytes + op.act_bytes + op.kv_bytes + op.write_bytes for op in ops],
+            min_dim=[_finite(op.min_dim) if m else 1.0 for op, m in zip(ops, matrix, strict=True)],
+            vector_flops=[op.vector_flops for op in ops],
+            compute_factor=[op.compute_factor for op in ops],
+            tiles=[op.tiles if op.tiles is not None else nan for op in ops],
+            seq_len=[op.seq_len if op.seq_len is not None else nan for op in ops],
+            comm_s=[op.comm_s if op.comm_s is not None else 0.0 for op in ops],
+        )
+        stacked = {k: _stack(v) for k, v in cols.items()}
+        nd = max(a.ndim for a in stacked.values())
+        shape = (len(ops),) + (1,) * (nd - 1)
+        stacked = {k: a.reshape(shape) if a.ndim < nd else a for k, a in stacked.items()}
+        return cls(ops=tuple(ops), count=np.array([float(op.count) for op in ops]).reshape(shape),
+                   kind=kind.reshape(shape), maths=tuple(op.math for op in ops), **stacked)
+
+    def per_pass(self, x: np.ndarray) -> np.ndarray | float:
+        """Sum over the operators of ``x`` (per execution, [ops, *shape]) times each one's executions."""
+        total = (self.count * x).sum(axis=0)
+        return float(total) if total.ndim == 0 else total
+
+
+def _finite(d):
+    """A GEMM's smallest dimension; an unbounded one (no dimension given) counts as fully efficient."""
+    return 1e30 if type(d) is float and d == math.inf else d
+
+
+def _stack(values: list) -> np.ndarray:
+    """[ops, *shape]: one row per operator, broadcast to a common shape."""
+    if all(type(v) is float or type(v) is int for v in values):
+        return np.array(values, dtype=float)
+    return np.stack(np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values]))
+
+
+@dataclass(frozen=True)
+class Times:
+    """Time of each operator per execution, [ops, *shape]."""
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    overhead_s: np.ndarray
+    time_s: np.ndarray
+    comm: np.ndarray = field(repr=False, default=None)
+    """True for collectives (their time is their own, not a roofline's)."""
+
+    @property
+    def bound(self) -> np.ndarray:
+        """'compute', 'memory' or 'overhead' per element: whichever term is largest ('communication' for a
+        collective)."""
+        term = np.where(self.overhead_s > np.maximum(self.compute_s, self.memory_s), "overhead",
+                        np.where(self.compute_s >= self.memory_s, "compute", "memory"))
+        return np.where(self.comm, "communication", term)
+
+
+def _expand(x):
+    """An efficiency or rate (a float, or an array of the workload's shape) against [ops, *shape]."""
+    return x if np.ndim(x) == 0 else np.asarray(x)[None]
+
+
+def compute_fraction(table: OpTable, eff: Efficiency, rates: ChipRates) -> np.ndarray:
+    """Achievable fraction of each operator's peak on the chip (``fraction``)."""
+    return fraction(table, eff, rates.compute_units, rates.native)
+
+
+def fraction(table: OpTable, eff: Efficiency, units, native: Mapping[str, str]) -> np.ndarray:
+    """Achievable fraction of each operator's peak: 1 for elementwise kernels; attention_max (less at
+    short key lengths) or gemm_max (gemm_max_narrow on native narrow units) times the tile fill of
+    the smallest dimension, times the busy share of the last wave of tiles on ``units`` compute units."""
+    kind = table.kind
+    narrow = np.array([native.get(m, m) in NARROW_MATH for m in table.maths]).reshape(kind.shape)
+    g_max = _expand(eff.gemm_max)
+    g_narrow = _expand(eff.gemm_max_narrow) if eff.gemm_max_narrow is not None else g_max
+    top = np.where(narrow, g_narrow, g_max)
+    a_top = _expand(eff.attention_max)
+    half_len = _expand(eff.attention_half_len)
+    if np.any(half_len):
+        s = np.where(np.isnan(table.seq_len), 1.0, table.seq_len)
+        a_top = a_top * s / (s + half_len)
+    top = np.where(kind == "attention", a_top, top)
+    d = table.min_dim
+    frac = top * d / (d + _expand(eff.gemm_half_dim))
+    if eff.wave_quantization and units is not None:
+        tiles = table.tiles
+        has = ~np.isnan(tiles)
+        if has.any():
+            frac = frac * np.where(has, wave_efficiency(np.where(has, tiles, 1.0), _expand(units)), 1.0)
+    return np.where(kind == "vector", 1.0, frac)
+
+
+def wave_efficiency(tiles, units):
     """Busy share of the compute units over all waves: ``tiles`` output tiles run ceil(tiles / units)
     waves of ``units`` tiles, the last one partly idle (NVIDIA, "Matrix Multiplication Background
     User's Guide", wave quantization). Below one full wave, split-K and stream-K kernels keep the
@@ -95,70 +319,33 @@ def wave_efficiency(tiles, units: float):
     return np.where(tiles > units, tiles / (waves * units), 1.0)
 
 
-# FlashAttention-2 reaches 73% of A100 peak in the forward pass (Dao 2023, "FlashAttention-2",
-# abstract: "reaching 50-73% of the theoretical maximum FLOPs/s on A100"); FlashAttention-3
-# reaches 75% of H100 peak in FP16 (Shah et al. 2024, abstract: "up to 740 TFLOPs/s (75%
-# utilization)"). The prior for every family before fitting.
-ATTENTION_MAX = 0.73
+def op_peaks(table: OpTable, rates: ChipRates, chip_id: str) -> np.ndarray:
+    """Peak FLOP/s of the units each operator runs on: the vector rate for elementwise kernels."""
+    values = [rates.vector_flops_per_s if k in ("vector", "comm") else rates.peak(m, chip_id)
+              for k, m in zip(table.kind.ravel(), table.maths, strict=True)]
+    peaks = _stack(values)
+    return peaks.reshape(table.kind.shape) if peaks.ndim == 1 else peaks
 
 
-def default_efficiency(chip: Chip, calibration=None) -> Efficiency:
-    """The efficiency of ``chip``: the shipped profile's fit for its family (the fit's generic values
-    for families it has no measurements of), the chip's own YAML overrides, then ``calibration``
-    (a ``Calibration`` or a profile path) for the family and the chip."""
-    from infercast.calibration import efficiency_for
-
-    return efficiency_for(chip, calibration)
-
-
-IDEAL = Efficiency(gemm_max=1.0, gemm_half_dim=0.0, wave_quantization=False, attention_max=1.0, bandwidth=1.0,
-                   kernel_overhead_s=0.0)
-"""The textbook roofline: peak compute, peak bandwidth, no overheads."""
-
-
-@dataclass(frozen=True)
-class OpTime:
-    """Time of one operator per execution (arrays broadcast like the operator's sizes)."""
-
-    compute_s: np.ndarray
-    memory_s: np.ndarray
-    overhead_s: float
-    time_s: np.ndarray
-    communication: bool = False
-
-    @property
-    def bound(self) -> np.ndarray:
-        """'compute', 'memory' or 'overhead' per element: whichever term is largest
-        ('communication' for a collective)."""
-        if self.communication:
-            return np.full(np.shape(self.time_s), "communication")
-        return np.where(
-            self.overhead_s > np.maximum(self.compute_s, self.memory_s), "overhead",
-            np.where(self.compute_s >= self.memory_s, "compute", "memory"),
-        )
+def times(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str = "the chip") -> Times:
+    """Roofline time of one execution of every operator of ``table``; a collective carries its own
+    alpha-beta time (``infercast.parallel``)."""
+    comm = table.kind == "comm"
+    peak = op_peaks(table, rates, chip_id)
+    frac = compute_fraction(table, eff, rates)
+    compute = table.flops / (peak * frac) * table.compute_factor
+    if np.any(table.vector_flops):
+        compute = compute + table.vector_flops / _expand(rates.vector_flops_per_s)
+    memory = table.bytes / (_expand(rates.mem_bw_bytes_per_s) * _expand(eff.bandwidth))
+    overhead = np.where(comm, 0.0, _expand(eff.kernel_overhead_s))
+    compute = np.where(comm, 0.0, compute)
+    memory = np.where(comm, 0.0, memory)
+    time = np.where(comm, table.comm_s, np.maximum(compute, memory) + overhead)
+    return Times(compute, memory, overhead, time, comm)
 
 
-def vector_peak(chip: Chip) -> float:
-    """FLOP/s of elementwise kernels: the fp32 (non-tensor) rate, or the matrix rate if unknown."""
-    fp32 = chip.peak_flops.fp32
-    return fp32.value if fp32 is not None and fp32.value is not None else chip.peak("bf16")
-
-
-def op_time(op: Op, chip: Chip, eff: Efficiency) -> OpTime:
-    """Roofline time of one execution of ``op`` on ``chip`` at efficiency ``eff``.
-
-    A collective (kind 'comm') carries its own alpha-beta time (``infercast.parallel``).
-    """
-    if op.kind == "comm":
-        zero = np.zeros_like(op.comm_s)
-        return OpTime(zero, zero, 0.0, op.comm_s, communication=True)
-    native = None if op.kind == "vector" else chip.native_format(op.math)
-    peak = vector_peak(chip) if native is None else getattr(chip.peak_flops, native).value
-    bw = chip.figure("memory.bandwidth_bytes_per_s")
-    frac = eff.compute_fraction(op, chip.num_compute_units.value, native)
-    compute = op.flops / (peak * frac) * op.compute_factor
-    if np.any(op.vector_flops):
-        compute = compute + op.vector_flops / vector_peak(chip)
-    memory = op.bytes / (bw * eff.bandwidth)
-    overhead = eff.kernel_overhead_s
-    return OpTime(compute, memory, overhead, np.maximum(compute, memory) + overhead)
+def op_time(op: Op, chip: ChipRates | Chip, eff: Efficiency) -> Times:
+    """``times`` of a single operator on a chip (its ``ChipRates``), with the operator axis dropped."""
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
+    t = times(OpTable.of([op]), rates, eff)
+    return Times(t.compute_s[0], t.memory_s[0], t.overhead_s[0], t.time_s[0], t.comm[0])

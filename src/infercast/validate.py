@@ -17,15 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from infercast.calibration import Calibration, comm_for
+from infercast.calibration import Calibration, comm_for, default_efficiency
 from infercast.errors import InfercastError
-from infercast.estimate import estimate
+from infercast.evaluate import evaluate
 from infercast.formats import FORMATS, element_bytes
 from infercast.hardware import load_chip
 from infercast.model import load_model
 from infercast.ops import GELU_FLOPS, SOFTMAX_FLOPS, Precision, gemm_op, make_op, norm_op, vector_op
 from infercast.parallel import CommOptions, group_allreduce_s
-from infercast.roofline import IDEAL, Efficiency, default_efficiency, op_time
+from infercast.roofline import IDEAL, ChipRates, Efficiency, op_time
+from infercast.scenario import resolve
 from infercast.system import default_system
 
 COLUMNS = ("id,source,model,hardware,num_chips,tp,pp,weight_dtype,act_dtype,kv_dtype,framework,scenario,batch,"
@@ -122,21 +123,23 @@ def predict_row(row: dict[str, str], eff_for=default_efficiency,
     if isl is None:
         isl, note = UNSTATED_PROMPT_TOKENS, f"prompt length not stated; assumed {UNSTATED_PROMPT_TOKENS} tokens"
     chip = load_chip(row["hardware"])
-    eff = eff_for(chip)
+    chips, tp, pp = _int(row, "num_chips", 1), _int(row, "tp", 1), _int(row, "pp", 1)
+    if chips % (tp * pp):
+        return None, f"num_chips {chips} is not a multiple of tp x pp = {tp * pp}", None
     # a chip id and a chip count build the default system: the chips' own scale-up link in a node
-    kw = dict(batch=batch, weight_dtype=p.weight, act_dtype=p.act, kv_cache_dtype=p.kv, comm=comm,
-              num_chips=_int(row, "num_chips", 1), tp=_int(row, "tp", 1), pp=_int(row, "pp", 1))
+    sc = resolve(row["model"], chip, weight_dtype=p.weight, act_dtype=p.act, kv_cache_dtype=p.kv,
+                 efficiency=eff_for(chip), comm=comm, num_chips=chips, tp=tp, pp=pp, dp=chips // (tp * pp))
     if metric in ("ttft_s", "prefill_latency_s", "prefill_tokens_per_s"):
-        r = estimate(row["model"], chip, isl=isl, osl=1, efficiency=eff, **kw)
-        return (batch * isl / r.ttft_s if metric == "prefill_tokens_per_s" else r.ttft_s), None, note
+        c = evaluate(sc, batch=batch, isl=isl, osl=1)
+        return (batch * isl / c["ttft_s"] if metric == "prefill_tokens_per_s" else c["ttft_s"]), None, note
     if metric in ("decode_tokens_per_s", "tpot_s", "itl_s"):
         # llama-bench tg: generation from an empty context (n_prompt = 0): one token of context
-        r = estimate(row["model"], chip, isl=max(isl, 1), osl=osl + 1 if isl == 0 else osl, efficiency=eff, **kw)
-        return (r.tpot_s if metric != "decode_tokens_per_s" else r.decode_tokens_per_s), None, note
+        c = evaluate(sc, batch=batch, isl=max(isl, 1), osl=osl + 1 if isl == 0 else osl)
+        return (c["decode.tpot_s"] if metric != "decode_tokens_per_s" else c["decode.tokens_per_s"]), None, note
     if metric in ("output_tokens_per_s", "e2e_latency_s", "samples_per_s"):
-        r = estimate(row["model"], chip, isl=isl, osl=osl, efficiency=eff, **kw)
-        value = {"output_tokens_per_s": r.throughput_tokens_per_s, "e2e_latency_s": r.e2e_latency_s,
-                 "samples_per_s": r.batch / r.e2e_latency_s}[metric]  # a static batch completes together
+        c = evaluate(sc, batch=batch, isl=isl, osl=osl)
+        value = {"output_tokens_per_s": c["throughput_tokens_per_s"], "e2e_latency_s": c["e2e_latency_s"],
+                 "samples_per_s": batch / c["e2e_latency_s"]}[metric]  # a static batch completes together
         return value, None, note
     return None, f"metric {metric} is not predicted for scenario {scenario}", None
 
@@ -144,7 +147,7 @@ def predict_row(row: dict[str, str], eff_for=default_efficiency,
 def _predict_op(row: dict[str, str], p: Precision, eff_for,
                 comm: CommOptions) -> tuple[float | None, str | None, str | None]:
     chip = load_chip(row["hardware"])
-    eff = eff_for(chip)
+    eff, rates = eff_for(chip), ChipRates.of(chip)
     op_name = row["op"]
     M, N, K = _int(row, "gemm_m"), _int(row, "gemm_n"), _int(row, "gemm_k")
     if op_name == "allreduce":
@@ -158,18 +161,18 @@ def _predict_op(row: dict[str, str], p: Precision, eff_for,
     if op_name in GEMM_OPS:
         repeat = re.search(r"value = (\d+) x the measured", row.get("notes", ""))
         times = int(repeat.group(1)) if repeat else 1
-        t = op_time(gemm_op(op_name, 1, M, N, K, p), chip, eff).time_s
+        t = op_time(gemm_op(op_name, 1, M, N, K, p), rates, eff).time_s
         return float(t) * times, None, f"{times} GEMMs of the stated shape" if times > 1 else None
     spec = load_model(row["model"])
     tp = _int(row, "tp", 1)
     batch, tokens = _int(row, "batch", 1), _note(row, "tokens")
     heads = spec.num_heads // tp
     if op_name in ("attn_score", "attn_value"):
-        # a batched matmul over batch x heads-per-chip of the stated per-head shape
-        count = batch * heads
+        # a batched matmul over batch x heads-per-chip of the stated per-head shape, in the row's format
+        count, a = batch * heads, element_bytes(p.act)
         op = make_op(op_name, "gemm", 1, flops=2.0 * M * N * K * count,
-                 act=2.0 * count * (M * K + K * N), write=2.0 * count * M * N, min_dim=min(M, N, K), math=p.act)
-        return float(op_time(op, chip, eff).time_s), None, None
+                     act=a * count * (M * K + K * N), write=a * count * M * N, min_dim=min(M, N, K), math=p.act)
+        return float(op_time(op, rates, eff).time_s), None, None
     if tokens is None:
         return None, f"op {op_name} needs tokens=N in notes", None
     if op_name == "norm":
@@ -183,7 +186,7 @@ def _predict_op(row: dict[str, str], p: Precision, eff_for,
         op = vector_op("attn_softmax", 1, elems, SOFTMAX_FLOPS, p)
     else:
         return None, f"op {op_name} is not modelled", None
-    return float(op_time(op, chip, eff).time_s), None, None
+    return float(op_time(op, rates, eff).time_s), None, None
 
 
 IDEAL_COMM = CommOptions(bandwidth=1.0, launch_s=0.0)

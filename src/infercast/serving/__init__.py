@@ -21,7 +21,7 @@ from infercast.serving.engine import EngineConfig, EngineTrace, Routing, make_en
 from infercast.serving.metrics import SimResult
 from infercast.serving.search import RateSearch, find_max_rate, max_rate
 from infercast.serving.server import Server, server, workload_header
-from infercast.serving.steptime import Deployment, StepTime, deployment, step_time
+from infercast.serving.steptime import StepTime, deployment, step_time
 from infercast.serving.workload import Requests, Workload, make_workload, requests_for
 
 
@@ -48,7 +48,6 @@ def simulate(model: str | ModelSpec, hardware=None, *, trace: str | None = None,
 
 
 __all__ = [
-    "Deployment",
     "EngineConfig",
     "EngineTrace",
     "RateSearch",

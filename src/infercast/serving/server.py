@@ -14,7 +14,8 @@ from infercast.errors import InfercastError
 from infercast.model import ModelSpec
 from infercast.serving.engine import EngineConfig, Routing, run
 from infercast.serving.metrics import SimResult, summarize
-from infercast.serving.steptime import Deployment, StepTime, deployment, kv_cache_blocks, step_time
+from infercast.scenario import Scenario
+from infercast.serving.steptime import StepTime, deployment, kv_cache_blocks, step_time
 from infercast.serving.workload import Requests, Workload
 
 
@@ -22,7 +23,7 @@ from infercast.serving.workload import Requests, Workload
 class Server:
     """dp replicas of one deployment, each an engine with ``config``."""
 
-    deployment: Deployment
+    deployment: Scenario
     config: EngineConfig
     step_time: StepTime
     num_blocks: int

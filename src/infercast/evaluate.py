@@ -1,0 +1,945 @@
+"""``evaluate(scenario, batch=, isl=, osl=)``: a resolved deployment over arrays of workloads, in one call.
+
+The numeric axes (batch, prompt and output lengths, and any chip rate, efficiency or price
+given as an array) broadcast through operators, roofline, memory, energy and cost; the result
+is columns, a mapping from the estimate's flattened JSON keys (``ttft_s``, ``decode.tpot_s``,
+``memory.fits``, ``energy.joules_per_token``, ``cost.usd_per_million_tokens``, ...) to arrays.
+Row i of the columns is ``estimate()`` for configuration i (``estimate`` is this on scalars).
+
+Prefill runs once over ``batch x isl`` tokens and produces the first output token (TTFT).
+Each of the ``osl - 1`` decode steps then produces one token per sequence; step j attends over
+L = isl + j keys. A step's time is a maximum of lines in L (each attention kernel's compute or
+memory term, a pipeline's slowest stage or whole trip, the power cap) within a regime (the
+kernels' shapes saturate at L = min(group, head_dim); a sliding window caps L), so the decode
+total is summed in closed form (``infercast.series``); contexts shorter than the saturation
+length are summed step by step.
+
+A plan of tp x pp x dp chips splits the work: each chip of a pipeline stage runs its TP-sharded
+share of the stage's layers plus its collectives. The batch is split over dp replicas and, with
+pp > 1, into m micro-batches that flow through the stages: a pass takes the sum of the stage
+times for one micro-batch plus (m - 1) times the slowest stage; a decode step, for all m
+micro-batches, the longer of m x the slowest stage and one micro-batch's trip through every
+stage. No chip draws more than its TDP: a pass or step whose dynamic energy over its time would
+exceed TDP - idle takes (dynamic energy) / (TDP - idle) instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from infercast.cost import HOURS_PER_YEAR, capex_per_chip_usd, owned_chip_hour
+from infercast.energy import EnergyRates, OpEnergy, energy_rates, op_energy, op_energy_coefficients
+from infercast.errors import InfercastError
+from infercast.memory import kept_tokens, max_sequences, min_chips, need
+from infercast.ops import Kernel, Op, attention_kernels, forward_ops
+from infercast.parallel import comm_ops
+from infercast.roofline import ChipRates, Efficiency, OpTable, Times, times
+from infercast.scenario import Scenario, StageGroup
+from infercast.series import count, max_lines_at, sum_line, sum_max, sum_max2
+
+BOUNDS = ("compute", "memory", "overhead", "communication", "power")
+"""What bounds a phase or an operator: the largest share of its time. 'power': the chip throttled to TDP."""
+_ENERGY_PARTS = ("compute_j", "sram_j", "dram_j", "interconnect_j", "overhead_j")
+_FAR = float(2**20)
+"""A KV length offset inside any affine regime, for reading a kernel's line off two evaluations."""
+
+
+# --- inputs -------------------------------------------------------------------------------------------
+
+
+def _axis(flag: str, value) -> Any:
+    """A workload axis as a float (or float array) of whole numbers of at least 1."""
+    a = np.asarray(value)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+        raise InfercastError(f"{flag} must be a whole number of at least 1, got {value!r}")
+    f = a.astype(float)
+    if not np.all(np.isfinite(f)) or np.any(f < 1) or np.any(f != np.floor(f)):
+        bad = f[~(np.isfinite(f) & (f >= 1) & (f == np.floor(f)))].ravel()[0] if f.ndim else value
+        raise InfercastError(f"{flag} must be a whole number of at least 1, got {bad!r}")
+    if np.any(f > 2**40):
+        raise InfercastError(f"{flag} of {f.max():.3g} is beyond any deployment; use at most 2^40")
+    return float(f) if f.ndim == 0 else f
+
+
+def _values(where: str, values: Mapping[str, Any] | None, allowed) -> dict[str, Any]:
+    """What-if values (floats or arrays): finite and positive, else one line naming the field."""
+    out = {}
+    for key, value in (values or {}).items():
+        if key not in allowed:
+            raise InfercastError(f"{where} {key}: unknown field; use one of {', '.join(sorted(allowed))}")
+        a = np.asarray(value, dtype=float)
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise InfercastError(f"{where} {key}: values must be finite and not negative")
+        out[key] = float(a) if a.ndim == 0 else a
+    return out
+
+
+_EFF_RANGES = {"gemm_max": (0, 1), "gemm_max_narrow": (0, 1), "attention_max": (0, 1), "bandwidth": (0, 1)}
+
+
+def _efficiency(base: Efficiency, values: Mapping[str, Any] | None) -> Efficiency:
+    """``base`` with fields replaced by what-if arrays (ranges as ``Efficiency`` checks them)."""
+    fields = _values("efficiency", values, set(Efficiency.model_fields) - {"wave_quantization"})
+    for key, value in fields.items():
+        lo, hi = _EFF_RANGES.get(key, (-1.0, math.inf))
+        if np.any(np.asarray(value) <= lo) or np.any(np.asarray(value) > hi):
+            raise InfercastError(f"efficiency {key}: values must be in ({lo}, {hi}]")
+    return Efficiency.model_construct(**{**dict(base), **fields}) if fields else base
+
+
+# --- one pass of one stage ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """One chip's operators in one pass (one micro-batch): times and dynamic energy per execution."""
+
+    table: OpTable
+    times: Times
+    energy: OpEnergy | None
+
+    @property
+    def time_s(self):
+        return self.table.per_pass(self.times.time_s)
+
+    @property
+    def energy_j(self):
+        return None if self.energy is None else self.table.per_pass(self.energy.total_j)
+
+
+class Pricer:
+    """Prices operators of a scenario's stages: times on the roofline and dynamic energy, at the rates in force."""
+
+    def __init__(self, sc: Scenario, rates: ChipRates | None = None, eff: Efficiency | None = None,
+                 er: EnergyRates | None = None):
+        self.sc = sc
+        self.rates = rates if rates is not None else sc.rates
+        self.eff = eff if eff is not None else sc.efficiency
+        self.er = er if rates is not None or eff is not None else sc.energy_rates
+        self.power = None if self.er is None else self.er.tdp_w - self.er.idle_w  # W a chip can spend above idle
+        self.coefs: dict[tuple, Any] = {}
+
+    def stage_ops(self, g: StageGroup, batch, q_len, kv_len, *, with_attention: bool = True) -> list[Op]:
+        """Every kernel one chip of the group runs in a pass of ``batch`` sequences, collectives included."""
+        sc, s = self.sc, g.stage
+        ops = forward_ops(s.spec, batch, q_len, kv_len, sc.precision, sc.attention, moe=s.moe, first=s.first,
+                          last=s.last, norm_tokens_divisor=sc.plan.tp if sc.plan.sequence_parallel else 1,
+                          with_attention=with_attention)
+        return ops + comm_ops(sc.spec, sc.plan, s, sc.system, batch, q_len, sc.precision, sc.comm)
+
+    def cost(self, ops: list[Op], key: tuple) -> PassCost:
+        """Times and energies of ``ops``; ``key`` names the op list's structure (energy coefficients are kept)."""
+        table = OpTable.of(ops)
+        t = times(table, self.rates, self.eff, self.sc.chip.id)
+        if self.er is None:
+            return PassCost(table, t, None)
+        coef = self.coefs.get(key)
+        if coef is None:
+            sc = self.sc
+            coef = self.coefs[key] = op_energy_coefficients(table, sc.precision, self.rates, sc.system, sc.energy,
+                                                            sc.plan.tp, max(sc.plan.ep_across_dp, 1),
+                                                            sc.comm.host_staging)
+        return PassCost(table, t, op_energy(table, coef, self.er))
+
+    def kernels(self, g: StageGroup) -> list[Kernel]:
+        """The group's decode attention kernels (their ``count`` is the stage's layers)."""
+        s = self.sc
+        return attention_kernels(g.stage.spec, s.precision, s.attention, decode=True)
+
+    def framework_s(self, g: StageGroup):
+        """Per-pass framework time: once a pass, at the last stage (where the token is sampled)."""
+        return self.eff.step_overhead_s if g.stage.last else 0.0
+
+
+class _Run(Pricer):
+    """One evaluation: a pricer and the workload's derived sizes."""
+
+    def __init__(self, sc: Scenario, batch, isl, osl, rates: ChipRates, eff: Efficiency, er: EnergyRates | None):
+        super().__init__(sc, rates, eff, er)
+        self.er = er
+        self.power = None if er is None else er.tdp_w - er.idle_w
+        self.batch, self.isl, self.osl = batch, isl, osl
+        plan = sc.plan
+        self.replica_batch = np.ceil(batch / plan.dp) if np.ndim(batch) else float(math.ceil(batch / plan.dp))
+        if plan.pp == 1:
+            self.m = 1.0
+        elif sc.micro_batches is None:
+            self.m = np.minimum(float(plan.pp), self.replica_batch)
+        else:
+            if np.any(sc.micro_batches > self.replica_batch):
+                raise InfercastError(f"--micro-batches {sc.micro_batches} exceeds the "
+                                     f"{int(np.min(self.replica_batch))} sequences of a replica")
+            self.m = float(sc.micro_batches)
+        self.mb = self.replica_batch / self.m  # sequences per micro-batch
+
+    def ops(self, g: StageGroup, q_len, kv_len, *, with_attention: bool = True) -> list[Op]:
+        return self.stage_ops(g, self.mb, q_len, kv_len, with_attention=with_attention)
+
+
+# --- rows -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rows:
+    """One chip's operators over a phase (one micro-batch, every step): totals, [rows, *shape]."""
+
+    names: list[str]
+    kinds: list[str]
+    tiers: list[str | None]
+    flops: np.ndarray
+    bytes: np.ndarray
+    weight_bytes: np.ndarray
+    time_s: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    overhead_s: np.ndarray
+    energy: dict[str, np.ndarray] | None
+
+    @classmethod
+    def of(cls, pc: PassCost, steps=1.0, framework_s=0.0) -> Rows:
+        """Rows of a pass repeated ``steps`` times, with a framework row if ``framework_s``."""
+        t, tb = pc.times, pc.table
+        n = tb.count * steps
+        energy = None if pc.energy is None else {k: getattr(pc.energy, k) * n for k in _ENERGY_PARTS}
+        rows = cls([op.name for op in tb.ops], [op.kind for op in tb.ops], [op.tier for op in tb.ops],
+                   tb.flops * n, tb.bytes * n, tb.weight_bytes * n, t.time_s * n, t.compute_s * n, t.memory_s * n,
+                   t.overhead_s * n, energy)
+        if np.any(framework_s):
+            rows = rows.plus_row("framework", "framework", framework_s * steps, "overhead")
+        return rows
+
+    def plus_row(self, name: str, kind: str, time_s, bound: str) -> Rows:
+        """A row of time alone (framework, pipeline wait, power throttle)."""
+        z = np.zeros_like(self.time_s[:1])
+        t = z + time_s
+        by = {"compute": self.compute_s, "memory": self.memory_s, "overhead": self.overhead_s}
+        add = {k: np.concatenate([v, t if k == bound else z]) for k, v in by.items()}
+        energy = None if self.energy is None else {k: np.concatenate([v, z]) for k, v in self.energy.items()}
+        return Rows(self.names + [name], self.kinds + [kind], self.tiers + [None],
+                    np.concatenate([self.flops, z]), np.concatenate([self.bytes, z]),
+                    np.concatenate([self.weight_bytes, z]), np.concatenate([self.time_s, t]), add["compute"],
+                    add["memory"], add["overhead"], energy)
+
+    def scaled(self, m) -> Rows:
+        m = np.asarray(m)[None] if np.ndim(m) else m
+        energy = None if self.energy is None else {k: v * m for k, v in self.energy.items()}
+        return Rows(self.names, self.kinds, self.tiers, self.flops * m, self.bytes * m, self.weight_bytes * m,
+                    self.time_s * m, self.compute_s * m, self.memory_s * m, self.overhead_s * m, energy)
+
+    def bounds(self) -> np.ndarray:
+        """Each row's bound: communication for collectives and waits, else its largest time term."""
+        kinds = np.array(self.kinds).reshape((-1,) + (1,) * (self.time_s.ndim - 1))
+        term = np.where(self.overhead_s > np.maximum(self.compute_s, self.memory_s), "overhead",
+                        np.where(self.compute_s >= self.memory_s, "compute", "memory"))
+        out = np.where((kinds == "comm") | (kinds == "wait"), "communication", term)
+        return np.where(kinds == "power", "power", out)
+
+    def total(self, name: str):
+        x = getattr(self, name).sum(axis=0)
+        return float(x) if x.ndim == 0 else x
+
+    def energy_total(self) -> dict[str, Any]:
+        return {k: (float(v.sum(axis=0)) if v.ndim == 1 else v.sum(axis=0)) for k, v in self.energy.items()}
+
+
+def _select(per_group: list, index):
+    """Per configuration, the entry of the group ``index`` names (index: int array or int)."""
+    if len(per_group) == 1:
+        return per_group[0]
+    if np.ndim(index) == 0:
+        return per_group[int(index)]
+    stacked = np.stack(np.broadcast_arrays(*per_group, index)[:-1])
+    return np.take_along_axis(stacked, np.broadcast_to(index, stacked.shape[1:])[None], axis=0)[0]
+
+
+def _group_rows(rows: list[Rows], busiest) -> Rows:
+    """The busiest group's rows (per configuration); groups share their row names when there is a choice."""
+    if len(rows) == 1 or np.ndim(busiest) == 0:
+        return rows[int(busiest) if np.ndim(busiest) == 0 else 0]
+    # groups differ in rows (embedding, head, p2p): align on the union of names, zeros where absent
+    names = []
+    for r in rows:
+        names += [n for n in r.names if n not in names]
+    fields = ("flops", "bytes", "weight_bytes", "time_s", "compute_s", "memory_s", "overhead_s")
+    shape = np.broadcast_shapes(*(r.time_s.shape[1:] for r in rows), np.shape(busiest))
+
+    def aligned(r: Rows, f: str) -> np.ndarray:
+        out = np.zeros((len(names),) + shape)
+        for i, n in enumerate(r.names):
+            out[names.index(n)] = getattr(r, f)[i]
+        return out
+
+    picked = {f: _pick_rows([aligned(r, f) for r in rows], busiest) for f in fields}
+    kinds = {n: k for r in rows for n, k in zip(r.names, r.kinds, strict=True)}
+    tiers = {n: t for r in rows for n, t in zip(r.names, r.tiers, strict=True)}
+    energy = None
+    if rows[0].energy is not None:
+        energy = {}
+        for k in _ENERGY_PARTS:
+            arrs = []
+            for r in rows:
+                out = np.zeros((len(names),) + shape)
+                for i, n in enumerate(r.names):
+                    out[names.index(n)] = r.energy[k][i]
+                arrs.append(out)
+            energy[k] = _pick_rows(arrs, busiest)
+    return Rows(names, [kinds[n] for n in names], [tiers[n] for n in names], energy=energy, **picked)
+
+
+def _pick_rows(per_group: list[np.ndarray], busiest: np.ndarray) -> np.ndarray:
+    """[rows, *shape] of the group ``busiest`` names, per configuration."""
+    stacked = np.stack(per_group)  # [groups, rows, *shape]
+    return np.take_along_axis(stacked, np.broadcast_to(busiest, stacked.shape[2:])[None, None], axis=0)[0]
+
+
+# --- prefill ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    latency_s: Any
+    rows: Rows
+    """The busiest chip's rows, all micro-batches, with its power throttle and pipeline wait."""
+    energy_j: dict[str, Any] | None
+    """Dynamic energy of every chip of the deployment, by part."""
+    throttled: Any
+    """Whether a chip's work was slowed to its TDP."""
+
+
+def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, roof: list, latency) -> Phase:
+    """Assemble a phase: each group's rows (one micro-batch, summed over the steps), its time at TDP
+    (``capped``) and at the roofline's pace (``roof``), and the phase's latency."""
+    sc = run.sc
+    busiest = np.argmax(np.stack(np.broadcast_arrays(*capped)), axis=0) if len(capped) > 1 else 0
+    top = _group_rows(rows, busiest).scaled(run.m)
+    throttle = run.m * (_select(capped, busiest) - _select(roof, busiest))
+    if np.any(throttle > 1e-15 * np.abs(latency)):
+        top = top.plus_row("power_throttle", "power", np.maximum(throttle, 0.0), "power")
+    if sc.plan.pp > 1:
+        wait = latency - top.time_s.sum(axis=0)
+        top = top.plus_row("pipeline_wait", "wait", np.maximum(wait, 0.0), "communication")
+    energy = None
+    if run.er is not None:
+        chips_per_stage = sc.plan.tp * sc.plan.dp
+        energy = {k: sum(g.count * chips_per_stage * run.m * r.energy_total()[k] for g, r in zip(groups, rows,
+                                                                                                 strict=True))
+                  for k in _ENERGY_PARTS}
+    throttled = _any([c > r * (1 + 1e-12) for c, r in zip(capped, roof, strict=True)])
+    return Phase(float(latency) if np.ndim(latency) == 0 else latency, top, energy, throttled)
+
+
+def _any(conds: list):
+    out = conds[0]
+    for c in conds[1:]:
+        out = out | c
+    return out
+
+
+def _at_tdp(run: _Run, time_s, energy_j):
+    """A stage's work slowed, where it would draw more than TDP, to (dynamic energy) / (TDP - idle)."""
+    return time_s if energy_j is None else np.maximum(time_s, energy_j / run.power)
+
+
+def _pipeline_pass(run: _Run, groups: list[StageGroup], pass_s: list):
+    """A pass of m micro-batches: one trip through every stage, then (m - 1) x the slowest stage."""
+    trip = sum(g.count * t for g, t in zip(groups, pass_s, strict=True))
+    return trip + (run.m - 1) * _max(pass_s)
+
+
+def prefill(run: _Run) -> Phase:
+    groups = run.sc.groups
+    costs = [run.cost(run.ops(g, run.isl, run.isl), ("prefill", i)) for i, g in enumerate(groups)]
+    roof = [c.time_s + run.framework_s(g) for c, g in zip(costs, groups, strict=True)]
+    capped = [_at_tdp(run, t, c.energy_j) for t, c in zip(roof, costs, strict=True)]
+    rows = [Rows.of(c, 1.0, run.framework_s(g)) for c, g in zip(costs, groups, strict=True)]
+    return _phase(run, groups, rows, capped, roof, _pipeline_pass(run, groups, capped))
+
+
+def _max(xs: list):
+    return xs[0] if len(xs) == 1 else np.maximum.reduce(np.broadcast_arrays(*xs))
+
+
+# --- decode ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KernelLines:
+    """An attention kernel over one regime of KV lengths, per execution: compute and memory seconds, FLOPs and
+    bytes as lines (a, b) meaning a + b L, its overhead, and where its energy coefficients sit (``index`` into
+    the group's kernel energy coefficients)."""
+
+    name: str
+    kind: str
+    count: float
+    compute: tuple
+    memory: tuple
+    overhead: Any
+    flops: tuple
+    bytes: tuple
+    weight_bytes: tuple
+    index: int
+
+
+def _line(x1, x2, L1: float, L2: float) -> tuple:
+    b = (x2 - x1) / (L2 - L1)
+    return (x1 - b * L1, b)
+
+
+def _kernel_lines(run: _Run, g: StageGroup, kernels: list[Kernel], L1: float, L2: float) -> list[KernelLines]:
+    """Each kernel's lines on a regime of KV lengths holding L1 < L2: two evaluations, exact since the
+    kernel's cost and time are affine in L there (``ops.Kernel``)."""
+    key = ("kernels", g.indices)
+    c1 = run.cost([k.op(run.mb, 1.0, L1) for k in kernels], key)
+    c2 = run.cost([k.op(run.mb, 1.0, L2) for k in kernels], key)
+    t1, t2, b1, b2 = c1.times, c2.times, c1.table, c2.table
+    return [KernelLines(k.name, k.kind, float(k.count), _line(t1.compute_s[i], t2.compute_s[i], L1, L2),
+                        _line(t1.memory_s[i], t2.memory_s[i], L1, L2), t1.overhead_s[i],
+                        _line(b1.flops[i], b2.flops[i], L1, L2), _line(b1.bytes[i], b2.bytes[i], L1, L2),
+                        _line(b1.weight_bytes[i], b2.weight_bytes[i], L1, L2), i)
+            for i, k in enumerate(kernels)]
+
+
+def _at(line: tuple, L):
+    return line[0] + line[1] * L
+
+
+class _KernelEnergy:
+    """A kernel's dynamic energy per execution from its FLOPs f and DRAM bytes d (``energy.SramTerms``):
+
+        compute = s e_f f;  sram = s (lf f + ld d + w1 max(d, k1 f) + w2 max(d, k2 f));  dram = r d;
+        overhead = (k - 1) (compute + sram)
+    """
+
+    def __init__(self, run: _Run, g: StageGroup, i: int):
+        er, coef = run.er, run.coefs[("kernels", g.indices)]
+        scale = er.node_scale
+        sr = coef.sram
+        self.scale, self.k, self.dram = scale, er.chip_overhead, er.dram_j_per_byte
+        self.e_f, self.lf, self.ld = _flat(coef.flop_j, i), _flat(sr.lin_f, i), _flat(sr.lin_d, i)
+        self.maxes = [(_flat(sr.w1, i), _flat(sr.k1, i)), (_flat(sr.w2, i), _flat(sr.k2, i))]
+
+    def parts(self, f, d, max_terms: list) -> dict[str, Any]:
+        """Energy parts given sums of f and d, and the sums of max(d, k f) for each of the two maxima."""
+        compute = self.scale * self.e_f * f
+        sram = self.scale * (self.lf * f + self.ld * d + sum(w * m for (w, _), m in zip(self.maxes, max_terms,
+                                                                                       strict=True)))
+        return {"compute_j": compute, "sram_j": sram, "dram_j": self.dram * d, "interconnect_j": 0.0 * f,
+                "overhead_j": (self.k - 1) * (compute + sram)}
+
+    def lines(self, f: tuple, d: tuple) -> list[tuple]:
+        """The dynamic energy as the maximum of four lines in L (each maximum taking one side)."""
+        kk = self.k * self.scale
+        base = (kk * (self.e_f + self.lf) * f[0] + (kk * self.ld + self.dram) * d[0],
+                kk * (self.e_f + self.lf) * f[1] + (kk * self.ld + self.dram) * d[1])
+        out = []
+        for pick1 in (False, True):
+            for pick2 in (False, True):
+                a, b = base
+                for (w, kf), pick in zip(self.maxes, (pick1, pick2), strict=True):
+                    a = a + kk * w * (kf * f[0] if pick else d[0])
+                    b = b + kk * w * (kf * f[1] if pick else d[1])
+                out.append((a, b))
+        return out
+
+
+def _flat(x: np.ndarray, i: int):
+    v = x[i]
+    return float(v) if np.ndim(v) == 0 else float(np.ravel(v)[0])
+
+
+@dataclass
+class _GroupDecode:
+    """One stage group's decode step: the step-independent operators, and the attention kernels."""
+
+    group: StageGroup
+    token: PassCost
+    base_s: Any
+    """Per step: the token operators' time plus the framework's (one micro-batch)."""
+    base_j: Any
+    """Per step: the token operators' dynamic energy."""
+    kernels: list[Kernel]
+
+
+def _regimes(kernels: list[Kernel]) -> tuple[int, list[tuple[float, float]]]:
+    """(saturation length, regimes [from, to]) over which every kernel is affine in L: from the saturation
+    length to each window, and beyond it."""
+    start = max(k.saturation_len for k in kernels)
+    cuts = sorted({k.window for k in kernels if k.window is not None and k.window >= start})
+    regimes, lo = [], float(start)
+    for w in cuts:
+        regimes.append((lo, float(w)))
+        lo = float(w + 1)
+    regimes.append((lo, math.inf))
+    return start, regimes
+
+
+def decode(run: _Run) -> Phase | None:
+    """The osl - 1 decode steps at KV lengths isl + 1 .. isl + osl - 1, summed in closed form."""
+    sc = run.sc
+    lo, hi = run.isl + 1.0, run.isl + run.osl - 1.0
+    if np.all(hi < lo):
+        return None
+    groups = sc.groups
+    parts = []
+    for i, g in enumerate(groups):
+        token = run.cost(run.ops(g, 1.0, 1.0, with_attention=False), ("decode", i))
+        e = token.energy_j
+        parts.append(_GroupDecode(g, token, token.time_s + run.framework_s(g), e, run.kernels(g)))
+    kernels = parts[0].kernels
+    start, regimes = _regimes(kernels)
+    steps = count(lo, hi)
+    acc = _DecodeTotals(run, parts, steps)
+    # contexts shorter than the saturation length: the kernels' shape still changes with L, step by step
+    first = float(np.min(lo))
+    for L in np.arange(first, float(start)):
+        inside = (lo <= L) & (L <= hi)
+        if np.any(inside):
+            acc.add_step(L, inside)
+    for a, b in regimes:
+        r_lo, r_hi = np.maximum(lo, a), np.minimum(hi, b)
+        if np.all(r_hi < r_lo):
+            continue
+        L1 = a
+        L2 = b if math.isfinite(b) and b > a else a + _FAR
+        acc.add_regime([_kernel_lines(run, p.group, p.kernels, L1, L2) for p in parts], r_lo, r_hi)
+    return acc.phase()
+
+
+class _DecodeTotals:
+    """Accumulates the decode: each group's time at TDP and at the roofline's pace, its rows, and the latency.
+
+    Per step, a group's time is t_g(L) at the roofline's pace, max(t_g, E_g / (TDP - idle)) at TDP; the step
+    takes max(m x the slowest group, one trip through every stage). In closed form on each regime: with one
+    stage, the group's sum; with m >= pp micro-batches, m x the sum of the slowest (the trip can never be
+    longer); with one micro-batch, the trip; between the two (pp > 2 and fewer sequences than stages), step
+    by step.
+    """
+
+    def __init__(self, run: _Run, parts: list[_GroupDecode], steps):
+        self.run, self.parts, self.steps = run, parts, steps
+        self.latency = 0.0
+        self.kernel_rows: list[dict[str, dict[str, Any]]] = [{} for _ in parts]
+        self.capped = [p.base_s * 0.0 for p in parts]  # sum over steps of each group's time at TDP
+        self.roof = [p.base_s * 0.0 for p in parts]
+        self.stepwise: list[tuple[Any, Any, Any]] = []  # (mask, lo, hi) left to sum step by step
+
+    def _group_step(self, p: _GroupDecode, L):
+        """(roofline time, time at TDP, kernel cost) of one group's step at KV length L."""
+        run = self.run
+        c = run.cost([k.op(run.mb, 1.0, L) for k in p.kernels], ("kernels", p.group.indices))
+        t = p.base_s + c.time_s
+        return t, _at_tdp(run, t, None if c.energy is None else p.base_j + c.energy_j), c
+
+    def _latency_step(self, capped: list):
+        run = self.run
+        trip = sum(p.group.count * t for p, t in zip(self.parts, capped, strict=True))
+        return np.maximum(run.m * _max(capped), trip) if run.sc.plan.pp > 1 else trip
+
+    def add_step(self, L: float, inside):
+        """One step at KV length L for the configurations ``inside``: rows, group times and latency."""
+        capped = []
+        for gi, p in enumerate(self.parts):
+            t, tc, c = self._group_step(p, L)
+            capped.append(tc)
+            self.roof[gi] = self.roof[gi] + inside * t
+            self.capped[gi] = self.capped[gi] + inside * tc
+            rows = self.kernel_rows[gi]
+            for i, k in enumerate(p.kernels):
+                n = k.count * inside
+                vals = {"flops": c.table.flops[i], "bytes": c.table.bytes[i], "weight_bytes": c.table.weight_bytes[i],
+                        "time_s": c.times.time_s[i], "compute_s": c.times.compute_s[i],
+                        "memory_s": c.times.memory_s[i], "overhead_s": c.times.overhead_s[i]}
+                if c.energy is not None:
+                    vals.update({f"e_{k_}": getattr(c.energy, k_)[i] for k_ in _ENERGY_PARTS})
+                row = rows.setdefault(k.name, {"kind": k.kind})
+                for key, v in vals.items():
+                    row[key] = row.get(key, 0.0) + n * v
+        self.latency = self.latency + np.where(inside, self._latency_step(capped), 0.0)
+
+    def add_regime(self, lines: list[list[KernelLines]], lo, hi):
+        """A regime of KV lengths [lo, hi] on which every kernel is affine in L, in closed form."""
+        run = self.run
+        n = count(lo, hi)
+        roof_lines, cap_lines, group_capped = [], [], []
+        for gi, (p, kls) in enumerate(zip(self.parts, lines, strict=True)):
+            # t_g(L) = base + sum_k count_k (max(c_k, m_k) + o_k): one line per choice of term for each kernel
+            combos = [(p.base_s + sum(kl.count * kl.overhead for kl in kls), 0.0)]
+            for kl in kls:
+                combos = [(a + kl.count * t[0], b + kl.count * t[1]) for a, b in combos for t in (kl.compute, kl.memory)]
+            caps = []
+            if run.er is not None:
+                e_combos = [(p.base_j, 0.0)]
+                for kl in kls:
+                    ke = _KernelEnergy(run, p.group, kl.index)
+                    e_combos = [(a + kl.count * x[0], b + kl.count * x[1]) for a, b in e_combos
+                                for x in ke.lines(kl.flops, kl.bytes)]
+                caps = [(a / run.power, b / run.power) for a, b in e_combos]
+            roof_lines.append(combos)
+            cap_lines.append(caps)
+            roof_sum = sum_max([a for a, _ in combos], [b for _, b in combos], lo, hi)
+            capped_sum = _sum_with_cap(combos, caps, lo, hi, roof_sum) if caps else roof_sum
+            self.roof[gi] = self.roof[gi] + roof_sum
+            self.capped[gi] = self.capped[gi] + capped_sum
+            group_capped.append(capped_sum)
+            rows = self.kernel_rows[gi]
+            for kl in kls:
+                c, m = kl.compute, kl.memory
+                time = sum_max2(c[0], c[1], m[0], m[1], lo, hi) + kl.overhead * n
+                vals = {"flops": sum_line(*kl.flops, lo, hi), "bytes": sum_line(*kl.bytes, lo, hi),
+                        "weight_bytes": sum_line(*kl.weight_bytes, lo, hi), "time_s": time,
+                        "compute_s": sum_line(*c, lo, hi), "memory_s": sum_line(*m, lo, hi),
+                        "overhead_s": kl.overhead * n}
+                if run.er is not None:
+                    ke = _KernelEnergy(run, p.group, kl.index)
+                    f, d = kl.flops, kl.bytes
+                    maxes = [sum_max2(d[0], d[1], kf * f[0], kf * f[1], lo, hi) for _, kf in ke.maxes]
+                    vals.update({f"e_{k}": v for k, v in ke.parts(vals["flops"], vals["bytes"], maxes).items()})
+                row = rows.setdefault(kl.name, {"kind": kl.kind})
+                for key, v in vals.items():
+                    row[key] = row.get(key, 0.0) + kl.count * v
+        if run.sc.plan.pp == 1:
+            self.latency = self.latency + group_capped[0]
+            return
+        trip = sum(p.group.count * s for p, s in zip(self.parts, group_capped, strict=True))
+        union = [x for g in range(len(self.parts)) for x in roof_lines[g] + cap_lines[g]]
+        slowest = run.m * sum_max([a for a, _ in union], [b for _, b in union], lo, hi)
+        full = run.m >= run.sc.plan.pp
+        one = run.m == 1
+        self.latency = self.latency + np.where(full, slowest, np.where(one, trip, 0.0))
+        between = ~(full | one) & (hi >= lo)
+        if np.any(between):
+            self.stepwise.append((between, lo, hi))
+
+    def phase(self) -> Phase:
+        run = self.run
+        for mask, lo, hi in self.stepwise:
+            for L in np.arange(float(np.min(np.where(mask, lo, np.inf))), float(np.max(np.where(mask, hi, -1))) + 1):
+                inside = mask & (lo <= L) & (L <= hi)
+                if np.any(inside):
+                    capped = [self._group_step(p, L)[1] for p in self.parts]
+                    self.latency = self.latency + np.where(inside, self._latency_step(capped), 0.0)
+        rows = []
+        for gi, p in enumerate(self.parts):
+            r = Rows.of(p.token, self.steps, run.framework_s(p.group))
+            kr = self.kernel_rows[gi]
+            if kr:
+                r = _with_kernel_rows(r, kr, run.er is not None)
+            rows.append(r)
+        return _phase(run, [p.group for p in self.parts], rows, self.capped, self.roof, self.latency)
+
+
+def _sum_with_cap(roof: list[tuple], cap: list[tuple], lo, hi, roof_only):
+    """sum over [lo, hi] of max(roofline, cap); the cap's lines join only where they can exceed the roofline.
+
+    Both are convex; if for some roofline line every cap line lies below it at both ends of the range, the
+    cap (a maximum of lines) lies below the roofline throughout, and the roofline's sum ``roof_only`` stands.
+    """
+    ra, rb = [a for a, _ in roof], [b for _, b in roof]
+    below = None
+    for a_r, b_r in roof:
+        ok = True
+        for a_c, b_c in cap:
+            ok = ok & (a_c + b_c * lo <= a_r + b_r * lo) & (a_c + b_c * hi <= a_r + b_r * hi)
+        below = ok if below is None else (below | ok)
+    if np.all(below):
+        return roof_only
+    both = sum_max(ra + [a for a, _ in cap], rb + [b for _, b in cap], lo, hi)
+    return np.where(below, roof_only, both)
+
+
+def _with_kernel_rows(r: Rows, kernel_rows: dict[str, dict[str, Any]], with_energy: bool) -> Rows:
+    """The token rows with the kernels' rows inserted where attention runs (before the output projection)."""
+    at = next((i for i, n in enumerate(r.names) if n in ("mla_absorb_o", "out_proj")), len(r.names))
+    shape = r.time_s.shape[1:]
+    names, kinds = list(kernel_rows), [v["kind"] for v in kernel_rows.values()]
+
+    def col(key: str) -> np.ndarray:
+        return np.stack([np.broadcast_to(v[key], shape) for v in kernel_rows.values()])
+
+    def ins(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a[:at], np.broadcast_to(b, (len(b),) + a.shape[1:]), a[at:]])
+
+    energy = None
+    if with_energy:
+        energy = {k: ins(r.energy[k], col(f"e_{k}")) for k in _ENERGY_PARTS}
+    fields = ("flops", "bytes", "weight_bytes", "time_s", "compute_s", "memory_s", "overhead_s")
+    return Rows(r.names[:at] + names + r.names[at:], r.kinds[:at] + kinds + r.kinds[at:],
+                r.tiers[:at] + [None] * len(names) + r.tiers[at:], energy=energy,
+                **{f: ins(getattr(r, f), col(f)) for f in fields})
+
+
+def decode_step_s(run: _Run, L) -> tuple[Any, Any]:
+    """(roofline, at TDP) time of one decode step at KV length ``L`` (arrays broadcast), from the whole
+    operator list: the step-by-step reference of the closed form."""
+    roof, capped = [], []
+    for g in run.sc.groups:
+        c = run.cost(run.ops(g, 1.0, L), ("step", g.indices))
+        t = c.time_s + run.framework_s(g)
+        roof.append(t)
+        capped.append(_at_tdp(run, t, c.energy_j))
+
+    def step(ts: list):
+        trip = sum(g.count * t for g, t in zip(run.sc.groups, ts, strict=True))
+        return np.maximum(run.m * _max(ts), trip) if run.sc.plan.pp > 1 else trip
+
+    return step(roof), step(capped)
+
+
+# --- memory, energy, cost ------------------------------------------------------------------------------------
+
+
+def memory_columns(run: _Run) -> dict[str, Any]:
+    """The memory of the fullest chip of the plan, the largest batch, the fewest chips, and what binds."""
+    sc, opts = run.sc, run.sc.memory
+    usable = run.rates.mem_capacity_bytes * opts.gpu_memory_utilization
+    kept = kept_tokens(sc.spec, run.isl, run.osl, opts.block_size)
+    needs = [need(load, run.replica_batch, run.isl, kept, opts) for load in sc.loads]
+    totals = [n.total_bytes for n in needs]
+    worst = np.argmax(np.stack(np.broadcast_arrays(*totals)), axis=0) if len(needs) > 1 else 0
+
+    def pick(field: str):
+        values = [getattr(n, field) for n in needs]
+        return values[0] if len(values) == 1 else _select(values, worst)
+
+    n = {f: pick(f) for f in ("weights_bytes", "kv_cache_bytes", "kv_cache_bytes_if_mha", "activation_bytes",
+                              "comm_buffer_bytes")}
+    total = pick("total_bytes") if len(needs) > 1 else needs[0].total_bytes
+    fixed = n["weights_bytes"] + opts.runtime_overhead_bytes
+    binding = np.where(fixed > usable, "weights",
+                       np.where(fixed + n["activation_bytes"] + n["comm_buffer_bytes"] > usable, "activations",
+                                "kv_cache"))
+    per_replica = _max_min([max_sequences(load, run.isl, kept, usable, opts) for load in sc.loads])
+    mc = min_chips(sc.plan_table, run.batch, run.isl, kept, usable, opts)
+    fits = _all([t <= usable for t in totals])
+    return {
+        "memory.weights_bytes": n["weights_bytes"], "memory.kv_cache_bytes": n["kv_cache_bytes"],
+        "memory.kv_cache_bytes_if_mha": n["kv_cache_bytes_if_mha"], "memory.activation_bytes": n["activation_bytes"],
+        "memory.overhead_bytes": opts.runtime_overhead_bytes, "memory.total_per_chip_bytes": total,
+        "memory.capacity_per_chip_bytes": run.rates.mem_capacity_bytes, "memory.usable_per_chip_bytes": usable,
+        "memory.comm_buffer_bytes": n["comm_buffer_bytes"], "memory.fits": fits,
+        "memory.binding": binding if np.ndim(binding) else str(binding),
+        "memory.min_chips": mc.chips, "memory.min_plan.tp": mc.tp, "memory.min_plan.pp": mc.pp,
+        "memory.min_plan.dp": mc.dp, "memory.max_batch": sc.plan.dp * per_replica,
+    }
+
+
+def _max_min(values: list):
+    return values[0] if len(values) == 1 else np.minimum.reduce(np.broadcast_arrays(*values))
+
+
+def _all(conds: list):
+    out = conds[0]
+    for c in conds[1:]:
+        out = out & c
+    return bool(out) if np.ndim(out) == 0 else out
+
+
+def energy_columns(run: _Run, pre: Phase, dec: Phase | None, e2e, flops_per_chip) -> dict[str, Any]:
+    sc, er = run.sc, run.er
+    n = sc.plan.num_chips
+    dec_latency = dec.latency_s if dec is not None else 0.0
+    static_pre, static_dec = n * er.idle_w * pre.latency_s, n * er.idle_w * dec_latency
+    dyn_pre = sum(pre.energy_j.values())
+    dyn_dec = sum(dec.energy_j.values()) if dec is not None else 0.0
+    prefill_j, decode_j = dyn_pre + static_pre, dyn_dec + static_dec
+    total = prefill_j + decode_j
+    tokens = run.batch * run.osl
+    split = {k: pre.energy_j[k] + (dec.energy_j[k] if dec is not None else 0.0) for k in _ENERGY_PARTS}
+    # at most TDP: a throttled chip draws exactly TDP, up to the rounding of energy / time
+    avg = np.minimum(total / (n * e2e), er.tdp_w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dec_w = np.where(dec_latency > 0, np.minimum(decode_j / (n * np.where(dec_latency > 0, dec_latency, 1.0)),
+                                                     er.tdp_w), np.nan)
+        delivered = flops_per_chip / e2e / 1e15
+        w_per_pflops = np.where(delivered > 0, avg / np.where(delivered > 0, delivered, 1.0), np.nan)
+    throttle = pre.throttled if dec is None else (pre.throttled | dec.throttled)
+    return {
+        "energy.joules_per_token": total / tokens, "energy.tokens_per_joule": tokens / total, "energy.total_j": total,
+        "energy.prefill_j": prefill_j, "energy.decode_j": decode_j, "energy.output_tokens": tokens,
+        "energy.average_power_w": avg, "energy.prefill_power_w": np.minimum(prefill_j / (n * pre.latency_s), er.tdp_w),
+        "energy.decode_power_w": dec_w, "energy.power_capped": throttle,
+        "energy.split.compute_j": split["compute_j"], "energy.split.memory_j": split["dram_j"] + split["sram_j"],
+        "energy.split.interconnect_j": split["interconnect_j"], "energy.split.static_j": static_pre + static_dec,
+        "energy.split.dram_j": split["dram_j"], "energy.split.sram_j": split["sram_j"],
+        "energy.split.overhead_j": split["overhead_j"], "energy.w_per_delivered_pflops": w_per_pflops,
+        "energy.idle_w": er.idle_w, "energy.tdp_w": er.tdp_w, "energy.node_scale": er.node_scale,
+        "energy.chip_overhead": er.chip_overhead,
+    }
+
+
+_COST_FIELDS = ("usd_per_chip_hour", "chip_price_usd", "server_usd_per_chip", "network_usd_per_chip", "years",
+                "electricity_usd_per_kwh", "pue", "hosting_usd_per_kw_month", "host_power_w_per_chip")
+
+
+def cost_columns(run: _Run, o, e2e, throughput, average_power_w) -> dict[str, Any]:
+    """Cloud or owned chip-hours, per hour, per million output tokens and per query (``infercast.cost``)."""
+    sc = run.sc
+    n = sc.plan.num_chips
+    if o.usd_per_chip_hour is not None:
+        per_chip_hour, capex, hour = o.usd_per_chip_hour, None, None
+        mode = "cloud"
+    else:
+        if average_power_w is None:
+            raise InfercastError(sc.extra.get("energy_unavailable", "the chip's power is unknown")
+                                 + "; owned-hardware cost needs it: give --usd-per-chip-hour")
+        capex = capex_per_chip_usd(run.rates, sc.system, o, sc.chip.id)
+        hour = owned_chip_hour(capex, average_power_w, run.er.tdp_w, o)
+        per_chip_hour, mode = hour.total_usd, "owned"
+    per_hour = n * per_chip_hour
+    out = {"cost.mode": mode, "cost.usd_per_chip_hour": per_chip_hour, "cost.usd_per_hour": per_hour,
+           "cost.usd_per_million_tokens": per_hour / 3600 / throughput * 1e6,
+           "cost.usd_per_query": per_hour / 3600 * e2e / run.batch,
+           "cost.capex_usd": None if capex is None else n * capex}
+    if hour is not None:
+        out.update({"cost.chip_hour.capital_usd": hour.capital_usd, "cost.chip_hour.electricity_usd":
+                    hour.electricity_usd, "cost.chip_hour.hosting_usd": hour.hosting_usd})
+    out.update({f"cost.assumptions.{k}": getattr(o, k) for k in _COST_FIELDS})
+    return out
+
+
+# --- the call ----------------------------------------------------------------------------------------------------
+
+
+class Columns(dict):
+    """The estimate's flattened JSON keys mapped to values (floats, or arrays of the workload's shape), with
+    the busiest chip's operator rows of each phase (``rows``) and why a part is unknown (``unavailable``)."""
+
+    rows: dict[str, Rows]
+    unavailable: dict[str, str]
+    shape: tuple[int, ...]
+
+
+def _promote(values: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
+    """Arrays reshaped to the full dimensionality (leading ones), so they broadcast the same everywhere."""
+    out = {}
+    for k, v in values.items():
+        if np.ndim(v) and np.ndim(v) < len(shape):
+            v = np.asarray(v).reshape((1,) * (len(shape) - np.ndim(v)) + np.shape(v))
+        out[k] = v
+    return out
+
+
+def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[str, Any] | None = None,
+             efficiency: Mapping[str, Any] | None = None, cost: Mapping[str, Any] | None = None) -> Columns:
+    """Evaluate ``scenario`` at every configuration of the broadcast axes: ``batch`` (sequences, all replicas),
+    ``isl`` and ``osl`` (prompt and output tokens), ``rates`` (``ChipRates`` fields, e.g. mem_bw_bytes_per_s,
+    or peak_scale), ``efficiency`` (``Efficiency`` fields) and ``cost`` (``CostOptions`` fields), each a
+    number or an array. Returns ``Columns``; a bad value is one ``InfercastError`` line naming it.
+    """
+    sc = scenario
+    axes = {"batch": _axis("--batch", batch), "isl": _axis("--isl", isl), "osl": _axis("--osl", osl)}
+    rate_values = _values("chip rate", rates, {"mem_bw_bytes_per_s", "mem_capacity_bytes", "vector_flops_per_s",
+                                               "compute_units", "sram_bytes", "tdp_w", "idle_w", "price_usd",
+                                               "process_nm", "dram_j_per_bit", "link_j_per_bit",
+                                               "node_energy_scale", "peak_scale"})
+    if np.any(np.asarray(rate_values.get("mem_bw_bytes_per_s", 1.0)) <= 0) or np.any(
+            np.asarray(rate_values.get("peak_scale", 1.0)) <= 0):
+        raise InfercastError("chip rate: bandwidth and compute must be positive")
+    eff_values = _values("efficiency", efficiency, set(Efficiency.model_fields) - {"wave_quantization"})
+    cost_values = _values("cost", cost, set(_COST_FIELDS))
+    shape = np.broadcast_shapes(*(np.shape(v) for d in (axes, rate_values, eff_values, cost_values)
+                                  for v in d.values()))
+    axes, rate_values = _promote(axes, shape), _promote(rate_values, shape)
+    eff_values, cost_values = _promote(eff_values, shape), _promote(cost_values, shape)
+    context = sc.spec.max_position_embeddings
+    if np.any(axes["isl"] + axes["osl"] - 1 > context):
+        bad = np.max(axes["isl"] + axes["osl"])
+        raise InfercastError(f"isl + osl = {bad:.0f} exceeds {sc.spec.name}'s context of {context} tokens "
+                             f"(+1 for the last token, which is never fed back); shorten --isl or --osl")
+    r = sc.rates.with_values(**rate_values) if rate_values else sc.rates
+    eff = _efficiency(sc.efficiency, eff_values)
+    er = sc.energy_rates
+    if er is not None and rate_values.keys() & {"tdp_w", "idle_w", "process_nm", "dram_j_per_bit",
+                                                 "node_energy_scale"}:
+        # the chip overhead is the base chip's (a what-if changes the chip, not how its logic spends energy)
+        opts = sc.energy.model_copy(update={"chip_overhead": er.chip_overhead})
+        er = energy_rates(r, opts, sc.chip.id, sc.gemm_max_16bit)
+    run = _Run(sc, axes["batch"], axes["isl"], axes["osl"], r, eff, er)
+    pre = prefill(run)
+    dec = decode(run)
+    cols = Columns()
+    cols.shape = shape
+    cols.unavailable = {}
+    ttft = pre.latency_s
+    dec_latency = dec.latency_s if dec is not None else 0.0
+    if dec is not None and np.any(run.osl == 1):
+        dec_latency = np.where(run.osl > 1, dec_latency, 0.0)
+    e2e = ttft + dec_latency
+    steps = run.osl - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpot = np.where(steps > 0, dec_latency / np.where(steps > 0, steps, 1.0), np.nan)
+        dec_tps = np.where(steps > 0, run.batch * steps / np.where(dec_latency > 0, dec_latency, 1.0), np.nan)
+    throughput = run.batch * run.osl / e2e
+    peak = r.peak(sc.precision.gemm_math, sc.chip.id)
+    p, plan, spec = sc.precision, sc.plan, sc.spec
+    total, active = spec.params()
+    cols.update({"model": spec.name, "hardware": sc.chip.id, "system": sc.system.id,
+                 "parallel.tp": plan.tp, "parallel.pp": plan.pp, "parallel.ep": plan.ep, "parallel.dp": plan.dp,
+                 "parallel.num_chips": plan.num_chips, "parallel.micro_batches": run.m,
+                 "parallel.sequence_parallel": plan.sequence_parallel,
+                 "workload.batch": run.batch, "workload.isl": run.isl, "workload.osl": run.osl,
+                 "workload.weight_dtype": p.weight, "workload.act_dtype": p.act, "workload.kv_dtype": p.kv,
+                 "workload.weight_sparsity": sc.sparsity.weight, "workload.sparsity_pattern": sc.sparsity.pattern,
+                 "workload.activation_sparsity": sc.sparsity.activation, "workload.moe_imbalance": sc.moe_imbalance,
+                 "params.total": total, "params.active": active})
+    cols.update(memory_columns(run))
+    phases = {"prefill": pre, "decode": dec}
+    for name, ph in phases.items():
+        if ph is None:
+            cols.update({f"{name}.latency_s": 0.0, f"{name}.flops": 0.0, f"{name}.bytes": 0.0,
+                         f"{name}.bound": "memory", f"{name}.weight_bytes": 0.0})
+            continue
+        rows = ph.rows
+        cols.update({f"{name}.latency_s": ph.latency_s if name == "prefill" else dec_latency,
+                     f"{name}.flops": rows.total("flops"), f"{name}.bytes": rows.total("bytes"),
+                     f"{name}.weight_bytes": rows.total("weight_bytes"), f"{name}.bound": _phase_bound(rows)})
+    cols["decode.tpot_s"] = tpot
+    cols["decode.tokens_per_s"] = dec_tps
+    cols.update({"ttft_s": ttft, "e2e_latency_s": e2e, "throughput_tokens_per_s": throughput})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dl = np.where(dec_latency > 0, dec_latency, np.nan)
+        cols.update({"utilization.prefill_compute": cols["prefill.flops"] / (ttft * peak),
+                     "utilization.decode_compute": cols["decode.flops"] / (dl * peak),
+                     "utilization.decode_bandwidth": cols["decode.bytes"] / (dl * r.mem_bw_bytes_per_s)})
+        for name, ph in phases.items():
+            comm = 0.0 if ph is None else _comm_time(ph.rows)
+            lat = cols[f"{name}.latency_s"]
+            cols[f"communication_share.{name}"] = np.where(lat > 0, comm / np.where(lat > 0, lat, 1.0), 0.0)
+    cols.update({f"efficiency.{k}": v for k, v in dict(eff).items()})
+    cols.update({f"comm.{k}": v for k, v in dict(sc.comm).items()})
+    average_power = None
+    if er is not None:
+        cols.update(energy_columns(run, pre, dec, e2e, cols["prefill.flops"] + cols["decode.flops"]))
+        average_power = cols["energy.average_power_w"]
+    else:
+        cols.unavailable["energy"] = sc.extra.get("energy_unavailable", "energy is unknown")
+    o = sc.cost.model_construct(**{**dict(sc.cost), **cost_values}) if cost_values else sc.cost
+    try:
+        cols.update(cost_columns(run, o, e2e, throughput, average_power))
+    except InfercastError as exc:
+        cols.unavailable["cost"] = str(exc)
+    cols.rows = {k: v.rows for k, v in phases.items() if v is not None}
+    for k, v in list(cols.items()):
+        if isinstance(v, np.ndarray) and v.ndim == 0:
+            cols[k] = v.item()
+    return cols
+
+
+def _comm_time(rows: Rows):
+    kinds = np.array(rows.kinds).reshape((-1,) + (1,) * (rows.time_s.ndim - 1))
+    comm = (kinds == "comm") | (kinds == "wait")
+    x = np.where(comm, rows.time_s, 0.0).sum(axis=0)
+    return float(x) if x.ndim == 0 else x
+
+
+def _phase_bound(rows: Rows):
+    """The bound that takes the largest share of the phase's time."""
+    b = rows.bounds()
+    sums = np.stack([np.where(b == name, rows.time_s, 0.0).sum(axis=0) for name in BOUNDS])
+    out = np.array(BOUNDS)[np.argmax(sums, axis=0)]
+    return str(out) if out.ndim == 0 else out

@@ -1,0 +1,289 @@
+"""A resolved deployment: ``resolve(model, hardware, **options) -> Scenario``, the one place inputs are read.
+
+A ``Scenario`` holds everything categorical about a deployment, validated: the model, the chip
+and the system around it, the parallel plan, the precision of each tensor class, what the
+chip makes of the declared sparsity, and the resolved efficiency, collective, memory, energy
+and cost options. ``infercast.evaluate`` runs it over arrays of the numeric axes (batch and
+sequence lengths, chip rates, efficiencies, prices); every front end (estimate, compare,
+simulate, fleet, validate, calibrate, claims, sweep, search, the web API) builds its scenarios
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from functools import cache, cached_property
+from typing import Any
+
+import numpy as np
+
+from infercast.calibration import Calibration, comm_for, efficiency_for
+from infercast.cost import CostOptions
+from infercast.cost import merge_options as cost_options
+from infercast.energy import EnergyOptions, EnergyRates, energy_rates
+from infercast.energy import merge_options as energy_options
+from infercast.errors import InfercastError, did_you_mean, with_overrides
+from infercast.formats import SCHEMES, element_bytes, get_format
+from infercast.hardware import Chip, load_chip
+from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, stage_loads
+from infercast.model import ModelSpec, load_model
+from infercast.ops import Attention, Precision
+from infercast.parallel import CommOptions, Plan, Stage, make_plan, p2p_tier, stages_of
+from infercast.roofline import ChipRates, Efficiency
+from infercast.sparsity import Sparsity, SparsityEffect, effect_on, make_sparsity
+from infercast.system import System, default_system, load_system
+
+ATTENTION_KINDS = ("flash", "materialized")
+
+
+@dataclass(frozen=True)
+class StageGroup:
+    """Pipeline stages whose chips do the same work: one representative and how many there are."""
+
+    stage: Stage
+    count: int
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One deployment, resolved: built by ``resolve`` only, read by ``evaluate``."""
+
+    spec: ModelSpec
+    chip: Chip
+    system: System
+    plan: Plan
+    precision: Precision
+    sparsity: Sparsity
+    sparsity_effect: SparsityEffect | None
+    efficiency: Efficiency
+    comm: CommOptions
+    memory: MemoryOptions
+    energy: EnergyOptions
+    cost: CostOptions
+    attention: Attention
+    moe_imbalance: float
+    micro_batches: int | None
+    """Micro-batches in flight with pp > 1; None: min(pp, sequences per replica)."""
+    rates: ChipRates
+    warnings: tuple[str, ...] = ()
+    """What the inputs imply that the user may not have meant (one line each)."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @cached_property
+    def stages(self) -> list[Stage]:
+        return _stages(self.spec, self.plan, self.moe_imbalance)
+
+    @cached_property
+    def groups(self) -> list[StageGroup]:
+        """Stages grouped by the work of their chips (layers, dense layers, embedding, head, p2p link)."""
+        keys: dict[tuple, list[Stage]] = {}
+        for s in self.stages:
+            link = None if s.last else p2p_tier(self.plan, self.system, s.index).name
+            keys.setdefault((s.layers, s.spec.first_dense_layers, s.first, s.last, link), []).append(s)
+        return [StageGroup(v[0], len(v), tuple(x.index for x in v)) for v in keys.values()]
+
+    @cached_property
+    def loads(self) -> tuple[StageLoad, ...]:
+        return stage_loads(self.spec, self.plan, self.precision, self.attention)
+
+    @cached_property
+    def plan_table(self) -> PlanTable:
+        """Every tp x pp replica plan of this model on this chip kind (for min_chips)."""
+        max_tp = self.system.chips_per_node if self.system.chips_per_node > 1 else 8
+        return plan_table(self.spec, self.precision, self.attention, max_tp)
+
+    @cached_property
+    def energy_rates(self) -> EnergyRates | None:
+        """The chip's energy coefficients, or None where a figure is unknown (``extra['energy_unavailable']``)."""
+        try:
+            return energy_rates(self.rates, self.energy, self.chip.id, self.gemm_max_16bit)
+        except InfercastError as exc:
+            self.extra["energy_unavailable"] = str(exc)
+            return None
+
+    @property
+    def gemm_max_16bit(self) -> float:
+        """The calibrated efficiency of a large 16-bit GEMM on this chip (the default chip overhead's basis):
+        the family's fit, before any user override of this scenario."""
+        return efficiency_for(self.chip, self.extra.get("calibration")).gemm_max
+
+    @property
+    def num_chips(self) -> int:
+        return self.plan.num_chips
+
+
+@cache
+def _stages(spec: ModelSpec, plan: Plan, moe_imbalance: float) -> list[Stage]:
+    return stages_of(spec, plan, moe_imbalance=moe_imbalance)
+
+
+@cache
+def _precision(spec: ModelSpec, weight: str, act: str, kv: str) -> Precision:
+    return Precision.for_model(spec, weight, act, kv)
+
+
+def resolve_precision(spec: ModelSpec, dtype: str | None = None, weight_dtype: str | None = None,
+                      act_dtype: str | None = None, kv_cache_dtype: str | None = None,
+                      quantization: str | None = None) -> Precision:
+    """``dtype`` sets all three tensor classes, a ``quantization`` scheme the weights (and, for W8A8
+    or W4A4 schemes, the activations); the specific flags override ``dtype`` (default fp16). A weight
+    format that contradicts the scheme is an error, not a silent choice."""
+    base = get_format(dtype, "--dtype").name if dtype else "fp16"
+    weight, act = base, base
+    if quantization is not None:
+        scheme = quantization.lower()
+        if scheme not in SCHEMES:
+            raise InfercastError(f"--quantization: unknown scheme '{quantization}'{did_you_mean(scheme, SCHEMES)}"
+                                 f"; use one of {', '.join(SCHEMES)}")
+        weight, scheme_act = SCHEMES[scheme]
+        act = scheme_act or act
+        if weight_dtype is not None and get_format(weight_dtype, "--weight-dtype").name != weight:
+            raise InfercastError(f"--weight-dtype {weight_dtype} contradicts --quantization {quantization}, which "
+                                 f"stores weights as {weight}; drop one of the two")
+    if weight_dtype is not None:
+        weight = get_format(weight_dtype, "--weight-dtype").name
+    if act_dtype is not None:
+        act = get_format(act_dtype, "--act-dtype").name
+    kv = get_format(kv_cache_dtype, "--kv-cache-dtype").name if kv_cache_dtype else base
+    if get_format(act).math is None:
+        raise InfercastError(f"--act-dtype {act}: a weight quantization scheme, not an activation format; use "
+                             f"fp16, bf16, fp8, int8 or fp4")
+    if get_format(kv).math is None:
+        raise InfercastError(f"--kv-cache-dtype {kv}: a weight quantization scheme, not a cache format; use "
+                             f"fp16, bf16, fp8 or int8")
+    element_bytes(weight, "--weight-dtype")
+    return _precision(spec, weight, act, kv)
+
+
+def positive_int(flag: str, value) -> int:
+    """``value`` as an int of at least 1, or a one-line error naming ``flag``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InfercastError(f"{flag} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def resolve_system(hardware: str | Chip | None, system: str | System | None, num_chips: int | None,
+                   nodes: int | None, plan_chips: int) -> tuple[Chip, System]:
+    """The chip and the system: a named system (scaled to ``nodes``), or a default one of ``num_chips``
+    chips (the plan's count when not given) for the chip."""
+    if system is not None:
+        sys_ = system if isinstance(system, System) else load_system(system)
+        if nodes is not None:
+            sys_ = sys_.with_nodes(positive_int("--nodes", nodes))
+        chip = load_chip(sys_.chip)
+        if hardware is not None:
+            other = hardware if isinstance(hardware, Chip) else load_chip(hardware)
+            if other.id != chip.id:
+                raise InfercastError(f"--hardware {other.id} conflicts with --system {sys_.id}, which holds {chip.id}")
+        if num_chips is not None and positive_int("--num-chips", num_chips) > sys_.num_chips:
+            raise InfercastError(f"--num-chips {num_chips}: system {sys_.id} has {sys_.num_chips}; add --nodes")
+        return chip, sys_
+    if hardware is None:
+        raise InfercastError("give --hardware CHIP (with --num-chips N) or --system NAME")
+    if nodes is not None:
+        raise InfercastError("--nodes scales a named --system; with --hardware give --num-chips")
+    chip = hardware if isinstance(hardware, Chip) else load_chip(hardware)
+    n = positive_int("--num-chips", num_chips) if num_chips is not None else plan_chips
+    return chip, default_system(chip, n)
+
+
+def resolve(
+    model: str | ModelSpec,
+    hardware: str | Chip | None = None,
+    *,
+    system: str | System | None = None,
+    num_chips: int | None = None,
+    nodes: int | None = None,
+    dtype: str | None = None,
+    weight_dtype: str | None = None,
+    act_dtype: str | None = None,
+    kv_cache_dtype: str | None = None,
+    quantization: str | None = None,
+    attention: Attention = "flash",
+    efficiency: Efficiency | dict[str, float] | None = None,
+    memory: MemoryOptions | dict[str, float] | None = None,
+    comm: CommOptions | dict[str, float] | None = None,
+    tp: int = 1,
+    pp: int = 1,
+    ep: int = 1,
+    dp: int = 1,
+    pp_stages: tuple[int, ...] | None = None,
+    sequence_parallel: bool = False,
+    micro_batches: int | None = None,
+    weight_sparsity: float | None = None,
+    sparsity_pattern: str | None = None,
+    activation_sparsity: float | None = None,
+    sparse_storage: str | None = None,
+    moe_imbalance: float = 1.0,
+    energy: EnergyOptions | dict[str, float] | None = None,
+    cost: CostOptions | dict[str, float] | None = None,
+    usd_per_chip_hour: float | None = None,
+    calibration: Calibration | str | None = None,
+) -> Scenario:
+    """Resolve and validate a deployment; every bad input is one ``InfercastError`` line naming the flag.
+
+    ``efficiency``, ``memory``, ``comm``, ``energy`` and ``cost`` override fields of their defaults (a
+    full object or a dict of some fields); the efficiency and collective defaults come from
+    ``calibration`` (a profile or its path; the shipped fit by default). ``usd_per_chip_hour`` prices
+    chips at a cloud rate instead of as owned hardware.
+    """
+    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    for flag, value in (("--tp", tp), ("--pp", pp), ("--ep", ep), ("--dp", dp)):
+        positive_int(flag, value)
+    if attention not in ATTENTION_KINDS:
+        raise InfercastError(f"--attention must be 'flash' or 'materialized' (got {attention!r})")
+    imbalance = _moe_imbalance(spec, moe_imbalance)
+    sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
+    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
+    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
+    rates = ChipRates.of(chip)
+    rates.peak(p.gemm_math, chip.id)  # the chip runs the formats (or a wider one): else a clear error now
+    effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
+    if effect is not None:  # the linear layers' math and weight bytes as the chip makes of the sparsity
+        p = replace(p, layer_weight_bytes=effect.weight_bits / 8, layer_math_density=effect.math_density,
+                    dense_layer_weight_bytes=p.layer_weight_bytes)
+    plan = make_plan(spec, tp=tp, pp=pp, ep=ep, dp=dp, stages=tuple(pp_stages) if pp_stages else None,
+                     sequence_parallel=sequence_parallel)
+    warnings = []
+    if plan.num_chips > sys_.num_chips:
+        raise InfercastError(f"the plan needs tp x pp x dp = {plan.num_chips} chips but system {sys_.id} has "
+                             f"{sys_.num_chips}; use --nodes or a larger system")
+    if num_chips is not None and plan.num_chips != num_chips:
+        raise InfercastError(f"--num-chips {num_chips} but the plan tp x pp x dp = {plan.num_chips} uses "
+                             f"{plan.num_chips}; set --tp/--pp/--dp so their product is {num_chips}, or drop "
+                             f"--num-chips")
+    if system is not None and num_chips is None and plan.num_chips < sys_.num_chips:
+        warnings.append(f"the plan uses {plan.num_chips} of system {sys_.id}'s {sys_.num_chips} chips; energy and "
+                        f"cost count those {plan.num_chips}")
+    if micro_batches is not None:
+        positive_int("--micro-batches", micro_batches)
+        if plan.pp == 1 and micro_batches > 1:
+            raise InfercastError("--micro-batches splits a batch over pipeline stages; it needs --pp above 1")
+    eff = with_overrides(efficiency_for(chip, calibration), efficiency, "--efficiency ")
+    comm_opts = with_overrides(comm_for(calibration), comm, "--comm ")
+    mem_opts = with_overrides(MemoryOptions(), memory, "memory ")
+    e_opts = energy_options(energy)
+    if usd_per_chip_hour is not None:
+        cost = {**(cost.model_dump() if isinstance(cost, CostOptions) else cost or {}),
+                "usd_per_chip_hour": usd_per_chip_hour}
+    c_opts = cost_options(cost)
+    return Scenario(spec=spec, chip=chip, system=sys_, plan=plan, precision=p, sparsity=sparsity, sparsity_effect=effect,
+                    efficiency=eff, comm=comm_opts, memory=mem_opts, energy=e_opts, cost=c_opts, attention=attention,
+                    moe_imbalance=imbalance, micro_batches=micro_batches, rates=rates, warnings=tuple(warnings),
+                    extra={"calibration": calibration})
+
+
+def _moe_imbalance(spec: ModelSpec, value) -> float:
+    """The busiest expert's tokens over the mean: at least 1, at most E / k (every token routed to it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1:
+        raise InfercastError(f"--moe-imbalance must be at least 1 (the busiest expert's tokens over the mean) and "
+                             f"finite, got {value!r}")
+    if spec.is_moe and value > spec.num_experts / spec.experts_per_token:
+        top = spec.num_experts / spec.experts_per_token
+        raise InfercastError(f"--moe-imbalance {value:g} exceeds {spec.name}'s {spec.num_experts} experts / "
+                             f"{spec.experts_per_token} per token = {top:g}, where every token reaches the busiest "
+                             f"expert")
+    return float(value)
+
