@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from infercast import InfercastError, chip_ids, estimate, load_chip
+from infercast.system import load_system
 
 # DESIGN.md, Contracts, "Catalog ids" (hardware): the first round, the second round (specifications in
 # shared/data/hardware-reference.csv), and the older or smaller cards the measured data uses.
@@ -425,6 +426,32 @@ def test_the_formerly_rateless_cards_run_fp16(cid):
     assert r.memory.fits
     # LLaMA-3-8B fp16 decode reads ~16 GB of weights a token: TPOT is at least weights / peak bandwidth
     assert r.tpot_s > 16.06e9 / load_chip(cid).memory.bandwidth_bytes_per_s.value
+
+
+NEW_SYSTEMS = {"hgx-b300": ("b300", 8), "gb300-nvl72": ("gb300", 72), "mi355x-8": ("mi355x", 8),
+               "tpu-v6e-256": ("tpu-v6e", 256), "trn2-16": ("trainium2", 16)}
+
+
+@pytest.mark.parametrize("sid", sorted(NEW_SYSTEMS))
+def test_every_new_system_loads_and_its_chip_exists(sid):
+    s = load_system(sid)
+    chip, n = NEW_SYSTEMS[sid]
+    assert (s.chip, s.num_chips) == (chip, n)
+    assert load_chip(s.chip).id == chip
+    # the scale-up tier is the chip's own link (per direction), e.g. row b300: 1800 bidirectional -> 900
+    assert s.intra_node.bandwidth_bytes_per_s_per_direction.value == \
+        load_chip(chip).interconnect.bandwidth_bytes_per_s_per_direction.value
+    assert estimate("llama-3-70b", system=sid, tp=8, batch=4, isl=512, osl=32).memory.fits
+
+
+def test_new_system_scale_out_figures():
+    # ConnectX-8 SuperNIC: 800 Gb/s per GPU = 100 GB/s each way (HGX B300, GB300 NVL72)
+    assert load_system("hgx-b300").inter_node.bandwidth_bytes_per_s_per_direction.value == 100e9
+    assert load_system("gb300-nvl72").inter_node.bandwidth_bytes_per_s_per_direction.value == 100e9
+    # trn2.48xlarge: 3.2 Tb/s EFAv3 over 16 chips = 200 Gb/s = 25 GB/s per chip each way
+    assert load_system("trn2-16").inter_node.bandwidth_bytes_per_s_per_direction.value == 25e9
+    # one v6e pod: ICI only, no published data-centre network figure to scale out over
+    assert load_system("tpu-v6e-256").inter_node is None
 
 
 # --- chip YAML files written by users ------------------------------------------------------
