@@ -216,7 +216,7 @@ def test_estimate_breakdown_csv_is_one_row_per_operator(llama2_7b_json):
 def test_hardware_list_in_every_format():
     rows = run_json("hardware", "list")
     assert [r["id"] for r in rows] == chip_ids()
-    assert len(rows) == 27
+    assert len(rows) == 46  # DESIGN.md's hardware ids: 27 of the first round, 8 of the second, 11 older cards
     h100 = next(r for r in rows if r["id"] == "h100-sxm")
     assert h100["bf16_tflops"] == pytest.approx(989.4)
     assert h100["memory_gb"] == pytest.approx(80)
@@ -239,6 +239,20 @@ def test_hardware_show_has_sources():
     assert "source" in data["peak_flops"]["bf16"]
     # an alias shows the same chip, and JSON is available too
     assert run_json("hardware", "show", "h100") == json.loads(json.dumps(data))
+
+
+def test_hardware_list_and_show_print_the_new_chips():
+    # row b300 of shared/data/hardware-reference.csv: bf16 2250 dense, 270 GB, 7700 GB/s, 1100 W
+    b300 = next(r for r in run_json("hardware", "list") if r["id"] == "b300")
+    assert (b300["bf16_tflops"], b300["memory_gb"], b300["bandwidth_gb_per_s"], b300["tdp_w"]) == \
+        pytest.approx((2250, 270, 7700, 1100))
+    table = run("hardware", "list")
+    for cid in ("b300", "mi355x", "tpu-v6e", "trainium2", "t4", "jetson-agx-orin"):
+        assert cid in table
+    data = yaml.safe_load(run("hardware", "show", "b300"))
+    assert data["family"] == "nvidia-blackwell-ultra"
+    assert data["peak_flops"]["fp4"]["value"] == pytest.approx(13500e12)  # HGX B300 108 PF dense / 8
+    assert "source" in data["peak_flops"]["fp4"]
 
 
 def test_models_list_has_every_design_preset():

@@ -13,7 +13,8 @@ from infercast.system import load_system
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SYSTEMS = ["dgx-a100", "gaudi2-8", "gaudi3-8", "gb200-nvl72", "hgx-b200", "hgx-h100", "hgx-h200", "mi300x-8",
-           "server-8x-l40s", "server-8x-rtx-4090", "tpu-v5e-256"]
+           "server-8x-l40s", "server-8x-rtx-4090", "tpu-v5e-256",
+           "hgx-b300", "gb300-nvl72", "mi355x-8", "tpu-v6e-256", "trn2-16"]
 COMPARE_FIELDS = {"system", "chip", "plan", "fits", "per_chip_gb", "ttft_s", "tpot_s", "e2e_latency_s",
                   "throughput_tokens_per_s", "prefill_bound", "decode_bound", "decode_comm_share",
                   "prefill_comm_share"}

@@ -114,5 +114,8 @@ def test_bad_input_is_one_clear_error(kwargs, message):
 
 
 def test_chip_without_a_needed_figure_says_which():
-    with pytest.raises(InfercastError, match="rtx-pro-6000: no peak FLOPS known for (fp16|bf16)"):
-        estimate("llama-2-7b", "rtx-pro-6000")
+    # an H100 with no 16-bit or wider peak: fp16 math has no rate to run at
+    pf = load_chip("h100-sxm").peak_flops.model_copy(update={"fp32": None, "tf32": None, "bf16": None, "fp16": None})
+    chip = load_chip("h100-sxm").model_copy(update={"id": "h100-no-16bit", "peak_flops": pf})
+    with pytest.raises(InfercastError, match=r"h100-no-16bit: no peak FLOPS known for (fp16|bf16) .*peak_flops\.fp16"):
+        estimate("llama-2-7b", chip)

@@ -11,6 +11,7 @@ from infercast.system import System, Tier, default_system, load_system, system_i
 NAMED = {
     "dgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "gb200-nvl72", "mi300x-8", "gaudi2-8", "gaudi3-8",
     "server-8x-rtx-4090", "server-8x-l40s", "tpu-v5e-256",
+    "hgx-b300", "gb300-nvl72", "mi355x-8", "tpu-v6e-256", "trn2-16",
 }
 
 

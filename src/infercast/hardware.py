@@ -23,13 +23,18 @@ from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp6", "fp4")
 
 Family = Literal[
+    "nvidia-volta",
+    "nvidia-turing",
     "nvidia-ampere",
     "nvidia-ampere-consumer",
     "nvidia-ada",
     "nvidia-hopper",
     "nvidia-blackwell",
+    "nvidia-blackwell-ultra",
+    "nvidia-orin",
     "amd-cdna2",
     "amd-cdna3",
+    "amd-cdna4",
     "intel-gaudi",
     "intel-xe2",
     "google-tpu",
@@ -199,8 +204,11 @@ class Chip(Spec):
             figure = getattr(self.peak_flops, fmt)
             if figure is not None and figure.value is not None:
                 return fmt
+        # name every key tried: a caller may ask for a wider format than the user's (the vector
+        # rate falls back to bf16 when fp32 is unknown), so the user's own format must be visible
+        tried = ", ".join(f"peak_flops.{fmt}" for fmt in _RATE_FALLBACK[dtype])
         raise InfercastError(
-            f"hardware {self.id}: no peak FLOPS known for {dtype} or any wider format; "
+            f"hardware {self.id}: no peak FLOPS known for {dtype} math ({tried} all unknown); "
             f"add peak_flops.{dtype} to the chip YAML"
         )
 
