@@ -238,8 +238,9 @@ def resolve(
     sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
     p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
+    for fmt in (p.gemm_math, p.attention_math):
+        chip.native_format(fmt)  # the chip runs the formats (or a wider one): else one line naming the key
     rates = ChipRates.of(chip)
-    rates.peak(p.gemm_math, chip.id)  # the chip runs the formats (or a wider one): else a clear error now
     effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
     if effect is not None:  # the linear layers' math and weight bytes as the chip makes of the sparsity
         p = replace(p, layer_weight_bytes=effect.weight_bits / 8, layer_math_density=effect.math_density,
