@@ -284,10 +284,9 @@ def _int(x) -> int:
 def _rows(cols: Columns) -> list[OpRow]:
     out = []
     for phase, rows in cols.rows.items():
-        bounds = rows.bounds()
         for i, name in enumerate(rows.names):
             out.append(OpRow(name, phase, float(rows.flops[i]), float(rows.bytes[i]), float(rows.time_s[i]),
-                             str(bounds[i]), rows.tiers[i], float(rows.weight_bytes[i]), rows.kinds[i]))
+                             str(rows.bound(i)), rows.tiers[i], float(rows.weight_bytes[i]), rows.kinds[i]))
     return out
 
 

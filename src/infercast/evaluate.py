@@ -184,67 +184,101 @@ class _Run(Pricer):
 # --- rows -----------------------------------------------------------------------------------------------
 
 
+_ROW_FIELDS = ("flops", "bytes", "weight_bytes", "time_s", "compute_s", "memory_s", "overhead_s")
+
+
 @dataclass
 class Rows:
-    """One chip's operators over a phase (one micro-batch, every step): totals, [rows, *shape]."""
+    """One chip's operators over a phase (one micro-batch, every step): totals per row, each a float or an
+    array of the workload's shape (or one that broadcasts to it: rows are never stacked at full size)."""
 
     names: list[str]
     kinds: list[str]
     tiers: list[str | None]
-    flops: np.ndarray
-    bytes: np.ndarray
-    weight_bytes: np.ndarray
-    time_s: np.ndarray
-    compute_s: np.ndarray
-    memory_s: np.ndarray
-    overhead_s: np.ndarray
-    energy: dict[str, np.ndarray] | None
+    flops: list
+    bytes: list
+    weight_bytes: list
+    time_s: list
+    compute_s: list
+    memory_s: list
+    overhead_s: list
+    energy: dict[str, list] | None
 
     @classmethod
     def of(cls, pc: PassCost, steps=1.0, framework_s=0.0) -> Rows:
         """Rows of a pass repeated ``steps`` times, with a framework row if ``framework_s``."""
         t, tb = pc.times, pc.table
         n = tb.count * steps
-        energy = None if pc.energy is None else {k: getattr(pc.energy, k) * n for k in _ENERGY_PARTS}
+
+        def split(x) -> list:
+            return list(x * n)
+
+        energy = None if pc.energy is None else {k: split(getattr(pc.energy, k)) for k in _ENERGY_PARTS}
         rows = cls([op.name for op in tb.ops], [op.kind for op in tb.ops], [op.tier for op in tb.ops],
-                   tb.flops * n, tb.bytes * n, tb.weight_bytes * n, t.time_s * n, t.compute_s * n, t.memory_s * n,
-                   t.overhead_s * n, energy)
+                   split(tb.flops), split(tb.bytes), split(tb.weight_bytes), split(t.time_s), split(t.compute_s),
+                   split(t.memory_s), split(t.overhead_s), energy)
         if np.any(framework_s):
-            rows = rows.plus_row("framework", "framework", framework_s * steps, "overhead")
+            rows.add_row("framework", "framework", framework_s * steps, "overhead")
         return rows
 
-    def plus_row(self, name: str, kind: str, time_s, bound: str) -> Rows:
+    def add_row(self, name: str, kind: str, time_s, bound: str) -> None:
         """A row of time alone (framework, pipeline wait, power throttle)."""
-        z = np.zeros_like(self.time_s[:1])
-        t = z + time_s
-        by = {"compute": self.compute_s, "memory": self.memory_s, "overhead": self.overhead_s}
-        add = {k: np.concatenate([v, t if k == bound else z]) for k, v in by.items()}
-        energy = None if self.energy is None else {k: np.concatenate([v, z]) for k, v in self.energy.items()}
-        return Rows(self.names + [name], self.kinds + [kind], self.tiers + [None],
-                    np.concatenate([self.flops, z]), np.concatenate([self.bytes, z]),
-                    np.concatenate([self.weight_bytes, z]), np.concatenate([self.time_s, t]), add["compute"],
-                    add["memory"], add["overhead"], energy)
+        self.names.append(name)
+        self.kinds.append(kind)
+        self.tiers.append(None)
+        for f in ("flops", "bytes", "weight_bytes"):
+            getattr(self, f).append(0.0)
+        self.time_s.append(time_s)
+        for term in ("compute", "memory", "overhead"):
+            getattr(self, f"{term}_s").append(time_s if term == bound else 0.0)
+        if self.energy is not None:
+            for v in self.energy.values():
+                v.append(0.0)
+
+    def insert(self, at: int, other: dict[str, dict[str, Any]], with_energy: bool) -> None:
+        """Rows given as {name: {kind, field: value}} inserted before row ``at``."""
+        for name, row in reversed(list(other.items())):
+            self.names.insert(at, name)
+            self.kinds.insert(at, row["kind"])
+            self.tiers.insert(at, None)
+            for f in _ROW_FIELDS:
+                getattr(self, f).insert(at, row[f])
+            if with_energy:
+                for k in _ENERGY_PARTS:
+                    self.energy[k].insert(at, row[f"e_{k}"])
 
     def scaled(self, m) -> Rows:
-        m = np.asarray(m)[None] if np.ndim(m) else m
-        energy = None if self.energy is None else {k: v * m for k, v in self.energy.items()}
-        return Rows(self.names, self.kinds, self.tiers, self.flops * m, self.bytes * m, self.weight_bytes * m,
-                    self.time_s * m, self.compute_s * m, self.memory_s * m, self.overhead_s * m, energy)
+        def sc(xs: list) -> list:
+            return [x * m for x in xs]
 
-    def bounds(self) -> np.ndarray:
-        """Each row's bound: communication for collectives and waits, else its largest time term."""
-        kinds = np.array(self.kinds).reshape((-1,) + (1,) * (self.time_s.ndim - 1))
-        term = np.where(self.overhead_s > np.maximum(self.compute_s, self.memory_s), "overhead",
-                        np.where(self.compute_s >= self.memory_s, "compute", "memory"))
-        out = np.where((kinds == "comm") | (kinds == "wait"), "communication", term)
-        return np.where(kinds == "power", "power", out)
+        energy = None if self.energy is None else {k: sc(v) for k, v in self.energy.items()}
+        return Rows(list(self.names), list(self.kinds), list(self.tiers),
+                    *(sc(getattr(self, f)) for f in _ROW_FIELDS), energy)
+
+    def bound(self, i: int):
+        """Row i's bound: communication for collectives and waits, power for a throttle, else its largest term."""
+        kind = self.kinds[i]
+        if kind in ("comm", "wait"):
+            return "communication"
+        if kind == "power":
+            return "power"
+        c, m, o = self.compute_s[i], self.memory_s[i], self.overhead_s[i]
+        if np.ndim(c) == 0 and np.ndim(m) == 0 and np.ndim(o) == 0:
+            return "overhead" if o > max(c, m) else ("compute" if c >= m else "memory")
+        return np.where(o > np.maximum(c, m), "overhead", np.where(c >= m, "compute", "memory"))
 
     def total(self, name: str):
-        x = getattr(self, name).sum(axis=0)
-        return float(x) if x.ndim == 0 else x
+        return _sum(getattr(self, name))
 
     def energy_total(self) -> dict[str, Any]:
-        return {k: (float(v.sum(axis=0)) if v.ndim == 1 else v.sum(axis=0)) for k, v in self.energy.items()}
+        return {k: _sum(v) for k, v in self.energy.items()}
+
+
+def _sum(xs: list):
+    out = 0.0
+    for x in xs:
+        out = out + x
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def _select(per_group: list, index):
@@ -253,48 +287,33 @@ def _select(per_group: list, index):
         return per_group[0]
     if np.ndim(index) == 0:
         return per_group[int(index)]
-    stacked = np.stack(np.broadcast_arrays(*per_group, index)[:-1])
-    return np.take_along_axis(stacked, np.broadcast_to(index, stacked.shape[1:])[None], axis=0)[0]
+    out = per_group[0]
+    for g in range(1, len(per_group)):
+        out = np.where(index == g, per_group[g], out)
+    return out
 
 
 def _group_rows(rows: list[Rows], busiest) -> Rows:
-    """The busiest group's rows (per configuration); groups share their row names when there is a choice."""
+    """The busiest group's rows (per configuration); groups align on the union of their rows' names (zero
+    where a group has no such row: the embedding, the head, a p2p send)."""
     if len(rows) == 1 or np.ndim(busiest) == 0:
         return rows[int(busiest) if np.ndim(busiest) == 0 else 0]
-    # groups differ in rows (embedding, head, p2p): align on the union of names, zeros where absent
     names = []
     for r in rows:
         names += [n for n in r.names if n not in names]
-    fields = ("flops", "bytes", "weight_bytes", "time_s", "compute_s", "memory_s", "overhead_s")
-    shape = np.broadcast_shapes(*(r.time_s.shape[1:] for r in rows), np.shape(busiest))
+    index = [{n: i for i, n in enumerate(r.names)} for r in rows]
 
-    def aligned(r: Rows, f: str) -> np.ndarray:
-        out = np.zeros((len(names),) + shape)
-        for i, n in enumerate(r.names):
-            out[names.index(n)] = getattr(r, f)[i]
-        return out
+    def pick(get) -> list:
+        return [_select([get(r, ix[n]) if n in ix else 0.0 for r, ix in zip(rows, index, strict=True)], busiest)
+                for n in names]
 
-    picked = {f: _pick_rows([aligned(r, f) for r in rows], busiest) for f in fields}
     kinds = {n: k for r in rows for n, k in zip(r.names, r.kinds, strict=True)}
     tiers = {n: t for r in rows for n, t in zip(r.names, r.tiers, strict=True)}
+    fields = {f: pick(lambda r, i, f=f: getattr(r, f)[i]) for f in _ROW_FIELDS}
     energy = None
     if rows[0].energy is not None:
-        energy = {}
-        for k in _ENERGY_PARTS:
-            arrs = []
-            for r in rows:
-                out = np.zeros((len(names),) + shape)
-                for i, n in enumerate(r.names):
-                    out[names.index(n)] = r.energy[k][i]
-                arrs.append(out)
-            energy[k] = _pick_rows(arrs, busiest)
-    return Rows(names, [kinds[n] for n in names], [tiers[n] for n in names], energy=energy, **picked)
-
-
-def _pick_rows(per_group: list[np.ndarray], busiest: np.ndarray) -> np.ndarray:
-    """[rows, *shape] of the group ``busiest`` names, per configuration."""
-    stacked = np.stack(per_group)  # [groups, rows, *shape]
-    return np.take_along_axis(stacked, np.broadcast_to(busiest, stacked.shape[2:])[None, None], axis=0)[0]
+        energy = {k: pick(lambda r, i, k=k: r.energy[k][i]) for k in _ENERGY_PARTS}
+    return Rows(names, [kinds[n] for n in names], [tiers[n] for n in names], energy=energy, **fields)
 
 
 # --- prefill ----------------------------------------------------------------------------------------------
@@ -319,10 +338,10 @@ def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, 
     top = _group_rows(rows, busiest).scaled(run.m)
     throttle = run.m * (_select(capped, busiest) - _select(roof, busiest))
     if np.any(throttle > 1e-15 * np.abs(latency)):
-        top = top.plus_row("power_throttle", "power", np.maximum(throttle, 0.0), "power")
+        top.add_row("power_throttle", "power", np.maximum(throttle, 0.0), "power")
     if sc.plan.pp > 1:
-        wait = latency - top.time_s.sum(axis=0)
-        top = top.plus_row("pipeline_wait", "wait", np.maximum(wait, 0.0), "communication")
+        wait = latency - top.total("time_s")
+        top.add_row("pipeline_wait", "wait", np.maximum(wait, 0.0), "communication")
     energy = None
     if run.er is not None:
         chips_per_stage = sc.plan.tp * sc.plan.dp
@@ -655,22 +674,8 @@ def _sum_with_cap(roof: list[tuple], cap: list[tuple], lo, hi, roof_only):
 def _with_kernel_rows(r: Rows, kernel_rows: dict[str, dict[str, Any]], with_energy: bool) -> Rows:
     """The token rows with the kernels' rows inserted where attention runs (before the output projection)."""
     at = next((i for i, n in enumerate(r.names) if n in ("mla_absorb_o", "out_proj")), len(r.names))
-    shape = r.time_s.shape[1:]
-    names, kinds = list(kernel_rows), [v["kind"] for v in kernel_rows.values()]
-
-    def col(key: str) -> np.ndarray:
-        return np.stack([np.broadcast_to(v[key], shape) for v in kernel_rows.values()])
-
-    def ins(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.concatenate([a[:at], np.broadcast_to(b, (len(b),) + a.shape[1:]), a[at:]])
-
-    energy = None
-    if with_energy:
-        energy = {k: ins(r.energy[k], col(f"e_{k}")) for k in _ENERGY_PARTS}
-    fields = ("flops", "bytes", "weight_bytes", "time_s", "compute_s", "memory_s", "overhead_s")
-    return Rows(r.names[:at] + names + r.names[at:], r.kinds[:at] + kinds + r.kinds[at:],
-                r.tiers[:at] + [None] * len(names) + r.tiers[at:], energy=energy,
-                **{f: ins(getattr(r, f), col(f)) for f in fields})
+    r.insert(at, kernel_rows, with_energy)
+    return r
 
 
 def decode_step_s(run: _Run, L) -> tuple[Any, Any]:
@@ -931,15 +936,20 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
 
 
 def _comm_time(rows: Rows):
-    kinds = np.array(rows.kinds).reshape((-1,) + (1,) * (rows.time_s.ndim - 1))
-    comm = (kinds == "comm") | (kinds == "wait")
-    x = np.where(comm, rows.time_s, 0.0).sum(axis=0)
-    return float(x) if x.ndim == 0 else x
+    return _sum([t for t, k in zip(rows.time_s, rows.kinds, strict=True) if k in ("comm", "wait")])
 
 
 def _phase_bound(rows: Rows):
     """The bound that takes the largest share of the phase's time."""
-    b = rows.bounds()
-    sums = np.stack([np.where(b == name, rows.time_s, 0.0).sum(axis=0) for name in BOUNDS])
-    out = np.array(BOUNDS)[np.argmax(sums, axis=0)]
-    return str(out) if out.ndim == 0 else out
+    sums = {name: 0.0 for name in BOUNDS}
+    for i, t in enumerate(rows.time_s):
+        b = rows.bound(i)
+        if isinstance(b, str):
+            sums[b] = sums[b] + t
+        else:
+            for name in BOUNDS:
+                sums[name] = sums[name] + np.where(b == name, t, 0.0)
+    if all(np.ndim(v) == 0 for v in sums.values()):
+        return max(BOUNDS, key=lambda k: (sums[k], -BOUNDS.index(k)))
+    stacked = np.stack(np.broadcast_arrays(*sums.values()))
+    return np.array(BOUNDS)[np.argmax(stacked, axis=0)]
