@@ -19,7 +19,7 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infercast.errors import InfercastError, did_you_mean, pydantic_error_line, shown
+from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
 from infercast.files import exists, is_package_file, read_text
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp6", "fp4")
@@ -54,7 +54,7 @@ LARGEST_FIGURE = 1e24
 class Sourced(Spec):
     """A catalog figure in SI units and where it comes from."""
 
-    value: float | None = Field(ge=0, le=LARGEST_FIGURE, allow_inf_nan=False)
+    value: float | None = Field(ge=0, allow_inf_nan=False)
     """The figure in SI units (FLOP/s, bytes, bytes/s, s, W, USD); null when unknown. Finite, never NaN."""
     source: str | None = None
     """Document the figure comes from (datasheet, whitepaper, measured reference)."""
@@ -68,6 +68,9 @@ class Sourced(Spec):
     def _number(cls, value):
         if isinstance(value, bool):  # YAML's yes/no/true/false would otherwise read as 1 and 0
             raise ValueError(f"must be a number, got {value}")
+        if isinstance(value, (int, float)) and math.isfinite(value) and value > LARGEST_FIGURE:
+            raise ValueError(f"{value:g} is above {LARGEST_FIGURE:g}, more than any chip or system has; "
+                             f"check the units (SI: bytes, bytes/s, FLOP/s, W, s, USD)")
         return value
 
     @model_validator(mode="after")
@@ -320,7 +323,7 @@ def parse_spec(text: str, where: str, cls: type[SpecT]) -> SpecT:
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # PyYAML's constructors raise these for a well-formed but impossible scalar: a date such as
         # 2024-13-45, an integer of more than 4300 digits
-        raise InfercastError(f"{where}: not valid YAML ({exc.__class__.__name__}: {shown(str(exc), 80)})") from None
+        raise InfercastError(f"{where}: not valid YAML ({exc.__class__.__name__}: {str(exc)[:80]})") from None
     if not isinstance(data, dict):
         raise InfercastError(f"{where}: expected a mapping of {', '.join(list(cls.model_fields)[:4])}, ...")
     try:

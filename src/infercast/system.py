@@ -38,16 +38,6 @@ class Tier(Spec):
     latency_s: Sourced
     """Time of one hop of a small message on this tier (the alpha of the alpha-beta model)."""
 
-    @model_validator(mode="after")
-    def _moves_data(self) -> Tier:
-        # a tier of zero bandwidth would make every collective take forever (or divide by zero);
-        # a node without a link to its peers is intra_node: null
-        if self.bandwidth_bytes_per_s_per_direction.value == 0:
-            raise ValueError("bandwidth_bytes_per_s_per_direction.value: must be above zero, got 0; "
-                             "for no link at this level write the tier as null")
-        return self
-
-
 class System(Spec):
     id: str
     name: str
@@ -63,6 +53,17 @@ class System(Spec):
     price_usd: Sourced | None = None
     """Price of one node, where published."""
     notes: str | None = None
+
+    @model_validator(mode="after")
+    def _tiers_move_data(self) -> System:
+        # a tier of zero bandwidth would make every collective take forever (or divide by zero);
+        # a level without a link is a null tier
+        for level in ("intra_node", "inter_node"):
+            tier = getattr(self, level)
+            if tier is not None and tier.bandwidth_bytes_per_s_per_direction.value == 0:
+                raise ValueError(f"{level}.bandwidth_bytes_per_s_per_direction.value: must be above zero, got 0; "
+                                 f"for no link at this level write {level}: null")
+        return self
 
     @property
     def num_chips(self) -> int:
