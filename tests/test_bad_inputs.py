@@ -167,7 +167,7 @@ def _cases():
     yield "cfg-kv-more-than-heads", (*MODEL, C), {"config.json": config(LLAMA, num_key_value_heads=16)}, \
         "more than the 8 query heads"
     yield "cfg-kv-zero", (*MODEL, C), {"config.json": config(LLAMA, num_key_value_heads=0)}, \
-        "'num_key_value_heads' must be at least 1"
+        "'num_key_value_heads' is 0; give the number of K/V heads, or remove the key"
     yield "cfg-deep-nesting", (*MODEL, C), {"config.json": DEEP_JSON}, "nested too deeply"
     yield "cfg-huge-integer", (*MODEL, C), {"config.json": HUGE_INT_JSON}, "not valid JSON"
     yield "cfg-dense-layers-above", (*MODEL, C), {"config.json": config(DEEPSEEK, first_k_dense_replace=10)}, \
@@ -219,7 +219,7 @@ def _cases():
     yield "cfg-falcon-kv-not-dividing", (*MODEL, C), {"config.json": config(FALCON, num_kv_heads=3)}, \
         "'num_kv_heads' is 3, which does not divide"
     yield "cfg-falcon-kv-zero", (*MODEL, C), {"config.json": config(FALCON, num_kv_heads=0)}, \
-        "'num_kv_heads' must be at least 1"
+        "'num_kv_heads' is 0; give the number of K/V heads"
     yield "cfg-sliding-window-zero", (*MODEL, C), {"config.json": config(LLAMA, sliding_window=0)}, \
         "'sliding_window' must be at least 1"
     yield "cfg-head-dim-negative", (*MODEL, C), {"config.json": config(LLAMA, head_dim=-1)}, \
@@ -362,7 +362,7 @@ def _cases():
     yield "trace-header-only", (*TRACE_ARGS, T), {"trace.csv": "arrival_s,isl,osl\n"}, "no rows"
     yield "trace-missing-column", (*TRACE_ARGS, T), {"trace.csv": "arrival_s,isl\n0,10\n"}, "missing column(s) osl"
     yield "trace-field-limit", (*TRACE_ARGS, T), {"trace.csv": f"arrival_s,isl,osl\n0,10,{LONG_FIELD}\n"}, \
-        "not valid CSV"
+        "line 2: not valid CSV"
     yield "trace-binary", (*TRACE_ARGS, T), {"trace.csv": BINARY}, "--trace {d}/trace.csv: a binary file"
     yield "trace-latin1", (*TRACE_ARGS, T), {"trace.csv": LATIN1_CSV}, "--trace {d}/trace.csv: not UTF-8"
     yield "trace-folder", (*TRACE_ARGS, "{d}/traces"), {"traces": Dir()}, "--trace {d}/traces: is a folder"
@@ -393,7 +393,7 @@ def _cases():
         "notes give tokens="
     yield "data-missing-columns", (*DATA_ARGS, D), {"data.csv": "id,model,hardware\nx,llama-2-7b,h100-sxm\n"}, \
         "missing column(s) scenario, metric, value; see docs/data-formats.md"
-    yield "data-field-limit", (*DATA_ARGS, D), {"data.csv": MEASURED_HEADER + "\n" + LONG_FIELD + "\n"}, "not valid CSV"
+    yield "data-field-limit", (*DATA_ARGS, D), {"data.csv": MEASURED_HEADER + "\n" + LONG_FIELD + "\n"}, "line 2: not valid CSV"
     yield "data-binary", (*DATA_ARGS, D), {"data.csv": BINARY}, "--data {d}/data.csv: a binary file"
     yield "data-latin1", (*DATA_ARGS, D), {"data.csv": measured(notes="caf\xe9").encode("latin-1")}, \
         "--data {d}/data.csv: not UTF-8"

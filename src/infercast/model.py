@@ -269,12 +269,14 @@ class _Config:
                                      f"add it")
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be a whole number, got {shown(value)}; write it as an integer such as 4096")
-        high = _LIMITS[kind]
+            raise self.fail(key, f"must be a whole number, got {shown(value)}; write a JSON integer (e.g. 32, "
+                                 f"not \"32\" or 32.0)")
+        fix = "set the model's real value" + ("" if default is _REQUIRED else " or remove the key for the default")
         if value < low:
-            raise self.fail(key, f"must be at least {low}, got {value}; fix the value")
+            raise self.fail(key, f"must be at least {low}, got {value}; {fix}")
+        high = _LIMITS[kind]
         if value > high:
-            raise self.fail(key, f"is {value:,}, above the {high:,} infercast accepts; fix the value")
+            raise self.fail(key, f"is {value:,}, above the {high:,} infercast accepts; {fix}")
         return value
 
     def bool(self, key: str, default: bool) -> bool:
@@ -282,7 +284,7 @@ class _Config:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, got {shown(value)}")
+            raise self.fail(key, f"must be true or false (unquoted JSON), got {shown(value)}")
         return value
 
     def str(self, key: str, default: str) -> str:
@@ -393,7 +395,10 @@ def normalise(config: dict[str, Any], name: str) -> ModelSpec:
 
 def _kv_heads(c: _Config, key: str, H: int) -> int:
     """K/V heads under ``key`` (absent: one per query head, MHA), dividing the query heads."""
-    kv = c.int(key, default=H, kind="heads")
+    kv = c.int(key, default=H, low=0, kind="heads")
+    if kv == 0:
+        raise c.fail(key, "is 0; give the number of K/V heads, or remove the key for multi-head attention "
+                          "(one per query head)")
     heads = c.key(*_ALIASES["num_heads"])
     if kv > H:
         raise c.fail(key, f"is {kv}, more than the {H} query heads ('{heads}'); KV heads are at most the heads")

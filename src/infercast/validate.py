@@ -88,7 +88,7 @@ def read_rows(data: str) -> list[dict[str, str]]:
         reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
         lines = [(reader.line_num, row) for row in reader]
     except csv.Error as exc:
-        raise InfercastError(f"{where}, line {reader.line_num}: not valid CSV ({exc})") from None
+        raise InfercastError(f"{where}, line {reader.line_num + 1}: not valid CSV ({exc})") from None
     required = ("id", "model", "hardware", "scenario", "metric", "value")
     missing = [c for c in required if c not in reader.fieldnames]
     if missing:

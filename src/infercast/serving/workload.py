@@ -150,7 +150,7 @@ def csv_rows(path: str, flag: str) -> tuple[list[str], list[tuple[int, dict[str,
         reader.fieldnames = header
         rows = [(reader.line_num, row) for row in reader]
     except csv.Error as exc:
-        raise InfercastError(f"{flag} {path}, line {reader.line_num}: not valid CSV ({exc})") from None
+        raise InfercastError(f"{flag} {path}, line {reader.line_num + 1}: not valid CSV ({exc})") from None
     return header, rows
 
 
