@@ -229,6 +229,7 @@ def _cases():
     yield "cfg-binary", (*MODEL, C), {"config.json": BINARY}, "binary file"
     yield "cfg-latin1", (*MODEL, C), {"config.json": LATIN1_JSON}, "not UTF-8"
     yield "cfg-folder-named-config", (*MODEL, "{d}/m"), {"m": Dir(), "m/config.json": Dir()}, "is a folder"
+    yield "cfg-empty-name", (*MODEL, ""), {}, "--model: the name is empty"
     # the local Hugging Face cache (HF_HUB_CACHE points at {d}/hub, empty unless a case fills it)
     yield "hf-not-cached", (*MODEL, "meta-llama/Meta-Llama-3-8B"), {}, "closest preset: llama-3-8b"
     yield "hf-not-cached-offline", (*MODEL, "mistralai/Mistral-7B-v0.1"), {}, "the hub is not consulted"
@@ -291,6 +292,8 @@ def _cases():
     yield "chip-binary", (*CHIP_ARGS, Y), {"chip.yaml": BINARY}, "--hardware {d}/chip.yaml: a binary file"
     yield "chip-latin1", (*CHIP_ARGS, Y), {"chip.yaml": LATIN1_YAML}, "--hardware {d}/chip.yaml: not UTF-8"
     yield "chip-folder", (*CHIP_ARGS, "{d}/chips.yaml"), {"chips.yaml": Dir()}, "--hardware {d}/chips.yaml: is a folder"
+
+    yield "chip-empty-path", (*CHIP_ARGS, ""), {}, "--hardware: the path is empty"
 
     # system YAML
     yield "system-bandwidth-zero", (*SYSTEM_ARGS, S), \
@@ -397,6 +400,7 @@ def _cases():
     yield "data-binary", (*DATA_ARGS, D), {"data.csv": BINARY}, "--data {d}/data.csv: a binary file"
     yield "data-latin1", (*DATA_ARGS, D), {"data.csv": measured(notes="caf\xe9").encode("latin-1")}, \
         "--data {d}/data.csv: not UTF-8"
+    yield "data-empty-path", (*DATA_ARGS, ""), {}, "--data: the path is empty"
     yield "data-folder", (*DATA_ARGS, "{d}/datadir"), {"datadir": Dir()}, "--data {d}/datadir: is a folder"
 
 

@@ -32,6 +32,8 @@ def is_package_file(folder, file_name: str) -> bool:
 def read_text(path: str | os.PathLike, flag: str) -> str:
     """The text of a user's file, or one line naming ``flag`` and the file: missing, a folder,
     unreadable, binary or not UTF-8. A UTF-8 byte-order mark (spreadsheet exports) is dropped."""
+    if not str(path).strip():
+        raise InfercastError(f"{flag}: the path is empty; give a file")
     p = Path(path)
     if not exists(p):
         raise InfercastError(f"{flag}: no such file {path}")
@@ -62,6 +64,8 @@ def check_writable(path: str, force: bool = False, flag: str = "--output") -> Pa
     """``path`` as a Path if a file may be written there, checked before any work: a one-line error
     naming ``flag`` if it is a folder, exists (without ``force``), is read-only, or its folder is
     missing or read-only."""
+    if not str(path).strip():
+        raise InfercastError(f"{flag}: the path is empty; give a file name")
     target = Path(path)
     if target.is_dir():
         raise InfercastError(f"{flag} {path}: is a folder; give a file name inside it")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
@@ -343,9 +342,8 @@ def _catalog_text(file_name: str) -> str:
 @cache
 def load_chip(name: str) -> Chip:
     """A chip by catalog id or alias, or from a path to a chip YAML file."""
-    path = Path(name)
-    if name.endswith((".yaml", ".yml")) or exists(path):
-        return parse_spec(read_text(path, "--hardware"), f"--hardware {name}", Chip)
+    if name.endswith((".yaml", ".yml")) or exists(name):
+        return parse_spec(read_text(name, "--hardware"), f"--hardware {name}", Chip)
     if is_package_file(_CATALOG, f"{name}.yaml"):  # an id: skip reading the catalog for aliases
         return _parse(_catalog_text(f"{name}.yaml"), f"{name}.yaml")
     files = _catalog_files()

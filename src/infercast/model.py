@@ -540,6 +540,8 @@ def load_model(name: str) -> ModelSpec:
     repo id ('org/name') whose config.json is in the local HF cache. The hub is never contacted."""
     if name in model_ids():
         return normalise(preset_config(name), name)
+    if not name.strip():
+        raise InfercastError("--model: the name is empty; give a preset id (infercast models list) or a config.json path")
     path = Path(name)
     if exists(path):
         if path.is_dir():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -104,9 +103,8 @@ def _parse(text: str, where: str) -> System:
 @cache
 def load_system(name: str) -> System:
     """A named system, or one from a path to a system YAML file."""
-    path = Path(name)
-    if name.endswith((".yaml", ".yml")) or exists(path):
-        return _parse(read_text(path, "--system"), f"--system {name}")
+    if name.endswith((".yaml", ".yml")) or exists(name):
+        return _parse(read_text(name, "--system"), f"--system {name}")
     if name not in system_ids():
         raise InfercastError(f"unknown system '{name}'{did_you_mean(name, system_ids())}; "
                              f"see 'infercast hardware systems'")
