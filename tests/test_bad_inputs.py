@@ -341,6 +341,10 @@ def _cases():
     yield "format-unknown-kv", (*ESTIMATE, "--kv-cache-dtype", "float8"), {}, "unknown format 'float8'"
     yield "format-unknown-upper", (*ESTIMATE, "--act-dtype", "FP5"), {}, "unknown format 'FP5'"
 
+    yield "override-efficiency-inf", (*ESTIMATE, "--efficiency", "step_overhead_s=inf"), {}, \
+        "efficiency.step_overhead_s: must be a finite number, got inf"
+    yield "override-comm-nan", (*ESTIMATE, "--comm", "launch_s=nan"), {}, "comm.launch_s: must be a finite number"
+
     # output files (checked before any work)
     yield "out-folder", (*SIMULATE, "--timeline-csv", "{d}/out"), {"out": Dir()}, \
         "--timeline-csv {d}/out: is a folder"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
@@ -69,6 +70,9 @@ def with_overrides(default: BaseModel, override, prefix: str):
         return default
     if isinstance(override, type(default)):
         return override
+    for key, value in override.items():  # a field's range check lets inf through where it has no upper bound
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InfercastError(f"{prefix}{key}: must be a finite number, got {value}")
     try:
         return type(default)(**{**default.model_dump(), **override})
     except ValidationError as exc:
