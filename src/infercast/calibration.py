@@ -20,16 +20,17 @@ shipped one as a whole (a fit carries the values it did not fit over from its st
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from infercast.errors import InfercastError, pydantic_error_line
-from infercast.hardware import Chip, parse_spec
+from infercast.errors import InfercastError, did_you_mean, pydantic_error_line, shown
+from infercast.files import is_package_file, read_text
+from infercast.hardware import Chip, Family, catalog_id, chip_ids, parse_spec
 from infercast.parallel import CommOptions
 from infercast.roofline import Efficiency
 
@@ -48,9 +49,9 @@ class Calibration(BaseModel):
     generic: dict[str, Any]
     """Every efficiency field, for chip families the profile has no entry for."""
     families: dict[str, dict[str, Any]] = {}
-    """Efficiency fields per chip family (hardware.Family), over ``generic``."""
+    """Efficiency fields per chip family (a hardware.Family), over ``generic``."""
     chips: dict[str, dict[str, Any]] = {}
-    """Efficiency fields per chip id, over everything else."""
+    """Efficiency fields per chip id of the catalog (not an alias, not a path), over everything else."""
     comm: dict[str, float]
     """Collective parameters (parallel.CommOptions fields): bandwidth and launch_s at least."""
     fit: dict[str, Any] | None = None
@@ -58,18 +59,37 @@ class Calibration(BaseModel):
 
     @model_validator(mode="after")
     def _fields_exist(self) -> Calibration:
-        Efficiency(**self.generic)  # complete and in range
-        tables = {**{f"families.{k}": v for k, v in self.families.items()},
+        """Every table names a real family or chip, and gives known, finite fields in range.
+
+        An entry no chip can match (a misspelt family, an alias, a chip outside the catalog) would be
+        ignored without a word, so it is an error; a chip of one's own carries its efficiency in its
+        YAML's ``efficiency:`` block instead."""
+        families = get_args(Family)
+        for family in self.families:
+            if family not in families:
+                raise ValueError(f"families.{family}: not a chip family{did_you_mean(family, families)}; "
+                                 f"use one of {', '.join(families)}")
+        ids = chip_ids()
+        for chip in self.chips:
+            if chip not in ids:
+                real = catalog_id(chip)
+                hint = (f"an alias of {real}; key the entry by the id {real}" if real else
+                        f"not a chip id of the catalog{did_you_mean(chip, ids)}; a chip of your own carries its "
+                        f"efficiency in its YAML's efficiency: block")
+                raise ValueError(f"chips.{chip}: {hint}")
+        tables = {"generic": self.generic, **{f"families.{k}": v for k, v in self.families.items()},
                   **{f"chips.{k}": v for k, v in self.chips.items()}}
         for where, table in tables.items():
+            _finite(where, table)
             unknown = set(table) - set(Efficiency.model_fields)
             if unknown:
-                raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-            Efficiency(**{**self.generic, **table})
+                raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+            _valid(Efficiency, where, {**self.generic, **table})
+        _finite("comm", self.comm)
         unknown = set(self.comm) - set(CommOptions.model_fields)
         if unknown:
             raise ValueError(f"comm: unknown field(s) {', '.join(sorted(unknown))}")
-        CommOptions(**self.comm)
+        _valid(CommOptions, "comm", self.comm)
         return self
 
     def efficiency_fields(self, chip: Chip) -> dict[str, Any]:
@@ -78,6 +98,23 @@ class Calibration(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, width=110)
+
+
+def _finite(where: str, table: dict[str, Any]) -> None:
+    for key, value in table.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where}.{key}: must be a finite number, got {value}")
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{where}.{key}: must be a number, got {shown(value)}")
+
+
+def _valid(spec, where: str, fields: dict[str, Any]) -> None:
+    try:
+        spec(**fields)
+    except ValidationError as exc:
+        raise ValueError(f"{where}.{pydantic_error_line(exc)}") from None
+    except TypeError as exc:  # a key that is not a string (a YAML number or null as a key)
+        raise ValueError(f"{where}: {exc}") from None
 
 
 _PROFILES = resources.files("infercast") / "catalog" / "calibration"
@@ -90,12 +127,9 @@ def _parse(text: str, origin: str) -> Calibration:
 @cache
 def load_calibration(name: str = DEFAULT_PROFILE) -> Calibration:
     """A shipped profile by name ('default') or a profile YAML path."""
-    if (_PROFILES / f"{name}.yaml").is_file():
-        return _parse((_PROFILES / f"{name}.yaml").read_text(), name)
-    path = Path(name)
-    if not path.is_file():
-        raise InfercastError(f"--calibration: no such file {name}")
-    return _parse(path.read_text(), name)
+    if is_package_file(_PROFILES, f"{name}.yaml"):
+        return _parse((_PROFILES / f"{name}.yaml").read_text(encoding="utf-8"), name)
+    return _parse(read_text(name, "--calibration"), name)
 
 
 def resolve(calibration: Calibration | str | None) -> Calibration:

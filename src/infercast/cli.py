@@ -446,7 +446,7 @@ def claims(output: str) -> None:
 
 @cli.command()
 @click.option("--data", required=True, metavar="FILE.csv",
-              help="Measured-data CSV (DESIGN.md format); 'public' is the bundled copy of measured-public.csv.")
+              help="Measured-data CSV (format: docs/data-formats.md); 'public' is the bundled copy of measured-public.csv.")
 @click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
               help="Override an efficiency parameter for every chip (repeatable).")
 @click.option("--calibration", metavar="PROFILE.yaml", help="Calibration profile [the shipped fit].")

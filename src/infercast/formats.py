@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infercast.errors import InfercastError
+from infercast.errors import InfercastError, did_you_mean, shown
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,27 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
 }
 
 
-def get_format(name: str, field: str = "dtype") -> Format:
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise InfercastError(f"{field}: unknown format '{name}'; use one of {', '.join(FORMATS)}") from None
+# Hugging Face's torch_dtype names (config.json, from_pretrained) for the plain formats they match
+ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 
 
-def element_bytes(name: str, field: str = "dtype") -> float:
+def get_format(name: str, field: str = "--dtype") -> Format:
+    """The format called ``name`` (any case; HF's float16, bfloat16 and float32 too), or one line
+    naming ``field`` (the caller's flag or column) with the known names."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    key = ALIASES.get(key, key)
+    if isinstance(key, str) and key in FORMATS:
+        return FORMATS[key]
+    raise InfercastError(f"{field}: unknown format {shown(name)}{did_you_mean(str(key), FORMATS)}; "
+                         f"use one of {', '.join(FORMATS)} (or float32, float16, bfloat16)")
+
+
+def canonical(name: str, field: str = "--dtype") -> str:
+    """The format's own name: 'BF16' and 'bfloat16' are 'bf16'."""
+    return get_format(name, field).name
+
+
+def element_bytes(name: str, field: str = "--dtype") -> float:
     """Bytes per element of a format, scales included; a clear error naming ``field`` for an unknown one."""
     return get_format(name, field).bits / 8
 
@@ -122,6 +135,7 @@ def weight_bits(fmt: str, *, layer_params: float, more_bits_params: float) -> di
     all) and q4_K to the rest; ``more_bits_params`` is the count of those attn_v + ffn_down
     weights over all layers, ``layer_params`` of all layer weights.
     """
+    fmt = canonical(fmt)
     base = get_format(fmt).bits
     layers = base
     if fmt == "q4_k_m" and layer_params:

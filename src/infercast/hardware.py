@@ -10,15 +10,16 @@ catalog (DESIGN.md); sparsity is a separate feature.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
+from infercast.files import exists, is_package_file, read_text
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp6", "fp4")
 
@@ -49,17 +50,32 @@ class Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# No figure of a chip or a system comes near it (a yottabyte, a yotta-FLOP/s): a larger one is a typo,
+# and would overflow the integer conversions downstream (capacities to token counts).
+LARGEST_FIGURE = 1e24
+
+
 class Sourced(Spec):
     """A catalog figure in SI units and where it comes from."""
 
-    value: float | None = Field(ge=0)
-    """The figure in SI units (FLOP/s, bytes, bytes/s, s, W, USD); null when unknown."""
+    value: float | None = Field(ge=0, allow_inf_nan=False)
+    """The figure in SI units (FLOP/s, bytes, bytes/s, s, W, USD); null when unknown. Finite, never NaN."""
     source: str | None = None
     """Document the figure comes from (datasheet, whitepaper, measured reference)."""
     note: str | None = None
     """Caveats, or for a null value, why it is unknown."""
     assumed: bool = False
     """True where no document states the figure and it is an assumption; ``note`` gives the basis."""
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number(cls, value):
+        if isinstance(value, bool):  # YAML's yes/no/true/false would otherwise read as 1 and 0
+            raise ValueError(f"must be a number, got {value}")
+        if isinstance(value, (int, float)) and math.isfinite(value) and value > LARGEST_FIGURE:
+            raise ValueError(f"{value:g} is above {LARGEST_FIGURE:g}, more than any chip or system has; "
+                             f"check the units (SI: bytes, bytes/s, FLOP/s, W, s, USD)")
+        return value
 
     @model_validator(mode="after")
     def _explained(self) -> Sourced:
@@ -120,7 +136,7 @@ class SparsitySupport(Spec):
     """Weight sparsity at any ratio and placement is accelerated."""
     activation: bool = False
     """Zero activations (after ReLU, or unrouted tokens) are skipped as well."""
-    max_speedup: float = Field(ge=1)
+    max_speedup: float = Field(ge=1, allow_inf_nan=False)
     """Largest speed-up of the matrix math that sparsity can give (2 for NVIDIA's 2:4)."""
     compressed_weights: bool = False
     """Unstructured-sparse weights are held compressed (non-zeros plus an index), saving bytes."""
@@ -149,7 +165,7 @@ class EnergySpec(Spec):
 def parse_pattern(pattern: str) -> tuple[int, int]:
     """'2:4' -> (2, 4): N non-zeros kept in every group of M weights."""
     n, sep, m = pattern.partition(":")
-    if not (sep and n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
+    if not (sep and n.isdecimal() and m.isdecimal() and 0 < int(n) < int(m)):
         raise InfercastError(f"sparsity pattern {pattern!r}: expected N:M with 0 < N < M, e.g. 2:4")
     return int(n), int(m)
 
@@ -190,6 +206,37 @@ class Chip(Spec):
     """Per-chip energy figures (memory and link J/bit, node scale); None: the defaults for its technology."""
     notes: str | None = None
 
+    @model_validator(mode="after")
+    def _physical(self) -> Chip:
+        """Figures a chip cannot have: one place, so every reader of a chip YAML gets the same check."""
+        for path in _POSITIVE:
+            figure = self._sourced(path)
+            if figure is not None and figure.value is not None and figure.value <= 0:
+                raise ValueError(f"{path}.value: must be above zero, got {figure.value:g}; "
+                                 f"write value: null with a note where the figure is unknown")
+        link = self.interconnect
+        if link is not None and link.bandwidth_bytes_per_s_per_direction.value == 0:
+            # explicit rather than a quiet fall-back to the host link: a card with no chip-to-chip
+            # link says so with interconnect: null (default_system then stages through host memory)
+            raise ValueError("interconnect.bandwidth_bytes_per_s_per_direction.value: 0; for a chip with no "
+                             "chip-to-chip link write interconnect: null (peers then talk through the host)")
+        units = self.num_compute_units.value
+        if units is not None and units != int(units):
+            raise ValueError(f"num_compute_units.value: must be a whole number of units, got {units:g}")
+        tdp, idle = self.tdp_w.value, self.idle_w.value
+        if tdp is not None and idle is not None and idle > tdp:
+            raise ValueError(f"idle_w.value: {idle:g} W is above tdp_w {tdp:g} W; idle power is at most the TDP")
+        for key, value in (self.efficiency or {}).items():
+            if not isinstance(value, bool) and not math.isfinite(value):
+                raise ValueError(f"efficiency.{key}: must be a finite number, got {value}")
+        return self
+
+    def _sourced(self, path: str) -> Sourced | None:
+        obj = self
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        return obj
+
     def __hash__(self) -> int:
         # the efficiency dict is unhashable, and cached helpers (system.default_system) key on the chip
         return hash(self.model_dump_json())
@@ -222,6 +269,14 @@ class Chip(Spec):
         return obj.value
 
 
+# Figures that are rates, capacities or sizes: zero is a typo (or an unknown written as 0), never a chip.
+_POSITIVE = (
+    "process_nm", "memory.capacity_bytes", "memory.bandwidth_bytes_per_s", "on_chip_sram_bytes",
+    "num_compute_units", "tdp_w", "price_usd", "host_link.bandwidth_bytes_per_s_per_direction",
+    *(f"peak_flops.{fmt}" for fmt in DTYPES),
+    "energy.dram_j_per_bit", "energy.link_j_per_bit", "energy.node_energy_scale",
+)
+
 # Where a chip lacks units for a format, the math runs on the next wider units it has
 # (DESIGN.md: "a chip without FP8 units computes FP8 at its FP16 rate").
 _RATE_FALLBACK = {
@@ -247,10 +302,16 @@ def _catalog_files() -> dict[str, str]:
     names: dict[str, str] = {}
     for entry in _CATALOG.iterdir():
         if entry.name.endswith(".yaml"):
-            chip = _parse(entry.read_text(), entry.name)
+            chip = _parse(entry.read_text(encoding="utf-8"), entry.name)
             for key in (chip.id, *chip.aliases):
                 names[key] = entry.name
     return names
+
+
+def catalog_id(name: str) -> str | None:
+    """The catalog id ``name`` stands for (itself, or the id it is an alias of); None if neither."""
+    file_name = _catalog_files().get(name)
+    return file_name.removesuffix(".yaml") if file_name else None
 
 
 def chip_ids() -> list[str]:
@@ -263,7 +324,13 @@ def parse_spec(text: str, where: str, cls: type[SpecT]) -> SpecT:
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise InfercastError(f"{where}: not valid YAML ({exc.__class__.__name__})") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InfercastError(f"{where}: not valid YAML{at} ({exc.__class__.__name__})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors raise these for a well-formed but impossible scalar: a date such as
+        # 2024-13-45, an integer of more than 4300 digits
+        raise InfercastError(f"{where}: not valid YAML ({exc.__class__.__name__}: {str(exc)[:80]})") from None
     if not isinstance(data, dict):
         raise InfercastError(f"{where}: expected a mapping of {', '.join(list(cls.model_fields)[:4])}, ...")
     try:
@@ -276,17 +343,18 @@ def _parse(text: str, origin: str) -> Chip:
     return parse_spec(text, f"hardware file {origin}", Chip)
 
 
+def _catalog_text(file_name: str) -> str:
+    return (_CATALOG / file_name).read_text(encoding="utf-8")
+
+
 @cache
 def load_chip(name: str) -> Chip:
     """A chip by catalog id or alias, or from a path to a chip YAML file."""
-    path = Path(name)
-    if name.endswith((".yaml", ".yml")) or path.is_file():
-        if not path.is_file():
-            raise InfercastError(f"--hardware: no such file {name}")
-        return _parse(path.read_text(), name)
-    if (_CATALOG / f"{name}.yaml").is_file():  # an id: skip reading the catalog for aliases
-        return _parse((_CATALOG / f"{name}.yaml").read_text(), f"{name}.yaml")
+    if name.endswith((".yaml", ".yml")) or exists(name):
+        return parse_spec(read_text(name, "--hardware"), f"--hardware {name}", Chip)
+    if is_package_file(_CATALOG, f"{name}.yaml"):  # an id: skip reading the catalog for aliases
+        return _parse(_catalog_text(f"{name}.yaml"), f"{name}.yaml")
     files = _catalog_files()
     if name not in files:
         raise InfercastError(f"unknown hardware '{name}'{did_you_mean(name, files)}; see 'infercast hardware list'")
-    return _parse((_CATALOG / files[name]).read_text(), files[name])
+    return _parse(_catalog_text(files[name]), files[name])

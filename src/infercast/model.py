@@ -7,15 +7,19 @@ each family creates, so they match ``sum(p.numel() for p in model.parameters())`
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
+from infercast.errors import InfercastError, did_you_mean, pydantic_error_line, shown
+from infercast.files import exists, read_text
 
 
 class ModelSpec(BaseModel):
@@ -69,6 +73,19 @@ class ModelSpec(BaseModel):
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        """Shapes that cannot go together, whoever builds the spec (``normalise`` names the config keys first)."""
+        if self.num_kv_heads > self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_kv_heads {self.num_kv_heads} must divide num_heads {self.num_heads}")
+        if self.num_experts and not 1 <= self.experts_per_token <= self.num_experts:
+            raise ValueError(f"experts_per_token {self.experts_per_token} must be between 1 and num_experts "
+                             f"{self.num_experts}")
+        if self.num_experts and self.first_dense_layers >= self.num_layers:
+            raise ValueError(f"first_dense_layers {self.first_dense_layers} must be fewer than num_layers "
+                             f"{self.num_layers}")
+        return self
 
     @property
     def is_moe(self) -> bool:
@@ -221,131 +238,228 @@ _BLOOM_TRAINED_CONTEXT = 2048
 _FALCON_DEFAULT_CONTEXT = 2048
 
 
+# The largest value infercast accepts for each kind of size, far above any released model (widths
+# ~ 3e4, 128 heads, 256 experts, vocabularies ~ 2.6e5, contexts ~ 1e7 tokens): a larger one is a typo,
+# and would push parameter and byte counts past what 64-bit integers and the roofline hold exactly.
+_LIMITS = {"width": 2**20, "layers": 10_000, "heads": 2**16, "experts": 2**16, "vocab": 2**24, "context": 2**30}
+_REQUIRED = object()
+
+
+class _Config:
+    """A config.json read key by key: each value's type, sign and size is checked before it is used,
+    and every error names the key and says what it must be."""
+
+    def __init__(self, cfg: dict[str, Any], name: str, family: str, prefix: str = "") -> None:
+        self.cfg, self.name, self.family, self.prefix = cfg, name, family, prefix
+
+    def key(self, *keys: str) -> str:
+        """The first of ``keys`` the config sets (for naming it in a message), else the first."""
+        return next((k for k in keys if self.cfg.get(k) is not None), keys[0])
+
+    def fail(self, key: str, problem: str) -> InfercastError:
+        return InfercastError(f"{self.name}: config.json key '{self.prefix}{key}' {problem}")
+
+    def int(self, *keys: str, default: Any = _REQUIRED, low: int = 1, kind: str = "width") -> Any:
+        """A whole number in [low, limit of ``kind``] under the first of ``keys`` set (null = unset)."""
+        key = self.key(*keys)
+        value = self.cfg.get(key)
+        if value is None:
+            if default is _REQUIRED:
+                raise InfercastError(f"{self.name}: config.json has no '{self.prefix}{keys[0]}' ({self.family}); "
+                                     f"add it")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"must be a whole number, got {shown(value)}; write a JSON integer (e.g. 32, "
+                                 f"not \"32\" or 32.0)")
+        fix = "set the model's real value" + ("" if default is _REQUIRED else " or remove the key for the default")
+        if value < low:
+            raise self.fail(key, f"must be at least {low}, got {value}; {fix}")
+        high = _LIMITS[kind]
+        if value > high:
+            raise self.fail(key, f"is {value:,}, above the {high:,} infercast accepts; {fix}")
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.cfg.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false (unquoted JSON), got {shown(value)}")
+        return value
+
+    def str(self, key: str, default: str) -> str:
+        value = self.cfg.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value.strip() or len(value) > 100:
+            raise self.fail(key, f"must be a short name such as {shown(default)}, got {shown(value)}")
+        return value
+
+    def context(self, default: int | None = None) -> int:
+        if default is None or any(self.cfg.get(k) is not None for k in _CONTEXT_KEYS):
+            return self.int(*_CONTEXT_KEYS, kind="context")
+        return default
+
+
 def normalise(config: dict[str, Any], name: str) -> ModelSpec:
-    """Map a Hugging Face config dict (any supported family) onto a ``ModelSpec``."""
-    cfg = dict(config)
-    if "text_config" in cfg and isinstance(cfg["text_config"], dict):
+    """Map a Hugging Face config dict (any supported family) onto a ``ModelSpec``.
+
+    Every value is checked (type, sign, size) before it is used, and the values are checked against
+    each other (KV heads divide the heads, top-k within the experts, dense layers within the layers);
+    each error is one line naming the config.json key.
+    """
+    if not isinstance(config, dict):
+        raise InfercastError(f"{name}: config.json must hold a JSON object, got {type(config).__name__}")
+    cfg, prefix = dict(config), ""
+    if isinstance(cfg.get("text_config"), dict):
         text = cfg["text_config"]
         family = text.get("model_type", "llama")
-        cfg = {**_TEXT_CONFIG_DEFAULTS.get(family, {}), **text, "model_type": family}
+        if not isinstance(family, str):
+            raise InfercastError(f"{name}: config.json key 'text_config.model_type' must be a string, "
+                                 f"got {shown(family)}")
+        cfg, prefix = {**_TEXT_CONFIG_DEFAULTS.get(family, {}), **text, "model_type": family}, "text_config."
     family = cfg.get("model_type")
     if family in ("RefinedWeb", "RefinedWebModel"):
         family = "falcon"
-    if family not in _FAMILIES:
+    if not isinstance(family, str) or family not in _FAMILIES:
         raise InfercastError(
-            f"{name}: model_type {family!r} is not supported; supported: {', '.join(_FAMILIES)}"
+            f"{name}: model_type {shown(family)} is not supported; supported: {', '.join(_FAMILIES)}"
         )
-
-    def get(canonical: str) -> Any:
-        for key in _ALIASES.get(canonical, (canonical,)):
-            if cfg.get(key) is not None:
-                return cfg[key]
-        raise InfercastError(f"{name}: config.json has no '{_ALIASES.get(canonical, (canonical,))[0]}' ({family})")
-
-    def context(default: int | None = None) -> int:
-        for key in _CONTEXT_KEYS:
-            if cfg.get(key) is not None:
-                return cfg[key]
-        if default is None:
-            raise InfercastError(f"{name}: config.json has no 'max_position_embeddings' ({family})")
-        return default
-
-    h, H = get("hidden_size"), get("num_heads")
+    c = _Config(cfg, name, family, prefix)
+    h, H = c.int(*_ALIASES["hidden_size"]), c.int(*_ALIASES["num_heads"], kind="heads")
     common = dict(
-        name=name, architecture=family, vocab_size=get("vocab_size"), hidden_size=h,
-        num_layers=get("num_layers"), num_heads=H,
+        name=name, architecture=family, vocab_size=c.int("vocab_size", kind="vocab"), hidden_size=h,
+        num_layers=c.int(*_ALIASES["num_layers"], kind="layers"), num_heads=H,
     )
+    head_dim = c.int("head_dim", default=None) if family in _LLAMA_LIKE else None
     if family in _LLAMA_LIKE:
-        fields = _llama_like(cfg, family, h, H, get)
-        fields["max_position_embeddings"] = context()
+        fields = _llama_like(c, family, h, H, common["num_layers"])
+        fields["max_position_embeddings"] = c.context()
     elif family == "gpt2":
         fields = dict(
-            num_kv_heads=H, head_dim=h // H, intermediate_size=cfg.get("n_inner") or 4 * h, gated_mlp=False,
-            activation=cfg.get("activation_function", "gelu_new"), norm="layernorm", norms_per_layer=2,
+            num_kv_heads=H, head_dim=h // H, intermediate_size=c.int("n_inner", default=4 * h), gated_mlp=False,
+            activation=c.str("activation_function", "gelu_new"), norm="layernorm", norms_per_layer=2,
             parallel_block=False, qkv_bias=True, out_bias=True, mlp_bias=True,
-            tie_word_embeddings=cfg.get("tie_word_embeddings", True), position_embedding="learned",
-            max_position_embeddings=context(),
+            tie_word_embeddings=c.bool("tie_word_embeddings", True), position_embedding="learned",
+            max_position_embeddings=c.context(),
         )
     elif family == "gptj":
         fields = dict(
-            num_kv_heads=H, head_dim=h // H, intermediate_size=cfg.get("n_inner") or 4 * h, gated_mlp=False,
-            activation=cfg.get("activation_function", "gelu_new"), norm="layernorm", norms_per_layer=1,
+            num_kv_heads=H, head_dim=h // H, intermediate_size=c.int("n_inner", default=4 * h), gated_mlp=False,
+            activation=c.str("activation_function", "gelu_new"), norm="layernorm", norms_per_layer=1,
             parallel_block=True, qkv_bias=False, out_bias=False, mlp_bias=True, lm_head_bias=True,
-            tie_word_embeddings=cfg.get("tie_word_embeddings", False), position_embedding="rope",
-            max_position_embeddings=context(),
+            tie_word_embeddings=c.bool("tie_word_embeddings", False), position_embedding="rope",
+            max_position_embeddings=c.context(),
         )
     elif family == "gpt_neox":
+        bias = c.bool("attention_bias", True)
         fields = dict(
-            num_kv_heads=H, head_dim=h // H, intermediate_size=get("intermediate_size"), gated_mlp=False,
-            activation=cfg.get("hidden_act", "gelu"), norm="layernorm", norms_per_layer=2,
-            parallel_block=cfg.get("use_parallel_residual", True), qkv_bias=cfg.get("attention_bias", True),
-            out_bias=cfg.get("attention_bias", True), mlp_bias=True,
-            tie_word_embeddings=cfg.get("tie_word_embeddings", False), position_embedding="rope",
-            max_position_embeddings=context(),
+            num_kv_heads=H, head_dim=h // H, intermediate_size=c.int("intermediate_size"), gated_mlp=False,
+            activation=c.str("hidden_act", "gelu"), norm="layernorm", norms_per_layer=2,
+            parallel_block=c.bool("use_parallel_residual", True), qkv_bias=bias, out_bias=bias, mlp_bias=True,
+            tie_word_embeddings=c.bool("tie_word_embeddings", False), position_embedding="rope",
+            max_position_embeddings=c.context(),
         )
     elif family == "bloom":
         fields = dict(
             num_kv_heads=H, head_dim=h // H, intermediate_size=4 * h, gated_mlp=False, activation="gelu",
             norm="layernorm", norms_per_layer=2, parallel_block=False, embedding_norm=True,
-            qkv_bias=True, out_bias=True, mlp_bias=True, tie_word_embeddings=cfg.get("tie_word_embeddings", True),
-            position_embedding="alibi", max_position_embeddings=context(_BLOOM_TRAINED_CONTEXT),
+            qkv_bias=True, out_bias=True, mlp_bias=True, tie_word_embeddings=c.bool("tie_word_embeddings", True),
+            position_embedding="alibi", max_position_embeddings=c.context(_BLOOM_TRAINED_CONTEXT),
         )
     else:  # falcon
-        new_arch = cfg.get("new_decoder_architecture", False)
-        parallel = cfg.get("parallel_attn", True)
+        new_arch = c.bool("new_decoder_architecture", False)
+        parallel = c.bool("parallel_attn", True)
         if new_arch:
-            kv = cfg.get("num_kv_heads") or H
+            kv = _kv_heads(c, "num_kv_heads", H)
         else:
-            kv = 1 if cfg.get("multi_query", True) else H
-        bias = cfg.get("bias", False)
+            kv = 1 if c.bool("multi_query", True) else H
+        bias = c.bool("bias", False)
         fields = dict(
-            num_kv_heads=kv, head_dim=h // H, intermediate_size=cfg.get("ffn_hidden_size") or 4 * h,
-            gated_mlp=False, activation=cfg.get("activation", "gelu"), norm="layernorm",
+            num_kv_heads=kv, head_dim=h // H, intermediate_size=c.int("ffn_hidden_size", default=4 * h),
+            gated_mlp=False, activation=c.str("activation", "gelu"), norm="layernorm",
             norms_per_layer=2 if (new_arch or not parallel) else 1, parallel_block=parallel,
-            qkv_bias=bias, out_bias=bias, mlp_bias=bias, tie_word_embeddings=cfg.get("tie_word_embeddings", True),
-            position_embedding="alibi" if cfg.get("alibi", False) else "rope",
-            max_position_embeddings=context(_FALCON_DEFAULT_CONTEXT),
+            qkv_bias=bias, out_bias=bias, mlp_bias=bias, tie_word_embeddings=c.bool("tie_word_embeddings", True),
+            position_embedding="alibi" if c.bool("alibi", False) else "rope",
+            max_position_embeddings=c.context(_FALCON_DEFAULT_CONTEXT),
         )
-    if h % H and not cfg.get("head_dim") and not cfg.get("kv_lora_rank"):
-        raise InfercastError(f"{name}: hidden size {h} is not a multiple of {H} heads")
+    if h % H and head_dim is None and not fields.get("kv_lora_rank"):
+        raise InfercastError(f"{name}: hidden size {h} is not a multiple of {H} heads "
+                             f"(config.json keys '{prefix}{c.key(*_ALIASES['hidden_size'])}' and "
+                             f"'{prefix}{c.key(*_ALIASES['num_heads'])}'); give head_dim or fix one of them")
     try:
         return ModelSpec(**common, **fields)
     except ValidationError as exc:
         raise InfercastError(f"{name}: {pydantic_error_line(exc)}") from None
 
 
-def _llama_like(cfg: dict[str, Any], family: str, h: int, H: int, get) -> dict[str, Any]:
+def _kv_heads(c: _Config, key: str, H: int) -> int:
+    """K/V heads under ``key`` (absent: one per query head, MHA), dividing the query heads."""
+    kv = c.int(key, default=H, low=0, kind="heads")
+    if kv == 0:
+        raise c.fail(key, "is 0; give the number of K/V heads, or remove the key for multi-head attention "
+                          "(one per query head)")
+    heads = c.key(*_ALIASES["num_heads"])
+    if kv > H:
+        raise c.fail(key, f"is {kv}, more than the {H} query heads ('{heads}'); KV heads are at most the heads")
+    if H % kv:
+        raise c.fail(key, f"is {kv}, which does not divide the {H} query heads ('{heads}'); grouped-query "
+                          f"attention shares each KV head among a whole number of query heads")
+    return kv
+
+
+def _experts(c: _Config, experts_key: str) -> dict[str, int]:
+    """Routed experts and the top-k of an MoE config, checked against each other."""
+    experts = c.int(experts_key, kind="experts")
+    k = c.int("num_experts_per_tok", kind="experts")
+    if k > experts:
+        raise c.fail("num_experts_per_tok", f"is {k}, more than the {experts} experts ('{experts_key}'); "
+                                            f"a token is routed to at most every expert")
+    return dict(num_experts=experts, experts_per_token=k)
+
+
+def _llama_like(c: _Config, family: str, h: int, H: int, num_layers: int) -> dict[str, Any]:
     """LLaMA, Mistral, Mixtral, Qwen2 and DeepSeek-V2/V3 share one layout with optional MoE and MLA."""
+    attention_bias = c.bool("attention_bias", False)
     fields: dict[str, Any] = dict(
-        num_kv_heads=cfg.get("num_key_value_heads") or H,
-        head_dim=cfg.get("head_dim") or h // H,
-        intermediate_size=get("intermediate_size"),
-        gated_mlp=True, activation=cfg.get("hidden_act", "silu"), norm="rmsnorm", norms_per_layer=2,
+        num_kv_heads=_kv_heads(c, "num_key_value_heads", H),
+        head_dim=c.int("head_dim", default=None) or h // H,
+        intermediate_size=c.int("intermediate_size"),
+        gated_mlp=True, activation=c.str("hidden_act", "silu"), norm="rmsnorm", norms_per_layer=2,
         parallel_block=False,
         # Qwen2 always has q/k/v biases (Qwen2Attention: bias=True) and none on o_proj.
-        qkv_bias=True if family == "qwen2" else bool(cfg.get("attention_bias", False)),
-        out_bias=False if family == "qwen2" else bool(cfg.get("attention_bias", False)),
-        mlp_bias=bool(cfg.get("mlp_bias", False)),
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        qkv_bias=True if family == "qwen2" else attention_bias,
+        out_bias=False if family == "qwen2" else attention_bias,
+        mlp_bias=c.bool("mlp_bias", False),
+        tie_word_embeddings=c.bool("tie_word_embeddings", False),
         position_embedding="rope",
         # Qwen2 configs carry a window with use_sliding_window false: only an enabled one counts.
-        sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
+        sliding_window=(c.int("sliding_window", default=None, kind="context")
+                        if c.bool("use_sliding_window", True) else None),
     )
     if family == "mixtral":
-        fields.update(num_experts=get("num_local_experts"), experts_per_token=get("num_experts_per_tok"),
-                      moe_intermediate_size=fields["intermediate_size"])
+        fields.update(**_experts(c, "num_local_experts"), moe_intermediate_size=fields["intermediate_size"])
     if family.startswith("deepseek"):
+        if c.int("moe_layer_freq", default=1, kind="layers") != 1:
+            raise c.fail("moe_layer_freq", "other than 1 is not supported (an MoE layer every layer after "
+                                           "first_k_dense_replace)")
+        dense = c.int("first_k_dense_replace", default=0, low=0, kind="layers")
+        if dense >= num_layers:
+            raise c.fail("first_k_dense_replace", f"is {dense}, not fewer than the {num_layers} layers "
+                                                  f"('{c.key(*_ALIASES['num_layers'])}'); an MoE model needs at "
+                                                  f"least one MoE layer")
+        rope, nope = c.int("qk_rope_head_dim", low=0), c.int("qk_nope_head_dim", low=0)
+        if rope + nope == 0:
+            raise c.fail("qk_nope_head_dim", "and 'qk_rope_head_dim' are both 0; a query head needs a width")
         fields.update(
-            num_experts=get("n_routed_experts"), experts_per_token=get("num_experts_per_tok"),
-            moe_intermediate_size=get("moe_intermediate_size"), num_shared_experts=cfg.get("n_shared_experts") or 0,
-            first_dense_layers=cfg.get("first_k_dense_replace", 0),
-            q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=get("kv_lora_rank"),
-            qk_rope_head_dim=get("qk_rope_head_dim"), qk_nope_head_dim=get("qk_nope_head_dim"),
-            v_head_dim=get("v_head_dim"), num_kv_heads=H,
-            head_dim=get("qk_nope_head_dim") + get("qk_rope_head_dim"),
+            **_experts(c, "n_routed_experts"),
+            moe_intermediate_size=c.int("moe_intermediate_size"),
+            num_shared_experts=c.int("n_shared_experts", default=0, low=0, kind="experts"),
+            first_dense_layers=dense,
+            q_lora_rank=c.int("q_lora_rank", default=None), kv_lora_rank=c.int("kv_lora_rank"),
+            qk_rope_head_dim=rope, qk_nope_head_dim=nope, v_head_dim=c.int("v_head_dim"),
+            num_kv_heads=H, head_dim=nope + rope,
         )
-        if cfg.get("moe_layer_freq", 1) != 1:
-            raise InfercastError("deepseek config: moe_layer_freq other than 1 is not supported")
     return fields
 
 
@@ -362,27 +476,92 @@ def model_ids() -> list[str]:
 
 def preset_config(model_id: str) -> dict[str, Any]:
     """The raw config.json of a preset (including its ``_infercast`` provenance)."""
-    return json.loads((_PRESETS / model_id / "config.json").read_text())
+    return json.loads((_PRESETS / model_id / "config.json").read_text(encoding="utf-8"))
+
+
+# A Hugging Face repo id: 'org/name', letters, digits and - _ . (huggingface_hub's REPO_ID_REGEX)
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def hf_cache_dir() -> Path:
+    """Where huggingface_hub keeps downloaded repos: $HF_HUB_CACHE, else $HF_HOME/hub, else
+    $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub (huggingface_hub.constants)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return cache / "huggingface" / "hub"
+
+
+def hf_cached_config(repo_id: str) -> Path | None:
+    """The config.json of ``repo_id`` in the local Hugging Face cache, if it was downloaded.
+
+    The snapshot ``refs/main`` points at is the one ``from_pretrained`` would load offline; without
+    that ref, the newest snapshot holding a config.json."""
+    repo = hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    try:
+        ref = repo / "refs" / "main"
+        if ref.is_file():
+            pinned = repo / "snapshots" / ref.read_text(encoding="utf-8").strip() / "config.json"
+            if pinned.is_file():
+                return pinned
+        found = [p for p in (repo / "snapshots").glob("*/config.json") if p.is_file()]
+    except (OSError, ValueError):
+        return None
+    return max(found, key=lambda p: p.parent.stat().st_mtime) if found else None
+
+
+def _closest_preset(repo_id: str) -> str:
+    """' (closest preset: llama-3-8b)' for a repo id whose name resembles a preset, else ''."""
+    base = repo_id.rsplit("/", 1)[-1].lower().removeprefix("meta-")
+    for suffix in ("-instruct", "-chat", "-hf", "-base", "-it"):
+        base = base.replace(suffix, "")
+    close = difflib.get_close_matches(base, model_ids(), n=1, cutoff=0.5)
+    return f"; closest preset: {close[0]} (--model {close[0]})" if close else ""
+
+
+def _read_config(path: Path, name: str) -> dict[str, Any]:
+    text = read_text(path, "--model")
+    try:
+        config = json.loads(text)
+    except RecursionError:
+        raise InfercastError(f"--model: {path} is nested too deeply to be a config.json") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise InfercastError(f"--model: {path} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise InfercastError(f"--model: {path} must hold a JSON object")
+    return config
 
 
 @cache
 def load_model(name: str) -> ModelSpec:
-    """A preset by exact id, or a config.json path (the file or the folder holding it)."""
-    path = Path(name)
+    """A preset by exact id, a config.json path (the file or the folder holding it), or a Hugging Face
+    repo id ('org/name') whose config.json is in the local HF cache. The hub is never contacted."""
     if name in model_ids():
         return normalise(preset_config(name), name)
-    if path.is_dir():
-        path = path / "config.json"
-        if not path.is_file():
-            raise InfercastError(f"--model: folder {name} holds no config.json")
-    if path.is_file():
-        try:
-            config = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InfercastError(f"--model: {path} is not valid JSON ({exc})") from None
-        if not isinstance(config, dict):
-            raise InfercastError(f"--model: {path} must hold a JSON object")
-        return normalise(config, str(name))
-    if "/" in name or name.endswith(".json"):
+    if not name.strip():
+        raise InfercastError("--model: the name is empty; give a preset id (infercast models list) or a config.json path")
+    path = Path(name)
+    if exists(path):
+        if path.is_dir():
+            path = path / "config.json"
+            if not exists(path):
+                raise InfercastError(f"--model: folder {name} holds no config.json")
+        config = _read_config(path, name)
+    elif _REPO_ID.fullmatch(name) and not name.endswith(".json"):
+        cached = hf_cached_config(name)
+        if cached is None:
+            where = hf_cache_dir() / ("models--" + name.replace("/", "--"))
+            raise InfercastError(f"--model {name}: not a preset, a file, or a repo in the local Hugging Face cache "
+                                 f"(looked in {where}; the hub is not consulted, infercast works offline){_closest_preset(name)}"
+                                 f"; or download its config.json and pass its path")
+        config = _read_config(cached, name)
+    elif "/" in name or name.endswith(".json"):
         raise InfercastError(f"--model: no such file or folder {name}")
-    raise InfercastError(f"unknown model '{name}'{did_you_mean(name, model_ids())}; see 'infercast models list'")
+    else:
+        raise InfercastError(f"unknown model '{name}'{did_you_mean(name, model_ids())}; see 'infercast models list'")
+    try:
+        return normalise(config, name)
+    except InfercastError as exc:
+        raise InfercastError(f"--model {exc}") from None

@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from infercast.errors import InfercastError, did_you_mean
+from infercast.files import exists, read_text
 from infercast.hardware import Chip, Sourced, Spec, load_chip, parse_spec
 
 Topology = Literal["switch", "ring", "torus", "host"]
@@ -37,7 +37,6 @@ class Tier(Spec):
     latency_s: Sourced
     """Time of one hop of a small message on this tier (the alpha of the alpha-beta model)."""
 
-
 class System(Spec):
     id: str
     name: str
@@ -53,6 +52,17 @@ class System(Spec):
     price_usd: Sourced | None = None
     """Price of one node, where published."""
     notes: str | None = None
+
+    @model_validator(mode="after")
+    def _tiers_move_data(self) -> System:
+        # a tier of zero bandwidth would make every collective take forever (or divide by zero);
+        # a level without a link is a null tier
+        for level in ("intra_node", "inter_node"):
+            tier = getattr(self, level)
+            if tier is not None and tier.bandwidth_bytes_per_s_per_direction.value == 0:
+                raise ValueError(f"{level}.bandwidth_bytes_per_s_per_direction.value: must be above zero, got 0; "
+                                 f"for no link at this level write {level}: null")
+        return self
 
     @property
     def num_chips(self) -> int:
@@ -81,24 +91,24 @@ def system_ids() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in _CATALOG.iterdir() if p.name.endswith(".yaml"))
 
 
-def _parse(text: str, origin: str) -> System:
-    system = parse_spec(text, f"system file {origin}", System)
-    load_chip(system.chip)  # the chip must exist
+def _parse(text: str, where: str) -> System:
+    system = parse_spec(text, where, System)
+    try:
+        load_chip(system.chip)  # the chip must exist
+    except InfercastError as exc:
+        raise InfercastError(f"{where}: chip: {exc}") from None
     return system
 
 
 @cache
 def load_system(name: str) -> System:
     """A named system, or one from a path to a system YAML file."""
-    path = Path(name)
-    if name.endswith((".yaml", ".yml")) or path.is_file():
-        if not path.is_file():
-            raise InfercastError(f"--system: no such file {name}")
-        return _parse(path.read_text(), name)
+    if name.endswith((".yaml", ".yml")) or exists(name):
+        return _parse(read_text(name, "--system"), f"--system {name}")
     if name not in system_ids():
         raise InfercastError(f"unknown system '{name}'{did_you_mean(name, system_ids())}; "
                              f"see 'infercast hardware systems'")
-    return _parse((_CATALOG / f"{name}.yaml").read_text(), f"{name}.yaml")
+    return _parse((_CATALOG / f"{name}.yaml").read_text(encoding="utf-8"), f"system file {name}.yaml")
 
 
 # Alpha (one hop of a small message) of the default tiers: NCCL's own cost model, the hwLat
@@ -113,7 +123,10 @@ def default_system(chip: Chip, num_chips: int) -> System:
     """``--hardware CHIP --num-chips N``: one node of up to 8 chips joined by the chip's own link.
 
     Chips with a scale-up link (NVLink, Infinity Fabric, ICI, RoCE ports) use it within a node
-    as a switch; cards without one talk over PCIe through the host (``topology: host``).
+    as a switch; cards without one (``interconnect: null``) talk over PCIe through the host
+    (``topology: host``). A link whose bandwidth the catalog does not know (``value: null``) is
+    not guessed at: the chips use the host path too, and the tier's name says why. A link of
+    zero bandwidth is not a chip: the chip YAML is refused (hardware.Chip).
     Beyond 8 chips, nodes are joined by one 400 Gb/s NIC per chip (InfiniBand NDR, the
     common choice for 8-GPU servers since 2023).
     """
@@ -133,7 +146,8 @@ def default_system(chip: Chip, num_chips: int) -> System:
         if bw.value is None:
             raise InfercastError(f"hardware {chip.id}: no chip-to-chip or host link bandwidth in the catalog; "
                                  f"use --system with a system YAML")
-        intra = Tier(name=f"{host.name} through host memory", topology="host",
+        why = f" ({link.name}: bandwidth unknown)" if link is not None else ""
+        intra = Tier(name=f"{host.name} through host memory{why}", topology="host",
                      bandwidth_bytes_per_s_per_direction=bw,
                      latency_s=Sourced(value=NCCL_LL_HOP_S["pcie"], source=NCCL_SOURCE))
     inter = Tier(name="InfiniBand NDR 400 Gb/s, one NIC per chip", topology="switch",

@@ -8,19 +8,21 @@ overheads), so the gain from the efficiency model is visible.
 from __future__ import annotations
 
 import csv
+import io
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from infercast.calibration import Calibration, comm_for, default_efficiency
-from infercast.errors import InfercastError
+from infercast.errors import InfercastError, shown
 from infercast.evaluate import evaluate
-from infercast.formats import FORMATS, element_bytes
+from infercast.files import read_text
+from infercast.formats import FORMATS, canonical, element_bytes
 from infercast.hardware import load_chip
 from infercast.model import load_model
 from infercast.ops import GELU_FLOPS, SOFTMAX_FLOPS, Precision, gemm_op, make_op, norm_op, vector_op
@@ -67,20 +69,84 @@ class RowResult:
 
 
 def read_rows(data: str) -> list[dict[str, str]]:
-    """Rows of a measured CSV; ``public`` is the copy of shared/data/measured-public.csv in the package."""
+    """Rows of a measured CSV (docs/data-formats.md); ``public`` is the copy of shared/data/measured-public.csv
+    in the package.
+
+    Every cell the predictions compute with is checked here, once, so a bad one is one line naming
+    the file, the line and the column: required cells present, counts whole numbers, the measured
+    value a positive finite number (or a literal such as OOM, skipped with its reason), GEMM ops with
+    their shape, numbers in ``notes`` in range. Format names are read in any case, HF's float16 /
+    bfloat16 / float32 included, and passed on in their canonical spelling.
+    """
     if data == BUNDLED:
-        text = (resources.files("infercast") / "catalog" / "measured" / "public.csv").read_text()
+        where = "--data public"
+        text = (resources.files("infercast") / "catalog" / "measured" / "public.csv").read_text(encoding="utf-8")
     else:
-        path = Path(data)
-        if not path.is_file():
-            raise InfercastError(f"--data: no such file {data}")
-        text = path.read_text()
-    reader = csv.DictReader(text.splitlines())
+        where = f"--data {data}"
+        text = read_text(data, "--data")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+        lines = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise InfercastError(f"{where}, line {reader.line_num + 1}: not valid CSV ({exc})") from None
     required = ("id", "model", "hardware", "scenario", "metric", "value")
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    missing = [c for c in required if c not in reader.fieldnames]
     if missing:
-        raise InfercastError(f"--data {data}: missing column(s) {', '.join(missing)}; see DESIGN.md for the format")
-    return list(reader)
+        raise InfercastError(f"{where}: missing column(s) {', '.join(missing)}; see docs/data-formats.md for the format")
+    rows = []
+    for line, raw in lines:
+        row = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+        _check_row(row, f"{where}, line {line}")
+        rows.append(row)
+    return rows
+
+
+# Largest count a row may give (batch, lengths, GEMM dimensions, tokens in notes): far above any
+# measurement, and exact in the int64 arithmetic of the engine.
+MAX_COUNT = 2**31 - 1
+# Counts that are at least 1 where given; isl and osl may be 0 (llama-bench's pp and tg rows).
+_COUNTS = {"num_chips": 1, "tp": 1, "pp": 1, "batch": 1, "gemm_m": 1, "gemm_n": 1, "gemm_k": 1, "isl": 0, "osl": 0}
+_SHAPED_OPS = GEMM_OPS | {"attn_score", "attn_value"}
+
+
+def _check_row(row: dict[str, str], where: str) -> None:
+    for column in ("id", "model", "hardware", "scenario", "metric", "value"):
+        if not row.get(column):
+            raise InfercastError(f"{where}: column {column} is empty; every row needs it")
+    for column, low in _COUNTS.items():
+        cell = row.get(column, "")
+        if not cell:
+            continue
+        try:
+            number = float(cell)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number == int(number) and low <= number <= MAX_COUNT):
+            raise InfercastError(f"{where}: column {column} is {shown(cell)}; give a whole number from {low} to "
+                                 f"{MAX_COUNT:,} or leave it empty")
+    try:
+        value = float(row["value"])
+    except ValueError:
+        value = None  # a literal such as OOM: validate() skips the row, saying why
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InfercastError(f"{where}: column value is {shown(row['value'])}; a measurement is a positive number "
+                             f"in SI units (or a literal such as OOM)")
+    for column in ("weight_dtype", "act_dtype", "kv_dtype"):
+        if row.get(column):
+            try:
+                row[column] = canonical(row[column])
+            except InfercastError:
+                pass  # a scheme not modelled yet (q4_0 files, gptq4...): predict_row skips the row and says why
+    if row["scenario"] == "op" and row.get("op") in _SHAPED_OPS:
+        absent = [c for c in ("gemm_m", "gemm_n", "gemm_k") if not row.get(c)]
+        if absent:
+            raise InfercastError(f"{where}: op {row['op']} needs its shape; column(s) {', '.join(absent)} are empty")
+    for key, number in re.findall(r"\b(tokens|kv_len|num_requests)=(\d+)", row.get("notes", "")):
+        if int(number) > MAX_COUNT:
+            raise InfercastError(f"{where}: notes give {key}={number[:20]}...; at most {MAX_COUNT:,}")
+    if row["scenario"] == "op" and row.get("op") == "attn_softmax" and not _note(row, "kv_len"):
+        raise InfercastError(f"{where}: op attn_softmax needs kv_len=N in notes (the keys each query attends to)")
 
 
 def source_group(row: dict[str, str]) -> str:

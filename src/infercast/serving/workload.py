@@ -16,15 +16,16 @@ length get independent streams spawned from it.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from infercast.errors import InfercastError, pydantic_error_line
+from infercast.errors import InfercastError, pydantic_error_line, shown
+from infercast.files import read_text
 
 Distribution = Literal["fixed", "uniform", "normal", "lognormal"]
 
@@ -134,32 +135,48 @@ def synthetic(w: Workload, max_model_len: int, pairs: tuple[np.ndarray, np.ndarr
     return Requests(t, isl, osl, clipped)
 
 
+# Longest prompt or output a length file may give: above any model's context (lengths are clipped to
+# it), and small enough to stay exact in the int64 arrays the simulator uses.
+MAX_TOKENS = 2**31 - 1
+
+
+def csv_rows(path: str, flag: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(header, [(line number, row)]) of a UTF-8 CSV, header names stripped of spaces; malformed CSV
+    is one line naming ``flag``, the file and the line."""
+    text = read_text(path, flag)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip() for name in reader.fieldnames or []]
+        reader.fieldnames = header
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise InfercastError(f"{flag} {path}, line {reader.line_num + 1}: not valid CSV ({exc})") from None
+    return header, rows
+
+
 def _read_csv(path: str, columns: tuple[str, ...], flag: str) -> dict[str, np.ndarray]:
-    p = Path(path)
-    if not p.is_file():
-        raise InfercastError(f"{flag}: no such file {path}")
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InfercastError(f"{flag} {path}: missing column(s) {', '.join(missing)}; "
-                                 f"expected a header with {','.join(columns)}")
-        rows = list(reader)
+    header, rows = csv_rows(path, flag)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise InfercastError(f"{flag} {path}: missing column(s) {', '.join(missing)}; "
+                             f"expected a header with {','.join(columns)} (docs/data-formats.md)")
     if not rows:
         raise InfercastError(f"{flag} {path}: no rows")
     out = {}
     for c in columns:
         values = []
-        for i, row in enumerate(rows, start=2):
+        for i, row in rows:
+            cell = row[c] or ""  # a short row leaves its last cells out
             try:
-                v = float(row[c])
+                v = float(cell)
             except (TypeError, ValueError):
-                raise InfercastError(f"{flag} {path}, line {i}: column {c} is {row[c]!r}, not a number") from None
+                raise InfercastError(f"{flag} {path}, line {i}: column {c} is {shown(cell)}, not a number") from None
             if c == "arrival_s":
                 if not (math.isfinite(v) and v >= 0):
                     raise InfercastError(f"{flag} {path}, line {i}: arrival_s must be a finite time >= 0, got {v!r}")
-            elif not (v >= 1 and v == int(v)):
-                raise InfercastError(f"{flag} {path}, line {i}: {c} must be a whole number of tokens >= 1, got {v!r}")
+            elif not (math.isfinite(v) and 1 <= v <= MAX_TOKENS and v == int(v)):
+                raise InfercastError(f"{flag} {path}, line {i}: {c} must be a whole number of tokens from 1 to "
+                                     f"{MAX_TOKENS:,}, got {cell.strip()}")
             values.append(v)
         out[c] = np.asarray(values) if c == "arrival_s" else np.asarray(values, dtype=np.int64)
     return out
