@@ -326,7 +326,7 @@ def _cases():
         {"profile.yaml": changed(PROFILE, "chips", {"./my-chip.yaml": {"bandwidth": 0.5}})}, \
         "chips../my-chip.yaml: not a chip id"
     yield "profile-comm-infinite", (*PROFILE_ARGS, P), {"profile.yaml": changed(PROFILE, "comm.launch_s", float("inf"))}, \
-        "--comm launch_s: must be a finite number"
+        "comm.launch_s: must be a finite number"
     yield "profile-generic-infinite", (*PROFILE_ARGS, P), \
         {"profile.yaml": changed(PROFILE, "generic.step_overhead_s", float("inf"))}, \
         "generic.step_overhead_s: must be a finite number"
