@@ -17,7 +17,7 @@ SYSTEMS = ["dgx-a100", "gaudi2-8", "gaudi3-8", "gb200-nvl72", "hgx-b200", "hgx-h
            "hgx-b300", "gb300-nvl72", "mi355x-8", "tpu-v6e-256", "trn2-16"]
 COMPARE_FIELDS = {"system", "chip", "plan", "fits", "per_chip_gb", "ttft_s", "tpot_s", "e2e_latency_s",
                   "throughput_tokens_per_s", "prefill_bound", "decode_bound", "decode_comm_share",
-                  "prefill_comm_share"}
+                  "prefill_comm_share", "usd_per_million_tokens", "joules_per_token"}
 # LLaMA-2-70B in FP8 (69 GB of weights, 8.6 GB per chip at tp 8) fits eight 24 GB RTX 4090s and eight H100s
 COMPARE = ("compare", "--model", "llama-2-70b", "--systems", "hgx-h100,server-8x-rtx-4090", "--tp", "8",
            "--batch", "64", "--isl", "512", "--osl", "128", "--dtype", "fp8", "--weight-dtype", "fp8")

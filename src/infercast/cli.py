@@ -12,9 +12,9 @@ import click
 
 from infercast.errors import InfercastError
 
+from infercast.options import AUTO, DEPLOYMENT, EFFICIENCY, WORKLOAD, click_options, resolve_kwargs
+
 OUTPUT = click.Choice(["table", "json", "csv"])
-DTYPE_HELP = "fp32, tf32, bf16, fp16, fp8 (fp8_e4m3, fp8_e5m2), int8, fp6, int4, fp4, mxfp4, nvfp4, mxfp6"
-SCHEME_HELP = "q4_0, q4_k_m, q8_0, gptq, awq, w4a16, fp8, w8a8, mxfp4, nvfp4 or mxfp6"
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -35,17 +35,9 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, float]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise InfercastError(f"{option} {pair!r}: expected KEY=NUMBER, e.g. {option} bandwidth=0.8")
-    return out
+def _json(doc: Any) -> None:
+    """Strict JSON: no NaN or Infinity (a non-finite number would be a bug, and is one)."""
+    click.echo(json.dumps(doc, indent=2, allow_nan=False))
 
 
 def _fmt(x: float | None, unit: str = "", scale: float = 1.0) -> str:
@@ -56,150 +48,59 @@ def _fmt(x: float | None, unit: str = "", scale: float = 1.0) -> str:
     return f"{v:,.0f}{unit}" if abs(v) >= 1000 else f"{v:.3g}{unit}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; commands kept in other modules are imported when they run (a fast ``--help``)."""
+
+    LAZY = {"simulate": "infercast.serving.cli:simulate"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            import importlib
+
+            module, attr = self.LAZY[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="infercast")
 def cli() -> None:
-    """How a generative model runs on given hardware: fit, latency, throughput, bottleneck."""
-
-
-def _stages(value: str | None) -> tuple[int, ...] | None:
-    if not value:
-        return None
-    try:
-        return tuple(int(x) for x in value.split(","))
-    except ValueError:
-        raise InfercastError(f"--pp-stages {value!r}: expected layer counts such as 41,39") from None
-
-
-def _engine_options(f):
-    """The options every command that runs the engine shares (estimate, compare)."""
-    options = [
-        click.option("--model", required=True,
-                     help="Preset id (infercast models list) or a config.json path or folder."),
-        click.option("--batch", type=int, default=1, show_default=True,
-                     help="Sequences processed together (all replicas)."),
-        click.option("--isl", type=int, default=128, show_default=True, help="Input (prompt) tokens per sequence."),
-        click.option("--osl", type=int, default=128, show_default=True, help="Output tokens per sequence."),
-        click.option("--dtype", help=f"Format of weights, activations and KV cache: {DTYPE_HELP} [default: fp16]."),
-        click.option("--weight-dtype", help="Weight format (overrides --dtype)."),
-        click.option("--act-dtype", help="Activation format (overrides --dtype)."),
-        click.option("--kv-cache-dtype", help="KV-cache format (overrides --dtype)."),
-        click.option("--quantization", help=f"Named weight quantization scheme: {SCHEME_HELP}."),
-        click.option("--weight-sparsity", type=float,
-                     help="Fraction of zero weights in the decoder's linear layers, e.g. 0.5 [0]."),
-        click.option("--sparsity-pattern", help="unstructured, or N:M such as 2:4 (sets the sparsity) [unstructured]."),
-        click.option("--activation-sparsity", type=float,
-                     help="Fraction of zero inputs to the linear layers (after ReLU, ...) [0]."),
-        click.option("--sparse-storage", type=click.Choice(["dense", "compressed"]),
-                     help="Store sparse weights with their zeros, or as non-zeros plus an index "
-                          "[compressed for unstructured on chips that read it, else dense]."),
-        click.option("--moe-imbalance", type=float, default=1.0, show_default=True,
-                     help="Tokens of an MoE layer's busiest expert over the mean (1 = uniform routing)."),
-        click.option("--attention", type=click.Choice(["flash", "materialized"]), default="flash", show_default=True,
-                     help="Fused FlashAttention-style kernel, or scores written to memory."),
-        click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
-                     help="Override an efficiency parameter, e.g. bandwidth=0.8 or step_overhead_s=0.002."),
-        click.option("--calibration", metavar="PROFILE.yaml",
-                     help="Calibration profile (infercast calibrate --fit) [the shipped fit of the public data]."),
-        click.option("--comm", "comm", multiple=True, metavar="KEY=VALUE",
-                     help="Override a collective parameter, e.g. bandwidth=0.7 or overlap=0.5."),
-        click.option("--gpu-memory-utilization", type=float,
-                     help="Fraction of device memory the engine may use [0.9]."),
-        click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree."),
-        click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel stages."),
-        click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE models)."),
-        click.option("--dp", type=int, default=1, show_default=True, help="Data-parallel replicas."),
-        click.option("--pp-stages", help="Layers per pipeline stage, e.g. 41,39 (default: as even as possible)."),
-        click.option("--sequence-parallel", is_flag=True, help="Reduce-scatter/all-gather instead of all-reduce."),
-        click.option("--micro-batches", type=int, help="Micro-batches in flight with --pp [default: min(pp, batch)]."),
-        click.option("--auto", is_flag=True, help="Pick the fastest valid tp x pp plan on the system's chips."),
-        click.option("--usd-per-chip-hour", type=float,
-                     help="Cloud price of a chip-hour; without it chips are priced as owned hardware."),
-        click.option("--electricity-usd-per-kwh", type=float, help="Electricity price for owned hardware [0.08]."),
-        click.option("--pue", type=float, help="Facility power over IT power [1.2]."),
-        click.option("--years", type=float, help="Years to pay off owned hardware over (and a fleet's TCO) [5]."),
-        click.option("--energy", "energy", multiple=True, metavar="KEY=VALUE",
-                     help="Override an energy parameter, e.g. chip_overhead=1 or idle_fraction_of_tdp=0.15."),
-        click.option("--cost", "cost", multiple=True, metavar="KEY=VALUE",
-                     help="Override a cost parameter, e.g. chip_price_usd=25000 or hosting_usd_per_kw_month=100."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _deployment_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    """The engine's keyword options from the flags every engine command shares (estimate, simulate)."""
-    memory = kw.pop("gpu_memory_utilization")
-    kw["memory"] = {"gpu_memory_utilization": memory} if memory is not None else None
-    kw["efficiency"] = _key_values(kw.pop("efficiency"), "--efficiency") or None
-    kw["comm"] = _key_values(kw.pop("comm"), "--comm") or None
-    kw["pp_stages"] = _stages(kw.pop("pp_stages"))
-    return kw
-
-
-def _run_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    kw = _deployment_kwargs(kw)
-    kw["energy"] = _key_values(kw.pop("energy"), "--energy") or None
-    cost = _key_values(kw.pop("cost"), "--cost")
-    for name in ("electricity_usd_per_kwh", "pue", "years"):
-        value = kw.pop(name)
-        if value is not None:
-            cost[name] = value
-    kw["cost"] = cost or None
-    return kw
+    """How a generative model runs on given hardware: fit, latency, throughput, bottleneck, energy, cost."""
 
 
 @cli.command()
-@_engine_options
-@click.option("--hardware", help="Chip id (infercast hardware list) or a chip YAML path.")
-@click.option("--num-chips", type=int, help="Chips of --hardware in a default system (NVLink or PCIe in a node).")
-@click.option("--system", help="Named system (infercast hardware systems) or a system YAML path.")
-@click.option("--nodes", type=int, help="Nodes of --system (scale out over its inter-node link).")
+@click_options((*DEPLOYMENT, *WORKLOAD, AUTO))
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 @click.option("--breakdown", is_flag=True, help="Show the per-operator table (op, phase, FLOPs, bytes, time, bound).")
 def estimate(output: str, breakdown: bool, **kw: Any) -> None:
-    """Estimate memory, TTFT, TPOT and throughput of a model on a chip or a system."""
-    from infercast.estimate import estimate as run
+    """Estimate memory, TTFT, TPOT, throughput, energy and cost of a model on a chip or a system."""
+    from infercast.documents import estimate_document
 
-    result = run(**_run_kwargs(kw)).to_dict()
+    result = estimate_document(**resolve_kwargs(kw), **kw)
     if output == "json":
-        click.echo(json.dumps(result, indent=2))
+        _json(result)
     elif output == "csv":
         click.echo(_csv(result["breakdown"]) if breakdown else _csv([_flatten(result)]), nl=False)
     else:
         _estimate_table(result, breakdown)
 
 
+_COMPARE = tuple(o for o in DEPLOYMENT if o.name not in ("hardware", "num_chips", "system", "nodes"))
+
+
 @cli.command()
-@_engine_options
+@click_options((*_COMPARE, *WORKLOAD))
 @click.option("--systems", required=True, help="Comma-separated systems or chips (chip ids use --num-chips).")
 @click.option("--num-chips", type=int, help="Chips for entries that name a chip rather than a system.")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def compare(systems: str, num_chips: int | None, output: str, **kw: Any) -> None:
     """Run one model and workload on two or more systems, side by side."""
-    from infercast.estimate import estimate as run
-    from infercast.system import system_ids
+    from infercast.documents import compare_document
 
-    kw = _run_kwargs(kw)
-    rows = []
-    for name in [x.strip() for x in systems.split(",") if x.strip()]:
-        where = {"system": name} if name in system_ids() or name.endswith((".yaml", ".yml")) else {
-            "hardware": name, "num_chips": num_chips}
-        r = run(**where, **kw)
-        d = r.to_dict()
-        share = r.communication_share
-        rows.append({
-            "system": d["system"], "chip": d["hardware"], "plan": f"tp{r.plan.tp} pp{r.plan.pp} ep{r.plan.ep} "
-                                                                  f"dp{r.plan.dp}",
-            "fits": d["memory"]["fits"], "per_chip_gb": d["memory"]["total_per_chip_bytes"] / 1e9,
-            "ttft_s": d["ttft_s"], "tpot_s": d["decode"]["tpot_s"], "e2e_latency_s": d["e2e_latency_s"],
-            "throughput_tokens_per_s": d["throughput_tokens_per_s"], "prefill_bound": d["prefill"]["bound"],
-            "decode_bound": d["decode"]["bound"], "decode_comm_share": share["decode"],
-            "prefill_comm_share": share["prefill"],
-        })
-    if len(rows) < 2:
-        raise InfercastError("--systems: name at least two systems or chips, separated by commas")
+    rows = compare_document(systems.split(","), num_chips=num_chips, **resolve_kwargs(kw, _COMPARE), **kw)
     if output != "table":
         _print_rows(rows, output)
         return
@@ -256,11 +157,7 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
 
 
 @cli.command()
-@_engine_options
-@click.option("--hardware", help="Chip id (infercast hardware list) or a chip YAML path.")
-@click.option("--num-chips", type=int, help="Chips of --hardware in one replica.")
-@click.option("--system", help="Named system (infercast hardware systems) or a system YAML path.")
-@click.option("--nodes", type=int, help="Nodes of --system in one replica.")
+@click_options((*DEPLOYMENT, *WORKLOAD, AUTO))
 @click.option("--qps", type=float, required=True, help="Queries per second the fleet must serve (isl + osl each).")
 @click.option("--target-utilization", type=float, default=1.0, show_default=True,
               help="Fraction of the replicas' capacity the load may use (headroom for peaks).")
@@ -272,26 +169,20 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def fleet(qps: float, target_utilization: float, slo: str | None, num_prompts: int, output: str, **kw: Any) -> None:
     """Size a fleet of replicas of one deployment for a load: chips, capex, opex, TCO, energy, cost per query."""
-    from infercast.estimate import estimate as run
-    from infercast.fleet import check_load, replica_rate_within, size_fleet
+    from infercast.documents import fleet_document
 
-    check_load(qps, target_utilization)
-    kw = _run_kwargs(kw)
-    est = run(**kw)
-    rate, basis = replica_rate_within(slo, num_prompts=num_prompts, **kw) if slo else (None, "static batch")
-    f = size_fleet(est, qps, target_utilization=target_utilization, replica_rate=rate, basis=basis).to_dict()
-    doc = {"model": est.model, "hardware": est.hardware, "system": est.system,
-           "parallel": {"tp": est.plan.tp, "pp": est.plan.pp, "ep": est.plan.ep, "dp": est.plan.dp},
-           "e2e_latency_s": est.e2e_latency_s, "tpot_s": est.tpot_s, **f, "assumptions": est.cost.assumptions}
+    doc = fleet_document(qps, target_utilization=target_utilization, slo=slo, num_prompts=num_prompts,
+                         **resolve_kwargs(kw), **kw)
     if output == "json":
-        click.echo(json.dumps(doc, indent=2))
+        _json(doc)
         return
     if output == "csv":
         click.echo(_csv([_flatten(doc)]), nl=False)
         return
-    served = (f"E2E {est.e2e_latency_s:.3g} s at batch {est.batch}" if slo is None else f['basis'])
-    click.echo(f"{est.model} on {est.system} (tp {est.plan.tp} x pp {est.plan.pp} x dp {est.plan.dp}), isl "
-               f"{est.isl}, osl {est.osl}: one replica of {f['chips_per_replica']} chips serves "
+    f, par = doc, doc["parallel"]
+    served = (f"E2E {doc['e2e_latency_s']:.3g} s at batch {doc['batch']}" if slo is None else f["basis"])
+    click.echo(f"{doc['model']} on {doc['system']} (tp {par['tp']} x pp {par['pp']} x dp {par['dp']}), isl "
+               f"{doc['isl']}, osl {doc['osl']}: one replica of {f['chips_per_replica']} chips serves "
                f"{f['replica_qps']:.3g} queries/s ({served})")
     _print_rows([
         {"": "replicas", "value": f"{f['replicas']:,}"}, {"": "chips", "value": f"{f['chips']:,}"},
@@ -302,10 +193,10 @@ def fleet(qps: float, target_utilization: float, slo: str | None, num_prompts: i
         {"": "energy per year", "value": f"{f['energy_kwh_per_year']:,.0f} kWh (facility)"},
         {"": "cost per query", "value": f"USD {f['usd_per_query']:.3g}"},
     ], "table")
-    a = doc["assumptions"]
+    a, e = doc["assumptions"], doc["energy"]
     click.echo("assumptions: " + ", ".join(f"{k}={v}" for k, v in a.items() if v is not None)
-               + f"; idle {est.energy.idle_w:g} W and TDP {est.energy.tdp_w:g} W per chip, chip_overhead "
-                 f"{est.energy.chip_overhead:g} (see --energy)")
+               + f"; idle {e['idle_w']:g} W and TDP {e['tdp_w']:g} W per chip, chip_overhead "
+                 f"{e['chip_overhead']:.3g} (see --energy)")
 
 
 def _energy_cost_rows(t, r: dict[str, Any]) -> None:
@@ -344,39 +235,18 @@ def hardware() -> None:
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def hardware_list(output: str) -> None:
     """List the chips with their headline figures."""
-    from infercast.hardware import chip_ids, load_chip
+    from infercast.documents import chips_document
 
-    rows = []
-    for cid in chip_ids():
-        c = load_chip(cid)
-        bf16 = next((f for f in (c.peak_flops.bf16, c.peak_flops.fp16) if f is not None and f.value), None)
-        rows.append({
-            "id": c.id, "name": c.name, "family": c.family,
-            "bf16_tflops": bf16.value / 1e12 if bf16 and bf16.value else None,
-            "memory_gb": c.memory.capacity_bytes.value / 1e9 if c.memory.capacity_bytes.value else None,
-            "bandwidth_gb_per_s": (c.memory.bandwidth_bytes_per_s.value / 1e9
-                                   if c.memory.bandwidth_bytes_per_s.value else None),
-            "tdp_w": c.tdp_w.value,
-        })
-    _print_rows(rows, output)
+    _print_rows(chips_document(), output)
 
 
 @hardware.command("systems")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def hardware_systems(output: str) -> None:
     """List the named systems: chips per node and the links between them."""
-    from infercast.system import load_system, system_ids
+    from infercast.documents import systems_document
 
-    rows = []
-    for sid in system_ids():
-        s = load_system(sid)
-
-        def tier(t):
-            return f"{t.name}: {t.bandwidth_bytes_per_s_per_direction.value / 1e9:g} GB/s" if t else "-"
-
-        rows.append({"id": s.id, "chip": s.chip, "chips_per_node": s.chips_per_node, "nodes": s.nodes,
-                     "intra_node": tier(s.intra_node), "inter_node": tier(s.inter_node)})
-    _print_rows(rows, output)
+    _print_rows(systems_document(), output)
 
 
 @hardware.command("show")
@@ -384,12 +254,15 @@ def hardware_systems(output: str) -> None:
 @click.option("--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 def hardware_show(name: str, output: str) -> None:
     """Show one chip's catalog entry with every source."""
-    import yaml
+    from infercast.documents import chip_document
 
-    from infercast.hardware import load_chip
+    data = chip_document(name)
+    if output == "json":
+        _json(data)
+    else:
+        import yaml
 
-    data = load_chip(name).model_dump(exclude_defaults=True)
-    click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=False)
+        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 
 @cli.group()
@@ -401,16 +274,9 @@ def models() -> None:
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def models_list(output: str) -> None:
     """List the presets with their size."""
-    from infercast.model import load_model, model_ids
+    from infercast.documents import models_document
 
-    rows = []
-    for mid in model_ids():
-        s = load_model(mid)
-        total, active = s.params()
-        rows.append({"id": mid, "architecture": s.architecture, "layers": s.num_layers, "hidden": s.hidden_size,
-                     "heads": s.num_heads, "kv_heads": s.num_kv_heads, "params_b": round(total / 1e9, 2),
-                     "active_b": round(active / 1e9, 2), "context": s.max_position_embeddings})
-    _print_rows(rows, output)
+    _print_rows(models_document(), output)
 
 
 @models.command("show")
@@ -418,14 +284,11 @@ def models_list(output: str) -> None:
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def models_show(name: str, output: str) -> None:
     """Show a model's normalised spec, parameter counts and KV bytes per token."""
-    from infercast.model import load_model
+    from infercast.documents import model_document
 
-    s = load_model(name)
-    total, active = s.params()
-    data = {**s.model_dump(), "params_total": total, "params_active": active,
-            "kv_bytes_per_token_fp16": s.kv_elements_per_token() * 2}
+    data = model_document(name)
     if output == "json":
-        click.echo(json.dumps(data, indent=2))
+        _json(data)
     else:
         _print_rows([{"field": k, "value": v} for k, v in data.items()], "table")
 
@@ -434,11 +297,11 @@ def models_show(name: str, output: str) -> None:
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def claims(output: str) -> None:
     """Each seed claim C1-C20: the tool's computed figures and a verdict."""
-    from infercast.claims import all_claims
+    from infercast.documents import claims_document
 
-    rows = [c.to_dict() for c in all_claims()]
+    rows = claims_document()
     if output == "json":
-        click.echo(json.dumps(rows, indent=2))
+        _json(rows)
     else:
         _print_rows([{**r, "figures": "; ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                 for k, v in r["figures"].items())} for r in rows], output)
@@ -456,11 +319,11 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
     from infercast.validate import summarize
     from infercast.validate import validate as run
 
-    results = run(data, _key_values(efficiency, "--efficiency") or None, calibration)
+    results = run(data, resolve_kwargs({"efficiency": efficiency}, EFFICIENCY)["efficiency"], calibration)
     rows = [r.to_dict() for r in results]
     summary = summarize(results)
     if output == "json":
-        click.echo(json.dumps({"rows": rows, "summary": summary}, indent=2))
+        _json({"rows": rows, "summary": summary})
         return
     if output == "csv":
         click.echo(_csv(rows), nl=False)
@@ -502,7 +365,7 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
         result = run_local(quick=quick, output=out_file, force=force, device=device,
                            progress=lambda m: click.echo(m, err=True))
         if report == "json":
-            click.echo(json.dumps(result.to_dict(), indent=2))
+            _json(result.to_dict())
         else:
             _print_rows(result.to_dict()["rows"], "table")
         return
@@ -517,7 +380,7 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
         click.echo(f"wrote {out_file}", err=True)
     record = result.profile.fit
     if report == "json":
-        click.echo(json.dumps(record, indent=2))
+        _json(record)
         return
     rows = []
     for kind in ("in_sample", "leave_one_source_out"):
@@ -532,7 +395,7 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
 
 def _print_rows(rows: list[dict[str, Any]], output: str) -> None:
     if output == "json":
-        click.echo(json.dumps(rows, indent=2))
+        _json(rows)
     elif output == "csv":
         click.echo(_csv(rows), nl=False)
     else:
@@ -544,11 +407,6 @@ def _print_rows(rows: list[dict[str, Any]], output: str) -> None:
             table.add_row(*("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
                             for v in row.values()))
         Console().print(table)
-
-
-from infercast.serving.cli import simulate  # noqa: E402  (it builds on the helpers above)
-
-cli.add_command(simulate)
 
 
 def main() -> None:

@@ -9,43 +9,19 @@ from typing import Any
 import click
 
 from infercast.errors import InfercastError
+from infercast.options import DEPLOYMENT, PRICES, click_options, resolve_kwargs
 
 # infercast.cli registers this command at its end, so its helpers are imported when the command runs
 
 DISTRIBUTIONS = click.Choice(["fixed", "uniform", "normal", "lognormal"])
 
 
+SIMULATE = tuple(o for o in DEPLOYMENT if o not in PRICES and o.name not in ("max_num_batched_tokens", "micro_batches"))
+"""The deployment's options (``infercast.options``), less prices and the token budget (an engine flag here)."""
+
+
 def _options(f):
     options = [
-        click.option("--model", required=True, help="Preset id (infercast models list) or a config.json path."),
-        click.option("--hardware", help="Chip id (infercast hardware list) or a chip YAML path."),
-        click.option("--num-chips", type=int, help="Chips of --hardware in a default system."),
-        click.option("--system", help="Named system (infercast hardware systems) or a system YAML path."),
-        click.option("--nodes", type=int, help="Nodes of --system."),
-        click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree of a replica."),
-        click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages of a replica."),
-        click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE models)."),
-        click.option("--dp", type=int, default=1, show_default=True, help="Replicas (data parallel)."),
-        click.option("--pp-stages", help="Layers per pipeline stage, e.g. 41,39."),
-        click.option("--sequence-parallel", is_flag=True, help="Reduce-scatter/all-gather instead of all-reduce."),
-        click.option("--dtype", help="Format of weights, activations and KV cache, as for estimate [fp16]."),
-        click.option("--weight-dtype", help="Weight format (overrides --dtype)."),
-        click.option("--act-dtype", help="Activation format (overrides --dtype)."),
-        click.option("--kv-cache-dtype", help="KV-cache format (overrides --dtype)."),
-        click.option("--quantization", help="Named weight quantization scheme, as for estimate."),
-        click.option("--weight-sparsity", type=float, help="Fraction of zero weights in the linear layers [0]."),
-        click.option("--sparsity-pattern", help="unstructured, or N:M such as 2:4."),
-        click.option("--activation-sparsity", type=float, help="Fraction of zero inputs to the linear layers [0]."),
-        click.option("--sparse-storage", type=click.Choice(["dense", "compressed"]), help="How sparse weights are stored."),
-        click.option("--moe-imbalance", type=float, default=1.0, show_default=True,
-                     help="Tokens of an MoE layer's busiest expert over the mean."),
-        click.option("--attention", type=click.Choice(["flash", "materialized"]), default="flash", show_default=True,
-                     help="Fused FlashAttention-style kernel, or scores written to memory."),
-        click.option("--efficiency", multiple=True, metavar="KEY=VALUE",
-                     help="Override an efficiency parameter, e.g. step_overhead_s=0.002."),
-        click.option("--comm", multiple=True, metavar="KEY=VALUE", help="Override a collective parameter."),
-        click.option("--calibration", metavar="PROFILE.yaml", help="Calibration profile [the shipped fit]."),
-        click.option("--gpu-memory-utilization", type=float, help="Fraction of device memory vLLM may use [0.9]."),
         # the workload, as vLLM's benchmark_serving.py
         click.option("--request-rate", type=float, help="Mean requests per second (Poisson, or gamma with "
                                                         "--burstiness) [inf: all at once]."),
@@ -96,14 +72,12 @@ def _options(f):
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return click_options(SIMULATE)(f)
 
 
 def _split(kw: dict[str, Any]) -> dict[str, Any]:
     """simulate() keyword options from the parsed flags."""
-    from infercast.cli import _deployment_kwargs
-
-    kw = _deployment_kwargs(kw)
+    kw = {**resolve_kwargs(kw, SIMULATE), **kw}
     rate, offline = kw.pop("request_rate"), kw.pop("offline")
     if rate is not None and offline:
         raise InfercastError("--offline sends every request at once; drop --request-rate (or --offline)")
@@ -137,7 +111,7 @@ def simulate(output: str, goodput: tuple[str, ...], more_goodput: tuple[str, ...
         if timeline_csv and result.at_max is not None:
             result.at_max.write_timeline(timeline_csv, force=force)
         if output == "json":
-            click.echo(json.dumps(result.to_dict(), indent=2))
+            click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
         else:
             _search_table(result.to_dict())
         return
@@ -145,7 +119,7 @@ def simulate(output: str, goodput: tuple[str, ...], more_goodput: tuple[str, ...
     if timeline_csv:
         result.write_timeline(timeline_csv, force=force)
     if output == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     else:
         _table(result.to_dict())
 

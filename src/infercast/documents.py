@@ -1,0 +1,138 @@
+"""The JSON documents of the commands, built once for the command line and the web API alike.
+
+Each function takes ``resolve()``-style keywords (``infercast.options``) and returns plain data:
+what ``infercast <command> --output json`` prints and what ``/api/<command>`` answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infercast.errors import InfercastError
+
+
+def estimate_document(**kw: Any) -> dict[str, Any]:
+    """``infercast estimate``: the estimate's document (DESIGN.md's contract)."""
+    from infercast.estimate import estimate
+
+    return estimate(**kw).to_dict()
+
+
+def compare_document(systems: list[str], *, num_chips: int | None = None, **kw: Any) -> list[dict[str, Any]]:
+    """``infercast compare``: one model and workload on two or more systems or chips; one row each."""
+    from infercast.estimate import estimate
+    from infercast.system import system_ids
+
+    names = [x.strip() for x in systems if x.strip()]
+    if len(names) < 2:
+        raise InfercastError("--systems: name at least two systems or chips, separated by commas")
+    seen = [n for i, n in enumerate(names) if n in names[:i]]
+    if seen:
+        raise InfercastError(f"--systems: {seen[0]} is named twice; name each system or chip once")
+    rows = []
+    for name in names:
+        named_system = name in system_ids() or name.endswith((".yaml", ".yml"))
+        where = {"system": name} if named_system else {"hardware": name, "num_chips": num_chips}
+        r = estimate(**where, **kw)
+        d = r.to_dict()
+        rows.append({
+            "system": d["system"], "chip": d["hardware"],
+            "plan": f"tp{r.plan.tp} pp{r.plan.pp} ep{r.plan.ep} dp{r.plan.dp}",
+            "fits": d["memory"]["fits"], "per_chip_gb": d["memory"]["total_per_chip_bytes"] / 1e9,
+            "ttft_s": d["ttft_s"], "tpot_s": d["decode"]["tpot_s"], "e2e_latency_s": d["e2e_latency_s"],
+            "throughput_tokens_per_s": d["throughput_tokens_per_s"], "prefill_bound": d["prefill"]["bound"],
+            "decode_bound": d["decode"]["bound"], "decode_comm_share": d["communication_share"]["decode"],
+            "prefill_comm_share": d["communication_share"]["prefill"],
+            "usd_per_million_tokens": d["cost"]["usd_per_million_tokens"] if d["cost"] else None,
+            "joules_per_token": d["energy"]["joules_per_token"] if d["energy"] else None,
+        })
+    return rows
+
+
+def fleet_document(qps: float, *, target_utilization: float = 1.0, slo: str | None = None, num_prompts: int = 2000,
+                   **kw: Any) -> dict[str, Any]:
+    """``infercast fleet``: replicas of one deployment for a load, and their cost over the years."""
+    from infercast.estimate import estimate
+    from infercast.fleet import check_load, replica_rate_within, size_fleet
+
+    check_load(qps, target_utilization)
+    est = estimate(**kw)
+    rate, basis = replica_rate_within(slo, num_prompts=num_prompts, **kw) if slo else (None, "static batch")
+    f = size_fleet(est, qps, target_utilization=target_utilization, replica_rate=rate, basis=basis).to_dict()
+    return {"model": est.model, "hardware": est.hardware, "system": est.system,
+            "parallel": {"tp": est.plan.tp, "pp": est.plan.pp, "ep": est.plan.ep, "dp": est.plan.dp},
+            "e2e_latency_s": est.e2e_latency_s, "tpot_s": est.tpot_s, **f, "assumptions": est.cost.assumptions,
+            "energy": {"idle_w": est.energy.idle_w, "tdp_w": est.energy.tdp_w,
+                       "chip_overhead": est.energy.chip_overhead}}
+
+
+def chips_document() -> list[dict[str, Any]]:
+    """``infercast hardware list``: every chip with its headline figures (SI units in the names)."""
+    from infercast.hardware import chip_ids, load_chip
+
+    rows = []
+    for cid in chip_ids():
+        c = load_chip(cid)
+        bf16 = next((f for f in (c.peak_flops.bf16, c.peak_flops.fp16) if f is not None and f.value), None)
+        rows.append({
+            "id": c.id, "name": c.name, "family": c.family,
+            "bf16_tflops": bf16.value / 1e12 if bf16 and bf16.value else None,
+            "memory_gb": c.memory.capacity_bytes.value / 1e9 if c.memory.capacity_bytes.value else None,
+            "bandwidth_gb_per_s": (c.memory.bandwidth_bytes_per_s.value / 1e9
+                                   if c.memory.bandwidth_bytes_per_s.value else None),
+            "tdp_w": c.tdp_w.value,
+        })
+    return rows
+
+
+def systems_document() -> list[dict[str, Any]]:
+    """``infercast hardware systems``: the named systems, chips per node and the links between them."""
+    from infercast.system import load_system, system_ids
+
+    def tier(t) -> str:
+        return f"{t.name}: {t.bandwidth_bytes_per_s_per_direction.value / 1e9:g} GB/s" if t else "-"
+
+    rows = []
+    for sid in system_ids():
+        s = load_system(sid)
+        rows.append({"id": s.id, "chip": s.chip, "chips_per_node": s.chips_per_node, "nodes": s.nodes,
+                     "intra_node": tier(s.intra_node), "inter_node": tier(s.inter_node)})
+    return rows
+
+
+def chip_document(name: str) -> dict[str, Any]:
+    """``infercast hardware show``: one chip's catalog entry with every source."""
+    from infercast.hardware import load_chip
+
+    return load_chip(name).model_dump(exclude_defaults=True)
+
+
+def models_document() -> list[dict[str, Any]]:
+    """``infercast models list``: the presets with their size."""
+    from infercast.model import load_model, model_ids
+
+    rows = []
+    for mid in model_ids():
+        s = load_model(mid)
+        total, active = s.params()
+        rows.append({"id": mid, "architecture": s.architecture, "layers": s.num_layers, "hidden": s.hidden_size,
+                     "heads": s.num_heads, "kv_heads": s.num_kv_heads, "params_b": round(total / 1e9, 2),
+                     "active_b": round(active / 1e9, 2), "context": s.max_position_embeddings})
+    return rows
+
+
+def model_document(name: str) -> dict[str, Any]:
+    """``infercast models show``: a model's normalised spec, parameter counts and KV bytes per token."""
+    from infercast.model import load_model
+
+    s = load_model(name)
+    total, active = s.params()
+    return {**s.model_dump(), "params_total": total, "params_active": active,
+            "kv_bytes_per_token_fp16": s.kv_elements_per_token() * 2}
+
+
+def claims_document() -> list[dict[str, Any]]:
+    """``infercast claims``: each seed claim C1-C20 recomputed, with a verdict."""
+    from infercast.claims import all_claims
+
+    return [c.to_dict() for c in all_claims()]

@@ -1,0 +1,208 @@
+"""The options of a deployment, declared once: the commands' flags, the web API's request fields and
+``resolve()``'s keywords.
+
+Each ``Option`` is a keyword of ``infercast.scenario.resolve`` (or part of one: ``--pue`` is a field of its
+``cost`` dict), its flag is the keyword with dashes (``--kv-cache-dtype``), and a web request names it in
+snake_case (``kv_cache_dtype``). ``click_options`` decorates a command with them, ``request_model`` builds
+the pydantic model of a request body, and ``resolve_kwargs`` turns either's values into ``resolve()``'s
+keywords. Adding a flag is one entry here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from infercast.errors import InfercastError
+
+DTYPE_HELP = "fp32, tf32, bf16, fp16, fp8 (fp8_e4m3, fp8_e5m2), int8, fp6, int4, fp4, mxfp4, nvfp4, mxfp6"
+SCHEME_HELP = "q4_0, q4_k_m, q8_0, gptq, awq, w4a16, fp8, w8a8, mxfp4, nvfp4 or mxfp6"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    """The keyword (snake_case); the flag is ``--`` and the name with dashes."""
+    help: str
+    type: type = str
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+    pairs: bool = False
+    """Repeatable KEY=NUMBER pairs, gathered into a dict (``--efficiency bandwidth=0.8``)."""
+    metavar: str | None = None
+    into: str | None = None
+    """The ``resolve()`` keyword whose dict this option is a field of ('memory', 'cost')."""
+    required: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+MODEL = Option("model", "Preset id (infercast models list), or a config.json path or folder.", required=True)
+HARDWARE = (
+    Option("hardware", "Chip id (infercast hardware list) or a chip YAML path."),
+    Option("num_chips", "Chips of --hardware in a default system (NVLink or PCIe in a node), or of --system to use; "
+                        "the plan must use them all.", int),
+    Option("system", "Named system (infercast hardware systems) or a system YAML path."),
+    Option("nodes", "Nodes of --system (scale out over its inter-node link).", int),
+)
+PLAN = (
+    Option("tp", "Tensor-parallel degree.", int, 1),
+    Option("pp", "Pipeline-parallel stages.", int, 1),
+    Option("ep", "Expert-parallel degree (MoE models).", int, 1),
+    Option("dp", "Data-parallel replicas.", int, 1),
+    Option("pp_stages", "Layers per pipeline stage, e.g. 41,39 (default: as even as possible)."),
+    Option("sequence_parallel", "Reduce-scatter/all-gather instead of all-reduce.", bool, False),
+    Option("micro_batches", "Micro-batches in flight with --pp [default: min(pp, sequences per replica)].", int),
+)
+PRECISION = (
+    Option("dtype", f"Format of weights, activations and KV cache: {DTYPE_HELP} [default: fp16]."),
+    Option("weight_dtype", "Weight format (overrides --dtype)."),
+    Option("act_dtype", "Activation format (overrides --dtype)."),
+    Option("kv_cache_dtype", "KV-cache format (overrides --dtype)."),
+    Option("quantization", f"Named weight quantization scheme: {SCHEME_HELP}."),
+    Option("weight_sparsity", "Fraction of zero weights in the decoder's linear layers, e.g. 0.5 [0].", float),
+    Option("sparsity_pattern", "unstructured, or N:M such as 2:4 (sets the sparsity) [unstructured]."),
+    Option("activation_sparsity", "Fraction of zero inputs to the linear layers (after ReLU, ...) [0].", float),
+    Option("sparse_storage", "Store sparse weights with their zeros, or as non-zeros plus an index [compressed for "
+                             "unstructured on chips that read it, else dense].", choices=("dense", "compressed")),
+    Option("moe_imbalance", "Tokens of an MoE layer's busiest expert over the mean (1 = uniform routing).", float, 1.0),
+    Option("attention", "Fused FlashAttention-style kernel, or scores written to memory.", str, "flash",
+           choices=("flash", "materialized")),
+)
+EFFICIENCY = (
+    Option("efficiency", "Override an efficiency parameter, e.g. bandwidth=0.8 or step_overhead_s=0.002.",
+           pairs=True, metavar="KEY=VALUE"),
+    Option("calibration", "Calibration profile (infercast calibrate --fit) [the shipped fit of the public data].",
+           metavar="PROFILE.yaml"),
+    Option("comm", "Override a collective parameter, e.g. bandwidth=0.7 or overlap=0.5.", pairs=True,
+           metavar="KEY=VALUE"),
+    Option("gpu_memory_utilization", "Fraction of device memory the engine may use [0.9].", float, into="memory"),
+    Option("max_num_batched_tokens", "Tokens one forward pass processes at most: the activations reserved "
+                                     "[8192].", int, into="memory"),
+)
+PRICES = (
+    Option("usd_per_chip_hour", "Cloud price of a chip-hour; without it chips are priced as owned hardware.", float),
+    Option("electricity_usd_per_kwh", "Electricity price for owned hardware [0.08].", float, into="cost"),
+    Option("pue", "Facility power over IT power [1.2].", float, into="cost"),
+    Option("years", "Years to pay off owned hardware over (and a fleet's TCO) [5].", float, into="cost"),
+    Option("energy", "Override an energy parameter, e.g. chip_overhead=8 or idle_fraction_of_tdp=0.15.",
+           pairs=True, metavar="KEY=VALUE"),
+    Option("cost", "Override a cost parameter, e.g. chip_price_usd=25000 or hosting_usd_per_kw_month=100.",
+           pairs=True, metavar="KEY=VALUE"),
+)
+DEPLOYMENT = (MODEL, *HARDWARE, *PLAN, *PRECISION, *EFFICIENCY, *PRICES)
+"""Every option of a deployment: what ``resolve()`` takes."""
+
+WORKLOAD = (
+    Option("batch", "Sequences processed together (all replicas).", int, 1),
+    Option("isl", "Input (prompt) tokens per sequence.", int, 128),
+    Option("osl", "Output tokens per sequence.", int, 128),
+)
+AUTO = Option("auto", "Pick the fastest valid tp x pp plan on the system's chips.", bool, False)
+
+
+def click_options(options: Iterable[Option], **defaults: Any) -> Callable:
+    """A decorator adding ``options`` to a click command (``defaults`` replace some options' defaults)."""
+    import click
+
+    def decorate(f):
+        for o in reversed(list(options)):
+            default = defaults.get(o.name, o.default)
+            if o.type is bool:
+                f = click.option(o.flag, o.name, is_flag=True, help=o.help)(f)
+            elif o.pairs:
+                f = click.option(o.flag, o.name, multiple=True, metavar=o.metavar, help=o.help)(f)
+            else:
+                kind = click.Choice(list(o.choices)) if o.choices else o.type
+                extra = {"default": default, "show_default": True} if default is not None else {}
+                f = click.option(o.flag, o.name, type=kind, required=o.required, metavar=o.metavar, help=o.help,
+                                 **extra)(f)
+        return f
+
+    return decorate
+
+
+def _pairs(option: Option, value) -> dict[str, float] | None:
+    """KEY=NUMBER strings (the CLI) or a mapping (a request) as a dict of numbers."""
+    if not value:
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    else:
+        items = []
+        for pair in value:
+            key, sep, number = str(pair).partition("=")
+            if not sep:
+                raise InfercastError(f"{option.flag} {pair!r}: expected KEY=NUMBER, e.g. {option.flag} bandwidth=0.8")
+            items.append((key.strip(), number))
+    out = {}
+    for key, number in items:
+        try:
+            out[key] = float(number)
+        except (TypeError, ValueError):
+            raise InfercastError(f"{option.flag} {key}={number!r}: expected KEY=NUMBER, e.g. {option.flag} "
+                                 f"bandwidth=0.8") from None
+        if not math.isfinite(out[key]):
+            raise InfercastError(f"{option.flag} {key}: must be a finite number, got {number}")
+    return out
+
+
+def _stages(value) -> tuple[int, ...] | None:
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = str(value).split(",")
+    try:
+        return tuple(int(x) for x in parts)
+    except (TypeError, ValueError):
+        raise InfercastError(f"--pp-stages {value!r}: expected layer counts such as 41,39") from None
+
+
+def resolve_kwargs(values: dict[str, Any], options: Iterable[Option] = DEPLOYMENT) -> dict[str, Any]:
+    """``resolve()``'s keywords from flag or request values (only ``options``' names are read and removed);
+    the rest of ``values`` is left as it is."""
+    out: dict[str, Any] = {}
+    folded: dict[str, dict[str, Any]] = {}
+    for o in options:
+        if o.name not in values:
+            continue
+        value = values.pop(o.name)
+        if o.pairs:
+            value = _pairs(o, value)
+        elif o.name == "pp_stages":
+            value = _stages(value)
+        if o.into is not None:
+            if value is not None:
+                folded.setdefault(o.into, {})[o.name] = value
+            continue
+        out[o.name] = value
+    for target, fields in folded.items():
+        out[target] = {**(out.get(target) or {}), **fields}
+    return out
+
+
+def request_model(name: str, options: Iterable[Option], doc: str = ""):
+    """The pydantic model of a web request carrying ``options`` (unknown keys are errors)."""
+    from typing import Literal
+
+    from pydantic import ConfigDict, Field, create_model
+
+    fields: dict[str, Any] = {}
+    for o in options:
+        if o.pairs:
+            kind: Any = dict[str, float] | None
+        elif o.name == "pp_stages":
+            kind = list[int] | str | None
+        elif o.choices:
+            kind = Literal[o.choices] if o.required else Literal[o.choices] | None  # type: ignore[valid-type]
+        else:
+            kind = o.type if o.required or o.default is not None else o.type | None
+        default = ... if o.required else o.default
+        fields[o.name] = (kind, Field(default=default, description=o.help))
+    return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc or None, **fields)
