@@ -20,16 +20,9 @@ from infercast.model import ModelSpec
 from infercast.serving.engine import EngineConfig, EngineTrace, Routing, make_engine_config
 from infercast.serving.metrics import SimResult
 from infercast.serving.search import RateSearch, find_max_rate, max_rate
-from infercast.serving.server import Server, server, workload_header
+from infercast.serving.server import Server, server, split_options, workload_header
 from infercast.serving.steptime import StepTime, deployment, step_time
 from infercast.serving.workload import Requests, Workload, make_workload, requests_for
-
-
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(workload fields, engine fields, deployment options) of simulate()'s keyword options."""
-    workload = {k: options.pop(k) for k in list(options) if k in Workload.model_fields}
-    engine = {k: options.pop(k) for k in list(options) if k in EngineConfig.model_fields}
-    return workload, engine, options
 
 
 def simulate(model: str | ModelSpec, hardware=None, *, trace: str | None = None, lengths: str | None = None,

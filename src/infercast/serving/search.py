@@ -28,7 +28,7 @@ from infercast.errors import InfercastError
 from infercast.model import ModelSpec
 from infercast.serving.engine import Routing, make_engine_config
 from infercast.serving.metrics import SimResult, slo_value
-from infercast.serving.server import Server, server, workload_header
+from infercast.serving.server import Server, server, split_options, workload_header
 from infercast.serving.workload import Workload, make_workload, read_lengths, synthetic
 
 # MLPerf Inference Llama-2-70B Server latency bounds (mlcommons/inference, language/llama2-70b README:
@@ -113,8 +113,6 @@ def find_max_rate(model: str | ModelSpec, hardware=None, *, slo_ms: dict[str, fl
                   **options: Any) -> RateSearch:
     """``max_rate`` on a server built from simulate()-style options (workload, engine and deployment
     fields); ``slo_ms`` defaults to MLPerf's Llama-2-70B Server bounds."""
-    from infercast.serving import split_options
-
     w_fields, e_fields, dep_options = split_options(dict(options))
     srv = server(model, hardware, engine=make_engine_config(**e_fields), **dep_options)
     return max_rate(srv, make_workload(**w_fields), slo_ms or MLPERF_LLAMA2_70B_SERVER_SLO_MS, routing=routing,

@@ -76,6 +76,13 @@ def server(model: str | ModelSpec, hardware=None, *, engine: EngineConfig | None
     return Server(dep, config, step_time(dep, budget, config.max_num_seqs), blocks, budget, max_model_len)
 
 
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(workload fields, engine fields, deployment options) of simulate()'s keyword options."""
+    workload = {k: options.pop(k) for k in list(options) if k in Workload.model_fields}
+    engine = {k: options.pop(k) for k in list(options) if k in EngineConfig.model_fields}
+    return workload, engine, options
+
+
 def workload_header(w: Workload, **extra: Any) -> dict[str, Any]:
     """The workload as the result's header shows it (an offline run has request_rate null)."""
     out = w.model_dump()
