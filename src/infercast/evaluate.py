@@ -341,7 +341,8 @@ def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, 
         top.add_row("power_throttle", "power", np.maximum(throttle, 0.0), "power")
     if sc.plan.pp > 1:
         wait = latency - top.total("time_s")
-        top.add_row("pipeline_wait", "wait", np.maximum(wait, 0.0), "communication")
+        # below the rounding of the sum, a stage waits for nothing
+        top.add_row("pipeline_wait", "wait", np.where(wait > 1e-12 * latency, wait, 0.0), "communication")
     energy = None
     if run.er is not None:
         chips_per_stage = sc.plan.tp * sc.plan.dp
@@ -900,9 +901,12 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
                          f"{name}.bound": "memory", f"{name}.weight_bytes": 0.0})
             continue
         rows = ph.rows
+        bound = _phase_bound(rows)
+        if name == "decode" and np.any(run.osl == 1):  # no decode step: as for a scalar osl of 1
+            bound = np.where(run.osl == 1, "memory", bound)
         cols.update({f"{name}.latency_s": ph.latency_s if name == "prefill" else dec_latency,
                      f"{name}.flops": rows.total("flops"), f"{name}.bytes": rows.total("bytes"),
-                     f"{name}.weight_bytes": rows.total("weight_bytes"), f"{name}.bound": _phase_bound(rows)})
+                     f"{name}.weight_bytes": rows.total("weight_bytes"), f"{name}.bound": bound})
     cols["decode.tpot_s"] = tpot
     cols["decode.tokens_per_s"] = dec_tps
     cols.update({"ttft_s": ttft, "e2e_latency_s": e2e, "throughput_tokens_per_s": throughput})

@@ -1,0 +1,177 @@
+"""The engine's three promises, over random scenarios (hypothesis):
+
+* ``evaluate()`` over arrays equals ``estimate()`` configuration by configuration, every numeric field,
+  to 1e-9 relative;
+* the closed-form decode sum equals the step-by-step sum over the osl - 1 steps, to 1e-9;
+* the serving simulator's step time equals the estimate's, for decode steps and single prefills.
+
+Scenarios span dense, GQA, MQA, MLA, MoE and sliding-window models; TP, PP, EP and DP plans; formats,
+weight-only quantization and sparsity; flash and materialised attention; chips with and without the figures
+energy and cost need. A combination the engine refuses (a plan the model's heads do not divide, a format a
+chip lacks) is discarded, not counted as a pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from infercast import InfercastError, estimate, evaluate, resolve
+
+MODELS = ["llama-2-7b", "llama-3-8b", "mistral-7b", "mixtral-8x7b", "deepseek-v3", "gpt-j-6b", "bloom-176b",
+          "qwen2.5-7b", "llama-2-70b"]
+CHIPS = ["h100-sxm", "a100-sxm-80gb", "b200", "mi300x", "rtx-4090", "l40s", "tpu-v5e", "gaudi3"]
+
+
+@st.composite
+def scenarios(draw, models=MODELS, chips=CHIPS, pipelines=True):
+    model = draw(st.sampled_from(models))
+    kw: dict = {"hardware": draw(st.sampled_from(chips))}
+    kw["tp"] = draw(st.sampled_from([1, 2, 4, 8]))
+    if pipelines:
+        kw["pp"] = draw(st.sampled_from([1, 1, 2, 3]))
+        kw["dp"] = draw(st.sampled_from([1, 1, 2]))
+    if model in ("mixtral-8x7b", "deepseek-v3"):
+        kw["ep"] = draw(st.sampled_from([1, kw["tp"]]))
+    precision = draw(st.sampled_from([{}, {"dtype": "bf16"}, {"dtype": "fp8"}, {"quantization": "awq"},
+                                      {"quantization": "q4_0"}, {"weight_dtype": "int8", "kv_cache_dtype": "fp8"}]))
+    kw.update(precision)
+    if draw(st.booleans()):
+        kw["attention"] = "materialized"
+    if draw(st.integers(0, 5)) == 0:
+        kw["sparsity_pattern"] = "2:4"
+    if draw(st.integers(0, 4)) == 0:
+        kw["efficiency"] = {"attention_half_len": draw(st.sampled_from([0.0, 64.0, 256.0])),
+                            "step_overhead_s": draw(st.sampled_from([0.0, 1e-3]))}
+    if draw(st.integers(0, 4)) == 0:
+        kw["energy"] = {"chip_overhead": draw(st.sampled_from([3.0, 30.0]))}  # 30: compute-bound passes throttle
+    kw["num_chips"] = kw["tp"] * kw.get("pp", 1) * kw.get("dp", 1)
+    try:
+        sc = resolve(model, **kw)
+    except InfercastError:
+        assume(False)
+    return model, kw, sc
+
+
+def workloads(sc, draw):
+    context = sc.spec.max_position_embeddings
+    n = draw(st.integers(1, 4))
+    batch = [draw(st.integers(1, 96)) for _ in range(n)]
+    isl = [draw(st.integers(1, min(3000, context - 2))) for _ in range(n)]
+    osl = [draw(st.integers(1, min(300, context - i))) for i in isl]
+    return np.array(batch, float), np.array(isl, float), np.array(osl, float)
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        elif not isinstance(v, list):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def same(a, b) -> bool:
+    if isinstance(a, (bool, np.bool_)) or isinstance(a, str):
+        return a == b
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return b is None or (isinstance(b, float) and math.isnan(b))
+    if b is None:
+        return False
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-300)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.data())
+def test_evaluate_over_arrays_equals_estimate_one_by_one(data):
+    model, kw, sc = data.draw(scenarios())
+    batch, isl, osl = workloads(sc, data.draw)
+    try:
+        cols = evaluate(sc, batch=batch, isl=isl, osl=osl)
+    except InfercastError:
+        assume(False)
+    for i in range(len(batch)):
+        e = flat(estimate(model, **kw, batch=int(batch[i]), isl=int(isl[i]), osl=int(osl[i])).to_dict())
+        for key, col in cols.items():
+            if key not in e:
+                continue
+            got = col[i] if np.ndim(col) else col
+            got = got.item() if isinstance(got, np.generic) else got
+            assert same(e[key], got), (key, e[key], got, model, kw, int(batch[i]), int(isl[i]), int(osl[i]))
+        for key in ("ttft_s", "decode.tpot_s", "memory.fits", "energy.joules_per_token", "cost.usd_per_hour"):
+            assert key in cols or key.split(".")[0] in ("energy", "cost"), key
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.data())
+def test_closed_form_decode_equals_the_step_by_step_sum(data):
+    from infercast.evaluate import _Run, decode, decode_step_s
+
+    _, _, sc = data.draw(scenarios())
+    batch = float(data.draw(st.integers(1, 64)))
+    context = sc.spec.max_position_embeddings
+    isl = float(data.draw(st.sampled_from([1, 3, 7, 60, 127, 500, 2000, 4095, 5000])))
+    assume(isl + 2 < context)
+    osl = float(data.draw(st.integers(2, min(400, int(context - isl)))))
+    run = _Run(sc, batch, isl, osl, sc.rates, sc.efficiency, sc.energy_rates)
+    closed = decode(run)
+    roof = capped = 0.0
+    for L in np.arange(isl + 1, isl + osl):
+        r, c = decode_step_s(run, L)
+        roof, capped = roof + float(r), capped + float(c)
+    assert closed.latency_s == pytest.approx(capped, rel=1e-9)
+    # the rows add up to the latency, and throttled time shows only where the cap bound
+    assert sum(closed.rows.time_s) == pytest.approx(closed.latency_s, rel=1e-9)
+    assert bool(closed.throttled) == (capped > roof * (1 + 1e-9)) or capped == pytest.approx(roof, rel=1e-9)
+
+
+SIM_MODELS = ["llama-2-7b", "llama-3-8b", "mixtral-8x7b", "gpt-j-6b", "qwen2.5-7b", "llama-2-70b"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.data())
+def test_the_simulators_step_time_equals_the_estimates(data):
+    from infercast.serving.steptime import deployment, step_time
+
+    model, kw, sc = data.draw(scenarios(SIM_MODELS, pipelines=True))
+    kw = {k: v for k, v in kw.items() if k != "num_chips"}
+    kw["num_chips"] = kw["tp"] * kw.get("pp", 1) * kw.get("dp", 1)
+    dep = deployment(model, **kw)
+    st_ = step_time(dep, 2048, 64)
+    group = st_.group
+    batch = data.draw(st.integers(1, 64))
+    context = data.draw(st.integers(max(group, st_.head_dim if group > st_.head_dim else group) + 1, 3000))
+    dp = kw.get("dp", 1)
+    extra = {"micro_batches": 1} if kw.get("pp", 1) > 1 else {}
+    # one decode step at KV length L: estimate(isl = L - 1, osl = 2) has exactly that step
+    e = estimate(model, **kw, **extra, batch=batch * dp, isl=context - 1, osl=2)
+    assert st_([], batch, batch * context) == pytest.approx(e.tpot_s, rel=1e-9)
+    prompt = data.draw(st.integers(1, 2048))
+    e = estimate(model, **kw, **extra, batch=dp, isl=prompt, osl=1)
+    assert st_([(prompt, prompt)], 0, 0) == pytest.approx(e.ttft_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("model, options, batch, isl, osl", [
+    # the regimes and branches of the closed form, each at least once
+    ("mistral-7b", dict(hardware="h100-sxm"), 8, 4000, 300),  # crosses the 4,096-token window
+    ("deepseek-v3", dict(hardware="b200", tp=8, num_chips=8), 4, 1, 200),  # MLA: 128 heads share the latent
+    ("llama-3-8b", dict(hardware="h100-sxm", pp=3, num_chips=3), 2, 500, 100),  # 1 < m = 2 < pp: step by step
+    ("llama-3-8b", dict(hardware="h100-sxm", pp=2, num_chips=2), 64, 500, 100),  # m = pp: the slowest stage
+    ("llama-2-70b", dict(hardware="a100-sxm-80gb", tp=8, num_chips=8, energy={"chip_overhead": 60}), 256, 100, 80),
+    ("gpt-j-6b", dict(hardware="a100-sxm-80gb", attention="materialized"), 16, 700, 120),
+])
+def test_closed_form_regimes(model, options, batch, isl, osl):
+    from infercast.evaluate import _Run, decode, decode_step_s
+
+    sc = resolve(model, **options)
+    run = _Run(sc, float(batch), float(isl), float(osl), sc.rates, sc.efficiency, sc.energy_rates)
+    closed = decode(run)
+    steps = [decode_step_s(run, float(L)) for L in range(isl + 1, isl + osl)]
+    assert closed.latency_s == pytest.approx(sum(float(c) for _, c in steps), rel=1e-9)
+    if "energy" in options:  # a decode at 60x the chip overhead runs into its TDP, step after step
+        assert closed.throttled and any(float(c) > float(r) for r, c in steps)
