@@ -110,7 +110,7 @@ def test_evaluate_over_arrays_equals_estimate_one_by_one(data):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.data())
 def test_closed_form_decode_equals_the_step_by_step_sum(data):
-    from infercast.evaluate import _Run, decode, decode_step_s
+    from infercast.evaluation import _Run, decode, decode_step_s
 
     _, _, sc = data.draw(scenarios())
     batch = float(data.draw(st.integers(1, 64)))
@@ -145,13 +145,14 @@ def test_the_simulators_step_time_equals_the_estimates(data):
     st_ = step_time(dep, 2048, 64)
     group = st_.group
     batch = data.draw(st.integers(1, 64))
-    context = data.draw(st.integers(max(group, st_.head_dim if group > st_.head_dim else group) + 1, 3000))
+    top = dep.spec.max_position_embeddings
+    context = data.draw(st.integers(min(group, st_.head_dim) + 1, min(3000, top - 1)))
     dp = kw.get("dp", 1)
     extra = {"micro_batches": 1} if kw.get("pp", 1) > 1 else {}
     # one decode step at KV length L: estimate(isl = L - 1, osl = 2) has exactly that step
     e = estimate(model, **kw, **extra, batch=batch * dp, isl=context - 1, osl=2)
     assert st_([], batch, batch * context) == pytest.approx(e.tpot_s, rel=1e-9)
-    prompt = data.draw(st.integers(1, 2048))
+    prompt = data.draw(st.integers(1, min(2048, top)))
     e = estimate(model, **kw, **extra, batch=dp, isl=prompt, osl=1)
     assert st_([(prompt, prompt)], 0, 0) == pytest.approx(e.ttft_s, rel=1e-9)
 
@@ -166,7 +167,7 @@ def test_the_simulators_step_time_equals_the_estimates(data):
     ("gpt-j-6b", dict(hardware="a100-sxm-80gb", attention="materialized"), 16, 700, 120),
 ])
 def test_closed_form_regimes(model, options, batch, isl, osl):
-    from infercast.evaluate import _Run, decode, decode_step_s
+    from infercast.evaluation import _Run, decode, decode_step_s
 
     sc = resolve(model, **options)
     run = _Run(sc, float(batch), float(isl), float(osl), sc.rates, sc.efficiency, sc.energy_rates)

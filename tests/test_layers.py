@@ -24,7 +24,7 @@ LAYERS = [
     ("energy/cost", ["energy", "cost"]),
     ("calibration", ["calibration"]),
     ("scenario", ["scenario"]),
-    ("evaluate/estimate", ["evaluate", "estimate"]),
+    ("evaluate/estimate", ["evaluation", "estimate"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
     ("search/sweep, validation", ["validate", "calibrate", "claims", "localbench", "reference_model"]),

@@ -2,7 +2,7 @@
 
 from infercast.errors import InfercastError
 from infercast.estimate import Estimate, estimate
-from infercast.evaluate import Columns, evaluate
+from infercast.evaluation import Columns, evaluate
 from infercast.hardware import Chip, chip_ids, load_chip
 from infercast.memory import MemoryOptions
 from infercast.model import ModelSpec, load_model, model_ids

@@ -49,6 +49,11 @@ def clip(x, lo, hi):
     return minimum(maximum(x, lo), hi)
 
 
+def ndim(x) -> int:
+    """``np.ndim`` for the engine's values (floats, ints, numpy scalars and arrays), at a tenth of its cost."""
+    return x.ndim if isinstance(x, np.ndarray) else 0
+
+
 def num(x):
     """A float for a Python or numpy scalar, else a float array."""
     if type(x) in _SCALARS:

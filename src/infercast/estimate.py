@@ -18,7 +18,7 @@ from infercast.calibration import Calibration
 from infercast.cost import CostOptions
 from infercast.energy import EnergyOptions
 from infercast.errors import InfercastError
-from infercast.evaluate import Columns, Rows, evaluate
+from infercast.evaluation import Columns, Rows, evaluate
 from infercast.hardware import Chip
 from infercast.memory import MemoryOptions
 from infercast.model import ModelSpec, load_model

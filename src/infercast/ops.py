@@ -18,7 +18,8 @@ exceeds on-chip memory re-reads some of it; the efficiency model accounts for th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -110,19 +111,29 @@ class Precision:
         """Bits per weight of the linear layers before any sparse compression."""
         return self.dense_layer_weight_bytes * 8
 
-    @property
+    @cached_property
     def gemm_math(self) -> str:
         return math_dtype(self.weight, self.act)
 
-    @property
+    @cached_property
     def attention_math(self) -> str:
         return math_dtype(self.kv, self.act)
 
-    @property
+    @cached_property
     def dequant_ops(self) -> float:
         """Operations to dequantise one weight (0 for formats the math consumes directly)."""
         fmt = get_format(self.weight)
         return fmt.dequant_ops if fmt.math is None else 0.0
+
+    @cached_property
+    def act_bytes(self) -> float:
+        """Bytes of one activation element."""
+        return element_bytes(self.act)
+
+    @cached_property
+    def kv_bytes(self) -> float:
+        """Bytes of one KV-cache element."""
+        return element_bytes(self.kv)
 
 
 @dataclass(frozen=True)
@@ -162,40 +173,42 @@ class Op:
 
 
 def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=math.inf, math="fp32",
-            vector_flops=0.0) -> Op:
+            vector_flops=0.0, compute_factor=1.0, tiles=None, seq_len=None) -> Op:
     return Op(name, kind, count, num(flops), num(weight), num(act), num(kv), num(write), num(min_dim), math,
-              vector_flops=num(vector_flops))
+              vector_flops=num(vector_flops), compute_factor=compute_factor, tiles=None if tiles is None else num(tiles),
+              seq_len=None if seq_len is None else num(seq_len))
 
 
 def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False,
-            wbytes: float | None = None, sparse: bool = True) -> Op:
+            wbytes: float | None = None, sparse: bool = True, out_bytes: float | None = None) -> Op:
     """``[M, K] x [K, N]``: activations ``M x K`` in, weights ``K x N``, output ``M x N``.
 
     Weight-only quantised weights are dequantised on the vector units once per 128-row tile of M
     (the M-tile of the usual W4A16 kernels: Marlin, AWQ GEMM, llama.cpp's MMQ). ``sparse``: a
     decoder linear layer, whose FLOPs are those the units execute when sparsity thins them
-    (``p.layer_math_density`` of the dense 2MNK); the LM head and the router pass False.
+    (``p.layer_math_density`` of the dense 2MNK); the LM head and the router pass False. ``out_bytes``:
+    bytes per output element (default: the activations').
     """
-    a = element_bytes(p.act)
+    a = p.act_bytes
     w = p.layer_weight_bytes if wbytes is None else wbytes
     weight_elems = N * K if weight_elems is None else weight_elems
-    op = make_op(
+    density = p.layer_math_density if sparse else 1.0
+    return make_op(
         name, "gemm", count,
-        flops=2 * M * N * K,
+        flops=2 * M * N * K * density,
         weight=weight_elems * w + (N * a if bias else 0),
         act=M * K * a,
-        write=M * N * a,
+        write=M * N * (a if out_bytes is None else out_bytes),
         min_dim=minimum(minimum(M, N), K),
         math=p.gemm_math,
         vector_flops=p.dequant_ops * weight_elems * ceil(M / 128) if p.dequant_ops else 0.0,
+        tiles=gemm_tiles(M, N),
     )
-    op = replace(op, tiles=gemm_tiles(M, N))
-    return replace(op, flops=op.flops * p.layer_math_density) if sparse and p.layer_math_density != 1 else op
 
 
 def vector_op(name: str, count: int, elems, flops_per_elem: float, p: Precision, *, reads: float = 1,
             writes: float = 1, weight_elems: float = 0) -> Op:
-    a = element_bytes(p.act)
+    a = p.act_bytes
     # norm weights stay in 16-bit (or fp32) whatever the quantization: stored like activations
     return make_op(name, "vector", count, flops=flops_per_elem * elems, weight=weight_elems * a,
                    act=reads * elems * a, write=writes * elems * a)
@@ -224,21 +237,27 @@ def cached_tokens(kv_len, q_len, window=None):
 
 
 def layer_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash",
-              moe: MoeShard = MoeShard(), norm_tokens_divisor: int = 1, with_attention: bool = True) -> list[Op]:
+              moe: MoeShard = MoeShard(), norm_tokens_divisor: int = 1, with_attention: bool = True,
+              decode: bool | None = None) -> list[Op]:
     """Operators of all decoder layers for one pass (each op's ``count`` is its number of layers).
 
     ``norm_tokens_divisor``: with sequence parallelism, norms and residual adds run on 1/tp of
     the tokens of each chip. ``with_attention`` False leaves out the attention kernels, whose cost
     depends on each sequence's context (``attention_kernels``): what is left depends on the pass's
-    tokens and sequences only.
+    tokens and sequences only. ``decode``: a decode step (MLA runs its absorbed kernels), rather than a
+    prefill; None: one new token per sequence is a decode.
     """
     T = batch * q_len  # tokens in the pass
     Tn = T / norm_tokens_divisor
     L = spec.num_layers
-    kernels = attention_kernels(spec, p, attention, decode=_is_decode(q_len)) if with_attention else []
+    decode = _is_decode(q_len) if decode is None else decode
+    kernels = attention_kernels(spec, p, attention, decode=decode) if with_attention else []
     core = [k.op(batch, q_len, kv_len) for k in kernels]
     ops = [norm_op("attn_norm", spec, L, Tn, p)]
-    ops += (_mla_ops if spec.is_mla else _attention_ops)(spec, batch, q_len, kv_len, p, core)
+    if spec.is_mla:
+        ops += _mla_ops(spec, batch, q_len, kv_len, p, core, decode)
+    else:
+        ops += _attention_ops(spec, batch, q_len, kv_len, p, core)
     if spec.norms_per_layer == 2:
         ops.append(norm_op("mlp_norm", spec, L, Tn, p))
     if spec.num_dense_layers:
@@ -318,10 +337,10 @@ class Kernel:
 
         keys = kv_len if W is None else minimum(kv_len, W)
         min_dim = minimum(minimum(q_len * self.group, keys), self.dim)
-        op = make_op(self.name, self.kind, self.count, flops=cost(self.flops), act=cost(self.act), kv=cost(self.kv),
-                     write=cost(self.write), min_dim=min_dim if self.kind == "attention" else math.inf,
-                     math=self.math if self.kind == "attention" else "fp32")
-        return replace(op, seq_len=num(pairs / q_len)) if self.kind == "attention" else op
+        matrix = self.kind == "attention"
+        return make_op(self.name, self.kind, self.count, flops=cost(self.flops), act=cost(self.act), kv=cost(self.kv),
+                       write=cost(self.write), min_dim=min_dim if matrix else math.inf,
+                       math=self.math if matrix else "fp32", seq_len=pairs / q_len if matrix else None)
 
     @property
     def saturation_len(self) -> int:
@@ -349,7 +368,7 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
     else:
         d_qk, d_v = spec.qk_nope_head_dim + spec.qk_rope_head_dim, spec.v_head_dim
         kv_elems, kv_heads = spec.kv_lora_rank + spec.qk_rope_head_dim, H
-    a, c = element_bytes(p.act), element_bytes(p.kv)
+    a, c = p.act_bytes, p.kv_bytes
     q_b, o_b, new_kv, cached = H * d_qk * a, H * d_v * a, kv_elems * c, kv_elems * c  # bytes per token
     shape = dict(group=H // kv_heads, dim=min(d_qk, d_v), window=spec.sliding_window)
     L, math_ = spec.num_layers, p.attention_math
@@ -369,7 +388,7 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
     ]
 
 
-def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, core: list[Op]) -> list[Op]:
+def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, core: list[Op], decode: bool) -> list[Op]:
     """Multi-head latent attention (DeepSeek-V2/V3).
 
     The cache holds one latent of ``kv_lora_rank + qk_rope_head_dim`` per token and layer.
@@ -387,7 +406,7 @@ def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, core: list[Op]
         ops.append(gemm_op("q_proj", L, T, H * (nope + rope), h, p))
     ops.append(gemm_op("kv_a_proj", L, T, r + rope, h, p))
     ops.append(vector_op("rope", L, T * (H + 1) * rope, ROPE_FLOPS, p))
-    if _is_decode(q_len):
+    if decode:
         ops.append(gemm_op("mla_absorb_q", L, T * H, r, nope, p, weight_elems=H * nope * r))
         ops += core
         ops.append(gemm_op("mla_absorb_o", L, T * H, v, r, p, weight_elems=H * r * v))
@@ -435,23 +454,23 @@ def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
     touched = experts_touched(E, k, group_tokens) / moe.ep  # experts whose weights this chip reads
     rows = group_tokens * k / moe.ep  # token-expert assignments this chip computes
     per_expert = rows / touched  # tokens each touched expert processes: the GEMM's M
-    a, w = element_bytes(p.act), p.layer_weight_bytes
+    a, w = p.act_bytes, p.layer_weight_bytes
     up = (2 if spec.gated_mlp else 1) * f
     ops = [
         gemm_op("moe_router", n, T, E, h, p, wbytes=p.dense_layer_weight_bytes, sparse=False),
         # permute tokens to their experts and back: read and write the rows twice
         vector_op("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
-        replace(make_op("moe_up", "gemm", n, flops=2 * rows * up * h * p.layer_math_density,
-                        weight=touched * up * h * w, act=rows * h * a, write=rows * up * a,
-                        min_dim=minimum(per_expert, h), math=p.gemm_math,
-                        vector_flops=p.dequant_ops * touched * up * h * ceil(per_expert / 128)),
+        make_op("moe_up", "gemm", n, flops=2 * rows * up * h * p.layer_math_density,
+                weight=touched * up * h * w, act=rows * h * a, write=rows * up * a,
+                min_dim=minimum(per_expert, h), math=p.gemm_math,
+                vector_flops=p.dequant_ops * touched * up * h * ceil(per_expert / 128),
                 compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, up, touched)),
         vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
                   reads=2 if spec.gated_mlp else 1),
-        replace(make_op("moe_down", "gemm", n, flops=2 * rows * h * f * p.layer_math_density,
-                        weight=touched * h * f * w, act=rows * f * a, write=rows * h * a,
-                        min_dim=minimum(per_expert, f), math=p.gemm_math,
-                        vector_flops=p.dequant_ops * touched * h * f * ceil(per_expert / 128)),
+        make_op("moe_down", "gemm", n, flops=2 * rows * h * f * p.layer_math_density,
+                weight=touched * h * f * w, act=rows * f * a, write=rows * h * a,
+                min_dim=minimum(per_expert, f), math=p.gemm_math,
+                vector_flops=p.dequant_ops * touched * h * f * ceil(per_expert / 128),
                 compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, h, touched)),
     ]
     if spec.num_shared_experts:
@@ -465,7 +484,7 @@ def embedding_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
     T, h = batch * q_len, spec.hidden_size
     rows = 2 if spec.position_embedding == "learned" else 1  # token and position rows gathered
     ops = [make_op("embedding", "vector", 1, flops=(rows - 1) * T * h, weight=rows * T * h * p.embedding_weight_bytes,
-                   write=T * h * element_bytes(p.act))]
+                   write=T * h * p.act_bytes)]
     if spec.embedding_norm:
         ops.append(norm_op("embedding_norm", spec, 1, T, p))
     return ops
@@ -479,21 +498,20 @@ def output_ops(spec: ModelSpec, batch, q_len, p: Precision) -> list[Op]:
     Logits are written and read in fp32.
     """
     T, V = batch * q_len, spec.vocab_size
-    head = gemm_op("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias, wbytes=p.head_weight_bytes,
-                   sparse=False)
     return [
         norm_op("final_norm", spec, 1, T, p),
-        replace(head, write_bytes=num(batch * V * 4.0)),
+        gemm_op("lm_head", 1, batch, V, spec.hidden_size, p, bias=spec.lm_head_bias, wbytes=p.head_weight_bytes,
+                sparse=False, out_bytes=4.0),
         make_op("sampling", "vector", 1, flops=SAMPLING_FLOPS * batch * V, act=batch * V * 4.0, write=batch * 4.0),
     ]
 
 
 def forward_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, attention: Attention = "flash", *,
                 moe: MoeShard = MoeShard(), first: bool = True, last: bool = True,
-                norm_tokens_divisor: int = 1, with_attention: bool = True) -> list[Op]:
+                norm_tokens_divisor: int = 1, with_attention: bool = True, decode: bool | None = None) -> list[Op]:
     """All operators of one forward pass in execution order; ``first``/``last`` say whether
-    this chip's stage holds the embedding and the output head; ``with_attention`` (see
-    ``layer_ops``)."""
+    this chip's stage holds the embedding and the output head; ``with_attention`` and ``decode``
+    (see ``layer_ops``)."""
     ops = embedding_ops(spec, batch, q_len, p) if first else []
-    ops += layer_ops(spec, batch, q_len, kv_len, p, attention, moe, norm_tokens_divisor, with_attention)
+    ops += layer_ops(spec, batch, q_len, kv_len, p, attention, moe, norm_tokens_divisor, with_attention, decode)
     return ops + (output_ops(spec, batch, q_len, p) if last else [])

@@ -97,11 +97,19 @@ class Scenario:
     @cached_property
     def energy_rates(self) -> EnergyRates | None:
         """The chip's energy coefficients, or None where a figure is unknown (``extra['energy_unavailable']``)."""
-        try:
-            return energy_rates(self.rates, self.energy, self.chip.id, self.gemm_max_16bit)
-        except InfercastError as exc:
-            self.extra["energy_unavailable"] = str(exc)
-            return None
+        key = (id(self.rates), self.energy, self.chip.id, self.gemm_max_16bit)
+        hit = _ENERGY_RATES.get(key)
+        if hit is None or hit[0] is not self.rates:
+            try:
+                hit = (self.rates, energy_rates(self.rates, self.energy, self.chip.id, self.gemm_max_16bit), None)
+            except InfercastError as exc:
+                hit = (self.rates, None, str(exc))
+            if len(_ENERGY_RATES) > 4096:
+                _ENERGY_RATES.clear()
+            _ENERGY_RATES[key] = hit
+        if hit[2] is not None:
+            self.extra["energy_unavailable"] = hit[2]
+        return hit[1]
 
     @property
     def gemm_max_16bit(self) -> float:
@@ -112,6 +120,10 @@ class Scenario:
     @property
     def num_chips(self) -> int:
         return self.plan.num_chips
+
+
+_ENERGY_RATES: dict[tuple, tuple] = {}
+"""Energy rates by (chip rates, options, chip, GEMM efficiency); the rates are kept so that ids stay theirs."""
 
 
 @cache

@@ -13,28 +13,42 @@ Every argument may be an array; everything broadcasts. ``lo > hi`` is an empty r
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from infercast.arrays import is_scalar, maximum
 
 
 def count(lo, hi):
     """Integers in [lo, hi]."""
-    return np.maximum(np.asarray(hi, float) - lo + 1, 0.0)
+    return maximum(hi - lo + 1.0, 0.0)
 
 
 def sum_range(lo, hi):
     """Sum of the integers in [lo, hi] (0 when empty)."""
-    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    n = np.maximum(hi - lo + 1, 0.0)
-    return n * (lo + hi) / 2
+    return count(lo, hi) * (lo + hi) / 2
 
 
 def sum_line(a, b, lo, hi):
     """sum_{L=lo}^{hi} (a + b L)."""
-    return a * count(lo, hi) + b * sum_range(lo, hi)
+    n = count(lo, hi)
+    return a * n + b * n * (lo + hi) / 2
+
+
+def _sum_max2_scalar(a1, b1, a2, b2, lo, hi) -> float:
+    if b1 == b2:
+        return sum_line(a1, b1, lo, hi) if a1 >= a2 else sum_line(a2, b2, lo, hi)
+    k = min(max(math.floor((a2 - a1) / (b1 - b2)), lo - 1), hi)
+    if b1 < b2:
+        return sum_line(a1, b1, lo, k) + sum_line(a2, b2, k + 1, hi)
+    return sum_line(a2, b2, lo, k) + sum_line(a1, b1, k + 1, hi)
 
 
 def sum_max2(a1, b1, a2, b2, lo, hi):
     """sum_{L=lo}^{hi} max(a1 + b1 L, a2 + b2 L), exactly: the two lines cross at most once."""
+    if is_scalar(a1, b1, a2, b2, lo, hi):
+        return _sum_max2_scalar(a1, b1, a2, b2, lo, hi)
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     db = b1 - b2
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -20,7 +20,7 @@ import numpy as np
 
 from infercast.calibration import Calibration, comm_for, default_efficiency
 from infercast.errors import InfercastError, shown
-from infercast.evaluate import evaluate
+from infercast.evaluation import evaluate
 from infercast.files import read_text
 from infercast.formats import FORMATS, canonical, element_bytes
 from infercast.hardware import load_chip

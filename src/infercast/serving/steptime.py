@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from infercast.errors import InfercastError
-from infercast.evaluate import Pricer
+from infercast.evaluation import Pricer
 from infercast.memory import need
 from infercast.model import ModelSpec
 from infercast.ops import make_op
@@ -252,10 +252,11 @@ def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
     token_s, seq_s = np.zeros(max_tokens + 1), np.zeros(max_seqs + 1)
     token_j, seq_j = np.zeros(max_tokens + 1), np.zeros(max_seqs + 1)
     for i, g in enumerate(sc.groups):
-        ops = pr.stage_ops(g, 1.0, T, T, with_attention=False)
+        ops = pr.stage_ops(g, 1.0, T, T, with_attention=False, decode=False)
         token = pr.cost([op for op in ops if op.name not in SEQUENCE_OPS], ("token", i))
         token_s[1:] += g.count * token.time_s
-        seq = pr.cost([op for op in pr.stage_ops(g, B, 1.0, 1.0, with_attention=False) if op.name in SEQUENCE_OPS],
+        seq = pr.cost([op for op in pr.stage_ops(g, B, 1.0, 1.0, with_attention=False, decode=True)
+                       if op.name in SEQUENCE_OPS],
                       ("seq", i))
         if seq.table.ops:
             seq_s[1:] += g.count * seq.time_s

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from infercast.arrays import ndim
 from infercast.cost import HOURS_PER_YEAR, capex_per_chip_usd, owned_chip_hour
 from infercast.energy import EnergyRates, OpEnergy, energy_rates, op_energy, op_energy_coefficients
 from infercast.errors import InfercastError
@@ -112,6 +113,10 @@ class PassCost:
         return None if self.energy is None else self.table.per_pass(self.energy.total_j)
 
 
+_COEFFICIENTS: dict[tuple, tuple] = {}
+"""Energy coefficients by operator-list structure; the rates and system are kept so that ids stay theirs."""
+
+
 class Pricer:
     """Prices operators of a scenario's stages: times on the roofline and dynamic energy, at the rates in force."""
 
@@ -124,12 +129,14 @@ class Pricer:
         self.power = None if self.er is None else self.er.tdp_w - self.er.idle_w  # W a chip can spend above idle
         self.coefs: dict[tuple, Any] = {}
 
-    def stage_ops(self, g: StageGroup, batch, q_len, kv_len, *, with_attention: bool = True) -> list[Op]:
-        """Every kernel one chip of the group runs in a pass of ``batch`` sequences, collectives included."""
+    def stage_ops(self, g: StageGroup, batch, q_len, kv_len, *, with_attention: bool = True,
+                  decode: bool = False) -> list[Op]:
+        """Every kernel one chip of the group runs in a pass of ``batch`` sequences, collectives included; a
+        prefill pass unless ``decode``."""
         sc, s = self.sc, g.stage
         ops = forward_ops(s.spec, batch, q_len, kv_len, sc.precision, sc.attention, moe=s.moe, first=s.first,
                           last=s.last, norm_tokens_divisor=sc.plan.tp if sc.plan.sequence_parallel else 1,
-                          with_attention=with_attention)
+                          with_attention=with_attention, decode=decode)
         return ops + comm_ops(sc.spec, sc.plan, s, sc.system, batch, q_len, sc.precision, sc.comm)
 
     def cost(self, ops: list[Op], key: tuple) -> PassCost:
@@ -140,11 +147,25 @@ class Pricer:
             return PassCost(table, t, None)
         coef = self.coefs.get(key)
         if coef is None:
-            sc = self.sc
-            coef = self.coefs[key] = op_energy_coefficients(table, sc.precision, self.rates, sc.system, sc.energy,
-                                                            sc.plan.tp, max(sc.plan.ep_across_dp, 1),
-                                                            sc.comm.host_staging)
+            coef = self.coefs[key] = self._coefficients(table)
         return PassCost(table, t, op_energy(table, coef, self.er))
+
+    def _coefficients(self, table: OpTable):
+        """The energy coefficients of an operator list: kept per structure (names, kinds, links, formats, chip,
+        system, options), which the workload's sizes do not change."""
+        sc = self.sc
+        key = (tuple((op.name, op.kind, op.tier) for op in table.ops), table.kind.ndim, sc.precision.gemm_math,
+               sc.precision.attention_math, id(self.rates), id(sc.system), sc.energy, sc.plan.tp,
+               sc.plan.ep_across_dp, sc.comm.host_staging)
+        hit = _COEFFICIENTS.get(key)
+        if hit is not None and hit[0] is self.rates and hit[1] is sc.system:
+            return hit[2]
+        coef = op_energy_coefficients(table, sc.precision, self.rates, sc.system, sc.energy, sc.plan.tp,
+                                      max(sc.plan.ep_across_dp, 1), sc.comm.host_staging)
+        if len(_COEFFICIENTS) > 4096:
+            _COEFFICIENTS.clear()
+        _COEFFICIENTS[key] = (self.rates, sc.system, coef)
+        return coef
 
     def kernels(self, g: StageGroup) -> list[Kernel]:
         """The group's decode attention kernels (their ``count`` is the stage's layers)."""
@@ -165,7 +186,7 @@ class _Run(Pricer):
         self.power = None if er is None else er.tdp_w - er.idle_w
         self.batch, self.isl, self.osl = batch, isl, osl
         plan = sc.plan
-        self.replica_batch = np.ceil(batch / plan.dp) if np.ndim(batch) else float(math.ceil(batch / plan.dp))
+        self.replica_batch = np.ceil(batch / plan.dp) if ndim(batch) else float(math.ceil(batch / plan.dp))
         if plan.pp == 1:
             self.m = 1.0
         elif sc.micro_batches is None:
@@ -177,8 +198,8 @@ class _Run(Pricer):
             self.m = float(sc.micro_batches)
         self.mb = self.replica_batch / self.m  # sequences per micro-batch
 
-    def ops(self, g: StageGroup, q_len, kv_len, *, with_attention: bool = True) -> list[Op]:
-        return self.stage_ops(g, self.mb, q_len, kv_len, with_attention=with_attention)
+    def ops(self, g: StageGroup, q_len, kv_len, *, with_attention: bool = True, decode: bool = False) -> list[Op]:
+        return self.stage_ops(g, self.mb, q_len, kv_len, with_attention=with_attention, decode=decode)
 
 
 # --- rows -----------------------------------------------------------------------------------------------
@@ -248,6 +269,11 @@ class Rows:
                     self.energy[k].insert(at, row[f"e_{k}"])
 
     def scaled(self, m) -> Rows:
+        if ndim(m) == 0 and m == 1:
+            return Rows(list(self.names), list(self.kinds), list(self.tiers),
+                        *(list(getattr(self, f)) for f in _ROW_FIELDS),
+                        None if self.energy is None else {k: list(v) for k, v in self.energy.items()})
+
         def sc(xs: list) -> list:
             return [x * m for x in xs]
 
@@ -263,7 +289,7 @@ class Rows:
         if kind == "power":
             return "power"
         c, m, o = self.compute_s[i], self.memory_s[i], self.overhead_s[i]
-        if np.ndim(c) == 0 and np.ndim(m) == 0 and np.ndim(o) == 0:
+        if ndim(c) == 0 and ndim(m) == 0 and ndim(o) == 0:
             return "overhead" if o > max(c, m) else ("compute" if c >= m else "memory")
         return np.where(o > np.maximum(c, m), "overhead", np.where(c >= m, "compute", "memory"))
 
@@ -278,14 +304,14 @@ def _sum(xs: list):
     out = 0.0
     for x in xs:
         out = out + x
-    return float(out) if np.ndim(out) == 0 else out
+    return float(out) if ndim(out) == 0 else out
 
 
 def _select(per_group: list, index):
     """Per configuration, the entry of the group ``index`` names (index: int array or int)."""
     if len(per_group) == 1:
         return per_group[0]
-    if np.ndim(index) == 0:
+    if ndim(index) == 0:
         return per_group[int(index)]
     out = per_group[0]
     for g in range(1, len(per_group)):
@@ -296,8 +322,8 @@ def _select(per_group: list, index):
 def _group_rows(rows: list[Rows], busiest) -> Rows:
     """The busiest group's rows (per configuration); groups align on the union of their rows' names (zero
     where a group has no such row: the embedding, the head, a p2p send)."""
-    if len(rows) == 1 or np.ndim(busiest) == 0:
-        return rows[int(busiest) if np.ndim(busiest) == 0 else 0]
+    if len(rows) == 1 or ndim(busiest) == 0:
+        return rows[int(busiest) if ndim(busiest) == 0 else 0]
     names = []
     for r in rows:
         names += [n for n in r.names if n not in names]
@@ -350,7 +376,7 @@ def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, 
                                                                                                  strict=True))
                   for k in _ENERGY_PARTS}
     throttled = _any([c > r * (1 + 1e-12) for c, r in zip(capped, roof, strict=True)])
-    return Phase(float(latency) if np.ndim(latency) == 0 else latency, top, energy, throttled)
+    return Phase(float(latency) if ndim(latency) == 0 else latency, top, energy, throttled)
 
 
 def _any(conds: list):
@@ -469,7 +495,7 @@ class _KernelEnergy:
 
 def _flat(x: np.ndarray, i: int):
     v = x[i]
-    return float(v) if np.ndim(v) == 0 else float(np.ravel(v)[0])
+    return float(v) if ndim(v) == 0 else float(np.ravel(v)[0])
 
 
 @dataclass
@@ -507,7 +533,7 @@ def decode(run: _Run) -> Phase | None:
     groups = sc.groups
     parts = []
     for i, g in enumerate(groups):
-        token = run.cost(run.ops(g, 1.0, 1.0, with_attention=False), ("decode", i))
+        token = run.cost(run.ops(g, 1.0, 1.0, with_attention=False, decode=True), ("decode", i))
         e = token.energy_j
         parts.append(_GroupDecode(g, token, token.time_s + run.framework_s(g), e, run.kernels(g)))
     kernels = parts[0].kernels
@@ -684,7 +710,7 @@ def decode_step_s(run: _Run, L) -> tuple[Any, Any]:
     operator list: the step-by-step reference of the closed form."""
     roof, capped = [], []
     for g in run.sc.groups:
-        c = run.cost(run.ops(g, 1.0, L), ("step", g.indices))
+        c = run.cost(run.ops(g, 1.0, L, decode=True), ("step", g.indices))
         t = c.time_s + run.framework_s(g)
         roof.append(t)
         capped.append(_at_tdp(run, t, c.energy_j))
@@ -728,7 +754,7 @@ def memory_columns(run: _Run) -> dict[str, Any]:
         "memory.overhead_bytes": opts.runtime_overhead_bytes, "memory.total_per_chip_bytes": total,
         "memory.capacity_per_chip_bytes": run.rates.mem_capacity_bytes, "memory.usable_per_chip_bytes": usable,
         "memory.comm_buffer_bytes": n["comm_buffer_bytes"], "memory.fits": fits,
-        "memory.binding": binding if np.ndim(binding) else str(binding),
+        "memory.binding": binding if ndim(binding) else str(binding),
         "memory.min_chips": mc.chips, "memory.min_plan.tp": mc.tp, "memory.min_plan.pp": mc.pp,
         "memory.min_plan.dp": mc.dp, "memory.max_batch": sc.plan.dp * per_replica,
     }
@@ -742,7 +768,7 @@ def _all(conds: list):
     out = conds[0]
     for c in conds[1:]:
         out = out & c
-    return bool(out) if np.ndim(out) == 0 else out
+    return bool(out) if ndim(out) == 0 else out
 
 
 def energy_columns(run: _Run, pre: Phase, dec: Phase | None, e2e, flops_per_chip) -> dict[str, Any]:
@@ -824,8 +850,8 @@ def _promote(values: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
     """Arrays reshaped to the full dimensionality (leading ones), so they broadcast the same everywhere."""
     out = {}
     for k, v in values.items():
-        if np.ndim(v) and np.ndim(v) < len(shape):
-            v = np.asarray(v).reshape((1,) * (len(shape) - np.ndim(v)) + np.shape(v))
+        if ndim(v) and ndim(v) < len(shape):
+            v = np.asarray(v).reshape((1,) * (len(shape) - ndim(v)) + np.shape(v))
         out[k] = v
     return out
 
@@ -945,15 +971,24 @@ def _comm_time(rows: Rows):
 
 def _phase_bound(rows: Rows):
     """The bound that takes the largest share of the phase's time."""
-    sums = {name: 0.0 for name in BOUNDS}
+    sums = [0.0] * len(BOUNDS)
     for i, t in enumerate(rows.time_s):
-        b = rows.bound(i)
-        if isinstance(b, str):
-            sums[b] = sums[b] + t
+        kind = rows.kinds[i]
+        if kind in ("comm", "wait"):
+            sums[3] = sums[3] + t
+        elif kind == "power":
+            sums[4] = sums[4] + t
         else:
-            for name in BOUNDS:
-                sums[name] = sums[name] + np.where(b == name, t, 0.0)
-    if all(np.ndim(v) == 0 for v in sums.values()):
-        return max(BOUNDS, key=lambda k: (sums[k], -BOUNDS.index(k)))
-    stacked = np.stack(np.broadcast_arrays(*sums.values()))
-    return np.array(BOUNDS)[np.argmax(stacked, axis=0)]
+            c, m, o = rows.compute_s[i], rows.memory_s[i], rows.overhead_s[i]
+            if ndim(c) == 0 and ndim(m) == 0 and ndim(o) == 0:
+                k = 2 if o > max(c, m) else (0 if c >= m else 1)
+                sums[k] = sums[k] + t
+            else:
+                over = o > np.maximum(c, m)
+                comp = ~over & (c >= m)
+                sums[0] = sums[0] + np.where(comp, t, 0.0)
+                sums[2] = sums[2] + np.where(over, t, 0.0)
+                sums[1] = sums[1] + np.where(over | comp, 0.0, t)
+    if all(ndim(v) == 0 for v in sums):
+        return BOUNDS[max(range(len(BOUNDS)), key=lambda k: (sums[k], -k))]
+    return np.array(BOUNDS)[np.argmax(np.stack(np.broadcast_arrays(*sums)), axis=0)]
