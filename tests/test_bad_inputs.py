@@ -361,7 +361,7 @@ def _cases():
     yield "trace-isl-huge", (*TRACE_ARGS, T), {"trace.csv": "arrival_s,isl,osl\n0,1e300,5\n"}, \
         "line 2: isl must be a whole number of tokens"
     yield "trace-arrival-nan", (*TRACE_ARGS, T), {"trace.csv": "arrival_s,isl,osl\nnan,10,5\n"}, \
-        "line 2: arrival_s must be a finite time"
+        "line 2: arrival_s must be seconds from the start of the run, from 0 to 1e+09, got nan"
     yield "trace-osl-zero", (*TRACE_ARGS, T), {"trace.csv": "arrival_s,isl,osl\n0,10,0\n"}, \
         "line 2: osl must be a whole number of tokens"
     yield "trace-short-row", (*TRACE_ARGS, T), {"trace.csv": "arrival_s,isl,osl\n0,10\n"}, \
@@ -543,5 +543,5 @@ def test_a_utf8_bom_is_not_part_of_the_first_column(tmp_path):
 
     path = tmp_path / "lengths.csv"
     path.write_bytes("\ufeffisl,osl\n10,5\n".encode())
-    isl, osl = read_lengths(str(path))
+    isl, osl = read_lengths(str(path), 4096)
     assert isl.tolist() == [10] and osl.tolist() == [5]

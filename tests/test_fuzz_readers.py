@@ -221,7 +221,7 @@ def valid_requests(r) -> None:
 @FUZZ
 @given(row=st.integers(0, 2), column=st.integers(0, 2), cell=cells)
 def test_trace_with_one_cell_replaced(tmp_path, row, column, cell):
-    rows = [["0", "10", "5"], ["0.5", "200", "20"], ["1", "3000", "3000"]]
+    rows = [["0", "10", "5"], ["0.5", "200", "20"], ["1", "3000", "1000"]]
     rows[row][column] = cell
     text = "arrival_s,isl,osl\n" + "\n".join(",".join(r) for r in rows) + "\n"
     file = write(tmp_path, text, ".csv")

@@ -116,8 +116,8 @@ def test_find_max_rate_json():
 
 
 @pytest.mark.parametrize("args,expected", [
-    (("--request-rate", "-1"), "--request-rate must be a positive number"),
-    (("--request-rate", "0"), "--request-rate must be a positive number"),
+    (("--request-rate", "-1"), "--request-rate: must be a positive number"),
+    (("--request-rate", "0"), "--request-rate: must be a positive number"),
     (("--num-prompts", "0"), "--num-prompts: "),
     (("--request-rate", "2", "--offline"), "drop --request-rate"),
     (("--isl", "4000", "--osl", "200"), "max-model-len 4096"),

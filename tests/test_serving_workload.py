@@ -63,10 +63,15 @@ def test_a_seed_reproduces_a_run_and_another_seed_does_not():
 
 
 def test_lengths_are_clipped_to_the_context_and_counted():
-    w = Workload(num_prompts=2000, isl=900, osl=100, isl_dist="lognormal", length_spread=1.0)
+    # a normal sd of 0.4 x 50 puts 0.6% of the outputs below half a token: clipped to 1, and counted
+    w = Workload(num_prompts=2000, isl=900, osl=50, osl_dist="normal", length_spread=0.4)
     r = synthetic(w, 1024)
     assert (r.isl >= 1).all() and (r.isl + r.osl <= 1024).all() and (r.osl >= 1).all()
-    assert 0 < r.clipped < 2000
+    assert 0 < r.clipped <= 20
+    # a spread that would clip more than 1% of the requests is refused, naming one that would not
+    with pytest.raises(InfercastError, match=r"^--length-spread 1: 29.9% of the requests .* use --length-spread 0.01 "
+                                             r"or less or shorter --isl/--osl$"):
+        synthetic(Workload(num_prompts=2000, isl=900, osl=100, isl_dist="lognormal", length_spread=1.0), 1024)
     with pytest.raises(InfercastError, match="max-model-len 1024"):
         synthetic(Workload(isl=1000, osl=100), 1024)
 
@@ -103,7 +108,7 @@ def test_trace_is_read_sorted_and_bad_rows_name_the_line(tmp_path):
 def test_lengths_are_drawn_from_measured_pairs(tmp_path):
     path = tmp_path / "lengths.csv"
     path.write_text("isl,osl\n100,10\n300,30\n")
-    isl, osl = read_lengths(str(path))
+    isl, osl = read_lengths(str(path), 4096)
     r = requests_for(Workload(num_prompts=1000, seed=3), 4096, lengths=str(path))
     pairs = set(zip(r.isl.tolist(), r.osl.tolist()))
     assert pairs == {(100, 10), (300, 30)} and isl.tolist() == [100, 300] and osl.tolist() == [10, 30]

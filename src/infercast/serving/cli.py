@@ -76,15 +76,23 @@ def _options(f):
 
 
 def _split(kw: dict[str, Any]) -> dict[str, Any]:
-    """simulate() keyword options from the parsed flags."""
+    """simulate() keyword options from the parsed flags. Only the workload flags the user gave reach the
+    library (the others keep their defaults there), so that it can refuse those --trace, --lengths or
+    --find-max-rate would ignore."""
+    from click.core import ParameterSource
+
+    from infercast.serving.workload import Workload
+
     kw = {**resolve_kwargs(kw, SIMULATE), **kw}
-    rate, offline = kw.pop("request_rate"), kw.pop("offline")
+    ctx = click.get_current_context()
+    for key in [k for k in kw if k in Workload.model_fields]:
+        if ctx.get_parameter_source(key) is ParameterSource.DEFAULT:
+            del kw[key]
+    rate, offline = kw.pop("request_rate", None), kw.pop("offline")
     if rate is not None and offline:
         raise InfercastError("--offline sends every request at once; drop --request-rate (or --offline)")
-    if rate is not None and not (rate > 0 and math.isfinite(rate)):
-        raise InfercastError(f"--request-rate must be a positive number of requests per second, got {rate!r}; "
-                             f"use --offline for all at once")
-    kw["request_rate"] = rate if rate is not None else math.inf
+    if offline or rate is not None:
+        kw["request_rate"] = math.inf if offline else rate  # inf is offline too, as in vLLM
     kw["chunked_prefill"] = not kw.pop("no_chunked_prefill")
     return kw
 
@@ -95,6 +103,7 @@ def _split(kw: dict[str, Any]) -> dict[str, Any]:
 def simulate(output: str, goodput: tuple[str, ...], more_goodput: tuple[str, ...], find_max_rate: bool, slo: str,
              tolerance: float, timeline_csv: str | None, force: bool, **kw: Any) -> None:
     """Simulate a vLLM-style server under load: TTFT, TPOT, ITL, E2E latency, throughput, goodput."""
+    from infercast.files import check_writable
     from infercast.serving import simulate as run
     from infercast.serving.metrics import parse_slo
     from infercast.serving.search import find_max_rate as search
@@ -103,20 +112,28 @@ def simulate(output: str, goodput: tuple[str, ...], more_goodput: tuple[str, ...
         raise InfercastError(f"unexpected argument {more_goodput[0]!r} (see 'infercast simulate --help')")
     slos = parse_slo(goodput + more_goodput, "--goodput", percentiles=False) if goodput else None
     kw = _split(kw)
+    if timeline_csv is not None:  # before the run, not after minutes of it
+        check_writable(timeline_csv, force, "--timeline-csv")
+
+    def say(line: str) -> None:  # progress goes to stderr: stdout stays the JSON document
+        click.echo(line, err=True)
+
     if find_max_rate:
         if kw.pop("trace"):
             raise InfercastError("--find-max-rate draws Poisson arrivals; drop --trace")
-        kw.pop("request_rate")
-        result = search(slo_ms=parse_slo(slo, "--slo", percentiles=True), tolerance=tolerance, **kw)
-        if timeline_csv and result.at_max is not None:
-            result.at_max.write_timeline(timeline_csv, force=force)
+        result = search(slo_ms=parse_slo(slo, "--slo", percentiles=True), tolerance=tolerance, progress=say, **kw)
+        if timeline_csv is not None:
+            if result.at_max is not None:
+                result.at_max.write_timeline(timeline_csv, force=force)
+            else:
+                say(f"--timeline-csv {timeline_csv}: not written, no rate met the SLOs")
         if output == "json":
             click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
         else:
             _search_table(result.to_dict())
         return
-    result = run(goodput=slos, **kw)
-    if timeline_csv:
+    result = run(goodput=slos, progress=say, **kw)
+    if timeline_csv is not None:
         result.write_timeline(timeline_csv, force=force)
     if output == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
@@ -133,11 +150,24 @@ def _table(r: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    w, e, par = r["workload"], r["engine"], r["parallel"]
+    w, e, par, x = r["workload"], r["engine"], r["parallel"], r["workload"]["realised"]
     rate = "offline (all at t = 0)" if w["request_rate"] is None else f"{w['request_rate']:g} req/s"
+    realised = (f"isl mean {x['isl_mean']:,.1f} ({x['isl_min']:,}-{x['isl_max']:,}), osl mean {x['osl_mean']:,.1f} "
+                f"({x['osl_min']:,}-{x['osl_max']:,})")
+    if w.get("trace"):
+        rate = "all at t = 0" if w["request_rate"] is None else f"mean {w['request_rate']:.4g} req/s"
+        work = f"trace {w['trace']}: {w['num_prompts']:,} prompts over {w['arrival_span_s']:,.1f} s, {rate}, {realised}"
+    elif w.get("lengths"):
+        work = f"{w['num_prompts']:,} prompts, {rate}, lengths drawn from {w['lengths']}: {realised}"
+    else:
+        work = (f"{w['num_prompts']:,} prompts, {rate}, isl {w['isl']} ({w['isl_dist']}), osl {w['osl']} "
+                f"({w['osl_dist']})")
+        if w["isl_dist"] != "fixed" or w["osl_dist"] != "fixed":
+            work += f"; realised {realised}"
+    if w["clipped"]:
+        work += f"; {w['clipped']:,} clipped to [1, max-model-len]"
     console.print(f"[bold]{r['model']}[/bold] on [bold]{r['hardware']}[/bold] ({r['system']}): tp {par['tp']} x pp "
-                  f"{par['pp']}, {par['dp']} replica(s); {w['num_prompts']} prompts, {rate}, isl {w['isl']} "
-                  f"({w['isl_dist']}), osl {w['osl']} ({w['osl_dist']})")
+                  f"{par['pp']}, {par['dp']} replica(s); {work}")
     console.print(f"engine: max-num-seqs {e['max_num_seqs']}, max-num-batched-tokens {e['max_num_batched_tokens']}, "
                   f"{'chunked prefill' if e['chunked_prefill'] else 'prefill-first'}, {e['num_gpu_blocks']:,} KV blocks "
                   f"of {e['block_size']} ({e['kv_cache_tokens']:,} tokens) per replica")

@@ -34,7 +34,10 @@ finish in. Per-request and per-step times come out as arrays for ``metrics``.
 Each replica's loop is a coroutine (``_replica``) holding its state in local variables. Without
 a concurrency limit and with static routing (one replica, or round-robin) replicas never meet,
 and each runs straight through its own arrivals; otherwise ``_route`` merges them over a heap of
-(time, replica) events, so that each arrival sees every replica as it is at that instant.
+(time, replica) events, so that each arrival sees every replica as it is at that instant. A run
+of PROGRESS_MIN_REQUESTS or more reports its progress (every 10% of requests finished) to a
+``progress`` callable, from outside the step loop: a replica running alone is resumed at
+simulated-time horizons sized to take about PROGRESS_EVERY_S of wall time each.
 
 Simplifications (beyond those of the step-time model): the scheduler's own CPU time is not
 modelled (it is part of the framework time, ``step_overhead_s``); requests are never
@@ -48,6 +51,7 @@ from __future__ import annotations
 import heapq
 import math
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +138,10 @@ RECORD_FIELDS = ("start_s", "end_s", "prefill_tokens", "decode_seqs", "running",
                  "new_decodes")
 """What a replica appends per step; ``new_decodes`` are decodes in their first decode step."""
 _RECORD = struct.Struct(f"{len(RECORD_FIELDS)}d")  # packed into a bytearray: 64 bytes a step, no objects
+PROGRESS_MIN_REQUESTS = 100_000
+"""Runs of this many requests or more report progress (about half a second of simulation and up)."""
+PROGRESS_EVERY_S = 0.2
+"""Wall seconds between the points where a replica running alone returns to check its progress."""
 
 def _preempt(need: int, free: int, last_decode_end: float, ds: int, partial: int, running: dict[int, None],
              waiting: deque, book: dict[str, list], cross: list[int],
@@ -401,17 +409,50 @@ def _check(requests: Requests, config: EngineConfig, num_blocks: int, budget: in
     if not config.chunked_prefill and longest > budget:
         raise InfercastError(f"--max-num-batched-tokens {budget}: without chunked prefill a step must hold a whole "
                              f"prompt ({longest} tokens with recomputed output); raise it")
-    if config.enable_prefix_caching:
-        if not config.chunked_prefill:
-            raise InfercastError("--enable-prefix-caching is simulated with chunked prefill only; "
-                                 "drop --no-chunked-prefill")
-        if prefix_len >= int(np.min(requests.isl)):
-            raise InfercastError(f"--prefix-len {prefix_len} must be shorter than every prompt "
-                                 f"(the shortest has {int(np.min(requests.isl))} tokens)")
+    if config.enable_prefix_caching and not config.chunked_prefill:
+        raise InfercastError("--enable-prefix-caching is simulated with chunked prefill only; drop --no-chunked-prefill")
+    if prefix_len and prefix_len >= int(np.min(requests.isl)):
+        # checked with prefix caching off too, where the prefix changes nothing: a prefix longer than a prompt
+        # describes a workload that cannot exist, and a later run with caching on would be refused
+        raise InfercastError(f"--prefix-len {prefix_len} must be shorter than every prompt, which starts with it "
+                             f"(the shortest has {int(np.min(requests.isl))} tokens); lower it or lengthen --isl")
+
+
+def _reporter(n: int, progress: Callable[[str], None] | None) -> Callable[[int], None] | None:
+    """``tick(finished)``: one line to ``progress`` at every 10% of the n requests finished; None for runs
+    below PROGRESS_MIN_REQUESTS."""
+    if progress is None or n < PROGRESS_MIN_REQUESTS:
+        return None
+    start = time.perf_counter()
+    done, mark = 0, n // 10
+
+    def tick(finished: int) -> None:
+        nonlocal done, mark
+        done += finished
+        if done >= mark:
+            progress(f"simulated {done:,} of {n:,} requests ({100 * done // n}%) in "
+                     f"{time.perf_counter() - start:.1f} s")
+            mark = (done * 10 // n + 1) * n // 10
+    return tick
+
+
+def _run_alone(engine, tick: Callable[[int], None] | None) -> None:
+    """Run a replica that meets no other to its end; with ``tick``, come back every PROGRESS_EVERY_S or so
+    to report the requests it finished (resuming at a step's end changes nothing it computes)."""
+    if tick is None:
+        engine.send((0.0, math.inf))
+        return
+    t: float | None = 0.0
+    span = 1e-3  # simulated seconds per resumption, scaled towards PROGRESS_EVERY_S of wall time
+    while t is not None:
+        wall = time.perf_counter()
+        t, finished = engine.send((t, t + span))
+        tick(finished)
+        span *= min(4.0, max(0.25, PROGRESS_EVERY_S / max(time.perf_counter() - wall, 1e-6)))
 
 
 def _route(arrival: list[float], engines: list, waiting: list[deque], outstanding: list[int], routing: Routing,
-           limit: int) -> list[float]:
+           limit: int, tick: Callable[[int], None] | None = None) -> list[float]:
     """The event loop that routes each arrival as it comes; returns when each request was sent.
 
     Events are a heap of (time, replica): when a replica next needs the loop (its step ends at an
@@ -437,6 +478,8 @@ def _route(arrival: list[float], engines: list, waiting: list[deque], outstandin
             resume, done = engines[k].send((clock, horizon))
             if done:
                 in_flight -= done
+                if tick is not None:
+                    tick(done)
                 if limit < n:
                     clock = resume  # it paused when they finished: held requests are sent from then
             if resume is None:
@@ -464,14 +507,15 @@ def _route(arrival: list[float], engines: list, waiting: list[deque], outstandin
 
 def run(requests: Requests, step_time: StepFn, config: EngineConfig, *, num_blocks: int, budget: int,
         replicas: int = 1, routing: Routing = "round-robin", prefix_len: int = 0,
-        max_concurrency: int | None = None) -> EngineTrace:
+        max_concurrency: int | None = None, progress: Callable[[str], None] | None = None) -> EngineTrace:
     """Simulate ``replicas`` engines serving ``requests``.
 
     Each arrival is routed round-robin or to the replica with the fewest outstanding requests (ties
     to the lowest index) and seen by the first step that starts at or after it. With
     ``max_concurrency`` a request is held until fewer are in flight and sent when one finishes (no
     client round trip), before the replica's next step starts. Replicas interact only through
-    routing and the concurrency limit; without either, each runs alone on its own arrivals.
+    routing and the concurrency limit; without either, each runs alone on its own arrivals. ``progress``
+    receives a line at every 10% of a run of PROGRESS_MIN_REQUESTS requests or more.
     """
     if routing not in ("round-robin", "least-outstanding"):
         raise InfercastError(f"--routing must be round-robin or least-outstanding, got {routing!r}")
@@ -500,12 +544,13 @@ def run(requests: Requests, step_time: StepFn, config: EngineConfig, *, num_bloc
                           feed=(arrival[k::replicas], list(range(k, n, replicas))) if static else None)
         next(engine)
         engines.append(engine)
+    tick = _reporter(n, progress)
     if static:
         for engine in engines:
-            engine.send((0.0, math.inf))
+            _run_alone(engine, tick)
         sent = arrival
     else:
-        sent = _route(arrival, engines, waiting, outstanding, routing, limit)
+        sent = _route(arrival, engines, waiting, outstanding, routing, limit, tick)
 
     tables, gaps, gap_counts = [], [], []
     for k in range(replicas):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +163,20 @@ def summarize(trace: EngineTrace, goodput: dict[str, float] | None = None) -> di
         out["goodput"] = {"slo_ms": dict(goodput), "request_goodput": good.sum() / duration if duration else None,
                           "fraction_good": float(good.mean()) if len(good) else None}
     return out
+
+
+def check_finite(doc: Any, where: str = "") -> None:
+    """A one-line error naming the first NaN or infinite number in a result document: JSON has neither, and
+    such a figure would mean the inputs overflowed the simulator (finite inputs far beyond any deployment)."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(doc, (list, tuple)):
+        for i, value in enumerate(doc):
+            check_finite(value, f"{where}[{i}]")
+    elif isinstance(doc, float) and not math.isfinite(doc):
+        raise InfercastError(f"the simulation gave {where} = {doc}: the inputs overflow its arithmetic "
+                             f"(step times or arrivals too large); check them")
 
 
 def slo_value(metrics: dict[str, Any], key: str) -> float | None:

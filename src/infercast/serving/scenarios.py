@@ -5,7 +5,8 @@ strings) and returns (prediction or None, skipped_reason or None, note or None),
 ``infercast.validate`` uses:
 
 * offline (MLPerf Offline, trtllm-bench throughput): every request at t = 0; ``num_requests=N``
-  in the notes gives the count (else OFFLINE_REQUESTS); metrics output_tokens_per_s,
+  in the notes gives the count (else OFFLINE_REQUESTS; at most MAX_ROW_REQUESTS, the note says
+  when it was capped); metrics output_tokens_per_s,
   samples_per_s (requests per second) or total_tokens_per_s.
 * server (MLPerf Server): the highest Poisson rate meeting the row's ``constraint`` (SLOs in
   the ``--slo`` syntax, e.g. ``ttft_p99:2000,tpot_p99:200``), and its output_tokens_per_s or
@@ -33,6 +34,9 @@ from infercast.serving.search import find_max_rate
 
 OFFLINE_REQUESTS = 2000
 """Requests of an offline run when the row does not say (enough for the batch to fill and drain)."""
+MAX_ROW_REQUESTS = 1_000_000
+"""Most requests simulated for a row: a steady offline throughput is reached long before (a million take
+about 5 s); a row's notes may state a count that would take minutes and gigabytes."""
 CONCURRENCY_ROUNDS = 10
 """A concurrency run sends this many requests per slot of concurrency (at least 200)."""
 SERVER_REQUESTS = 5000
@@ -86,9 +90,11 @@ def predict_serving_row(row: dict[str, str], **estimate_kw: Any) -> tuple[float 
             if metric not in THROUGHPUT:
                 return None, f"metric {metric} is not predicted for offline rows", None
             match = re.search(r"num_requests=(\d+)", row.get("notes") or "")
-            n = int(match.group(1)) if match else OFFLINE_REQUESTS
+            stated = int(match.group(1)) if match else None
+            n = min(stated, MAX_ROW_REQUESTS) if stated is not None else OFFLINE_REQUESTS
             r = simulate(num_prompts=n, request_rate=math.inf, **options)
-            note = f"{n} requests at t = 0" + ("" if match else " (count not stated)")
+            note = f"{n} requests at t = 0" + (" (count not stated)" if stated is None else
+                                               f" (capped from the {stated} stated)" if stated > n else "")
             return r[THROUGHPUT[metric]], None, note
         if scenario in ("server", "interactive"):
             if metric not in ("output_tokens_per_s", "samples_per_s"):

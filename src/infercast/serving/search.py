@@ -13,6 +13,9 @@ the same on the simulator:
    (1.25 C, doubled while it passes, at most 8 times), then bisects until the bracket is within
    ``tolerance`` (relative, default 1%) of the high end.
 
+Each probe can be reported as it finishes, one line to a ``progress`` callable (the CLI writes
+them to stderr), and a probe of 100,000 requests or more reports its own progress too.
+
 Run length matters near saturation: a queue that grows without bound shows in p99 TTFT only
 once the run is long enough. MLPerf's runs last at least 10 minutes (loadgen's min_duration);
 pass a ``num_prompts`` of at least rate x 600 for the like.
@@ -21,6 +24,7 @@ pass a ``num_prompts`` of at least rate x 600 for the like.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,22 +67,31 @@ class RateSearch:
 
 
 def max_rate(srv: Server, workload: Workload, slo_ms: dict[str, float], *, routing: Routing = "round-robin",
-             tolerance: float = 0.01, lengths: str | None = None) -> RateSearch:
+             tolerance: float = 0.01, lengths: str | None = None,
+             progress: Callable[[str], None] | None = None) -> RateSearch:
     """Bisect the highest Poisson (or gamma, with the workload's burstiness) rate meeting ``slo_ms``
-    (keys such as 'ttft_p99', 'tpot_p99'; milliseconds) on ``srv``."""
+    (keys such as 'ttft_p99', 'tpot_p99'; milliseconds) on ``srv``; ``progress`` receives a line per probe."""
     if not 0 < tolerance < 1:
         raise InfercastError(f"tolerance must be between 0 and 1, got {tolerance!r}")
-    pairs = read_lengths(lengths) if lengths is not None else None
+    pairs = read_lengths(lengths, srv.max_model_len) if lengths is not None else None
     probes: list[dict[str, Any]] = []
 
     def probe(rate: float) -> tuple[bool, SimResult]:
         w = workload.model_copy(update={"request_rate": rate})
         result = srv.run(synthetic(w, srv.max_model_len, pairs), routing=routing, prefix_len=w.prefix_len,
-                         max_concurrency=w.max_concurrency, workload=workload_header(w, lengths=lengths))
+                         max_concurrency=w.max_concurrency, workload=workload_header(w, lengths=lengths),
+                         progress=progress)
         seen = {key: slo_value(result.metrics, key) for key in slo_ms}
         ok = all(v is not None and v <= slo_ms[key] for key, v in seen.items())
         if not math.isinf(rate):
             probes.append({"request_rate": rate, "meets": ok, **{f"{k}_ms": v for k, v in seen.items()}})
+        if progress is not None:
+            figures = ", ".join(f"{k} {v:,.1f} ms" if v is not None else f"{k} -" for k, v in seen.items())
+            if math.isinf(rate):
+                capacity = result.metrics["request_throughput"] or 0.0
+                progress(f"offline run: capacity {capacity:.4g} requests/s; {figures}")
+            else:
+                progress(f"probe {len(probes)}: {rate:.4g} requests/s: {figures}: {'meets' if ok else 'misses'}")
         return ok, result
 
     _, offline = probe(math.inf)
@@ -110,10 +123,15 @@ def max_rate(srv: Server, workload: Workload, slo_ms: dict[str, float], *, routi
 
 def find_max_rate(model: str | ModelSpec, hardware=None, *, slo_ms: dict[str, float] | None = None,
                   tolerance: float = 0.01, routing: Routing = "round-robin", lengths: str | None = None,
-                  **options: Any) -> RateSearch:
+                  progress: Callable[[str], None] | None = None, **options: Any) -> RateSearch:
     """``max_rate`` on a server built from simulate()-style options (workload, engine and deployment
-    fields); ``slo_ms`` defaults to MLPerf's Llama-2-70B Server bounds."""
+    fields, but no request_rate: the search sets it); ``slo_ms`` defaults to MLPerf's Llama-2-70B Server
+    bounds."""
     w_fields, e_fields, dep_options = split_options(dict(options))
+    if "request_rate" in w_fields:
+        raise InfercastError("--find-max-rate searches the request rate, so --request-rate would be ignored; "
+                             "drop --request-rate (or --offline)")
+    w = make_workload(lengths=lengths, **w_fields)
     srv = server(model, hardware, engine=make_engine_config(**e_fields), **dep_options)
-    return max_rate(srv, make_workload(**w_fields), slo_ms or MLPERF_LLAMA2_70B_SERVER_SLO_MS, routing=routing,
-                    tolerance=tolerance, lengths=lengths)
+    return max_rate(srv, w, slo_ms or MLPERF_LLAMA2_70B_SERVER_SLO_MS, routing=routing,
+                    tolerance=tolerance, lengths=lengths, progress=progress)

@@ -7,16 +7,17 @@ then costs only the event loop, so a rate search or a sweep of workloads pays th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from infercast.errors import InfercastError
 from infercast.model import ModelSpec
 from infercast.serving.engine import EngineConfig, Routing, run
-from infercast.serving.metrics import SimResult, summarize
+from infercast.serving.metrics import SimResult, check_finite, summarize
 from infercast.scenario import Scenario
 from infercast.serving.steptime import StepTime, deployment, kv_cache_blocks, step_time
-from infercast.serving.workload import Requests, Workload
+from infercast.serving.workload import LENGTHS_REPLACE, Requests, Workload
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,19 @@ class Server:
 
     def run(self, requests: Requests, *, routing: Routing = "round-robin", prefix_len: int = 0,
             max_concurrency: int | None = None, goodput: dict[str, float] | None = None,
-            workload: dict[str, Any] | None = None) -> SimResult:
-        """Serve ``requests``; ``workload`` describes them in the result's header."""
+            workload: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> SimResult:
+        """Serve ``requests``; ``workload`` describes them in the result's header, to which the requests'
+        realised lengths and the number clipping touched are added; ``progress`` receives a line at every
+        10% of a long run."""
         trace = run(requests, self.step_time.fn, self.config, num_blocks=self.num_blocks, budget=self.budget,
-                    replicas=self.replicas, routing=routing, prefix_len=prefix_len, max_concurrency=max_concurrency)
+                    replicas=self.replicas, routing=routing, prefix_len=prefix_len, max_concurrency=max_concurrency,
+                    progress=progress)
         header = self.header()
-        header["workload"] = {**(workload or {}), "routing": routing, "clipped": requests.clipped}
-        return SimResult(header, summarize(trace, goodput), trace)
+        header["workload"] = {**(workload or {}), "routing": routing, "clipped": requests.clipped,
+                              "realised": requests.realised()}
+        result = SimResult(header, summarize(trace, goodput), trace)
+        check_finite(result.to_dict())
+        return result
 
     def header(self) -> dict[str, Any]:
         d, c = self.deployment, self.config
@@ -83,8 +90,18 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return workload, engine, options
 
 
-def workload_header(w: Workload, **extra: Any) -> dict[str, Any]:
-    """The workload as the result's header shows it (an offline run has request_rate null)."""
-    out = w.model_dump()
+def workload_header(w: Workload, *, lengths: str | None = None) -> dict[str, Any]:
+    """The workload as the result's header shows it (an offline run has request_rate null); lengths drawn
+    from a file replace isl, osl and their distributions."""
+    out = w.model_dump(exclude=set(LENGTHS_REPLACE) if lengths is not None else None)
     out["request_rate"] = None if math.isinf(w.request_rate) else w.request_rate
-    return {**out, **extra}
+    return {**out, "lengths": lengths}
+
+
+def trace_header(path: str, w: Workload, requests: Requests) -> dict[str, Any]:
+    """A replayed trace as the result's header shows it: its file, request count, span and mean rate ((n - 1)
+    gaps over the span; null when every request arrives at once); the client settings a trace keeps."""
+    span = float(requests.arrival_s[-1] - requests.arrival_s[0])
+    return {"trace": path, "num_prompts": len(requests),
+            "request_rate": (len(requests) - 1) / span if span > 0 else None, "arrival_span_s": span,
+            "max_concurrency": w.max_concurrency, "prefix_len": w.prefix_len}
