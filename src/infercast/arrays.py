@@ -49,6 +49,16 @@ def clip(x, lo, hi):
     return minimum(maximum(x, lo), hi)
 
 
+def any_(x) -> bool:
+    """``np.any`` that answers a Python scalar or bool without numpy."""
+    return bool(x) if type(x) in _SCALARS or type(x) is bool else bool(np.any(x))
+
+
+def all_(x) -> bool:
+    """``np.all`` that answers a Python scalar or bool without numpy."""
+    return bool(x) if type(x) in _SCALARS or type(x) is bool else bool(np.all(x))
+
+
 def ndim(x) -> int:
     """``np.ndim`` for the engine's values (floats, ints, numpy scalars and arrays), at a tenth of its cost."""
     return x.ndim if isinstance(x, np.ndarray) else 0

@@ -270,6 +270,8 @@ class Estimate:
 
 def plain(x):
     """A JSON value: numpy scalars to Python, NaN and infinity to None."""
+    if type(x) is float:
+        return x if math.isfinite(x) else None
     if isinstance(x, (np.generic, np.ndarray)):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
@@ -305,11 +307,22 @@ def _reason(m: dict[str, Any], fits: bool) -> str:
     return f"{need}; at least {n} chips by memory{split}"
 
 
+def _grouped(cols: Columns) -> dict[str, dict[str, Any]]:
+    """The columns by their first key part ('' for top-level keys), values made plain."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in cols.items():
+        head, dot, rest = key.partition(".")
+        if not dot:
+            head, rest = "", key
+        out.setdefault(head, {})[rest] = plain(value)
+    return out
+
+
 def from_columns(sc: Scenario, cols: Columns) -> Estimate:
     """The document of one configuration (scalar columns)."""
-    c = {k: plain(v) for k, v in cols.items()}
-    plan, p = sc.plan, sc.precision
-    mem = {k.removeprefix("memory."): v for k, v in c.items() if k.startswith("memory.")}
+    g = _grouped(cols)
+    top, plan, p = g[""], sc.plan, sc.precision
+    mem = g["memory"]
     fits = bool(mem["fits"])
     min_plan = ({"tp": _int(mem["min_plan.tp"]), "pp": _int(mem["min_plan.pp"]), "dp": _int(mem["min_plan.dp"])}
                 if _int(mem["min_chips"]) else None)
@@ -321,45 +334,45 @@ def from_columns(sc: Scenario, cols: Columns) -> Estimate:
                     fits=fits, reason=_reason(mem, fits), min_chips=_int(mem["min_chips"]), min_plan=min_plan,
                     max_batch=_int(mem["max_batch"]), binding=mem["binding"])
     energy = None
-    if "energy.total_j" in c:
-        e = {k.removeprefix("energy."): v for k, v in c.items() if k.startswith("energy.")}
-        split = EnergySplit(**{k.removeprefix("split."): v for k, v in e.items() if k.startswith("split.")})
-        energy = Energy(**{k: v for k, v in e.items() if not k.startswith("split.")
-                           and k != "output_tokens" and k != "power_capped"},
-                        split=split, output_tokens=_int(e["output_tokens"]), power_capped=bool(e["power_capped"]))
+    if "energy" in g:
+        e = g["energy"]
+        split = EnergySplit(e.pop("split.compute_j"), e.pop("split.memory_j"), e.pop("split.interconnect_j"),
+                            e.pop("split.static_j"), e.pop("split.dram_j"), e.pop("split.sram_j"),
+                            e.pop("split.overhead_j"))
+        e["output_tokens"], e["power_capped"] = _int(e["output_tokens"]), bool(e["power_capped"])
+        energy = Energy(split=split, **e)
     cost = None
-    if "cost.mode" in c:
-        k = {key.removeprefix("cost."): v for key, v in c.items() if key.startswith("cost.")}
+    if "cost" in g:
+        k = g["cost"]
         hour = (ChipHour(k["chip_hour.capital_usd"], k["chip_hour.electricity_usd"], k["chip_hour.hosting_usd"])
                 if "chip_hour.capital_usd" in k else None)
         cost = Cost(mode=k["mode"], usd_per_chip_hour=k["usd_per_chip_hour"], usd_per_hour=k["usd_per_hour"],
                     usd_per_million_tokens=k["usd_per_million_tokens"], usd_per_query=k["usd_per_query"],
                     chip_hour=hour, capex_usd=k["capex_usd"],
-                    assumptions={a.removeprefix("assumptions."): v for a, v in k.items() if a.startswith("assumptions.")})
+                    assumptions={a[12:]: v for a, v in k.items() if a.startswith("assumptions.")})
     warnings = list(sc.warnings)
-    batch = _int(c["workload.batch"])
+    w = g["workload"]
+    batch = _int(w["batch"])
     if batch < plan.dp:
         warnings.append(f"batch {batch} leaves {plan.dp - batch} of the {plan.dp} data-parallel replicas idle; "
                         f"their chips are still counted in energy and cost")
     effect = sc.sparsity_effect
+    pre, dec, u = g["prefill"], g["decode"], g["utilization"]
     return Estimate(
-        model=c["model"], hardware=c["hardware"], system=c["system"],
+        model=top["model"], hardware=top["hardware"], system=top["system"],
         parallel=Parallel(plan.tp, plan.pp, plan.ep, plan.dp, plan.num_chips, list(plan.stages),
-                          _int(c["parallel.micro_batches"]), plan.sequence_parallel),
-        workload=Workload(batch, _int(c["workload.isl"]), _int(c["workload.osl"]), p.weight, p.act, p.kv,
+                          _int(g["parallel"]["micro_batches"]), plan.sequence_parallel),
+        workload=Workload(batch, _int(w["isl"]), _int(w["osl"]), p.weight, p.act, p.kv,
                           sc.sparsity.weight, sc.sparsity.pattern, sc.sparsity.activation, sc.moe_imbalance),
         sparsity=effect.to_dict(sc.sparsity, p.dense_layer_bits) if effect is not None else None,
-        params=Params(_int(c["params.total"]), _int(c["params.active"])), memory=memory,
-        prefill=PhaseTotals(c["prefill.latency_s"], c["prefill.flops"], c["prefill.bytes"], c["prefill.bound"],
-                            c["prefill.weight_bytes"]),
-        decode=DecodeTotals(c["decode.latency_s"], c["decode.flops"], c["decode.bytes"], c["decode.bound"],
-                            c["decode.weight_bytes"], c["decode.tpot_s"], c["decode.tokens_per_s"]),
-        ttft_s=c["ttft_s"], e2e_latency_s=c["e2e_latency_s"], throughput_tokens_per_s=c["throughput_tokens_per_s"],
-        utilization=Utilization(c["utilization.prefill_compute"], c["utilization.decode_compute"],
-                                c["utilization.decode_bandwidth"]),
-        communication_share={"prefill": c["communication_share.prefill"], "decode": c["communication_share.decode"]},
-        efficiency={k.removeprefix("efficiency."): v for k, v in c.items() if k.startswith("efficiency.")},
-        comm={k.removeprefix("comm."): v for k, v in c.items() if k.startswith("comm.")},
+        params=Params(_int(g["params"]["total"]), _int(g["params"]["active"])), memory=memory,
+        prefill=PhaseTotals(pre["latency_s"], pre["flops"], pre["bytes"], pre["bound"], pre["weight_bytes"]),
+        decode=DecodeTotals(dec["latency_s"], dec["flops"], dec["bytes"], dec["bound"], dec["weight_bytes"],
+                            dec["tpot_s"], dec["tokens_per_s"]),
+        ttft_s=top["ttft_s"], e2e_latency_s=top["e2e_latency_s"],
+        throughput_tokens_per_s=top["throughput_tokens_per_s"],
+        utilization=Utilization(u["prefill_compute"], u["decode_compute"], u["decode_bandwidth"]),
+        communication_share=g["communication_share"], efficiency=g["efficiency"], comm=g["comm"],
         energy=energy, cost=cost, breakdown=_rows(cols), warnings=warnings,
         energy_unavailable=cols.unavailable.get("energy"), cost_unavailable=cols.unavailable.get("cost"),
         plan=plan, precision=p, sparsity_effect=effect, peak_flops=plain(sc.rates.peak(p.gemm_math, sc.chip.id)),

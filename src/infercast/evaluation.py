@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from infercast.arrays import ndim
+from infercast.arrays import all_, any_, maximum, minimum, ndim
 from infercast.cost import HOURS_PER_YEAR, capex_per_chip_usd, owned_chip_hour
 from infercast.energy import EnergyRates, OpEnergy, energy_rates, op_energy, op_energy_coefficients
 from infercast.errors import InfercastError
@@ -55,6 +55,8 @@ _FAR = float(2**20)
 
 def _axis(flag: str, value) -> Any:
     """A workload axis as a float (or float array) of whole numbers of at least 1."""
+    if type(value) is int and 1 <= value <= 2**40:
+        return float(value)
     a = np.asarray(value)
     if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
         raise InfercastError(f"{flag} must be a whole number of at least 1, got {value!r}")
@@ -145,9 +147,9 @@ class Pricer:
         t = times(table, self.rates, self.eff, self.sc.chip.id)
         if self.er is None:
             return PassCost(table, t, None)
-        coef = self.coefs.get(key)
+        coef = self.coefs.get((key, table.kind.ndim))
         if coef is None:
-            coef = self.coefs[key] = self._coefficients(table)
+            coef = self.coefs[(key, table.kind.ndim)] = self.coefs[key] = self._coefficients(table)
         return PassCost(table, t, op_energy(table, coef, self.er))
 
     def _coefficients(self, table: OpTable):
@@ -192,7 +194,7 @@ class _Run(Pricer):
         elif sc.micro_batches is None:
             self.m = np.minimum(float(plan.pp), self.replica_batch)
         else:
-            if np.any(sc.micro_batches > self.replica_batch):
+            if any_(sc.micro_batches > self.replica_batch):
                 raise InfercastError(f"--micro-batches {sc.micro_batches} exceeds the "
                                      f"{int(np.min(self.replica_batch))} sequences of a replica")
             self.m = float(sc.micro_batches)
@@ -238,7 +240,7 @@ class Rows:
         rows = cls([op.name for op in tb.ops], [op.kind for op in tb.ops], [op.tier for op in tb.ops],
                    split(tb.flops), split(tb.bytes), split(tb.weight_bytes), split(t.time_s), split(t.compute_s),
                    split(t.memory_s), split(t.overhead_s), energy)
-        if np.any(framework_s):
+        if any_(framework_s):
             rows.add_row("framework", "framework", framework_s * steps, "overhead")
         return rows
 
@@ -363,7 +365,7 @@ def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, 
     busiest = np.argmax(np.stack(np.broadcast_arrays(*capped)), axis=0) if len(capped) > 1 else 0
     top = _group_rows(rows, busiest).scaled(run.m)
     throttle = run.m * (_select(capped, busiest) - _select(roof, busiest))
-    if np.any(throttle > 1e-15 * np.abs(latency)):
+    if any_(throttle > 1e-15 * np.abs(latency)):
         top.add_row("power_throttle", "power", np.maximum(throttle, 0.0), "power")
     if sc.plan.pp > 1:
         wait = latency - top.total("time_s")
@@ -437,16 +439,25 @@ def _line(x1, x2, L1: float, L2: float) -> tuple:
 
 
 def _kernel_lines(run: _Run, g: StageGroup, kernels: list[Kernel], L1: float, L2: float) -> list[KernelLines]:
-    """Each kernel's lines on a regime of KV lengths holding L1 < L2: two evaluations, exact since the
-    kernel's cost and time are affine in L there (``ops.Kernel``)."""
-    key = ("kernels", g.indices)
-    c1 = run.cost([k.op(run.mb, 1.0, L1) for k in kernels], key)
-    c2 = run.cost([k.op(run.mb, 1.0, L2) for k in kernels], key)
-    t1, t2, b1, b2 = c1.times, c2.times, c1.table, c2.table
-    return [KernelLines(k.name, k.kind, float(k.count), _line(t1.compute_s[i], t2.compute_s[i], L1, L2),
-                        _line(t1.memory_s[i], t2.memory_s[i], L1, L2), t1.overhead_s[i],
-                        _line(b1.flops[i], b2.flops[i], L1, L2), _line(b1.bytes[i], b2.bytes[i], L1, L2),
-                        _line(b1.weight_bytes[i], b2.weight_bytes[i], L1, L2), i)
+    """Each kernel's lines on a regime of KV lengths holding L1 < L2: one evaluation at both, on a leading
+    axis of two, exact since the kernel's cost and time are affine in L there (``ops.Kernel``)."""
+    nd = max(ndim(run.mb), ndim(run.isl), ndim(run.osl))
+    L = np.array([L1, L2]).reshape((2,) + (1,) * nd)
+    c = run.cost([k.op(run.mb, 1.0, L) for k in kernels], ("kernels", g.indices))
+    t, b = c.times, c.table
+
+    def line(x: np.ndarray, i: int) -> tuple:
+        xi = x[i]
+        if xi.ndim and xi.shape[0] == 2:
+            x1, x2 = xi[0], xi[1]
+        else:
+            x1 = x2 = xi[0] if xi.ndim else xi
+        if ndim(x1) == 0:
+            x1, x2 = float(x1), float(x2)
+        return _line(x1, x2, L1, L2)
+
+    return [KernelLines(k.name, k.kind, float(k.count), line(t.compute_s, i), line(t.memory_s, i),
+                        line(t.overhead_s, i)[0], line(b.flops, i), line(b.bytes, i), line(b.weight_bytes, i), i)
             for i, k in enumerate(kernels)]
 
 
@@ -528,7 +539,7 @@ def decode(run: _Run) -> Phase | None:
     """The osl - 1 decode steps at KV lengths isl + 1 .. isl + osl - 1, summed in closed form."""
     sc = run.sc
     lo, hi = run.isl + 1.0, run.isl + run.osl - 1.0
-    if np.all(hi < lo):
+    if all_(hi < lo):
         return None
     groups = sc.groups
     parts = []
@@ -544,11 +555,11 @@ def decode(run: _Run) -> Phase | None:
     first = float(np.min(lo))
     for L in np.arange(first, float(start)):
         inside = (lo <= L) & (L <= hi)
-        if np.any(inside):
+        if any_(inside):
             acc.add_step(L, inside)
     for a, b in regimes:
-        r_lo, r_hi = np.maximum(lo, a), np.minimum(hi, b)
-        if np.all(r_hi < r_lo):
+        r_lo, r_hi = maximum(lo, a), minimum(hi, b)
+        if all_(r_hi < r_lo):
             continue
         L1 = a
         L2 = b if math.isfinite(b) and b > a else a + _FAR
@@ -658,7 +669,7 @@ class _DecodeTotals:
         one = run.m == 1
         self.latency = self.latency + np.where(full, slowest, np.where(one, trip, 0.0))
         between = ~(full | one) & (hi >= lo)
-        if np.any(between):
+        if any_(between):
             self.stepwise.append((between, lo, hi))
 
     def phase(self) -> Phase:
@@ -666,7 +677,7 @@ class _DecodeTotals:
         for mask, lo, hi in self.stepwise:
             for L in np.arange(float(np.min(np.where(mask, lo, np.inf))), float(np.max(np.where(mask, hi, -1))) + 1):
                 inside = mask & (lo <= L) & (L <= hi)
-                if np.any(inside):
+                if any_(inside):
                     capped = [self._group_step(p, L)[1] for p in self.parts]
                     self.latency = self.latency + np.where(inside, self._latency_step(capped), 0.0)
         rows = []
@@ -692,7 +703,7 @@ def _sum_with_cap(roof: list[tuple], cap: list[tuple], lo, hi, roof_only):
         for a_c, b_c in cap:
             ok = ok & (a_c + b_c * lo <= a_r + b_r * lo) & (a_c + b_c * hi <= a_r + b_r * hi)
         below = ok if below is None else (below | ok)
-    if np.all(below):
+    if all_(below):
         return roof_only
     both = sum_max(ra + [a for a, _ in cap], rb + [b for _, b in cap], lo, hi)
     return np.where(below, roof_only, both)
@@ -879,7 +890,7 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
     axes, rate_values = _promote(axes, shape), _promote(rate_values, shape)
     eff_values, cost_values = _promote(eff_values, shape), _promote(cost_values, shape)
     context = sc.spec.max_position_embeddings
-    if np.any(axes["isl"] + axes["osl"] - 1 > context):
+    if any_(axes["isl"] + axes["osl"] - 1 > context):
         bad = np.max(axes["isl"] + axes["osl"])
         raise InfercastError(f"isl + osl = {bad:.0f} exceeds {sc.spec.name}'s context of {context} tokens "
                              f"(+1 for the last token, which is never fed back); shorten --isl or --osl")
@@ -899,7 +910,7 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
     cols.unavailable = {}
     ttft = pre.latency_s
     dec_latency = dec.latency_s if dec is not None else 0.0
-    if dec is not None and np.any(run.osl == 1):
+    if dec is not None and any_(run.osl == 1):
         dec_latency = np.where(run.osl > 1, dec_latency, 0.0)
     e2e = ttft + dec_latency
     steps = run.osl - 1
@@ -928,7 +939,7 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
             continue
         rows = ph.rows
         bound = _phase_bound(rows)
-        if name == "decode" and np.any(run.osl == 1):  # no decode step: as for a scalar osl of 1
+        if name == "decode" and any_(run.osl == 1):  # no decode step: as for a scalar osl of 1
             bound = np.where(run.osl == 1, "memory", bound)
         cols.update({f"{name}.latency_s": ph.latency_s if name == "prefill" else dec_latency,
                      f"{name}.flops": rows.total("flops"), f"{name}.bytes": rows.total("bytes"),

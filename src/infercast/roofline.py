@@ -232,7 +232,9 @@ class OpTable:
         stacked = {k: _stack(v) for k, v in cols.items()}
         nd = max(a.ndim for a in stacked.values())
         shape = (len(ops),) + (1,) * (nd - 1)
-        stacked = {k: a.reshape(shape) if a.ndim < nd else a for k, a in stacked.items()}
+        # a field of fewer dimensions broadcasts from the right, after the operator axis
+        stacked = {k: a.reshape((a.shape[0],) + (1,) * (nd - a.ndim) + a.shape[1:]) if a.ndim < nd else a
+                   for k, a in stacked.items()}
         return cls(ops=tuple(ops), count=np.array([float(op.count) for op in ops]).reshape(shape),
                    kind=kind.reshape(shape), maths=tuple(op.math for op in ops), **stacked)
 
@@ -249,9 +251,10 @@ def _finite(d):
 
 def _stack(values: list) -> np.ndarray:
     """[ops, *shape]: one row per operator, broadcast to a common shape."""
-    if all(type(v) is float or type(v) is int for v in values):
+    try:  # floats, or arrays of one shape
         return np.array(values, dtype=float)
-    return np.stack(np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values]))
+    except ValueError:
+        return np.stack(np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values]))
 
 
 @dataclass(frozen=True)
