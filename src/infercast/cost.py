@@ -33,31 +33,31 @@ HOURS_PER_YEAR = 8760.0
 class CostOptions(BaseModel):
     """How a chip-hour is priced: a cloud rate, or owned hardware with its running costs."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    usd_per_chip_hour: float | None = Field(default=None, gt=0)
+    usd_per_chip_hour: float | None = Field(default=None, gt=0, le=1e6)
     """Cloud price of one chip for one hour; when set, the owned-hardware fields are not used."""
-    chip_price_usd: float | None = Field(default=None, gt=0)
+    chip_price_usd: float | None = Field(default=None, gt=0, le=1e9)
     """Price of one chip, replacing the catalog's (and a named system's) price."""
-    server_usd_per_chip: float = Field(default=7500.0, ge=0)
+    server_usd_per_chip: float = Field(default=7500.0, ge=0, le=1e9)
     """Server around each chip where the system has no price of its own: CPUs, memory, baseboard and
     switches, NICs, chassis. (HGX H100 at USD 300k - 8 x USD 30k H100s) / 8, from the catalog."""
-    network_usd_per_chip: float = Field(default=5000.0, ge=0)
+    network_usd_per_chip: float = Field(default=5000.0, ge=0, le=1e9)
     """Share of the cluster fabric (switches, optics, cables) per chip. Assumed: the order of an eighth
     of an H100 server's cost per GPU, as InfiniBand fabrics are commonly said to add; not a quoted price."""
-    years: float = Field(default=5.0, gt=0)
+    years: float = Field(default=5.0, gt=0, le=100)
     """Years the hardware is paid off over (and the horizon of a fleet's TCO). Assumed: servers are
     depreciated over 4-6 years by the large clouds; 5 is the middle."""
-    electricity_usd_per_kwh: float = Field(default=0.08, ge=0)
+    electricity_usd_per_kwh: float = Field(default=0.08, ge=0, le=100)
     """Electricity price. US industrial average of about 8 cents per kWh in 2023 (EIA, Electric Power
     Monthly, table 5.3)."""
-    pue: float = Field(default=1.2, ge=1)
+    pue: float = Field(default=1.2, ge=1, le=10)
     """Power usage effectiveness: facility power over IT power. Assumed between hyperscale (Google
     reports 1.10 for its fleet) and the industry average (Uptime Institute survey, about 1.58)."""
-    hosting_usd_per_kw_month: float = Field(default=150.0, ge=0)
+    hosting_usd_per_kw_month: float = Field(default=150.0, ge=0, le=1e6)
     """Data-centre space, power and cooling plant per kW of provisioned IT power per month. Assumed: the
     order of US wholesale colocation rates (about USD 100-200 per kW-month in 2023-2024 market reports)."""
-    host_power_w_per_chip: float = Field(default=575.0, ge=0)
+    host_power_w_per_chip: float = Field(default=575.0, ge=0, le=1e6)
     """Power of the server around each chip (CPUs, NICs, switches, fans): (DGX H100's 10.2 kW maximum -
     8 x 700 W) / 8 (NVIDIA DGX H100 datasheet); drawn in full, an upper estimate."""
 

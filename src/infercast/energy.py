@@ -52,66 +52,66 @@ pJ = 1e-12
 class EnergyOptions(BaseModel):
     """Energy per operation, per byte and per bit, and the rules that adapt them to a chip."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    int8_add_j: float = Field(default=0.03 * pJ, gt=0)
+    int8_add_j: float = Field(default=0.03 * pJ, gt=0, le=1e-6)
     """8-bit integer add, 45 nm (Horowitz, ISSCC 2014)."""
-    int8_mul_j: float = Field(default=0.2 * pJ, gt=0)
+    int8_mul_j: float = Field(default=0.2 * pJ, gt=0, le=1e-6)
     """8-bit integer multiply, 45 nm (Horowitz)."""
-    fp16_add_j: float = Field(default=0.4 * pJ, gt=0)
+    fp16_add_j: float = Field(default=0.4 * pJ, gt=0, le=1e-6)
     """16-bit float add, 45 nm (Horowitz)."""
-    fp16_mul_j: float = Field(default=1.1 * pJ, gt=0)
+    fp16_mul_j: float = Field(default=1.1 * pJ, gt=0, le=1e-6)
     """16-bit float multiply, 45 nm (Horowitz)."""
-    fp32_add_j: float = Field(default=0.9 * pJ, gt=0)
+    fp32_add_j: float = Field(default=0.9 * pJ, gt=0, le=1e-6)
     """32-bit float add, 45 nm (Horowitz)."""
-    fp32_mul_j: float = Field(default=3.7 * pJ, gt=0)
+    fp32_mul_j: float = Field(default=3.7 * pJ, gt=0, le=1e-6)
     """32-bit float multiply, 45 nm (Horowitz)."""
-    register_j_per_byte: float = Field(default=10 * pJ / 8, gt=0)
+    register_j_per_byte: float = Field(default=10 * pJ / 8, gt=0, le=1e-6)
     """Register file: Horowitz's 64-bit read of an 8 KB SRAM (10 pJ), per byte; register files are
     banked in arrays of that order."""
-    shared_j_per_byte: float = Field(default=20 * pJ / 8, gt=0)
+    shared_j_per_byte: float = Field(default=20 * pJ / 8, gt=0, le=1e-6)
     """Shared memory / L1: Horowitz's 64-bit read of a 32 KB SRAM (20 pJ), per byte."""
-    l2_j_per_byte: float = Field(default=100 * pJ / 8, gt=0)
+    l2_j_per_byte: float = Field(default=100 * pJ / 8, gt=0, le=1e-6)
     """L2 / last-level SRAM: Horowitz's 64-bit read of a 1 MB SRAM (100 pJ), per byte."""
-    l2_tile_reuse: float = Field(default=64, gt=0)
+    l2_tile_reuse: float = Field(default=64, gt=0, le=1e6)
     """Multiply-adds per operand element a GEMM fetches from L2: a 128 x 128 thread-block tile
     (CUTLASS's usual FP16 tile) uses each element 128 x 128 / (128 + 128) = 64 times."""
-    shared_tile_reuse: float = Field(default=32, gt=0)
+    shared_tile_reuse: float = Field(default=32, gt=0, le=1e6)
     """Multiply-adds per operand element read from shared memory into the matrix units: a 64 x 64
     warp tile, 64 x 64 / (64 + 64) = 32."""
-    accumulator_bytes: float = Field(default=4, gt=0)
+    accumulator_bytes: float = Field(default=4, gt=0, le=64)
     """Partial sums are held in FP32 whatever the input format (tensor-core MMA accumulates in FP32)."""
-    accumulator_depth: float = Field(default=16, gt=0)
+    accumulator_depth: float = Field(default=16, gt=0, le=1e6)
     """Multiply-adds per read and write of an accumulator in the register file: the k = 16 of an
     mma.sync m16n8k16 / wgmma k16 instruction."""
-    hbm_j_per_bit: float = Field(default=3.9 * pJ, gt=0)
+    hbm_j_per_bit: float = Field(default=3.9 * pJ, gt=0, le=1e-6)
     """HBM (any generation): 3.9 pJ/bit for HBM2 (O'Connor et al., MICRO 2017, "Fine-Grained
     DRAM"); HBM3/HBM3e are lower, but no figure for them is in the documents used."""
-    gddr6x_j_per_bit: float = Field(default=7.25 * pJ, gt=0)
+    gddr6x_j_per_bit: float = Field(default=7.25 * pJ, gt=0, le=1e-6)
     """GDDR6X: 7.25 pJ/bit (Micron, GDDR6X product brief)."""
-    gddr6_j_per_bit: float = Field(default=7.5 * pJ, gt=0)
+    gddr6_j_per_bit: float = Field(default=7.5 * pJ, gt=0, le=1e-6)
     """GDDR6 (and GDDR7, for want of a figure): 7.5 pJ/bit, Micron's comparison figure for GDDR6."""
-    other_dram_j_per_bit: float = Field(default=1300 * pJ / 64, gt=0)
+    other_dram_j_per_bit: float = Field(default=1300 * pJ / 64, gt=0, le=1e-6)
     """LPDDR, DDR and anything else: Horowitz's DRAM access, 1.3 nJ per 64 bits (the low end of his
     1.3-2.6 nJ); an upper estimate for LPDDR."""
-    scale_up_link_j_per_bit: float = Field(default=5 * pJ, gt=0)
+    scale_up_link_j_per_bit: float = Field(default=5 * pJ, gt=0, le=1e-6)
     """NVLink, Infinity Fabric, ICI and other chip-to-chip SerDes links. Assumed: 100G-class
     long-reach SerDes are reported at a few pJ/bit per end; no vendor figure in the documents used."""
-    pcie_j_per_bit: float = Field(default=5 * pJ, gt=0)
+    pcie_j_per_bit: float = Field(default=5 * pJ, gt=0, le=1e-6)
     """PCIe (cards without a scale-up link). Assumed, on the same SerDes basis."""
-    network_j_per_bit: float = Field(default=50 * pJ, gt=0)
+    network_j_per_bit: float = Field(default=50 * pJ, gt=0, le=1e-6)
     """Across nodes (InfiniBand, RoCE). Assumed: NIC SerDes and a 400G optical module at each end
     (~25 pJ/bit per module at ~10 W) plus a switch hop."""
-    reference_node_nm: float = Field(default=45, gt=0)
+    reference_node_nm: float = Field(default=45, gt=0, le=1000)
     """Process node of the per-operation figures (Horowitz's 45 nm)."""
-    vdd_v: float = Field(default=0.8, gt=0)
+    vdd_v: float = Field(default=0.8, gt=0, le=5)
     """Supply voltage at which Stillmaker & Baas's per-node energy equations are compared (the
     default of Accelergy's hwcomponents, which transcribes them)."""
     idle_fraction_of_tdp: float = Field(default=0.1, gt=0, le=1)
     """Idle power where the catalog has none, as a fraction of TDP. Assumed: nvidia-smi idle readings
     reported for datacenter GPUs are about a tenth of TDP (H100 SXM about 60-75 W of 700 W); no vendor
     publishes idle power."""
-    chip_overhead: float | None = Field(default=None, ge=1, allow_inf_nan=False)
+    chip_overhead: float | None = Field(default=None, ge=1, le=1000)
     """Chip energy per unit of bare (Horowitz) arithmetic and SRAM energy: clock tree, control and
     wires. None (the default): what the chip's own TDP implies, the factor at which it draws its TDP
     running a large 16-bit GEMM at its achievable rate (``chip_overhead_at_tdp``), so that its best

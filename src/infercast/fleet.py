@@ -30,6 +30,8 @@ from infercast.errors import InfercastError
 from infercast.estimate import Estimate, estimate
 
 SECONDS_PER_YEAR = HOURS_PER_YEAR * 3600
+MAX_QPS = 1e9
+"""Largest load a fleet is sized for: ten thousand times Google search's ~1e5 queries per second."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ def check_load(qps: float, target_utilization: float = 1.0) -> None:
     """A positive load and a utilization in (0, 1], or a one-line error naming the flag."""
     if isinstance(qps, bool) or not (isinstance(qps, (int, float)) and math.isfinite(qps) and qps > 0):
         raise InfercastError(f"--qps must be a positive number of queries per second, got {qps!r}")
+    if qps > MAX_QPS:
+        raise InfercastError(f"--qps {qps:g}: beyond any service (all of Google search is about 1e5 queries/s); "
+                             f"use at most {MAX_QPS:g}")
     if isinstance(target_utilization, bool) or not (isinstance(target_utilization, (int, float))
                                                     and 0 < target_utilization <= 1):
         raise InfercastError(f"--target-utilization must be in (0, 1], got {target_utilization!r}")
