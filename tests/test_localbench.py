@@ -80,7 +80,9 @@ def test_numpy_run_writes_a_chip_yaml_that_validates_and_round_trips(numpy_only,
     assert loaded.family == "cpu" and loaded.id == "local-cpu"
     m = report.measured
     assert loaded.peak_flops.fp32.value == pytest.approx(m.peak_flops["fp32"], rel=1e-3)
-    assert loaded.peak_flops.fp16 is not None  # measured (numpy emulates it), never assumed
+    # numpy emulates fp16 matmuls hundreds of times slower than fp32: not a peak, so not measured; the engine
+    # runs fp16 math at the fp32 rate on this chip
+    assert loaded.peak_flops.fp16 is None and loaded.native_format("fp16") == "fp32"
     assert loaded.memory.bandwidth_bytes_per_s.value == pytest.approx(m.memory_bytes_per_s, rel=1e-3)
     assert loaded.memory.bandwidth_bytes_per_s.source.startswith("measured by infercast calibrate --local on ")
     assert loaded.memory.capacity_bytes.value == pytest.approx(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -165,6 +167,12 @@ def test_build_chip_sources_every_figure():
 def test_fit_sweep_recovers_the_parameters_it_was_generated_with(d_half, gemv_share, top):
     m = _measured(gemv_bytes_per_s=20e9 * gemv_share)
     chip = build_chip(m, FACTS, None, DAY)
+    # a device whose GEMV (a decode step, 256 MB of fp32 weights, K = 1024) streams at its measured rate: its
+    # one-row compute, f (1 + d) / (100e9 top), fits in the measured time, which bounds d (the fit holds every
+    # fitted device to that too)
+    gemv = gemm_op("gemv", 1, 1, int(256e6 // (1024 * 4)), 1024, Precision("fp32", "fp32", "fp32"))
+    d_max = float(gemv.bytes) / m.gemv_bytes_per_s * 100e9 * top / float(gemv.flops) - 1
+    d_half = min(d_half, 0.9 * d_max)
     truth = _eff(gemm_max=top, gemm_half_dim=d_half, bandwidth=gemv_share)
     m.sweep = _sweep(m, chip, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], truth)
     bandwidth, gemm_max, fitted = fit_sweep(m, chip)
@@ -200,8 +208,8 @@ def test_fit_sweep_keeps_a_fast_gemv_memory_bound():
     _, gemm_max, fitted = fit_sweep(m, chip)
     assert bound / 1.03 <= fitted <= bound
     assert gemm_max == pytest.approx((1024 + fitted) / 1174)
-    m.sweep = slow  # without the GEMV nothing holds it down
-    assert fit_sweep(m, chip)[1:] == pytest.approx((1.0, 150.0), rel=0.03)
+    m.sweep = slow  # without the sweep's one-row point, the GEMV measured apart (same rate) holds it down
+    assert fit_sweep(m, chip)[2] <= bound * 1.05
 
 
 def test_fit_attention_recovers_max_and_half_length():

@@ -108,7 +108,10 @@ class Device:
         if torch is None:
             if device == "cuda":
                 raise InfercastError('--device cuda needs torch: pip install "infercast[torch]"')
-            self.kind, self.library, self.dtypes = "cpu", "numpy", {"fp32": np.float32, "fp16": np.float16}
+            # numpy has no half-precision BLAS: an fp16 matmul is emulated element by element, hundreds of
+            # times slower than the CPU's fp32 rate, so measuring it would record the emulation as a peak.
+            # fp32 alone is measured; fp16 and bf16 math then run at the fp32 rate (the engine's fallback).
+            self.kind, self.library, self.dtypes = "cpu", "numpy", {"fp32": np.float32}
             self._rng = np.random.default_rng(0)
             return
         if device == "cuda" and not torch.cuda.is_available():
@@ -298,21 +301,27 @@ def fit_sweep(m: Measured, chip: Chip) -> tuple[float, float, float]:
     from memory, as a model's do; the peak may be a square GEMM's with its operands in cache).
     ``gemm_half_dim``: least squares on the log of every GEMM's time, among the values that keep each
     GEMM measured at the memory roof memory-bound (its predicted compute time within its measured
-    time), with ``gemm_max`` reproducing the largest GEMM at each candidate value."""
+    time), and the one-row GEMMs too, whatever their rate: the sweep's and the GEMV (a decode step is
+    one: a fit that made it slower than measured would predict decode many times slower than the
+    machine runs it), with ``gemm_max`` reproducing the largest GEMM at each candidate value."""
     M = np.array([r["m"] for r in m.sweep], float)
     n = int(m.sweep[0]["n"])
     measured = np.array([r["time_s"] for r in m.sweep])
     busy = np.maximum(measured - m.kernel_overhead_s, 1e-12)
     op = gemm_op("sweep", 1, M, n, n, Precision(m.sweep_dtype, m.sweep_dtype, m.sweep_dtype))
     bandwidth = m.gemv_bytes_per_s / m.memory_bytes_per_s
-    at_roof = op.bytes / busy >= MEMORY_ROOF_SHARE * m.gemv_bytes_per_s
+    at_roof = (op.bytes / busy >= MEMORY_ROOF_SHARE * m.gemv_bytes_per_s) | (M == 1)
     largest = int(np.argmax(M))
+    p = Precision(m.sweep_dtype, m.sweep_dtype, m.sweep_dtype)
+    gemv = gemm_op("gemv", 1, 1, int(m.stream_bytes // (n * _element_bytes(m.sweep_dtype))), n, p)
+    gemv_s = float(gemv.bytes) / m.gemv_bytes_per_s  # as measured (its overhead included)
     best, best_loss = (1.0, 0.0), np.inf
     for d_half in HALF_DIM_GRID:
         eff = _efficiency(gemm_half_dim=d_half, bandwidth=bandwidth, kernel_overhead_s=m.kernel_overhead_s)
         top = float(np.clip(op_time(op, chip, eff).compute_s[largest] / busy[largest], 0.05, 1.0))
-        t = op_time(op, chip, eff.model_copy(update={"gemm_max": top}))
-        if np.any(t.compute_s[at_roof] > measured[at_roof]):
+        fitted = eff.model_copy(update={"gemm_max": top})
+        t = op_time(op, chip, fitted)
+        if np.any(t.compute_s[at_roof] > measured[at_roof]) or float(op_time(gemv, chip, fitted).compute_s) > gemv_s:
             continue
         loss = float(np.sum(np.log(t.time_s / measured) ** 2))
         if loss < best_loss:
@@ -362,7 +371,7 @@ def _cpu_facts() -> dict[str, Any]:
                 info.setdefault(key.strip(), value.strip())
         with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:  # index3: the L3, e.g. "32768K"
             size = f.read().strip()
-        l3 = float(size[:-1]) * 1024 if size.endswith("K") else None
+        l3 = (float(size[:-1]) * 1024 or None) if size.endswith("K") else None  # a reported 0K is unknown
     except OSError:
         pass
     try:
