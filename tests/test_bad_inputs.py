@@ -407,6 +407,77 @@ def _cases():
     yield "data-empty-path", (*DATA_ARGS, ""), {}, "--data: the path is empty"
     yield "data-folder", (*DATA_ARGS, "{d}/datadir"), {"datadir": Dir()}, "--data {d}/datadir: is a folder"
 
+    # flags that conflict, or that the engine would ignore (issue 12: one rule per kind of input)
+    E8 = ("estimate", "--model", "llama-3-8b")
+    yield "flag-hardware-vs-system", (*E8, "--hardware", "a100-sxm-80gb", "--system", "hgx-h100"), {}, \
+        "--hardware a100-sxm-80gb conflicts with --system hgx-h100"
+    yield "flag-num-chips-unused", (*E8, "--hardware", "h100-sxm", "--num-chips", "4"), {}, \
+        "--num-chips 4 but the plan tp x pp x dp = 1 uses 1"
+    yield "flag-num-chips-over-system", (*E8, "--system", "hgx-h100", "--num-chips", "16"), {}, \
+        "--num-chips 16: system hgx-h100 has 8; add --nodes"
+    yield "flag-nodes-with-hardware", (*E8, "--hardware", "h100-sxm", "--nodes", "2"), {}, \
+        "--nodes scales a named --system"
+    yield "flag-gptq-vs-fp16-weights", (*E8, "--hardware", "h100-sxm", "--quantization", "gptq", "--weight-dtype",
+                                        "fp16"), {}, "--weight-dtype fp16 contradicts --quantization gptq"
+    yield "flag-micro-batches-without-pp", (*E8, "--hardware", "h100-sxm", "--micro-batches", "4"), {}, \
+        "--micro-batches splits a batch over pipeline stages; it needs --pp"
+    yield "flag-compare-twice", ("compare", "--model", "llama-3-8b", "--systems", "h100-sxm,h100-sxm"), {}, \
+        "--systems: h100-sxm is named twice"
+    yield "flag-compare-one", ("compare", "--model", "llama-3-8b", "--systems", "h100-sxm"), {}, \
+        "--systems: name at least two"
+    yield "flag-auto-with-dp", (*E8, "--system", "hgx-h100", "--auto", "--dp", "2"), {}, \
+        "--auto chooses --tp and --pp"
+    yield "flag-kv-dtype-scheme", (*E8, "--hardware", "h100-sxm", "--kv-cache-dtype", "q4_0"), {}, \
+        "--kv-cache-dtype q4_0: a weight quantization scheme"
+    yield "flag-act-dtype-scheme", (*E8, "--hardware", "h100-sxm", "--act-dtype", "gptq4"), {}, \
+        "--act-dtype gptq4: a weight quantization scheme"
+    yield "flag-unknown-scheme", (*E8, "--hardware", "h100-sxm", "--quantization", "q3"), {}, \
+        "--quantization: unknown scheme 'q3'"
+    yield "flag-attention-kind", ("estimate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--attention",
+                                  "paged"), {}, "--attention"
+
+    # impossible values the engine itself refuses
+    yield "moe-imbalance-above-e-over-k", ("estimate", "--model", "mixtral-8x7b", "--hardware", "h100-sxm",
+                                           "--moe-imbalance", "5"), {}, "exceeds mixtral-8x7b's 8 experts / 2"
+    yield "moe-imbalance-inf", ("estimate", "--model", "mixtral-8x7b", "--hardware", "h100-sxm", "--moe-imbalance",
+                                "inf"), {}, "--moe-imbalance must be at least 1"
+    yield "moe-imbalance-below-one", ("estimate", "--model", "mixtral-8x7b", "--hardware", "h100-sxm",
+                                      "--moe-imbalance", "0.5"), {}, "--moe-imbalance must be at least 1"
+    yield "efficiency-overhead-huge", (*E8, "--hardware", "h100-sxm", "--efficiency", "kernel_overhead_s=1e9"), {}, \
+        "--efficiency kernel_overhead_s: Input should be less than or equal to 1"
+    yield "efficiency-half-dim-inf", (*E8, "--hardware", "h100-sxm", "--efficiency", "gemm_half_dim=inf"), {}, \
+        "--efficiency gemm_half_dim: must be a finite number"
+    yield "efficiency-unknown-key", (*E8, "--hardware", "h100-sxm", "--efficiency", "bandwith=0.5"), {}, \
+        "--efficiency bandwith: unknown key"
+    yield "cost-pue-inf", (*E8, "--hardware", "h100-sxm", "--pue", "inf"), {}, "--pue: input should be a finite number"
+    yield "cost-years-huge", (*E8, "--hardware", "h100-sxm", "--years", "1e300"), {}, "--years: input should be less"
+    yield "cost-usd-inf", (*E8, "--hardware", "h100-sxm", "--usd-per-chip-hour", "inf"), {}, "--usd-per-chip-hour"
+    yield "cost-price-nan", (*E8, "--hardware", "h100-sxm", "--cost", "chip_price_usd=nan"), {}, \
+        "--cost chip_price_usd: must be a finite number"
+    yield "energy-per-bit-huge", (*E8, "--hardware", "h100-sxm", "--energy", "hbm_j_per_bit=1e300"), {}, \
+        "--energy hbm_j_per_bit"
+    yield "energy-overhead-below-one", (*E8, "--hardware", "h100-sxm", "--energy", "chip_overhead=0.5"), {}, \
+        "--energy chip_overhead"
+    yield "fleet-qps-huge", ("fleet", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--qps", "1e300"), {}, \
+        "--qps 1e+300: beyond any service"
+    yield "fleet-qps-zero", ("fleet", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--qps", "0"), {}, \
+        "--qps must be a positive number"
+    yield "fleet-utilization", ("fleet", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--qps", "1",
+                                "--target-utilization", "2"), {}, "--target-utilization must be in (0, 1]"
+    yield "workload-context", (*E8, "--hardware", "h100-sxm", "--isl", "8000", "--osl", "500"), {}, \
+        "exceeds llama-3-8b's context of 8192 tokens"
+    yield "workload-batch-zero", (*E8, "--hardware", "h100-sxm", "--batch", "0"), {}, "--batch must be a whole number"
+    yield "workload-batch-huge", (*E8, "--hardware", "h100-sxm", "--batch", "10000000000000"), {}, \
+        "--batch of 1e+13 is beyond any deployment"
+    yield "plan-tp-zero", (*E8, "--hardware", "h100-sxm", "--tp", "0"), {}, "--tp must be a whole number"
+    yield "plan-tp-not-dividing", (*E8, "--hardware", "h100-sxm", "--tp", "3", "--num-chips", "3"), {}, \
+        "--tp 3 does not divide"
+    yield "plan-pp-over-layers", (*E8, "--hardware", "h100-sxm", "--pp", "64", "--num-chips", "64"), {}, \
+        "--pp 64 exceeds llama-3-8b's 32 layers"
+    yield "plan-ep-dense", (*E8, "--hardware", "h100-sxm", "--ep", "2"), {}, "--ep 2: llama-3-8b is a dense model"
+    yield "plan-system-too-small", (*E8, "--system", "hgx-h100", "--tp", "8", "--pp", "2"), {}, \
+        "the plan needs tp x pp x dp = 16 chips but system hgx-h100 has 8"
+
 
 CASES = list(_cases())
 

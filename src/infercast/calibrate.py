@@ -24,6 +24,7 @@ in-sample one, is what a user should expect on a framework and dataset the fit n
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,8 @@ COMM_BOUNDS: dict[str, tuple[float, float]] = {"bandwidth": (0.30, 1.00), "launc
 LOG_SCALE = {"gemm_half_dim", "attention_half_len", "kernel_overhead_s", "step_overhead_s", "launch_s"}
 """Parameters spanning orders of magnitude: mapped on the log scale."""
 
+PROGRESS_EVERY_S = 10.0
+"""A fit says how far it got at most this often (a full fit with its folds takes an hour on two cores)."""
 LOSS = "soft_l1"
 """Robust loss on the log error e (scale f): soft_l1 2 f^2 (sqrt(1 + (e/f)^2) - 1), or cauchy
 f^2 log(1 + (e/f)^2), whose pull stops growing for rows far off."""
@@ -115,8 +118,9 @@ class _Problem:
     """The parameter vector: generic values, one deviation per (family, field), and comm values."""
 
     def __init__(self, rows: list[Row], start: Calibration,
-                 prior_weights: tuple[float, float] = (PRIOR_WEIGHT_GENERIC, PRIOR_WEIGHT_FAMILY)):
+                 prior_weights: tuple[float, float] = (PRIOR_WEIGHT_GENERIC, PRIOR_WEIGHT_FAMILY), progress=None):
         self.rows, self.start = rows, start
+        self.progress, self.calls, self.said = progress, 0, time.monotonic()
         self.measured = np.array([r.measured for r in rows])
         self.w_generic, self.w_family = prior_weights
         self.fields = list(BOUNDS)
@@ -170,6 +174,11 @@ class _Problem:
 
     def residuals(self, x: np.ndarray) -> np.ndarray:
         e = np.log(self.predict(x) / self.measured)
+        self.calls += 1
+        if self.progress is not None and time.monotonic() - self.said >= PROGRESS_EVERY_S:
+            self.said = time.monotonic()
+            self.progress(f"  {self.calls} evaluations of {len(self.rows)} rows; median |log error| "
+                          f"{float(np.nanmedian(np.abs(e))):.3f}")
         e = np.where(np.isfinite(e), e, 5.0)  # a failed prediction: a large, finite penalty
         robust = np.sign(e) * np.sqrt(_LOSSES[LOSS](e, LOSS_SCALE))  # squared, the robust cost
         g, d, c = self.split(x)
@@ -206,12 +215,13 @@ def _least_squares():
 
 
 def fit_profile(rows: list[Row], start: Calibration, *, max_nfev: int = 60, description: str = "",
-                prior_weights: tuple[float, float] = (PRIOR_WEIGHT_GENERIC, PRIOR_WEIGHT_FAMILY)
-                ) -> tuple[Calibration, np.ndarray]:
-    """The profile that fits ``rows`` best from ``start``, and its predictions for them."""
+                prior_weights: tuple[float, float] = (PRIOR_WEIGHT_GENERIC, PRIOR_WEIGHT_FAMILY),
+                progress=None) -> tuple[Calibration, np.ndarray]:
+    """The profile that fits ``rows`` best from ``start``, and its predictions for them; ``progress``
+    receives a line every PROGRESS_EVERY_S seconds of fitting."""
     if not rows:
         raise InfercastError("calibrate --fit: no row of the data can be predicted; nothing to fit")
-    problem = _Problem(rows, start, prior_weights)
+    problem = _Problem(rows, start, prior_weights, progress)
     result = _least_squares()(problem.residuals, problem.x0(), jac_sparsity=problem.sparsity(), method="trf",
                               x_scale=1.0, diff_step=1e-3, max_nfev=max_nfev)
     profile = problem.profile(result.x, description=description)
@@ -269,7 +279,8 @@ def calibrate(data: str, *, start: Calibration | str = "prior", loso: bool = Tru
     say = progress or (lambda msg: None)
     say(f"fitting {len(rows)} rows ({len(skipped)} not predictable)")
     desc = f"fitted by infercast calibrate --fit {data} to {len(rows)} rows"
-    profile, pred = fit_profile(rows, start, max_nfev=max_nfev, description=desc, prior_weights=prior_weights)
+    profile, pred = fit_profile(rows, start, max_nfev=max_nfev, description=desc, prior_weights=prior_weights,
+                                progress=say)
     measured = np.array([r.measured for r in rows])
     in_sample = (pred - measured) / measured
     loso_err = None
@@ -280,7 +291,7 @@ def calibrate(data: str, *, start: Calibration | str = "prior", loso: bool = Tru
             train = [r for r in rows if r.source != src]
             test_idx = [i for i, r in enumerate(rows) if r.source == src]
             say(f"leave-one-source-out: fitting without {src} ({len(train)} rows), predicting its {len(test_idx)}")
-            fold, _ = fit_profile(train, start, max_nfev=max_nfev, prior_weights=prior_weights)
+            fold, _ = fit_profile(train, start, max_nfev=max_nfev, prior_weights=prior_weights, progress=say)
             pred_held = predict_with([rows[i] for i in test_idx], fold)
             loso_err[test_idx] = (pred_held - measured[test_idx]) / measured[test_idx]
     record = {"data": data, "rows": len(rows), "skipped": len(skipped), "loss": f"{LOSS} on log error, scale "

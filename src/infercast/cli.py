@@ -109,10 +109,10 @@ def compare(systems: str, num_chips: int | None, output: str, **kw: Any) -> None
 
 
 def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from infercast.display import console as make_console
+    from infercast.display import table
 
-    console = Console()
+    console = make_console()
     m, w = r["memory"], r["workload"]
     fits = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
     console.print(f"[bold]{r['model']}[/bold] on [bold]{r['hardware']}[/bold]: batch {w['batch']}, "
@@ -122,12 +122,15 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
     par = r["parallel"]
     console.print(f"system {r['system']}: tp {par['tp']} x pp {par['pp']} x dp {par['dp']} = {par['num_chips']} "
                   f"chips, ep {par['ep']}" + (f", {par['micro_batches']} micro-batches" if par["pp"] > 1 else ""))
-    t = Table(show_header=False, box=None)
+    t = table("", "", show_header=False, box=None)
     t.add_row("memory", f"{fits}: {m['reason']}")
     t.add_row("", f"weights {m['weights_bytes'] / 1e9:.2f} GB, KV cache {m['kv_cache_bytes'] / 1e9:.3g} GB "
                   f"(if MHA {m['kv_cache_bytes_if_mha'] / 1e9:.3g} GB), activations "
                   f"{m['activation_bytes'] / 1e9:.3g} GB, runtime {m['overhead_bytes'] / 1e9:.3g} GB")
-    t.add_row("", f"min chips {m['min_chips']}, max batch {m['max_batch']}")
+    plan = m["min_plan"]
+    split = f" ({plan['dp']} replicas of tp {plan['tp']} x pp {plan['pp']})" if plan and plan["dp"] > 1 else ""
+    t.add_row("", f"min chips {m['min_chips']}{split}, max batch {m['max_batch']} (bound by the "
+                  f"{m['binding'].replace('_', ' ')})")
     if r.get("sparsity"):
         s = r["sparsity"]
         t.add_row("sparsity", f"weights {s['weight_sparsity']:g} ({s['pattern']}, stored {s['storage']}, "
@@ -146,10 +149,13 @@ def _estimate_table(r: dict[str, Any], breakdown: bool) -> None:
     _energy_cost_rows(t, r)
     console.print(t)
     if not m["fits"]:
+        need = f"at least {m['min_chips']} chips" if m["min_chips"] else "more memory than any plan of this chip has"
         console.print("[yellow]Latencies are for one chip as if it had the memory; "
-                      f"the model needs at least {m['min_chips']} chips.[/yellow]")
+                      f"the model needs {need}.[/yellow]")
+    for warning in r.get("warnings", []):
+        console.print(f"[yellow]note: {warning}[/yellow]")
     if breakdown:
-        b = Table("op", "phase", "GFLOPs", "MB", "time ms", "bound", "link", title="per operator (one chip)")
+        b = table("op", "phase", "GFLOPs", "MB", "time ms", "bound", "link", title="per operator (one chip)")
         for row in r["breakdown"]:
             b.add_row(row["op"], row["phase"], f"{row['flops'] / 1e9:.4g}", f"{row['bytes'] / 1e6:.4g}",
                       f"{row['time_s'] * 1e3:.4g}", row["bound"], row["tier"] or "")
@@ -399,19 +405,23 @@ def _print_rows(rows: list[dict[str, Any]], output: str) -> None:
     elif output == "csv":
         click.echo(_csv(rows), nl=False)
     else:
-        from rich.console import Console
-        from rich.table import Table
+        from infercast.display import console, table
 
-        table = Table(*rows[0].keys()) if rows else Table()
+        t = table(*rows[0].keys()) if rows else table()
         for row in rows:
-            table.add_row(*("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-                            for v in row.values()))
-        Console().print(table)
+            t.add_row(*("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+                        for v in row.values()))
+        console().print(t)
 
 
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
+    except BrokenPipeError:  # the reader left (| head): stop quietly, as a command-line tool does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except InfercastError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

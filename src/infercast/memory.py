@@ -51,6 +51,9 @@ class MemoryOptions(BaseModel):
     reserved are those of one such pass."""
     block_size: int = Field(default=16, gt=0, le=2**16)
     """Tokens per KV-cache block (vLLM --block-size, default 16): a sequence holds whole blocks."""
+    max_num_seqs: int = Field(default=256, gt=0, le=2**20)
+    """Sequences a step samples at most (vLLM --max-num-seqs, default 256; TensorRT-LLM's max_batch_size):
+    the engine keeps their fp32 logits' buffer, whatever the load."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class StageLoad:
     """Transient activations of a forward pass per token: residual stream, normalised input and the
     widest intermediate (fused QKV or MLP up/gate output) of one layer at a time."""
     act_bytes_per_seq: float
-    """Per sequence whose last prompt position is in the pass: its fp32 logits."""
+    """Per sequence a step samples: its fp32 logits (the engine holds max_num_seqs of them)."""
     scores_bytes_per_pair: float
     """Materialised attention: one layer's score matrix, per (query, key) pair of every head."""
     comm_bytes_per_token: float
@@ -110,24 +113,6 @@ def kept_tokens(spec: ModelSpec, isl, osl, block_size: int):
 
 
 @dataclass(frozen=True)
-class Pass:
-    """The largest forward pass of a workload: its tokens, the sequences ending their prompt in it,
-    and each one's query tokens."""
-
-    tokens: float | np.ndarray
-    seqs: float | np.ndarray
-    q_len: float | np.ndarray
-
-
-def prefill_pass(batch, isl, budget: int) -> Pass:
-    """A batch of prompts in passes of at most ``budget`` tokens: whole prompts while they fit (at least
-    one sequence's chunk), the rest in later passes."""
-    per_pass = maximum(floor(budget / isl), 1.0)  # prompts a pass holds
-    return Pass(tokens=minimum(batch * isl, float(budget)), seqs=minimum(batch, per_pass),
-                q_len=minimum(isl, float(budget)))
-
-
-@dataclass(frozen=True)
 class Need:
     """Bytes one chip holds, by part (floats or arrays of the workload's shape)."""
 
@@ -144,37 +129,42 @@ class Need:
                 + self.overhead_bytes)
 
 
+def prompts_per_pass(batch, isl, budget: int):
+    """Prompts one pass of ``budget`` tokens holds whole (at least one prompt's chunk)."""
+    return minimum(batch, maximum(floor(budget / isl), 1.0))
+
+
 def need(load: StageLoad, batch, isl, kept, opts: MemoryOptions) -> Need:
     """What one chip of a stage holds for ``batch`` sequences of ``kept`` cached tokens each (``kept_tokens``)
-    whose prompts have ``isl`` tokens."""
-    ps = prefill_pass(batch, isl, opts.max_num_batched_tokens)
-    act = ps.tokens * load.act_bytes_per_token + ps.seqs * load.act_bytes_per_seq
+    whose prompts have ``isl`` tokens. The activations are the engine's reservation for its largest step,
+    whatever the batch: a pass of ``max_num_batched_tokens`` tokens (vLLM and TensorRT-LLM size them so at
+    start-up) and the logits of ``max_num_seqs`` sampled sequences; materialised attention adds the scores
+    of the prompts one pass holds."""
+    budget = float(opts.max_num_batched_tokens)
+    act = budget * load.act_bytes_per_token + opts.max_num_seqs * load.act_bytes_per_seq
     if load.scores_bytes_per_pair:
-        act = act + ps.seqs * ps.q_len * isl * load.scores_bytes_per_pair
+        act = act + prompts_per_pass(batch, isl, opts.max_num_batched_tokens) * minimum(isl, budget) * isl \
+            * load.scores_bytes_per_pair
     return Need(weights_bytes=load.weights_bytes, kv_cache_bytes=batch * kept * load.kv_bytes_per_token,
                 kv_cache_bytes_if_mha=batch * kept * load.kv_bytes_per_token_if_mha, activation_bytes=act,
-                comm_buffer_bytes=ps.tokens * load.comm_bytes_per_token, overhead_bytes=opts.runtime_overhead_bytes)
+                comm_buffer_bytes=budget * load.comm_bytes_per_token, overhead_bytes=opts.runtime_overhead_bytes)
 
 
 def max_sequences(load: StageLoad, isl, kept, usable, opts: MemoryOptions):
     """The most sequences one chip of a stage holds: the largest b with need(b) <= usable (0 if none).
 
-    need(b) is linear in b while the whole batch's prompts fit one pass (b <= b1, the prompts a pass
-    holds), then grows by the K/V of a sequence only: so the answer is the saturated solution if it
-    lies beyond b1, else the linear one capped at b1.
+    The reservation for a step is fixed; only materialised attention's scores grow with the prompts a pass
+    holds (b while b <= b1 = budget / isl, then b1): the saturated solution if it lies beyond b1, else
+    the linear one.
     """
-    budget = opts.max_num_batched_tokens
+    budget = float(opts.max_num_batched_tokens)
     b1 = maximum(floor(budget / isl), 1.0)
     kv_seq = kept * load.kv_bytes_per_token
-    fixed = load.weights_bytes + opts.runtime_overhead_bytes
-    act_tok = load.act_bytes_per_token + load.comm_bytes_per_token
-    scores = load.scores_bytes_per_pair * minimum(isl, float(budget)) * isl
-    # linear regime (b <= b1): every prompt in one pass
-    slope = isl * act_tok + load.act_bytes_per_seq + scores + kv_seq
-    linear = minimum(floor((usable - fixed) / slope), b1)
-    # saturated regime (b > b1): a full pass of activations, and b1 sequences' logits
-    sat_fixed = fixed + minimum(b1 * isl, float(budget)) * act_tok + b1 * (load.act_bytes_per_seq + scores)
-    saturated = floor((usable - sat_fixed) / kv_seq) if _any_positive(kv_seq) else _inf_like(kv_seq)
+    fixed = (load.weights_bytes + opts.runtime_overhead_bytes + opts.max_num_seqs * load.act_bytes_per_seq
+             + budget * (load.act_bytes_per_token + load.comm_bytes_per_token))
+    scores = load.scores_bytes_per_pair * minimum(isl, budget) * isl  # one prompt's (materialised attention)
+    linear = minimum(floor((usable - fixed) / (scores + kv_seq)), b1)
+    saturated = floor((usable - fixed - b1 * scores) / kv_seq) if _any_positive(kv_seq) else _inf_like(kv_seq)
     best = where(saturated > b1, saturated, linear)
     return maximum(best, 0.0)
 

@@ -146,10 +146,10 @@ def _ms(stats: dict[str, float | None]) -> str:
 
 
 def _table(r: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from infercast.display import console as make_console
+    from infercast.display import table
 
-    console = Console()
+    console = make_console()
     w, e, par, x = r["workload"], r["engine"], r["parallel"], r["workload"]["realised"]
     rate = "offline (all at t = 0)" if w["request_rate"] is None else f"{w['request_rate']:g} req/s"
     realised = (f"isl mean {x['isl_mean']:,.1f} ({x['isl_min']:,}-{x['isl_max']:,}), osl mean {x['osl_mean']:,.1f} "
@@ -171,7 +171,7 @@ def _table(r: dict[str, Any]) -> None:
     console.print(f"engine: max-num-seqs {e['max_num_seqs']}, max-num-batched-tokens {e['max_num_batched_tokens']}, "
                   f"{'chunked prefill' if e['chunked_prefill'] else 'prefill-first'}, {e['num_gpu_blocks']:,} KV blocks "
                   f"of {e['block_size']} ({e['kv_cache_tokens']:,} tokens) per replica")
-    t = Table(show_header=False, box=None)
+    t = table("", "", show_header=False, box=None)
     t.add_row("completed", f"{r['completed']:,} in {r['duration_s']:,.1f} s")
     t.add_row("throughput", f"{r['request_throughput']:,.3g} req/s, {r['output_throughput']:,.0f} output tokens/s, "
                             f"{r['total_token_throughput']:,.0f} tokens/s in total")
@@ -190,10 +190,10 @@ def _table(r: dict[str, Any]) -> None:
 
 
 def _search_table(r: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from infercast.display import console as make_console
+    from infercast.display import table
 
-    console = Console()
+    console = make_console()
     slo = ", ".join(f"{k} <= {v:g} ms" for k, v in r["slo_ms"].items())
     console.print(f"max request rate meeting {slo}: [bold]{r['max_request_rate']:.4g} req/s[/bold] "
                   f"({r['max_output_throughput']:,.0f} output tokens/s); offline capacity "
@@ -201,7 +201,7 @@ def _search_table(r: dict[str, Any]) -> None:
                   f"output tokens/s)")
     if r["reason"]:
         console.print(f"[yellow]{r['reason']}[/yellow]")
-    t = Table("request rate", *[f"{k} ms" for k in r["slo_ms"]], "meets")
+    t = table("request rate", *[f"{k} ms" for k in r["slo_ms"]], "meets")
     for p in r["probes"]:
         t.add_row(f"{p['request_rate']:.4g}", *[f"{p[f'{k}_ms']:,.1f}" for k in r["slo_ms"]], "yes" if p["meets"]
                   else "no")

@@ -79,7 +79,8 @@ def server(model: str | ModelSpec, hardware=None, *, engine: EngineConfig | None
     if max_model_len > context:
         raise InfercastError(f"--max-model-len {max_model_len} exceeds {dep.spec.name}'s context of {context} tokens")
     budget = config.budget(max_model_len)
-    blocks = config.num_gpu_blocks_override or kv_cache_blocks(dep, block_size=config.block_size, max_tokens=budget)
+    blocks = config.num_gpu_blocks_override or kv_cache_blocks(dep, block_size=config.block_size, max_tokens=budget,
+                                                               max_seqs=config.max_num_seqs)
     return Server(dep, config, step_time(dep, budget, config.max_num_seqs), blocks, budget, max_model_len)
 
 

@@ -270,16 +270,18 @@ def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
                     token_j.tolist() if power else None, seq_j.tolist() if power else None, power)
 
 
-def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int) -> int:
+def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs: int | None = None) -> int:
     """KV-cache blocks of one replica, as vLLM sizes its cache at start-up and ``estimate`` its max batch.
 
     Per chip: capacity x gpu_memory_utilization, less the runtime overhead, the weights, the
     activations and collective buffers of a profiling pass of ``max_tokens`` tokens (vLLM's
-    profile run uses max-num-batched-tokens); what is left holds blocks of ``block_size``
+    profile run uses max-num-batched-tokens) and the logits of ``max_seqs`` sampled sequences (the
+    scenario's max_num_seqs by default); what is left holds blocks of ``block_size``
     tokens at the chip's KV bytes per token (``infercast.memory``). The replica takes the
     smallest count over its pipeline stages (vLLM takes the minimum over workers).
     """
-    opts = sc.memory.model_copy(update={"max_num_batched_tokens": max_tokens, "block_size": block_size})
+    opts = sc.memory.model_copy(update={"max_num_batched_tokens": max_tokens, "block_size": block_size,
+                                        **({"max_num_seqs": max_seqs} if max_seqs is not None else {})})
     usable = sc.rates.mem_capacity_bytes * opts.gpu_memory_utilization
     blocks = []
     for load in sc.loads:
