@@ -452,3 +452,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
     assert lines[0].startswith("error: ")
     for text in expected:
         assert text in lines[0]
+
+
+def test_help_lists_lazy_commands_without_importing_them():
+    """``infercast --help`` lists every command with its own one-line help, importing none of the lazy ones."""
+    import subprocess
+    import sys
+
+    from infercast.cli import _Commands
+
+    code = ("import sys; from click.testing import CliRunner; from infercast.cli import cli; "
+            "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
+            "print(r.output); print(sorted(m for m in sys.modules if m.startswith('infercast.serving')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.rstrip().endswith("[]")
+    for name, (_, short) in _Commands.LAZY.items():
+        real = cli.get_command(None, name)
+        assert real.get_short_help_str(1000) == short
+        assert name in out

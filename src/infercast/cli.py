@@ -49,9 +49,15 @@ def _fmt(x: float | None, unit: str = "", scale: float = 1.0) -> str:
 
 
 class _Commands(click.Group):
-    """The command group; commands kept in other modules are imported when they run (a fast ``--help``)."""
+    """The command group; commands kept in other modules are imported when they run (a fast ``--help``).
 
-    LAZY = {"simulate": "infercast.serving.cli:simulate"}
+    ``LAZY`` maps a command to where it lives and its one-line help (a test holds the line to the
+    command's own), so listing the commands imports none of them."""
+
+    LAZY = {
+        "simulate": ("infercast.serving.cli:simulate",
+                     "Simulate a vLLM-style server under load: TTFT, TPOT, ITL, E2E latency, throughput, goodput."),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])
@@ -60,9 +66,17 @@ class _Commands(click.Group):
         if name in self.LAZY:
             import importlib
 
-            module, attr = self.LAZY[name].split(":")
+            module, attr = self.LAZY[name][0].split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = [(name, click.Command(name, help=self.LAZY[name][1]).get_short_help_str(limit) if name in self.LAZY else
+                 self.commands[name].get_short_help_str(limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -315,8 +315,8 @@ def catalog_id(name: str) -> str | None:
 
 
 def chip_ids() -> list[str]:
-    """The catalog ids (aliases left out), sorted."""
-    return sorted({name.removesuffix(".yaml") for name in _catalog_files().values()})
+    """The catalog ids (aliases left out), sorted: the file names, as a catalog test holds each id to its file's."""
+    return sorted(entry.name.removesuffix(".yaml") for entry in _CATALOG.iterdir() if entry.name.endswith(".yaml"))
 
 
 def parse_spec(text: str, where: str, cls: type[SpecT]) -> SpecT:
