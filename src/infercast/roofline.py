@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -212,36 +213,59 @@ class OpTable:
     comm_s: np.ndarray
     """Time of a collective; 0 for other operators."""
     maths: tuple[str, ...]
+    key: tuple = field(repr=False, default=())
+    """The operators' kinds, formats and executions: what the workload's sizes do not change."""
 
     @classmethod
     def of(cls, ops: list[Op]) -> OpTable:
-        kind = np.array([op.kind for op in ops])
-        matrix = [op.kind in ("gemm", "attention") for op in ops]
+        key = tuple((op.kind, op.math, op.count) for op in ops)
+        kind, count, maths, matrix = _structure(key)
         nan = float("nan")
-        cols = dict(
-            flops=[op.flops for op in ops],
-            weight_bytes=[op.weight_bytes for op in ops],
-            bytes=[op.weight_bytes + op.act_bytes + op.kv_bytes + op.write_bytes for op in ops],
-            min_dim=[_finite(op.min_dim) if m else 1.0 for op, m in zip(ops, matrix, strict=True)],
-            vector_flops=[op.vector_flops for op in ops],
-            compute_factor=[op.compute_factor for op in ops],
-            tiles=[op.tiles if op.tiles is not None else nan for op in ops],
-            seq_len=[op.seq_len if op.seq_len is not None else nan for op in ops],
-            comm_s=[op.comm_s if op.comm_s is not None else 0.0 for op in ops],
-        )
-        stacked = {k: _stack(v) for k, v in cols.items()}
+        values = [(op.flops, op.weight_bytes, op.weight_bytes + op.act_bytes + op.kv_bytes + op.write_bytes,
+                   _finite(op.min_dim) if m else 1.0, op.vector_flops, op.compute_factor,
+                   op.tiles if op.tiles is not None else nan, op.seq_len if op.seq_len is not None else nan,
+                   op.comm_s if op.comm_s is not None else 0.0) for op, m in zip(ops, matrix, strict=True)]
+        stacked = _columns(values)
         nd = max(a.ndim for a in stacked.values())
         shape = (len(ops),) + (1,) * (nd - 1)
         # a field of fewer dimensions broadcasts from the right, after the operator axis
         stacked = {k: a.reshape((a.shape[0],) + (1,) * (nd - a.ndim) + a.shape[1:]) if a.ndim < nd else a
                    for k, a in stacked.items()}
-        return cls(ops=tuple(ops), count=np.array([float(op.count) for op in ops]).reshape(shape),
-                   kind=kind.reshape(shape), maths=tuple(op.math for op in ops), **stacked)
+        return cls(ops=tuple(ops), count=count.reshape(shape), kind=kind.reshape(shape), maths=maths,
+                   key=key, **stacked)
 
     def per_pass(self, x: np.ndarray) -> np.ndarray | float:
         """Sum over the operators of ``x`` (per execution, [ops, *shape]) times each one's executions."""
         total = (self.count * x).sum(axis=0)
         return float(total) if total.ndim == 0 else total
+
+
+_COLUMNS = ("flops", "weight_bytes", "bytes", "min_dim", "vector_flops", "compute_factor", "tiles", "seq_len",
+            "comm_s")
+
+
+def _columns(values: list[tuple]) -> dict[str, np.ndarray]:
+    """The ``_COLUMNS`` of the operators' figures, each [ops, *shape]."""
+    if not values:
+        return {k: np.zeros(0) for k in _COLUMNS}
+    try:  # every figure a float (one workload), or arrays of one shape: one numpy call
+        return dict(zip(_COLUMNS, np.moveaxis(np.array(values, dtype=float), 1, 0), strict=True))
+    except ValueError:
+        return {k: _stack(list(v)) for k, v in zip(_COLUMNS, zip(*values, strict=True), strict=True)}
+
+
+_STRUCTURES: dict[tuple, tuple] = {}
+
+
+def _structure(key: tuple) -> tuple:
+    """(kinds, executions, formats, is-a-matrix-kernel) of an operator list, kept by its ``key``."""
+    hit = _STRUCTURES.get(key)
+    if hit is None:
+        if len(_STRUCTURES) > 4096:
+            _STRUCTURES.clear()
+        hit = _STRUCTURES[key] = (np.array([k for k, _, _ in key]), np.array([float(c) for _, _, c in key]),
+                                  tuple(m for _, m, _ in key), [k in ("gemm", "attention") for k, _, _ in key])
+    return hit
 
 
 def _finite(d):
@@ -291,25 +315,51 @@ def fraction(table: OpTable, eff: Efficiency, units, native: Mapping[str, str]) 
     """Achievable fraction of each operator's peak: 1 for elementwise kernels; attention_max (less at
     short key lengths) or gemm_max (gemm_max_narrow on native narrow units) times the tile fill of
     the smallest dimension, times the busy share of the last wave of tiles on ``units`` compute units."""
-    kind = table.kind
-    narrow = np.array([native.get(m, m) in NARROW_MATH for m in table.maths]).reshape(kind.shape)
-    g_max = _expand(eff.gemm_max)
-    g_narrow = _expand(eff.gemm_max_narrow) if eff.gemm_max_narrow is not None else g_max
-    top = np.where(narrow, g_narrow, g_max)
-    a_top = _expand(eff.attention_max)
-    half_len = _expand(eff.attention_half_len)
-    if np.any(half_len):
+    return _fraction(table, _Ceilings.of(table, eff, units, native))
+
+
+@dataclass(frozen=True)
+class _Ceilings:
+    """What bounds each operator's pace apart from its sizes: its kind, the efficiency ceiling of its math
+    (before the key-length and tile terms), and the efficiency's and chip's figures against [ops, *shape]."""
+
+    vector: np.ndarray
+    attention: np.ndarray
+    top: np.ndarray
+    """gemm_max, or gemm_max_narrow for math on native narrow units."""
+    attention_max: Any
+    half_len: Any
+    """attention_half_len, or None where it is 0 everywhere."""
+    half_dim: Any
+    units: Any
+    """Compute units for wave quantization; None without it."""
+
+    @classmethod
+    def of(cls, table: OpTable, eff: Efficiency, units, native: Mapping[str, str]) -> _Ceilings:
+        kind = table.kind
+        narrow = np.array([native.get(m, m) in NARROW_MATH for m in table.maths], dtype=bool).reshape(kind.shape)
+        g_max = _expand(eff.gemm_max)
+        g_narrow = _expand(eff.gemm_max_narrow) if eff.gemm_max_narrow is not None else g_max
+        half_len = _expand(eff.attention_half_len)
+        return cls(vector=kind == "vector", attention=kind == "attention", top=np.where(narrow, g_narrow, g_max),
+                   attention_max=_expand(eff.attention_max), half_len=half_len if np.any(half_len) else None,
+                   half_dim=_expand(eff.gemm_half_dim),
+                   units=_expand(units) if eff.wave_quantization and units is not None else None)
+
+
+def _fraction(table: OpTable, c: _Ceilings) -> np.ndarray:
+    a_top = c.attention_max
+    if c.half_len is not None:
         s = np.where(np.isnan(table.seq_len), 1.0, table.seq_len)
-        a_top = a_top * s / (s + half_len)
-    top = np.where(kind == "attention", a_top, top)
+        a_top = a_top * s / (s + c.half_len)
     d = table.min_dim
-    frac = top * d / (d + _expand(eff.gemm_half_dim))
-    if eff.wave_quantization and units is not None:
+    frac = np.where(c.attention, a_top, c.top) * d / (d + c.half_dim)
+    if c.units is not None:
         tiles = table.tiles
         has = ~np.isnan(tiles)
         if has.any():
-            frac = frac * np.where(has, wave_efficiency(np.where(has, tiles, 1.0), _expand(units)), 1.0)
-    return np.where(kind == "vector", 1.0, frac)
+            frac = frac * np.where(has, wave_efficiency(np.where(has, tiles, 1.0), c.units), 1.0)
+    return np.where(c.vector, 1.0, frac)
 
 
 def wave_efficiency(tiles, units):
@@ -330,21 +380,53 @@ def op_peaks(table: OpTable, rates: ChipRates, chip_id: str) -> np.ndarray:
     return peaks.reshape(table.kind.shape) if peaks.ndim == 1 else peaks
 
 
+@dataclass(frozen=True)
+class _Rates:
+    """``times``'s inputs that the workload's sizes do not change: per operator, its peak and ceilings, and
+    the achievable bandwidth, overhead and vector rate."""
+
+    comm: np.ndarray
+    peak: np.ndarray
+    ceilings: _Ceilings
+    bandwidth: Any
+    overhead: np.ndarray
+    vector_rate: Any
+
+
+_KEPT: dict[tuple, tuple] = {}
+"""``_Rates`` by operator structure, chip rates and efficiency (objects kept, so an id is never reused)."""
+
+
+def _rates(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str) -> _Rates:
+    key = (table.key, table.kind.ndim, id(rates), id(eff), chip_id)
+    hit = _KEPT.get(key) if table.key else None
+    if hit is not None and hit[0] is rates and hit[1] is eff:
+        return hit[2]
+    comm = table.kind == "comm"
+    out = _Rates(comm=comm, peak=op_peaks(table, rates, chip_id),
+                 ceilings=_Ceilings.of(table, eff, rates.compute_units, rates.native),
+                 bandwidth=_expand(rates.mem_bw_bytes_per_s) * _expand(eff.bandwidth),
+                 overhead=np.where(comm, 0.0, _expand(eff.kernel_overhead_s)),
+                 vector_rate=_expand(rates.vector_flops_per_s))
+    if table.key:
+        if len(_KEPT) > 1024:
+            _KEPT.clear()
+        _KEPT[key] = (rates, eff, out)
+    return out
+
+
 def times(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str = "the chip") -> Times:
     """Roofline time of one execution of every operator of ``table``; a collective carries its own
     alpha-beta time (``infercast.parallel``)."""
-    comm = table.kind == "comm"
-    peak = op_peaks(table, rates, chip_id)
-    frac = compute_fraction(table, eff, rates)
-    compute = table.flops / (peak * frac) * table.compute_factor
+    r = _rates(table, rates, eff, chip_id)
+    comm = r.comm
+    compute = table.flops / (r.peak * _fraction(table, r.ceilings)) * table.compute_factor
     if np.any(table.vector_flops):
-        compute = compute + table.vector_flops / _expand(rates.vector_flops_per_s)
-    memory = table.bytes / (_expand(rates.mem_bw_bytes_per_s) * _expand(eff.bandwidth))
-    overhead = np.where(comm, 0.0, _expand(eff.kernel_overhead_s))
+        compute = compute + table.vector_flops / r.vector_rate
     compute = np.where(comm, 0.0, compute)
-    memory = np.where(comm, 0.0, memory)
-    time = np.where(comm, table.comm_s, np.maximum(compute, memory) + overhead)
-    return Times(compute, memory, overhead, time, comm)
+    memory = np.where(comm, 0.0, table.bytes / r.bandwidth)
+    time = np.where(comm, table.comm_s, np.maximum(compute, memory) + r.overhead)
+    return Times(compute, memory, r.overhead, time, comm)
 
 
 def op_time(op: Op, chip: ChipRates | Chip, eff: Efficiency) -> Times:
