@@ -14,7 +14,7 @@ import math
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from infercast import InfercastError, estimate, resolve
@@ -27,6 +27,7 @@ CHIPS = ["h100-sxm", "a100-sxm-40gb", "rtx-4090", "rtx-3090", "l40s", "mi300x", 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=st.sampled_from(MODELS), chip=st.sampled_from(CHIPS), batch=st.integers(1, 2048),
        isl=st.sampled_from([128, 1024, 4000]), osl=st.sampled_from([16, 96, 512]))
+@example(model="llama-2-7b", chip="tpu-v5e", batch=1541, isl=4000, osl=96)  # one configuration, split over dp
 def test_min_chips_holds_the_batch(model, chip, batch, isl, osl):
     try:
         m = estimate(model, chip, batch=batch, isl=isl, osl=osl).memory

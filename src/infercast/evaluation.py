@@ -324,6 +324,8 @@ def _select(per_group: list, index):
 def _group_rows(rows: list[Rows], busiest) -> Rows:
     """The busiest group's rows (per configuration); groups align on the union of their rows' names (zero
     where a group has no such row: the embedding, the head, a p2p send)."""
+    if ndim(busiest) and len(rows) > 1 and (busiest == busiest.flat[0]).all():
+        busiest = int(busiest.flat[0])  # one group is the busiest everywhere: its rows as they are
     if len(rows) == 1 or ndim(busiest) == 0:
         return rows[int(busiest) if ndim(busiest) == 0 else 0]
     names = []

@@ -278,7 +278,10 @@ def _stack(values: list) -> np.ndarray:
     try:  # floats, or arrays of one shape
         return np.array(values, dtype=float)
     except ValueError:
-        return np.stack(np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values]))
+        out = np.empty((len(values),) + np.broadcast_shapes(*(np.shape(v) for v in values)))
+        for i, v in enumerate(values):
+            out[i] = v
+        return out
 
 
 @dataclass(frozen=True)
