@@ -176,8 +176,15 @@ class TrainingCalibration(BaseModel):
 
 @cache
 def load_training_calibration(path: str | None = None) -> TrainingCalibration:
-    text = (_CATALOG / "calibration.yaml").read_text(encoding="utf-8") if path is None else open(path).read()
-    return TrainingCalibration(**yaml.safe_load(text))
+    """The shipped training fit (``catalog/training/calibration.yaml``), or a profile YAML that ``infercast
+    calibrate --fit`` wrote from a training CSV."""
+    from infercast.files import read_text
+    from infercast.hardware import parse_spec
+
+    if path is None:
+        return parse_spec((_CATALOG / "calibration.yaml").read_text(encoding="utf-8"), "training calibration",
+                          TrainingCalibration)
+    return parse_spec(read_text(path, "--calibration"), f"--calibration {path}", TrainingCalibration)
 
 
 # --- the resolved training run ----------------------------------------------------------------------
@@ -879,20 +886,21 @@ def train_memory(ts: TrainScenario, capacity: float | None = None) -> TrainMemor
 
 
 def largest_micro_batch_and_seq(ts: TrainScenario, capacity: float | None = None) -> tuple[int, int]:
-    """The largest micro-batch at this sequence length, and the longest sequence at this micro-batch, that fit
-    (activations are linear in tokens with FlashAttention, quadratic in the sequence with materialised
-    scores); whether the global batch divides into them is not asked."""
+    """The largest micro-batch at this sequence length, and the longest sequence at this micro-batch, whose
+    activations fit beside the model states on every stage (activations are linear in the tokens with
+    FlashAttention; with materialised scores the sequence's quadratic term makes this an upper bound).
+    Whether the global batch divides into the micro-batch is not asked."""
     cap = float(ts.sc.rates.mem_capacity_bytes) if capacity is None else capacity
-    best_mb, best_seq = 0, 0
+    cfg = ts.cfg
+    r = cfg.allocator_reserve
+    tokens = cfg.micro_batch * cfg.seq_len / cfg.cp
+    best_mb = best_seq = math.inf
     for i in range(ts.sc.plan.pp):
         mem = stage_memory(ts, i, cap)
-        fixed = mem.total_bytes - mem.activation_bytes - mem.head_bytes
-        free = cap - fixed
-        cfg = ts.cfg
-        tokens = cfg.micro_batch * cfg.seq_len / cfg.cp
-        per_token = (mem.activation_bytes + mem.head_bytes) / tokens
-        mb = math.floor(tokens_that_fit(free, per_token * cfg.seq_len / cfg.cp))
-        seq = math.floor(tokens_that_fit(free, per_token * cfg.micro_batch / cfg.cp))
-        best_mb = mb if i == 0 else min(best_mb, mb)
-        best_seq = seq if i == 0 else min(best_seq, seq)
-    return max(best_mb, 0), max(best_seq, 0)
+        varying = mem.activation_bytes + mem.head_bytes
+        fixed = (mem.tensor_bytes - varying) * (1 + r) + mem.workspace_bytes
+        per_token = varying * (1 + r) / tokens
+        most = tokens_that_fit(cap - fixed, per_token)
+        best_mb = min(best_mb, math.floor(most * cfg.cp / cfg.seq_len))
+        best_seq = min(best_seq, math.floor(most * cfg.cp / cfg.micro_batch))
+    return int(max(best_mb, 0)), int(max(best_seq, 0))

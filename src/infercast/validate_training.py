@@ -51,6 +51,18 @@ def is_training_csv(header: list[str]) -> bool:
     return [h.strip() for h in header] == COLUMNS
 
 
+def is_training_data(data: str) -> bool:
+    """``training`` (the bundled copy), or a CSV whose header is the training schema's."""
+    if data == BUNDLED:
+        return True
+    try:
+        with open(data, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False  # the inference reader reports what is wrong with the file
+    return is_training_csv(header)
+
+
 def read_training_rows(data: str) -> list[dict[str, str]]:
     """Rows of a training CSV, every cell the predictions use checked: one line naming the file, line and column."""
     text = read_text(data, "--data")
@@ -106,7 +118,7 @@ def row_run(row: dict[str, str]) -> RowRun | str:
     """The training inputs a row states (a reason string where the row cannot be predicted)."""
     notes = row.get("notes", "")
     if "WORKLOAD:" in notes:
-        kind = "LoRA" if "LoRA" in notes else "SFT"
+        kind = "LoRA" if "fine-tuning (LoRA)" in notes else "SFT"
         return (f"fine-tuning ({kind}) row: packed SQuAD sequences whose lengths (and so attention spans) are not "
                 f"stated{'; LoRA trains adapters only' if kind == 'LoRA' else ''}")
     said: list[str] = []
@@ -409,3 +421,99 @@ def error_tables(predictions: list[Prediction], values: dict[str, float | None])
             by[getattr(p, key)].append(e)
         out[f"by_{key}"] = {k: stats(v) for k, v in sorted(by.items())}
     return out
+
+
+# --- the shipped profile and the validate command ------------------------------------------------------------
+
+BUNDLED = "training"
+"""``--data training``: the copy of shared/data/measured-training.csv in the package."""
+
+
+def data_path(data: str) -> str:
+    if data == BUNDLED:
+        from importlib import resources
+
+        return str(resources.files("infercast") / "catalog" / "measured" / "training.csv")
+    return data
+
+
+def calibrate(data: str = BUNDLED, progress=None) -> tuple[TrainingCalibration, dict[str, tuple]]:
+    """Fit the training efficiencies to a training CSV: the profile, with its record (rows, loss, in-sample
+    and leave-one-source-out errors by metric, source group and chip), and each row's (prediction, in-sample
+    error, leave-one-source-out error)."""
+    path = data_path(data)
+    rows = read_training_rows(path)
+    if progress:
+        progress(f"predicting {len(rows)} rows over the efficiency grid")
+    preds = predict_all(rows, grid=True)
+    if progress:
+        progress("fitting, and refitting without each source")
+    cv = cross_validate(preds)
+    fitted = dict(cv["fitted"])
+    reserve = fitted.pop("allocator_reserve")
+    used = [p for p in preds if p.predicted is not None]
+    record = {
+        "data": "shared/data/measured-training.csv" if data == BUNDLED else data,
+        "rows": len(rows), "predicted": len(used),
+        "skipped": {r: sum(1 for p in preds if p.reason == r) for r in sorted({p.reason for p in preds if p.reason})},
+        "method": ("grid search (gemm 0.20-1.00, attention 0.05-1.00, steps of 0.01; allocator reserve 0-0.6, steps "
+                   "of 0.005) of the mean |log(predicted / measured)| of each (framework, chip family)'s throughput "
+                   "rows (step time, tokens/s, MFU, TFLOP/s); attention_max fitted only where a group spans "
+                   f"{PINNED_SEQ_LENS}+ sequence lengths; the allocator reserve on the peak-memory rows; fields not "
+                   "pinned keep the chip's inference calibration"),
+        "in_sample": error_tables(preds, cv["in_sample"]),
+        "leave_one_source_out": error_tables(preds, cv["loso"]),
+    }
+    cal = TrainingCalibration(description=(
+        f"fitted to {len(used)} rows of {record['data']} (llm-foundry MPT on A100/H100, torchtitan Llama-3.1, NeMo "
+        f"24.07, Korthikanti et al. 2022) by scripts/training_report.py --write-calibration"),
+        frameworks=fitted, allocator_reserve=reserve, fit=record)
+    row_errors = {p.id: (p, _err(p, cv["in_sample"]), _err(p, cv["loso"])) for p in used}
+    return cal, row_errors
+
+
+def _err(p: Prediction, values: dict[str, float | None]) -> float | None:
+    v = values.get(p.id)
+    return None if v is None else round((v - p.measured) / p.measured, 4)
+
+
+def to_yaml(cal: TrainingCalibration) -> str:
+    import yaml
+
+    return yaml.safe_dump(cal.model_dump(exclude_none=True), sort_keys=False, width=110)
+
+
+def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None,
+             calibration: TrainingCalibration | None = None) -> list:
+    """Every row of a training CSV predicted under the shipped fit (``validate.RowResult``s, beside the ideal
+    roofline's prediction), or skipped with its reason."""
+    from infercast.roofline import IDEAL
+    from infercast.validate import RowResult
+
+    out = []
+    for row in read_training_rows(data_path(data)):
+        p = predict_row(row, calibration=calibration, efficiency=efficiency)
+        ideal = None
+        if p.predicted is not None and row["metric"] in THROUGHPUT:
+            ideal = _ideal(row)
+        elif p.predicted is not None:
+            ideal = p.predicted
+        out.append(RowResult(p.id, p.metric, p.hardware, p.group, p.measured,
+                             None if p.predicted is None else float(p.predicted), ideal, p.reason, p.note))
+    return out
+
+
+def _ideal(row: dict[str, str]) -> float | None:
+    """The row at the ideal roofline: peak compute and bandwidth, no overheads, full-bandwidth collectives."""
+    from infercast.roofline import IDEAL
+    from infercast.validate import IDEAL_COMM
+
+    run = row_run(row)
+    if isinstance(run, str):
+        return None
+    try:
+        ts = resolve_training(comm=IDEAL_COMM, **run.kwargs)
+        rates = ts.sc.rates.with_values(**run.rates) if run.rates else None
+        return float(throughput_metric(row, run, ts, step_time(ts, eff=IDEAL, rates=rates).step_s))
+    except InfercastError:
+        return None
