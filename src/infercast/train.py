@@ -258,4 +258,65 @@ def auto(model, hardware=None, *, num_chips: int | None = None, system=None, nod
     return TrainResult(ts, doc)
 
 
-__all__ = ["ADAM_FLOPS", "TrainResult", "auto", "document", "train"]
+@dataclass(frozen=True)
+class MinChips:
+    """The fewest chips whose memory holds a training run, and the plan."""
+
+    chips: int
+    tp: int
+    pp: int
+    dp: int
+    memory: Any
+    """``training.TrainMemory`` of the fullest chip of that plan."""
+
+
+def min_chips_to_train(model, hardware, *, seq_len: int, micro_batch: int = 1, recompute: str = "full",
+                       zero_stage: int = 3, framework: str = "fsdp", dtype: str = "bf16", max_tp: int = 8,
+                       max_chips: int = 1 << 16, **kw: Any) -> MinChips:
+    """The fewest chips of ``hardware`` whose memory holds a training step of one micro-batch per replica:
+    over tp (up to ``max_tp``) and pp (divisors of the layers), the smallest data-parallel degree whose
+    ZeRO sharding brings the fullest chip under capacity (memory only falls as dp grows), then the plan of
+    fewest chips in all."""
+    from infercast.model import load_model
+
+    spec = model if not isinstance(model, str) else load_model(model)
+    best: MinChips | None = None
+    L = spec.num_layers
+    for tp in [t for t in (1, 2, 4, 8, 16) if t <= max_tp]:
+        for pp in [p for p in range(1, L + 1) if L % p == 0]:
+            if best is not None and tp * pp >= best.chips:
+                continue
+
+            def memory(dp: int):
+                ts = resolve_training(spec, hardware, seq_len=seq_len, global_batch=dp * micro_batch,
+                                      micro_batch=micro_batch, tp=tp, pp=pp, dp=dp, recompute=recompute,
+                                      zero_stage=zero_stage, framework=framework, dtype=dtype, num_chips=tp * pp * dp,
+                                      **kw)
+                return train_memory(ts)
+
+            try:
+                if memory(1).fits:
+                    dp = 1
+                else:
+                    hi = 1
+                    while not memory(hi).fits:
+                        hi *= 2
+                        if tp * pp * hi > max_chips:
+                            raise InfercastError("too many chips")
+                    lo = hi // 2  # memory(lo) does not fit
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        lo, hi = (lo, mid) if memory(mid).fits else (mid, hi)
+                    dp = hi
+            except InfercastError:
+                continue
+            chips = tp * pp * dp
+            if best is None or chips < best.chips:
+                best = MinChips(chips, tp, pp, dp, memory(dp))
+    if best is None:
+        raise InfercastError(f"no plan of at most {max_chips} chips of {getattr(hardware, 'id', hardware)} holds a "
+                             f"training step of {spec.name}")
+    return best
+
+
+__all__ = ["ADAM_FLOPS", "MinChips", "TrainResult", "auto", "document", "min_chips_to_train", "train"]

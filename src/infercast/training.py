@@ -358,11 +358,12 @@ def gemm_backward(op: Op, grad_over_weight_bytes: float = 1.0) -> list[Op]:
     return [dgrad, wgrad]
 
 
-def vector_backward(op: Op) -> Op:
+def vector_backward(op: Op, act_bytes: float = 2.0) -> Op:
     """An elementwise kernel's backward: read its input(s) and the output gradient, write the input
-    gradient(s), at twice the arithmetic; the embedding's is a scatter-add of the output gradient."""
+    gradient(s), at twice the arithmetic; the embedding's is a scatter-add of the output gradient into the
+    table's gradient (one add per element of the output)."""
     if op.name == "embedding":
-        return Op("embedding_bwd", "vector", op.count, op.write_bytes * 0.5, op.weight_bytes * 0,
+        return Op("embedding_bwd", "vector", op.count, op.write_bytes / act_bytes, op.weight_bytes * 0,
                   op.write_bytes, op.kv_bytes * 0, op.write_bytes, op.min_dim, op.math)
     return Op(f"{op.name}_bwd", "vector", op.count, 2 * op.flops, op.weight_bytes, op.act_bytes + op.write_bytes,
               op.kv_bytes * 0, op.act_bytes, op.min_dim, op.math)
@@ -471,7 +472,7 @@ def micro_batch_ops(ts: TrainScenario, g: StageGroup, one=1.0) -> MicroBatchOps:
         if op.kind == "gemm":
             bwd += gemm_backward(op, ratio)
         elif op.kind == "vector":
-            bwd.append(vector_backward(op))
+            bwd.append(vector_backward(op, p.act_bytes))
     bwd += attn_bwd
     layer_ops = [op for op in body if op.name not in ("embedding", "embedding_norm")]
     if cfg.recompute == "full":
@@ -652,9 +653,15 @@ def stage_cost(ts: TrainScenario, g: StageGroup, pricer: Pricer, one=1.0) -> Sta
         gather, tier_g = strided_collective_s("allgather", P * w, n, tp, system, comm_opts)
         reduce, tier_r = strided_collective_s("allgather", grads, n, tp, system, comm_opts)
         pieces = max(L, 1)
-        if cfg.zero_stage == 3:
+        m = cfg.micro_batches
+        if cfg.zero_stage == 3 and plan.pp > 1 and fw.pp_keeps_gathered:
+            # the stage's parameters stay gathered through the step: one all-gather, one reduce-scatter
+            dp_time = (_exposed(gather, fwd_window, fw.overlap_dp, pieces)
+                       + _exposed(reduce, bwd_window, fw.overlap_dp, pieces))
+            comm_ops.append(_comm("fsdp_all_gather", 1 / m, P * w, gather, tier_g))
+            comm_ops.append(_comm("fsdp_reduce_scatter", 1 / m, grads, reduce, tier_r))
+        elif cfg.zero_stage == 3:
             every = cfg.framework.reduce_every_micro_batch
-            m = cfg.micro_batches
             rs_mb = reduce if every else 0.0
             fsdp_time = (_exposed(gather, fwd_window, fw.overlap_dp, pieces)
                          + _exposed(gather + rs_mb, bwd_window, fw.overlap_dp, pieces))
@@ -665,12 +672,12 @@ def stage_cost(ts: TrainScenario, g: StageGroup, pricer: Pricer, one=1.0) -> Sta
         elif cfg.zero_stage == 0:
             ar, tier_a = strided_collective_s("allreduce", grads, n, tp, system, comm_opts)
             dp_time = _exposed(ar, bwd_window, fw.overlap_dp, pieces)
-            comm_ops.append(_comm("dp_allreduce", 1 / cfg.micro_batches, grads, ar, tier_a))
+            comm_ops.append(_comm("dp_allreduce", 1 / m, grads, ar, tier_a))
         else:
             dp_time = (_exposed(reduce, bwd_window, fw.overlap_dp, pieces)
                        + _exposed(gather, fwd_window, fw.overlap_dp, pieces))
-            comm_ops.append(_comm("dp_reduce_scatter", 1 / cfg.micro_batches, grads, reduce, tier_r))
-            comm_ops.append(_comm("dp_all_gather", 1 / cfg.micro_batches, P * w, gather, tier_g))
+            comm_ops.append(_comm("dp_reduce_scatter", 1 / m, grads, reduce, tier_r))
+            comm_ops.append(_comm("dp_all_gather", 1 / m, P * w, gather, tier_g))
     # Adam over the chip's shard of the parameters
     shard = (P / n if cfg.zero_stage >= 1 else P) * one
     b = cfg.states

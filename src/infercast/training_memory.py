@@ -101,7 +101,8 @@ def shard_states(params: float, b: StateBytes, zero_stage: int, shards: int, *, 
     grad = 1 / n if zero_stage >= 2 else 1.0
     weight = 1 / n if zero_stage >= 3 else 1.0
     weights = 0.0 if zero_stage >= 3 and master_is_sharded_param else params * b.weights * weight
-    gathered = gathered_layers * layer_params * (b.weights + 2.0) if zero_stage >= 3 and shards > 1 else 0.0
+    gathers = zero_stage >= 3 and (shards > 1 or master_is_sharded_param)  # FSDP casts its FP32 shard even alone
+    gathered = gathered_layers * layer_params * (b.weights + 2.0) if gathers else 0.0
     return States(weights_bytes=weights, master_weights_bytes=params * b.master * opt,
                   moments_bytes=params * b.moments * opt, gradients_bytes=params * b.gradients * grad,
                   gathered_bytes=gathered)
