@@ -149,9 +149,11 @@ def row_run(row: dict[str, str]) -> RowRun | str:
                                   dp=dp, ep=_int(row, "ep", 1), seq_len=seq, global_batch=gb, micro_batch=mb,
                                   zero_stage=zero_stage, recompute=recompute, dtype=precision, framework=fw.id)
     spec = load_model(row["model"])
-    if spec.position_embedding == "learned" and seq > spec.max_position_embeddings:
+    if spec.position_embedding == "learned" and fw.id == "composer" and seq != spec.max_position_embeddings:
         kwargs["model"] = spec.model_copy(update={"max_position_embeddings": seq})
         said.append(f"position table of {seq} rows (llm-foundry sets max_seq_len to the run's)")
+    elif spec.position_embedding == "learned" and seq > spec.max_position_embeddings:
+        return f"seq_len {seq} is beyond {spec.name}'s learned position table of {spec.max_position_embeddings} rows"
     vp = re.search(r"\bVP=(\d+)", notes) or re.search(r"interleaved pipeline chunks=(\d+)", notes)
     if vp and int(vp.group(1)) > 1 and pp > 1:
         kwargs["virtual_stages"] = int(vp.group(1))
