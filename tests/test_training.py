@@ -327,3 +327,14 @@ def test_fp8_is_refused_where_the_chip_has_no_fp8_units_only_in_the_rate():
         resolve_training("llama-2-7b", "h100-sxm", seq_len=2048, global_batch=8, dtype="int4")
     assert not math.isnan(a)
     assert np.isfinite(b)
+
+
+def test_the_runs_that_ran_fit():
+    # every measured run of llm-foundry (which picked its micro-batches near the limit), torchtitan and Megatron
+    # fits the memory model: it does not refuse what ran. NeMo's FP8 runs are the exception the report names
+    # (3 of 12 come out over 80 GB: its gradient width and recomputation are not stated)
+    for row in read_training_rows("src/infercast/catalog/measured/training.csv"):
+        if row["id"].startswith(("llmfoundry", "torchtitan", "korthikanti")) and row["metric"] != "tokens_per_s":
+            run = row_run(row)
+            ts = resolve_training(**run.kwargs)
+            assert train_memory(ts, run.rates.get("mem_capacity_bytes")).fits, row["id"]

@@ -846,7 +846,9 @@ class TrainMemory:
 
     @property
     def fits(self) -> bool:
-        return self.total_bytes <= self.capacity_bytes
+        """The live tensors and the workspace within capacity: the caching allocator gives back what it holds
+        beyond them (it frees its cache and retries before it reports out of memory)."""
+        return self.tensor_bytes + self.workspace_bytes <= self.capacity_bytes
 
 
 def stage_memory(ts: TrainScenario, index: int, capacity: float) -> TrainMemory:
@@ -863,15 +865,17 @@ def stage_memory(ts: TrainScenario, index: int, capacity: float) -> TrainMemory:
                               fw.gathered_layers, master_is_sharded_param=fw.master_is_sharded_param)
     tokens = cfg.micro_batch * cfg.seq_len / cfg.cp
     a = element_bytes(sc.precision.act)
+    x = 1.0 if cfg.dtype == "fp8" else a  # FP8 training keeps the FP8 casts of the linear layers' inputs
     per_layer = layer_activation_bytes(spec, tokens, cfg.seq_len, tp=plan.tp, sequence_parallel=cfg.sequence_parallel,
                                        recompute=cfg.recompute, attention=sc.attention, dropout=cfg.dropout,
-                                       act_bytes=a, selective=cfg.selective)
+                                       act_bytes=a, selective=cfg.selective, linear_input_bytes=x)
     flight = in_flight(index, plan.pp, cfg.micro_batches, cfg.virtual_stages)
     act = flight * layers * per_layer
     if cfg.recompute == "full" or (cfg.recompute == "selective" and cfg.selective == "layer"):
         # the layer being recomputed in the backward holds all its activations meanwhile
         act += layer_activation_bytes(spec, tokens, cfg.seq_len, tp=plan.tp, sequence_parallel=cfg.sequence_parallel,
-                                      recompute="none", attention=sc.attention, dropout=cfg.dropout, act_bytes=a)
+                                      recompute="none", attention=sc.attention, dropout=cfg.dropout, act_bytes=a,
+                                      linear_input_bytes=x)
     if cfg.sequence_parallel:  # a layer's attention and MLP inputs all-gathered whole while it computes
         act += 2 * a * spec.hidden_size * tokens * (1 - 1 / plan.tp)
     head = (head_activation_bytes(spec, tokens, tp=plan.tp, act_bytes=a, logits_bytes=fw.logits_bytes)
@@ -899,14 +903,13 @@ def largest_micro_batch_and_seq(ts: TrainScenario, capacity: float | None = None
     Whether the global batch divides into the micro-batch is not asked."""
     cap = float(ts.sc.rates.mem_capacity_bytes) if capacity is None else capacity
     cfg = ts.cfg
-    r = cfg.allocator_reserve
     tokens = cfg.micro_batch * cfg.seq_len / cfg.cp
     best_mb = best_seq = math.inf
     for i in range(ts.sc.plan.pp):
         mem = stage_memory(ts, i, cap)
         varying = mem.activation_bytes + mem.head_bytes
-        fixed = (mem.tensor_bytes - varying) * (1 + r) + mem.workspace_bytes
-        per_token = varying * (1 + r) / tokens
+        fixed = mem.tensor_bytes - varying + mem.workspace_bytes  # what ``fits`` counts (not the allocator's cache)
+        per_token = varying / tokens
         most = tokens_that_fit(cap - fixed, per_token)
         best_mb = min(best_mb, math.floor(most * cfg.cp / cfg.seq_len))
         best_seq = min(best_seq, math.floor(most * cfg.cp / cfg.micro_batch))

@@ -129,7 +129,8 @@ def op_policy_recomputed(spec: ModelSpec) -> dict[str, float]:
 
 def layer_activation_bytes(spec: ModelSpec, tokens, seq_len, *, tp: int = 1, sequence_parallel: bool = False,
                            recompute: Recompute = "none", attention: str = "flash", dropout: bool = False,
-                           act_bytes: float = 2.0, selective: Selective = "attention"):
+                           act_bytes: float = 2.0, selective: Selective = "attention",
+                           linear_input_bytes: float | None = None):
     """Bytes one chip keeps for the backward pass of one transformer layer over ``tokens`` tokens of sequences
     ``seq_len`` long (Korthikanti et al. 2022, sec. 4.1, generalised tensor by tensor; ``spec`` is the full,
     unsharded model).
@@ -147,24 +148,27 @@ def layer_activation_bytes(spec: ModelSpec, tokens, seq_len, *, tp: int = 1, seq
         MLP activation output     e f                     (8)
       the attention core (5as/h): materialised scores keep softmax output e a s, and with dropout its mask
       a s and output e a s; FlashAttention keeps only the row statistics (4 bytes x a).
-    Selective recomputation drops the attention core; full recomputation keeps only the layer input.
-    torchtitan's per-op policy keeps the layer input, every other matmul output and the attention output
+    ``linear_input_bytes``: what the inputs of the linear layers are kept in (FP8 training keeps the FP8 casts
+    its GEMMs read: 1; default e). Selective recomputation drops the attention core; full recomputation keeps
+    only the layer input. torchtitan's per-op policy keeps the layer input, every other matmul output and the attention output
     with its row statistics; its per-layer policy recomputes every second layer whole (the mean of the two).
     """
     h, a = spec.hidden_size, spec.num_heads
     e, t = act_bytes, tp
+    x = e if linear_input_bytes is None else linear_input_bytes
     if recompute == "full":
         kept = e * h / (t if sequence_parallel else 1)
         return tokens * kept
     if recompute == "selective" and selective == "layer":
-        kw = dict(tp=tp, sequence_parallel=sequence_parallel, attention=attention, dropout=dropout, act_bytes=act_bytes)
+        kw = dict(tp=tp, sequence_parallel=sequence_parallel, attention=attention, dropout=dropout, act_bytes=act_bytes,
+                  linear_input_bytes=linear_input_bytes)
         return (layer_activation_bytes(spec, tokens, seq_len, recompute="none", **kw)
                 + layer_activation_bytes(spec, tokens, seq_len, recompute="full", **kw)) / 2
     if recompute == "selective" and selective == "op":
         saved = sum(width for width, in [(w,) for _, w in matmul_outputs(spec)[0::2]])
         layer_input = e * h / (t if sequence_parallel else 1)
         return tokens * (layer_input + (e * (saved + spec.attn_out_dim) + 4.0 * a) / t)
-    inputs = (1 if spec.parallel_block else 2) * e * h
+    inputs = (1 if spec.parallel_block else 2) * x * h
     norms = spec.norms_per_layer * e * h
     masks = 2 * h if dropout else 0.0
     replicated = norms + inputs + masks
@@ -173,7 +177,7 @@ def layer_activation_bytes(spec: ModelSpec, tokens, seq_len, *, tp: int = 1, seq
         up = max(up if spec.num_dense_layers else 0, spec.experts_per_token * spec.moe_intermediate_size *
                  (2 if spec.gated_mlp else 1))
     f = up / (2 if spec.gated_mlp else 1)
-    split = e * (spec.q_dim + 2 * spec.kv_dim + spec.attn_out_dim + up + f)
+    split = e * (spec.q_dim + 2 * spec.kv_dim + up) + x * (spec.attn_out_dim + f)
     if recompute == "selective":
         core = 0.0
     elif attention == "materialized":
