@@ -95,17 +95,24 @@ def report(rows: dict) -> str:
             "Megatron-LM's formula (the tests check each convention against the rows' own tokens/s in their notes).",
             ""]
     out += ["## The fit", "",
-            "Only what the rows pin is fitted, per (framework, chip family): the GEMM efficiency of each math "
+            "Only what the rows pin is fitted, per (framework, chip family) and per (kernel stack, chip family): the GEMM efficiency of each math "
             "format the group's rows use, and the attention efficiency where the group's rows span three or more "
             "sequence lengths (the attention share changes with the sequence); everything else (half dimensions, "
-            "bandwidth, kernel overheads, collectives) is the inference calibration's, and a framework or family "
-            "without rows keeps the chip's inference calibration. Loss: mean |log(predicted / measured)| over a "
+            "bandwidth, kernel overheads, collectives) is the inference calibration's; a framework without rows on a "
+            "family takes its kernel stack's fit, a stack without rows the chip's inference calibration. Loss: mean |log(predicted / measured)| over a "
             "grid. The peak-memory rows pin one more figure, the caching allocator's reserve over the live "
             "tensors (the rows report torch's max reserved memory).", "",
-            table(["framework", "family", "gemm_max", "gemm_max_narrow (FP8)", "attention_max"],
-                  [[fw, fam, *(f"{v[k]:.2f}" if k in v else "(inference calibration)"
-                               for k in ("gemm_max", "gemm_max_narrow", "attention_max"))]
-                   for fw, fams in cal.frameworks.items() for fam, v in fams.items()]), "",
+            table(["framework (or stack)", "family", "gemm_max", "gemm_max_narrow (FP8)", "attention_max"],
+                  [[fw, fam, *(f"{v[k]:.2f}" if k in v else "-" for k in ("gemm_max", "gemm_max_narrow",
+                                                                         "attention_max"))]
+                   for tables in (cal.frameworks, {f"stack {k}": v for k, v in cal.stacks.items()})
+                   for fw, fams in tables.items() for fam, v in fams.items()]), "",
+            "A dash keeps what stands below it: the stack's fit for a framework, the chip's inference calibration "
+            "for a stack (inference calibration, gemm_max / gemm_max_narrow / attention_max: Ampere 0.83 / 0.55 / "
+            "0.73, Hopper 0.82 / 0.57 / 0.73). The frameworks' kernel stacks: PyTorch (composer, fsdp, torchtitan), "
+            "Megatron-core with Transformer Engine (megatron, nemo). Megatron's and NeMo's bf16 GEMMs on Hopper are "
+            "pinned by no row: their 0.82 is the inference calibration's, and MFU predicted there is likely "
+            "optimistic (PyTorch's stack reaches about 0.5 in training).", "",
             f"Allocator reserve: {cal.allocator_reserve:.3f} of the live tensors. Rows used: {fit.get('predicted')} "
             f"of {fit.get('rows')}; skipped: " + "; ".join(f"{n} x {why}" for why, n in fit.get("skipped", {}).items())
             + ".", ""]

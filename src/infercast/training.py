@@ -78,6 +78,9 @@ class Framework(BaseModel):
     id: str = ""
     name: str
     aliases: list[str] = []
+    stack: Literal["pytorch", "megatron"]
+    """The kernels that run its GEMMs and attention: PyTorch's ops with flash-attn, or Megatron-core's
+    Transformer Engine; a framework without fitted rows on a chip family takes its stack's fit."""
     gradients_bytes: float = Field(gt=0, le=8)
     """Bytes per gradient element held (FP32 main grads: 4)."""
     reduce_bytes: float = Field(gt=0, le=8)
@@ -152,6 +155,8 @@ class TrainingCalibration(BaseModel):
     description: str = ""
     frameworks: dict[str, dict[str, dict[str, float]]] = {}
     """framework id -> chip family -> fields of ``MATRIX_FIELDS`` the data pins (the rest stay the chip's)."""
+    stacks: dict[str, dict[str, dict[str, float]]] = {}
+    """kernel stack -> chip family -> fields, pooled over the stack's frameworks (``Framework.stack``)."""
     allocator_reserve: float = Field(default=0.0, ge=0, le=1)
     """What PyTorch's caching allocator reserves beyond the live tensors at the peak, as a fraction of them:
     the memory a framework reports (max reserved) over what its tensors need."""
@@ -160,7 +165,8 @@ class TrainingCalibration(BaseModel):
 
     @model_validator(mode="after")
     def _known(self) -> TrainingCalibration:
-        tables = {f"frameworks.{f}.{k}": v for f, fams in self.frameworks.items() for k, v in fams.items()}
+        tables = {f"{kind}.{f}.{k}": v for kind in ("frameworks", "stacks")
+                  for f, fams in getattr(self, kind).items() for k, v in fams.items()}
         for where, table in tables.items():
             for key, value in table.items():
                 if key not in MATRIX_FIELDS:
@@ -169,9 +175,10 @@ class TrainingCalibration(BaseModel):
                     raise ValueError(f"{where}.{key}: must be in (0, 1], got {value!r}")
         return self
 
-    def fields_for(self, framework: str, family: str) -> dict[str, float]:
-        """The fitted fields of a framework on a chip family (none: the chip's inference calibration stands)."""
-        return dict(self.frameworks.get(framework, {}).get(family, {}))
+    def fields_for(self, framework: str, family: str, stack: str = "") -> dict[str, float]:
+        """The fitted fields of a framework on a chip family: its own fit, else its stack's (none: the chip's
+        inference calibration stands)."""
+        return {**self.stacks.get(stack, {}).get(family, {}), **self.frameworks.get(framework, {}).get(family, {})}
 
 
 @cache
@@ -313,7 +320,7 @@ def resolve_training(model: str | ModelSpec, hardware=None, *, seq_len: int, glo
                  dp=dp * cp, sequence_parallel=sp, **deployment)
     if dtype == "fp8":
         sc.chip.native_format("fp8")
-    fitted = cal.fields_for(fw.id, sc.chip.family)
+    fitted = cal.fields_for(fw.id, sc.chip.family, fw.stack)
     eff = sc.efficiency.model_copy(update={**fitted, **(efficiency or {})}) if fitted or efficiency else sc.efficiency
     sc = replace(sc, efficiency=eff)
     cfg = TrainConfig(seq_len=seq_len, global_batch=global_batch, micro_batch=micro_batch, cp=cp, dp=dp,

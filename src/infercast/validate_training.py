@@ -21,7 +21,7 @@ import io
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -300,6 +300,14 @@ lengths (the attention share of the work changes with the sequence, the GEMMs' d
 
 
 def fit(predictions: list[Prediction], base: dict[tuple[str, str], dict[str, float]]) -> dict[str, Any]:
+    """Each framework's fit on each chip family, and each kernel stack's pooled over its frameworks:
+    {'frameworks': {framework: {family: fields}}, 'stacks': {stack: {family: fields}}} (``fit_groups``)."""
+    by_stack = [replace(p, framework=load_framework(p.framework).stack) for p in predictions]
+    stack_base = {(load_framework(fw).stack, fam): v for (fw, fam), v in base.items()}
+    return {"frameworks": fit_groups(predictions, base), "stacks": fit_groups(by_stack, stack_base)}
+
+
+def fit_groups(predictions: list[Prediction], base: dict[tuple[str, str], dict[str, float]]) -> dict[str, Any]:
     """The efficiencies that minimise the mean absolute log error of each (framework, family) group's
     throughput rows: {framework: {family: fields}}.
 
@@ -317,8 +325,6 @@ def fit(predictions: list[Prediction], base: dict[tuple[str, str], dict[str, flo
     out: dict[str, Any] = {}
     for (fw, fam), rows in sorted(groups.items()):
         prior = base[(fw, fam)]
-        if fw == "allocator_reserve":
-            continue
         pinned = len({p.seq_len for p in rows}) >= PINNED_SEQ_LENS
         k_fixed = int(np.argmin(np.abs(GRID_ATTENTION - prior["attention_max"])))
         losses = {m: [_loss(p.predicted, p.measured) for p in rows if (p.math == "fp8") == (m == "narrow")]
@@ -369,7 +375,11 @@ def inference_fields(predictions: list[Prediction]) -> dict[tuple[str, str], dic
 
 def fields_for(fitted: dict[str, Any], base: dict[tuple[str, str], dict[str, float]], framework: str,
                family: str) -> dict[str, float]:
-    return {**base[(framework, family)], **fitted.get(framework, {}).get(family, {}),
+    """The fields a row is read at: the inference calibration, under its framework's stack's fit, under its
+    framework's own (as ``TrainingCalibration.fields_for``)."""
+    stack = load_framework(framework).stack
+    return {**base[(framework, family)], **fitted["stacks"].get(stack, {}).get(family, {}),
+            **fitted["frameworks"].get(framework, {}).get(family, {}),
             "allocator_reserve": fitted.get("allocator_reserve", 0.0)}
 
 
@@ -460,7 +470,8 @@ def calibrate(data: str = BUNDLED, progress=None) -> tuple[TrainingCalibration, 
         "skipped": {r: sum(1 for p in preds if p.reason == r) for r in sorted({p.reason for p in preds if p.reason})},
         "method": ("grid search (gemm 0.20-1.00, attention 0.05-1.00, steps of 0.01; allocator reserve 0-0.6, steps "
                    "of 0.005) of the mean |log(predicted / measured)| of each (framework, chip family)'s throughput "
-                   "rows (step time, tokens/s, MFU, TFLOP/s); attention_max fitted only where a group spans "
+                   "rows (step time, tokens/s, MFU, TFLOP/s), and of each kernel stack's (a framework without rows takes its "
+                   "stack's); attention_max fitted only where a group spans "
                    f"{PINNED_SEQ_LENS}+ sequence lengths; the allocator reserve on the peak-memory rows; fields not "
                    "pinned keep the chip's inference calibration"),
         "in_sample": error_tables(preds, cv["in_sample"]),
@@ -469,7 +480,7 @@ def calibrate(data: str = BUNDLED, progress=None) -> tuple[TrainingCalibration, 
     cal = TrainingCalibration(description=(
         f"fitted to {len(used)} rows of {record['data']} (llm-foundry MPT on A100/H100, torchtitan Llama-3.1, NeMo "
         f"24.07, Korthikanti et al. 2022) by scripts/training_report.py --write-calibration"),
-        frameworks=fitted, allocator_reserve=reserve, fit=record)
+        frameworks=fitted["frameworks"], stacks=fitted["stacks"], allocator_reserve=reserve, fit=record)
     row_errors = {p.id: (p, _err(p, cv["in_sample"]), _err(p, cv["loso"])) for p in used}
     return cal, row_errors
 
