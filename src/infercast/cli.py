@@ -127,16 +127,21 @@ def _train_table(r: dict[str, Any], breakdown: bool) -> None:
     t = Table(show_header=False, box=None)
     fits = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
     gb = 1e9
-    t.add_row("memory", f"{fits}: {m['total_per_chip_bytes'] / gb:.1f} GB of {m['capacity_per_chip_bytes'] / gb:.0f} "
-                        f"GB per chip (stage {m['fullest_stage']})")
+    t.add_row("memory", f"{fits}: {m['allocated_per_chip_bytes'] / gb:.1f} GB of {m['capacity_per_chip_bytes'] / gb:.0f} "
+                        f"GB per chip (stage {m['fullest_stage']}); {m['total_per_chip_bytes'] / gb:.1f} GB with the "
+                        f"allocator's cache (torch's max reserved)")
     t.add_row("", f"weights {m['weights_bytes'] / gb:.2f}, gradients {m['gradients_bytes'] / gb:.2f}, optimizer "
                   f"{m['optimizer_bytes'] / gb:.2f} (master {m['master_weights_bytes'] / gb:.2f}, moments "
                   f"{m['moments_bytes'] / gb:.2f}), gathered {m['gathered_bytes'] / gb:.2f} GB")
     t.add_row("", f"activations {m['activation_bytes'] / gb:.2f} GB ({m['in_flight_micro_batches']:g} micro-batches "
                   f"in flight), logits {m['logits_bytes'] / gb:.2f}, workspace {m['workspace_bytes'] / gb:.2f}, "
                   f"allocator reserve {m['reserve_bytes'] / gb:.2f} GB")
-    t.add_row("", f"largest micro-batch {m['max_micro_batch']} at this sequence; longest sequence "
-                  f"{m['max_seq_len']:,} at this micro-batch")
+    if m["max_micro_batch"]:
+        t.add_row("", f"largest micro-batch {m['max_micro_batch']} at this sequence; longest sequence "
+                      f"{m['max_seq_len']:,} at this micro-batch")
+    else:
+        t.add_row("", "not one sequence of this length fits beside the model states: shard them more (--zero-stage, "
+                      "--tp, --pp, more --dp) or recompute (--recompute full)")
     t.add_row("step", f"{_fmt(r['step_time_s'], ' s')}, {_fmt(r['tokens_per_s'], ' tokens/s')} "
                       f"({_fmt(r['tokens_per_s_per_chip'])} per chip), {r['bound']}-bound")
     t.add_row("MFU", f"{100 * r['mfu']:.1f}% ({r['flops_convention']}: {r['model_flops_per_token'] / 1e9:,.1f} GFLOP "
@@ -163,6 +168,9 @@ def _train_table(r: dict[str, Any], breakdown: bool) -> None:
                   + (f", {run['facility_energy_mwh']:,.0f} MWh (facility)" if "facility_energy_mwh" in run else "")
                   + (f", USD {run['cost_usd']:,.0f}" if "cost_usd" in run else ""))
     console.print(t)
+    if not m["fits"]:
+        console.print("[yellow]The step is timed as if the plan fit; it needs more memory per chip than it has."
+                      "[/yellow]")
     for warning in r["warnings"]:
         console.print(f"[yellow]{warning}[/yellow]")
     if breakdown:
