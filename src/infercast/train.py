@@ -197,66 +197,63 @@ def _divisors(n: int) -> list[int]:
 
 
 def auto(model, hardware=None, *, num_chips: int | None = None, system=None, nodes: int | None = None,
-         seq_len: int, global_batch: int, tokens: float | None = None, max_candidates: int = 400,
-         **kw: Any) -> TrainResult:
-    """The fastest plan that fits on the given chips: tp (within a node) x pp x cp x dp, micro-batch (powers of
-    two), ZeRO stage 1 or 3, recomputation none, selective or full; the other keywords as ``train``'s."""
-    from infercast.hardware import load_chip
+         seq_len: int, global_batch: int, tokens: float | None = None, **kw: Any) -> TrainResult:
+    """The fastest plan that fits on the given chips: tp (within a node) x pp x cp x dp, the micro-batch (powers
+    of two to 16), ZeRO stage 1 or 3, and the least recomputation that fits (none, selective, full: each
+    is slower than the one before, so the first that fits is the fastest of them). Keywords among tp, pp, cp,
+    dp, micro_batch, zero_stage and recompute fix that choice; the others are ``train``'s."""
+    from infercast.model import load_model
     from infercast.system import load_system
 
+    spec = model if not isinstance(model, str) else load_model(model)
     if system is not None:
-        sys_ = system if not isinstance(system, str) else load_system(system)
+        sys_ = load_system(system) if isinstance(system, str) else system
         chips = num_chips or sys_.chips_per_node * (nodes or sys_.nodes)
         per_node = sys_.chips_per_node
+    elif num_chips is None:
+        raise InfercastError("--auto needs the chips to plan over: --num-chips N, or --system S [--nodes K]")
     else:
-        if num_chips is None:
-            raise InfercastError("--auto needs the chips to plan over: --num-chips N or --system S [--nodes K]")
         chips, per_node = num_chips, min(num_chips, 8)
-        load_chip(hardware) if isinstance(hardware, str) else None
     fixed = {k: kw.pop(k) for k in ("tp", "pp", "cp", "dp", "micro_batch", "zero_stage", "recompute") if k in kw}
     fixed = {k: v for k, v in fixed.items() if v is not None}
-    where = dict(system=system, nodes=nodes) if system is not None else dict(hardware=hardware)
+    where = dict(system=system, nodes=nodes, num_chips=num_chips) if system is not None else dict(
+        hardware=hardware, num_chips=chips)
     best: tuple[float, TrainScenario] | None = None
     tried = fitting = 0
-    errors: dict[str, int] = {}
-    for tp in [d for d in _divisors(chips) if d <= per_node]:
-        for pp in _divisors(chips // tp):
-            for cp in [d for d in _divisors(chips // (tp * pp)) if d <= 8 and seq_len % (2 * d) == 0 or d == 1]:
+
+    def allowed(name: str, values):
+        return [v for v in values if fixed.get(name, v) == v]
+
+    for tp in allowed("tp", [d for d in _divisors(chips) if d <= per_node]):
+        for pp in allowed("pp", [d for d in _divisors(chips // tp) if d <= spec.num_layers]):
+            cps = [d for d in _divisors(chips // (tp * pp)) if d == 1 or (d <= 8 and seq_len % (2 * d) == 0)]
+            for cp in allowed("cp", cps):
                 dp = chips // (tp * pp * cp)
-                if global_batch % dp:
+                if fixed.get("dp", dp) != dp or global_batch % dp:
                     continue
-                per_replica = global_batch // dp
-                for mb in [x for x in (1, 2, 4, 8, 16) if per_replica % x == 0]:
-                    for zero in (1, 3):
-                        for rec in ("none", "selective", "full"):
-                            choice = {"tp": tp, "pp": pp, "cp": cp, "dp": dp, "micro_batch": mb, "zero_stage": zero,
-                                      "recompute": rec}
-                            if any(fixed.get(k, v) != v for k, v in choice.items()):
-                                continue
+                for mb in allowed("micro_batch", [x for x in (1, 2, 4, 8, 16) if (global_batch // dp) % x == 0]):
+                    for zero in allowed("zero_stage", (1, 3)):
+                        for rec in allowed("recompute", ("none", "selective", "full")):
                             tried += 1
-                            if tried > max_candidates * 10:
-                                break
                             try:
-                                ts = resolve_training(model, seq_len=seq_len, global_batch=global_batch,
-                                                      num_chips=chips if system is None else num_chips, **choice,
+                                ts = resolve_training(spec, seq_len=seq_len, global_batch=global_batch, tp=tp, pp=pp,
+                                                      cp=cp, dp=dp, micro_batch=mb, zero_stage=zero, recompute=rec,
                                                       **where, **kw)
                                 if not train_memory(ts).fits:
                                     continue
                                 fitting += 1
                                 t = float(step_time(ts).step_s)
-                            except InfercastError as exc:
-                                errors[str(exc).split(":")[0]] = errors.get(str(exc).split(":")[0], 0) + 1
+                            except InfercastError:
                                 continue
                             if best is None or t < best[0]:
                                 best = (t, ts)
+                            break  # more recomputation only slows a plan that fits
     if best is None:
-        raise InfercastError(f"--auto: no plan of {chips} chips fits {getattr(model, 'name', model)} at seq_len "
-                             f"{seq_len} and global batch {global_batch} ({tried} tried); add chips or shorten "
-                             f"the sequence")
-    ts = best[1]
-    doc = document(ts, tokens)
+        raise InfercastError(f"--auto: no plan of {chips} chips fits {spec.name} at seq_len {seq_len} and global "
+                             f"batch {global_batch} ({tried} tried); add chips or shorten the sequence")
+    doc = document(best[1], tokens)
     doc["auto"] = {"candidates": tried, "fitting": fitting}
-    return TrainResult(ts, doc)
+    return TrainResult(best[1], doc)
 
 
 @dataclass(frozen=True)

@@ -588,15 +588,15 @@ def stage_cost(ts: TrainScenario, g: StageGroup, pricer: Pricer, one=1.0) -> Sta
     ops = micro_batch_ops(ts, g, one)
     s = g.stage
     key = (g.stage.index,)
-    costs = {part: pricer.cost(getattr(ops, part), key + (part,)) if getattr(ops, part) else None
-             for part in ("forward", "backward", "recompute", "attention_fwd", "attention_bwd")}
+    parts = ("forward", "backward", "recompute") + (("attention_fwd", "attention_bwd") if cfg.cp > 1 else ())
+    costs = {part: pricer.cost(getattr(ops, part), key + (part,)) if getattr(ops, part) else None for part in parts}
 
     def t(part):
-        c = costs[part]
+        c = costs.get(part)
         return 0.0 if c is None else c.time_s
 
     def e(part):
-        c = costs[part]
+        c = costs.get(part)
         return 0.0 if c is None or c.energy is None else c.energy_j
 
     tp, cp, dp = plan.tp, cfg.cp, cfg.dp
