@@ -5,7 +5,6 @@ import json
 import math
 import re
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -16,12 +15,18 @@ from infercast.errors import InfercastError
 from infercast.model import load_model
 from infercast.ops import Precision
 from infercast.train import min_chips_to_train, train
-from infercast.training import (attention_backward_kernels, gemm_backward, load_training_calibration,
-                                model_flops_per_token, resolve_training, step_time, train_memory)
-from infercast.training_memory import (StateBytes, bubble_fraction, in_flight, layer_activation_bytes,
-                                       shard_states)
-from infercast.validate_training import read_training_rows, row_run, validate
+from infercast.training import (
+    attention_backward_kernels,
+    gemm_backward,
+    load_training_calibration,
+    model_flops_per_token,
+    resolve_training,
+    step_time,
+    train_memory,
+)
+from infercast.training_memory import StateBytes, bubble_fraction, in_flight, layer_activation_bytes, shard_states
 from infercast.validate import summarize
+from infercast.validate_training import read_training_rows, row_run, validate
 
 GPT3 = load_model("gpt-3-175b")
 
@@ -134,7 +139,7 @@ def test_model_flops_conventions_match_the_data():
 
 
 def test_every_llm_foundry_row_has_the_parameters_its_notes_state():
-    for row in read_training_rows("training" and "src/infercast/catalog/measured/training.csv"):
+    for row in read_training_rows("src/infercast/catalog/measured/training.csv"):
         stated = re.search(r"\(([\d,]+) parameters", row["notes"])
         if stated:
             spec = row_run(row).kwargs["model"]
@@ -178,7 +183,6 @@ def test_step_time_is_at_least_the_compute_bound(model, tp, pp, rec, dtype):
     peak = ts.sc.rates.peak("fp8" if dtype == "fp8" else "bf16")
     busiest = max(c.flops for _, c in s.stages)  # FLOPs one chip of the busiest stage runs per micro-batch
     assert s.step_s >= s.micro_batches * busiest / peak
-    assert s.step_s >= s.micro_batches * busiest / (peak * 1.0)
 
 
 # --- validation targets -------------------------------------------------------------------------------------
@@ -260,18 +264,15 @@ def test_auto_finds_a_plan_that_fits_and_is_fastest():
     (["--tokens", "-1"], "--tokens must be"),
 ])
 def test_bad_training_inputs_are_one_line(args, message):
-    base = ["train", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--num-chips", "8", "--seq-len", "4096",
-            "--global-batch", "64"]
-    from infercast.cli import main
-
     import subprocess
     import sys
 
+    base = ["train", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--num-chips", "8", "--seq-len", "4096",
+            "--global-batch", "64"]
     proc = subprocess.run([sys.executable, "-c", "from infercast.cli import main; main()", *base, *args],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 2, proc.stdout
     assert message in proc.stderr and proc.stderr.count("\n") == 1
-    assert main  # the entry point the subprocess runs
 
 
 def test_validate_recognises_the_training_header(tmp_path):
@@ -322,11 +323,9 @@ def test_fp8_is_refused_where_the_chip_has_no_fp8_units_only_in_the_rate():
     # a chip without FP8 units runs FP8 GEMMs at its 16-bit rate (DESIGN.md): A100 FP8 is no faster
     a = train("llama-2-7b", "a100-sxm-80gb", num_chips=8, seq_len=4096, global_batch=64, dtype="fp8").step_time_s
     b = train("llama-2-7b", "a100-sxm-80gb", num_chips=8, seq_len=4096, global_batch=64).step_time_s
-    assert a == pytest.approx(b, rel=0.05)
+    assert math.isfinite(a) and a == pytest.approx(b, rel=0.05)
     with pytest.raises(InfercastError, match="--dtype"):
         resolve_training("llama-2-7b", "h100-sxm", seq_len=2048, global_batch=8, dtype="int4")
-    assert not math.isnan(a)
-    assert np.isfinite(b)
 
 
 def test_the_runs_that_ran_fit():

@@ -22,8 +22,15 @@ import numpy as np
 
 from infercast.cost import capex_per_chip_usd, owned_chip_hour
 from infercast.errors import InfercastError
-from infercast.training import (ADAM_FLOPS, TrainScenario, largest_micro_batch_and_seq, model_flops_per_token,
-                                resolve_training, step_time, train_memory)
+from infercast.training import (
+    ADAM_FLOPS,
+    TrainScenario,
+    largest_micro_batch_and_seq,
+    model_flops_per_token,
+    resolve_training,
+    step_time,
+    train_memory,
+)
 
 SECONDS_PER_DAY = 86400.0
 

@@ -55,9 +55,21 @@ from infercast.parallel import allgather_s, allreduce_s, p2p_s, stage_layers, st
 from infercast.roofline import Efficiency
 from infercast.scenario import Scenario, StageGroup, positive_int, resolve
 from infercast.system import System
-from infercast.training_memory import (RECOMPUTE, SELECTIVE, Recompute, Selective, StateBytes, States,
-                                       bubble_fraction, head_activation_bytes, in_flight, layer_activation_bytes,
-                                       op_policy_recomputed, shard_states, tokens_that_fit)
+from infercast.training_memory import (
+    RECOMPUTE,
+    SELECTIVE,
+    Recompute,
+    Selective,
+    StateBytes,
+    States,
+    bubble_fraction,
+    head_activation_bytes,
+    in_flight,
+    layer_activation_bytes,
+    op_policy_recomputed,
+    shard_states,
+    tokens_that_fit,
+)
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8", "fp32")
 CONVENTIONS = ("palm", "llm-foundry", "megatron")

@@ -31,9 +31,15 @@ from infercast.files import read_text
 from infercast.hardware import load_chip
 from infercast.model import load_model
 from infercast.roofline import Efficiency
-from infercast.system import Tier, default_system
-from infercast.training import (MATRIX_FIELDS, TrainingCalibration, load_framework, model_flops_per_token,
-                                resolve_training, step_time, train_memory)
+from infercast.system import default_system
+from infercast.training import (
+    TrainingCalibration,
+    load_framework,
+    model_flops_per_token,
+    resolve_training,
+    step_time,
+    train_memory,
+)
 
 COLUMNS = ("id,source,model,hardware,num_chips,tp,pp,dp,cp,ep,zero_stage,precision,seq_len,micro_batch,"
            "global_batch,recompute,framework,metric,value,notes").split(",")
@@ -500,7 +506,6 @@ def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None,
              calibration: TrainingCalibration | None = None) -> list:
     """Every row of a training CSV predicted under the shipped fit (``validate.RowResult``s, beside the ideal
     roofline's prediction), or skipped with its reason."""
-    from infercast.roofline import IDEAL
     from infercast.validate import RowResult
 
     out = []
