@@ -20,14 +20,15 @@ LAYERS = [
     ("ops", ["ops"]),
     ("parallel", ["parallel"]),
     ("roofline", ["roofline"]),
-    ("memory", ["memory"]),
+    ("memory", ["memory", "training_memory"]),
     ("energy/cost", ["energy", "cost"]),
     ("calibration", ["calibration"]),
     ("scenario", ["scenario"]),
-    ("evaluate/estimate", ["evaluation", "estimate"]),
+    ("evaluate/estimate", ["evaluation", "estimate", "training", "train"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
-    ("search/sweep, validation", ["validate", "calibrate", "claims", "localbench", "reference_model"]),
+    ("search/sweep, validation", ["validate", "validate_training", "calibrate", "claims", "localbench",
+                                  "reference_model"]),
     ("front ends", ["options", "documents", "display", "cli", "serving.cli", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}

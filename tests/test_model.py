@@ -15,11 +15,17 @@ DESIGN_PRESETS = (
     "llama-3.1-8b llama-3.1-70b llama-3.1-405b llama-3.3-70b mistral-7b mixtral-8x7b mixtral-8x22b "
     "qwen2.5-7b qwen2.5-72b deepseek-v3 gpt-2-xl gpt-j-6b gpt-3-175b bloom-176b gpt-4-class-moe"
 ).split()
+# the training data's models (DESIGN.md: mpt-125m ... mpt-70b, nemotron-4-15b, nemotron-4-340b) and the
+# NeMo / Megatron sizes its rows name (shared/data/configs/)
+TRAINING_PRESETS = (
+    "mpt-125m mpt-350m mpt-760m mpt-1b mpt-3b mpt-7b mpt-13b mpt-30b mpt-70b nemotron-4-15b nemotron-4-340b "
+    "nemotron-8b nemotron-22b gpt-3-5b gpt-3-20b megatron-22b mt-nlg-530b megatron-1t"
+).split()
 
 
 def test_every_design_preset_is_shipped():
-    assert set(model_ids()) == set(DESIGN_PRESETS)
-    for mid in DESIGN_PRESETS:
+    assert set(model_ids()) == set(DESIGN_PRESETS) | set(TRAINING_PRESETS)
+    for mid in DESIGN_PRESETS + TRAINING_PRESETS:
         assert preset_config(mid)["_infercast"]["source"]
 
 
@@ -166,3 +172,32 @@ def test_config_folder_and_file_load_the_same_spec(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(preset_config("llama-2-7b")))
     a, b = load_model(str(tmp_path)), load_model(str(tmp_path / "config.json"))
     assert a.params() == b.params() == load_model("llama-2-7b").params()
+
+
+# The training data's models. MPT (llm-foundry, no ALiBi, biases, learned positions of max_seq_len rows, tied head):
+#   12 h^2 L (Wqkv 3h^2, out h^2, MLP 2 x 4h^2) + 9h L (biases) + 4h L (two LayerNorms) + V h + S h + 2h
+#   MPT-70B: 12*8192^2*80 + 13*8192*80 + 50368*8192 + 2048*8192 + 2*8192 = 64,862,437,376, the NumParams
+#   column of llm-foundry's benchmark table (shared/data/measured-training.csv notes; every row is checked
+#   in tests/test_training.py).
+# Nemotron-4 (GQA, squared-ReLU MLP of 2 matrices, LayerNorm1p with weight and bias, untied 256k vocabulary):
+#   L (h (h + 2 kv) + h^2 + 2 h f + 4h) + 2 V h + 2h
+#   15B : 32 (6144*8192 + 6144^2 + 2*6144*24576 + 4*6144) + 2*256000*6144 + 2*6144 = 15,628,775,424
+#         (the paper's 3.2B embedding + 12.5B non-embedding)
+#   340B: 96 (18432*21504 + 18432^2 + 2*18432*73728 + 4*18432) + 2*256000*18432 + 2*18432 = 341,029,195,776
+#         (the paper's 9.4B embedding + 331.6B non-embedding)
+@pytest.mark.parametrize(("mid", "total"), [("mpt-70b", 64_862_437_376), ("mpt-125m", 125_311_488),
+                                            ("nemotron-4-15b", 15_628_775_424), ("nemotron-4-340b", 341_029_195_776)])
+def test_training_presets_parameter_counts(mid, total):
+    assert load_model(mid).params() == (total, total)
+
+
+def test_mpt_config_from_the_hub_uses_alibi_and_no_biases():
+    # mosaicml/mpt-7b-instruct's config (no_bias, alibi): no position table, LayerNorms of weight only:
+    # 12*4096^2*32 + 2*4096*32 + 50432*4096 + 4096 = 6,649,286,656 (the MPT-7B model card's 6.7B)
+    spec = load_model(str(FIXTURES / "mpt-7b-instruct"))
+    assert (spec.position_embedding, spec.norm_bias, spec.qkv_bias, spec.tie_word_embeddings) == ("alibi", False,
+                                                                                                 False, True)
+    assert spec.params()[0] == 6_649_286_656
+    with pytest.raises(InfercastError, match="attn_config.rope"):
+        normalise({"model_type": "mpt", "d_model": 64, "n_heads": 4, "n_layers": 2, "vocab_size": 100,
+                   "attn_config": {"rope": True}}, "x")

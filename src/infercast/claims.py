@@ -565,6 +565,57 @@ def c18_cost_per_query() -> Claim:
     )
 
 
+def c5_training_memory() -> Claim:
+    """LLaMA-2-70B on 24 GB cards: serving needs a handful, training (Adam, mixed precision) about eighty; and a
+    pipeline's first stage holds the activations of every micro-batch in flight."""
+    from infercast.train import min_chips_to_train
+    from infercast.training import resolve_training, stage_memory
+    from infercast.training_memory import StateBytes
+
+    model, card, seq = "llama-2-70b", "rtx-4090", 4096
+    params = load_model(model).params()[0]
+    serve = estimate(model, card, batch=1, isl=seq // 2, osl=seq // 2).memory
+    plan = serve.min_plan or {"tp": serve.min_chips, "pp": 1}
+    served = estimate(model, card, batch=1, isl=seq // 2, osl=seq // 2, tp=plan["tp"], pp=plan["pp"],
+                      num_chips=plan["tp"] * plan["pp"]).memory
+    int4 = estimate(model, card, batch=1, isl=seq // 2, osl=seq // 2, quantization="q4_k_m").memory
+    adam = StateBytes(gradients=2.0)  # bf16 weights, FP32 master and moments, bf16 gradients: 16 bytes
+    fsdp = min_chips_to_train(model, card, seq_len=seq)  # ZeRO-3 (FSDP), full recomputation, micro-batch 1
+    mega = min_chips_to_train(model, card, seq_len=seq, zero_stage=1, framework="megatron")
+    states = params * adam.total
+    # the pipeline point: 1F1B on 8 stages of 10 layers, 16 micro-batches of one 4096-token sequence, no
+    # recomputation, on 80 GB chips so that the activations are what is compared
+    pipe = resolve_training(model, "h100-sxm", seq_len=seq, global_batch=16, micro_batch=1, tp=1, pp=8, dp=1,
+                            recompute="none", zero_stage=1, framework="megatron", num_chips=8)
+    first, last = stage_memory(pipe, 0, 1e15), stage_memory(pipe, 7, 1e15)
+    gpipe = pipe.cfg.micro_batches * 10 * first.layer_activation_bytes  # GPipe: all m micro-batches before backward
+    return Claim(
+        "C5", "Training needs far more memory than inference; pipelines hold in-flight micro-batches", "reproduced",
+        f"LLaMA-2-70B ({params / 1e9:.1f} B parameters) on 24 GB RTX 4090s: serving in FP16 needs "
+        f"{serve.min_chips} cards ({served.total_per_chip_bytes / 1e9:.1f} GB each: "
+        f"{served.weights_bytes / 1e9:.1f} GB of weights and a {seq}-token cache), {int4.min_chips} at 4 bits "
+        f"(q4_k_m). Training with Adam in mixed precision keeps {adam.total:.0f} bytes per parameter (2 weights + 4 "
+        f"master + 4 + 4 moments + 2 gradients), {states / 1e12:.2f} TB of model states before any activation, "
+        f"so it needs at least {fsdp.chips} cards (the fewest of any plan: tp {fsdp.tp} x pp {fsdp.pp} x dp {fsdp.dp}, "
+        f"full recomputation, one {seq}-token sequence per micro-batch, {fsdp.memory.total_bytes / 1e9:.1f} GB on "
+        f"the fullest card), {fsdp.chips / serve.min_chips:.0f}x the cards of serving. With 1F1B on 8 stages the "
+        f"first stage holds the activations of {first.in_flight:g} micro-batches in flight "
+        f"({first.activation_bytes / 1e9:.1f} GB), the last of {last.in_flight:g} ({last.activation_bytes / 1e9:.1f} "
+        f"GB); GPipe would hold all {pipe.cfg.micro_batches} ({gpipe / 1e9:.1f} GB).",
+        {"params": params, "inference_min_chips_fp16": serve.min_chips,
+         "inference_per_chip_bytes": served.total_per_chip_bytes, "inference_weights_per_chip_bytes":
+         served.weights_bytes, "inference_min_chips_q4_k_m": int4.min_chips,
+         "training_bytes_per_param": adam.total, "training_states_bytes": states,
+         "training_min_chips": fsdp.chips, "training_min_plan": f"tp{fsdp.tp} pp{fsdp.pp} dp{fsdp.dp}",
+         "training_per_chip_bytes": fsdp.memory.total_bytes,
+         "training_min_chips_megatron_zero1": mega.chips,
+         "training_over_inference_chips": fsdp.chips / serve.min_chips,
+         "pipeline_first_stage_in_flight": first.in_flight, "pipeline_last_stage_in_flight": last.in_flight,
+         "pipeline_first_stage_activation_bytes": first.activation_bytes,
+         "pipeline_last_stage_activation_bytes": last.activation_bytes, "gpipe_first_stage_activation_bytes": gpipe},
+    )
+
+
 def c19_model_scale() -> Claim:
     counts = {m: load_model(m).params()[0] for m in ("gpt-2-xl", "gpt-3-175b", "gpt-4-class-moe")}
     return Claim(
@@ -578,13 +629,12 @@ def c19_model_scale() -> Claim:
 
 
 _PENDING = {
-    "C5": ("Training needs far more memory than inference", "needs the training-memory model"),
     "C11": ("HBM bounds capacity and decode speed; CXL extends capacity", "needs memory tiers"),
     "C20": ("Diffusion models: few B params, ~20 TFLOPs per image", "needs a diffusion workload"),
 }
 
 _COMPUTED: dict[str, Callable[[], Claim]] = {
-    "C1": c1_kv_cache, "C2": c2_kv_savings, "C3": c3_memory_to_run, "C4": c4_phases,
+    "C1": c1_kv_cache, "C2": c2_kv_savings, "C3": c3_memory_to_run, "C4": c4_phases, "C5": c5_training_memory,
     "C6": c6_consumer_vs_datacenter, "C7": c7_interconnect, "C8": c8_layer_per_chip, "C17": c17_watts_per_pflops,
     "C19": c19_model_scale,
     "C10": c10_number_formats, "C12": c12_sparsity, "C13": c13_bloom_generation, "C14": c14_mlperf,

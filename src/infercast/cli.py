@@ -12,7 +12,8 @@ import click
 
 from infercast.errors import InfercastError
 
-from infercast.options import AUTO, DEPLOYMENT, EFFICIENCY, WORKLOAD, click_options, resolve_kwargs
+from infercast.options import (AUTO, DEPLOYMENT, EFFICIENCY, TRAIN_DEPLOYMENT, TRAINING, WORKLOAD, click_options,
+                               resolve_kwargs)
 
 OUTPUT = click.Choice(["table", "json", "csv"])
 
@@ -100,6 +101,98 @@ def estimate(output: str, breakdown: bool, **kw: Any) -> None:
         click.echo(_csv(result["breakdown"]) if breakdown else _csv([_flatten(result)]), nl=False)
     else:
         _estimate_table(result, breakdown)
+
+
+@cli.command()
+@click_options((*TRAIN_DEPLOYMENT, *TRAINING, AUTO))
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--breakdown", is_flag=True, help="Show the slowest stage's operators over a step.")
+def train(output: str, breakdown: bool, **kw: Any) -> None:
+    """Train a model on a cluster: step time, tokens/s, MFU, memory per chip, energy and cost per step and run."""
+    from infercast.documents import train_document
+
+    if kw.get("auto"):  # search what the command line leaves open
+        ctx = click.get_current_context()
+        for name in ("tp", "pp", "cp", "dp", "micro_batch", "zero_stage", "recompute"):
+            if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+                kw.pop(name, None)
+    doc = train_document(**resolve_kwargs(kw, TRAIN_DEPLOYMENT), **kw)
+    if output == "json":
+        _json(doc)
+    else:
+        _train_table(doc, breakdown)
+
+
+def _train_table(r: dict[str, Any], breakdown: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    w, par, m = r["workload"], r["parallel"], r["memory"]
+    console.print(f"[bold]{r['model']}[/bold] training on [bold]{r['system']}[/bold] ({w['framework']}): seq "
+                  f"{w['seq_len']}, global batch {w['global_batch']}, micro-batch {w['micro_batch']}, {w['dtype']}, "
+                  f"recompute {w['recompute']}")
+    console.print(f"plan: tp {par['tp']} x pp {par['pp']} x cp {par['cp']} x dp {par['dp']} = {par['num_chips']} "
+                  f"chips, ZeRO {par['zero_stage']}, {par['micro_batches']} micro-batches per replica"
+                  + (f", {par['virtual_stages']} virtual stages" if par["virtual_stages"] > 1 else "")
+                  + (", sequence parallel" if par["sequence_parallel"] else "")
+                  + (f"  [--auto: {r['auto']['fitting']} of {r['auto']['candidates']} plans fit]" if "auto" in r
+                     else ""))
+    t = Table(show_header=False, box=None)
+    fits = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
+    gb = 1e9
+    t.add_row("memory", f"{fits}: {m['allocated_per_chip_bytes'] / gb:.1f} GB of {m['capacity_per_chip_bytes'] / gb:.0f} "
+                        f"GB per chip (stage {m['fullest_stage']}); {m['total_per_chip_bytes'] / gb:.1f} GB with the "
+                        f"allocator's cache (torch's max reserved)")
+    t.add_row("", f"weights {m['weights_bytes'] / gb:.2f}, gradients {m['gradients_bytes'] / gb:.2f}, optimizer "
+                  f"{m['optimizer_bytes'] / gb:.2f} (master {m['master_weights_bytes'] / gb:.2f}, moments "
+                  f"{m['moments_bytes'] / gb:.2f}), gathered {m['gathered_bytes'] / gb:.2f} GB")
+    t.add_row("", f"activations {m['activation_bytes'] / gb:.2f} GB ({m['in_flight_micro_batches']:g} micro-batches "
+                  f"in flight), logits {m['logits_bytes'] / gb:.2f}, workspace {m['workspace_bytes'] / gb:.2f}, "
+                  f"allocator reserve {m['reserve_bytes'] / gb:.2f} GB")
+    if m["max_micro_batch"]:
+        t.add_row("", f"largest micro-batch {m['max_micro_batch']} at this sequence; longest sequence "
+                      f"{m['max_seq_len']:,} at this micro-batch")
+    else:
+        t.add_row("", "not one sequence of this length fits beside the model states: shard them more (--zero-stage, "
+                      "--tp, --pp, more --dp) or recompute (--recompute full)")
+    t.add_row("step", f"{_fmt(r['step_time_s'], ' s')}, {_fmt(r['tokens_per_s'], ' tokens/s')} "
+                      f"({_fmt(r['tokens_per_s_per_chip'])} per chip), {r['bound']}-bound")
+    t.add_row("MFU", f"{100 * r['mfu']:.1f}% ({r['flops_convention']}: {r['model_flops_per_token'] / 1e9:,.1f} GFLOP "
+                     f"per token, {_fmt(r['achieved_tflops_per_chip'])} TFLOP/s per chip of "
+                     f"{r['peak_flops_per_chip'] / 1e12:,.0f}); HFU {100 * r['hfu']:.1f}%")
+    tm = r["time"]
+    t.add_row("time", ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {_fmt(v, ' s')}" for k, v in tm.items()
+                                if k != "bubble_fraction" and v > 0)
+              + f"; bubble {100 * tm['bubble_fraction']:.1f}%")
+    e, c = r["energy"], r["cost"]
+    if e is not None:
+        t.add_row("energy", f"{_fmt(e['joules_per_step'] / 1e6, ' MJ')} per step, {_fmt(e['joules_per_token'], ' J')} "
+                            f"per token, {_fmt(e['average_power_w_per_chip'], ' W')} per chip"
+                  + (" [yellow](capped at TDP)[/yellow]" if e["power_capped"] else ""))
+    if c is not None and "usd_per_hour" in c:
+        t.add_row("cost", f"USD {_fmt(c['usd_per_step'])} per step, USD {_fmt(c['usd_per_million_tokens'])} per million "
+                          f"tokens, USD {_fmt(c['usd_per_hour'])} per hour ({c['mode']})")
+    elif c is not None:
+        t.add_row("cost", f"unknown: {c['unavailable']}")
+    run = r.get("run")
+    if run:
+        t.add_row("run", f"{run['tokens']:.3g} tokens: {run['steps']:,.0f} steps, {run['days']:,.1f} days, "
+                         f"{run['gpu_hours']:,.0f} GPU-hours"
+                  + (f", {run['facility_energy_mwh']:,.0f} MWh (facility)" if "facility_energy_mwh" in run else "")
+                  + (f", USD {run['cost_usd']:,.0f}" if "cost_usd" in run else ""))
+    console.print(t)
+    if not m["fits"]:
+        console.print("[yellow]The step is timed as if the plan fit; it needs more memory per chip than it has."
+                      "[/yellow]")
+    for warning in r["warnings"]:
+        console.print(f"[yellow]{warning}[/yellow]")
+    if breakdown:
+        b = Table("op", "part", "GFLOPs", "MB", "time ms", title="slowest stage, one chip, over a step")
+        for row in r["breakdown"]:
+            b.add_row(row["op"], row["part"], f"{row['flops'] / 1e9:.4g}", f"{row['bytes'] / 1e6:.4g}",
+                      f"{row['time_s'] * 1e3:.4g}")
+        console.print(b)
 
 
 _COMPARE = tuple(o for o in DEPLOYMENT if o.name not in ("hardware", "num_chips", "system", "nodes"))
@@ -335,11 +428,23 @@ def claims(output: str) -> None:
 @click.option("--calibration", metavar="PROFILE.yaml", help="Calibration profile [the shipped fit].")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, output: str) -> None:
-    """Predict every row of a measured CSV; report signed errors and median/p90 error by group."""
+    """Predict every row of a measured CSV; report signed errors and median/p90 error by group.
+
+    A training CSV (DESIGN.md's header; 'training' is the bundled measured-training.csv) is predicted by the
+    training model, under the shipped training fit or a --calibration profile of ``calibrate --fit`` on one."""
     from infercast.validate import summarize
     from infercast.validate import validate as run
+    from infercast.validate_training import is_training_data
 
-    results = run(data, resolve_kwargs({"efficiency": efficiency}, EFFICIENCY)["efficiency"], calibration)
+    overrides = resolve_kwargs({"efficiency": efficiency}, EFFICIENCY)["efficiency"]
+    if is_training_data(data):
+        from infercast.training import load_training_calibration
+        from infercast.validate_training import validate as run_training
+
+        profile = load_training_calibration(calibration) if calibration else None
+        results = run_training(data, overrides, profile)
+    else:
+        results = run(data, overrides, calibration)
     rows = [r.to_dict() for r in results]
     summary = summarize(results)
     if output == "json":
@@ -391,9 +496,31 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
         return
     from infercast.calibrate import calibrate as run
     from infercast.files import check_writable, write_new
+    from infercast.validate_training import is_training_data
 
     if out_file:  # fail before a long fit, not after it
         check_writable(out_file, force)
+    if is_training_data(fit):
+        from infercast.validate_training import calibrate as fit_training
+        from infercast.validate_training import to_yaml
+
+        profile, _ = fit_training(fit, progress=lambda m: click.echo(m, err=True))
+        if out_file:
+            write_new(out_file, to_yaml(profile), force=force)
+            click.echo(f"wrote {out_file}", err=True)
+        record = profile.fit
+        if report == "json":
+            _json(record)
+            return
+        _print_rows([{"errors": kind, "group": g, "n": st["count"], "median |err|": st["median_ape"],
+                      "p90 |err|": st["p90_ape"]}
+                     for kind in ("in_sample", "leave_one_source_out")
+                     for g, st in {"all": record[kind]["all"], **{f"metric={k}": v for k, v in
+                                                                   record[kind]["by_metric"].items()},
+                                   **{f"source={k}": v for k, v in record[kind]["by_group"].items()},
+                                   **{f"chip={k}": v for k, v in record[kind]["by_hardware"].items()}}.items()],
+                    "table")
+        return
     result = run(fit, start=start, loso=not no_loso, progress=lambda m: click.echo(m, err=True))
     if out_file:
         write_new(out_file, result.profile.to_yaml(), force=force)

@@ -18,6 +18,19 @@ def estimate_document(**kw: Any) -> dict[str, Any]:
     return estimate(**kw).to_dict()
 
 
+def train_document(*, auto: bool = False, no_sequence_parallel: bool = False, flops_convention: str = "palm",
+                   **kw: Any) -> dict[str, Any]:
+    """``infercast train``: a training run's step time, memory, MFU, energy and cost (and a whole run's with
+    ``tokens``); ``auto`` searches the plans of the chips for the fastest that fits."""
+    from infercast.train import auto as auto_plan
+    from infercast.train import train
+
+    if no_sequence_parallel:
+        kw["sequence_parallel"] = False
+    kw["convention"] = flops_convention
+    return (auto_plan(**kw) if auto else train(**kw)).to_dict()
+
+
 def compare_document(systems: list[str], *, num_chips: int | None = None, **kw: Any) -> list[dict[str, Any]]:
     """``infercast compare``: one model and workload on two or more systems or chips; one row each."""
     from infercast.estimate import estimate

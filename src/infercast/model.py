@@ -44,6 +44,8 @@ class ModelSpec(BaseModel):
     """SwiGLU-style gate and up projections (3 matrices) vs plain up/down (2)."""
     activation: str
     norm: Literal["rmsnorm", "layernorm"]
+    norm_bias: bool = True
+    """A LayerNorm carries a bias beside its weight (MPT with no_bias: weight only); RMSNorm never does."""
     norms_per_layer: int = Field(ge=1, le=2)
     parallel_block: bool
     """Attention and MLP read the same input (GPT-J, NeoX, Falcon)."""
@@ -138,6 +140,11 @@ class ModelSpec(BaseModel):
             return L * H * (self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)
         return 2 * L * H * self.head_dim
 
+    @property
+    def norm_params(self) -> int:
+        """Parameters of one norm: a weight, and a bias for a LayerNorm that has one."""
+        return self.hidden_size * (2 if self.norm == "layernorm" and self.norm_bias else 1)
+
     def expert_params(self) -> int:
         """Parameters of one routed (or shared) expert MLP."""
         h, f = self.hidden_size, self.moe_intermediate_size
@@ -149,7 +156,7 @@ class ModelSpec(BaseModel):
         (one MoE layer without its routed experts: attention, norms, router, shared experts)
         and ``expert`` (one routed expert)."""
         h, V = self.hidden_size, self.vocab_size
-        norm = h * (2 if self.norm == "layernorm" else 1)
+        norm = self.norm_params
         attn = self._attention_params()
         per_norms = self.norms_per_layer * norm
         embedding = V * h
@@ -209,13 +216,13 @@ class ModelSpec(BaseModel):
 _ALIASES = {
     "hidden_size": ("hidden_size", "n_embd", "n_embed", "d_model"),
     "num_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
-    "num_heads": ("num_attention_heads", "n_head", "num_heads"),
+    "num_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
     "vocab_size": ("vocab_size",),
 }
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
 
 _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "deepseek_v3", "deepseek_v2"}
-_FAMILIES = sorted(_LLAMA_LIKE | {"gpt2", "gptj", "gpt_neox", "bloom", "falcon"})
+_FAMILIES = sorted(_LLAMA_LIKE | {"gpt2", "gptj", "gpt_neox", "bloom", "falcon", "mpt", "nemotron"})
 
 # Defaults of transformers' config classes, used only to fill a nested ``text_config``:
 # HF writes nested configs as a diff against these defaults (PretrainedConfig.to_diff_dict),
@@ -367,6 +374,17 @@ def normalise(config: dict[str, Any], name: str) -> ModelSpec:
             qkv_bias=True, out_bias=True, mlp_bias=True, tie_word_embeddings=c.bool("tie_word_embeddings", True),
             position_embedding="alibi", max_position_embeddings=c.context(_BLOOM_TRAINED_CONTEXT),
         )
+    elif family == "mpt":
+        fields = _mpt(c, h)
+    elif family == "nemotron":
+        bias = c.bool("attention_bias", False)
+        fields = dict(
+            num_kv_heads=_kv_heads(c, "num_key_value_heads", H), head_dim=c.int("head_dim", default=None) or h // H,
+            intermediate_size=c.int("intermediate_size"), gated_mlp=False, activation=c.str("hidden_act", "relu2"),
+            norm="layernorm", norms_per_layer=2, parallel_block=False, qkv_bias=bias, out_bias=bias,
+            mlp_bias=c.bool("mlp_bias", False), tie_word_embeddings=c.bool("tie_word_embeddings", False),
+            position_embedding="rope", max_position_embeddings=c.context(),
+        )
     else:  # falcon
         new_arch = c.bool("new_decoder_architecture", False)
         parallel = c.bool("parallel_attn", True)
@@ -391,6 +409,38 @@ def normalise(config: dict[str, Any], name: str) -> ModelSpec:
         return ModelSpec(**common, **fields)
     except ValidationError as exc:
         raise InfercastError(f"{name}: {pydantic_error_line(exc)}") from None
+
+
+def _mpt(c: _Config, h: int) -> dict[str, Any]:
+    """MosaicML MPT (transformers' MptConfig; llm-foundry's MPTConfig writes the same keys): fused Wqkv, a
+    plain MLP of expansion_ratio x d_model, LayerNorms, the LM head tied to the embedding. ``no_bias`` drops
+    every bias, the norms' included; positions come from ALiBi when ``attn_config.alibi`` is set, else from a
+    learned table of ``max_seq_len`` rows (llm-foundry builds ``wpe`` only without ALiBi). Keys left out take
+    MptConfig's defaults (no_bias and alibi true), as transformers would."""
+    attn = c.cfg.get("attn_config")
+    if attn is None:
+        attn = {}
+    if not isinstance(attn, dict):
+        raise c.fail("attn_config", f"must be a JSON object, got {shown(attn)}")
+    a = _Config(attn, c.name, c.family, c.prefix + "attn_config.")
+    for key in ("rope", "qk_ln", "qk_gn"):
+        if a.bool(key, False):
+            raise a.fail(key, "is true; infercast models MPT with ALiBi or learned positions and no QK norm")
+    kv = a.int("kv_n_heads", default=None, kind="heads")
+    H = c.int(*_ALIASES["num_heads"], kind="heads")
+    if kv is not None:
+        kv = _kv_heads(a, "kv_n_heads", H)
+    bias = not c.bool("no_bias", True)
+    alibi = a.bool("alibi", True)
+    if not alibi and not c.bool("learned_pos_emb", True):
+        raise c.fail("learned_pos_emb", "is false and attn_config.alibi is false: the model has no positions")
+    expansion = c.int("expansion_ratio", default=4, kind="width")
+    return dict(
+        num_kv_heads=kv or H, head_dim=h // H, intermediate_size=expansion * h, gated_mlp=False, activation="gelu",
+        norm="layernorm", norm_bias=bias, norms_per_layer=2, parallel_block=False, qkv_bias=bias, out_bias=bias,
+        mlp_bias=bias, tie_word_embeddings=True, position_embedding="alibi" if alibi else "learned",
+        max_position_embeddings=c.int("max_seq_len", default=2048, kind="context"),
+    )
 
 
 def _kv_heads(c: _Config, key: str, H: int) -> int:

@@ -280,7 +280,7 @@ def _is_decode(q_len) -> bool:
 
 def norm_op(name: str, spec: ModelSpec, count: int, T, p: Precision) -> Op:
     per = RMSNORM_FLOPS if spec.norm == "rmsnorm" else LAYERNORM_FLOPS
-    weights = spec.hidden_size * (2 if spec.norm == "layernorm" else 1)
+    weights = spec.norm_params
     return vector_op(name, count, T * spec.hidden_size, per, p, weight_elems=weights)
 
 

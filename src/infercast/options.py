@@ -104,6 +104,38 @@ WORKLOAD = (
 )
 AUTO = Option("auto", "Pick the fastest valid tp x pp plan on the system's chips.", bool, False)
 
+TRAIN_PLAN = tuple(o for o in PLAN if o.name in ("tp", "pp", "ep")) + (
+    Option("dp", "Data-parallel replicas [the chips left after tp x pp x cp].", int),
+    Option("cp", "Context-parallel degree: each sequence split over cp chips (ring attention).", int, 1),
+    Option("zero_stage", "ZeRO stage: 0 replicated; 1 master weights and moments sharded (Megatron's distributed "
+                         "optimizer); 2 and gradients; 3 and weights (FSDP).", int, 1),
+    Option("virtual_stages", "Interleaved pipeline: model chunks per pipeline rank.", int, 1),
+    Option("no_sequence_parallel", "Turn off the sequence parallelism the framework uses with --tp above 1.", bool,
+           False),
+)
+TRAINING = (
+    Option("seq_len", "Tokens per training sequence.", int, required=True),
+    Option("global_batch", "Sequences per optimizer step, all replicas.", int, required=True),
+    Option("micro_batch", "Sequences per micro-batch on each replica.", int, 1),
+    Option("recompute", "Activation recomputation.", str, "selective", choices=("none", "selective", "full")),
+    Option("selective", "What selective recomputation recomputes: the attention core (Megatron), every second "
+                        "matmul (torchtitan's op policy) or every second layer [the framework's].",
+           choices=("attention", "op", "layer")),
+    Option("dtype", "GEMM math: bf16, fp16, fp8 (bf16 weights, FP32 master weights, FP8 GEMMs) or fp32.", str, "bf16",
+           choices=("bf16", "fp16", "fp8", "fp32")),
+    Option("framework", "megatron, nemo, fsdp, torchtitan or composer (NAME[@VERSION]): how states are kept and "
+                        "collectives overlapped, and its fitted efficiencies.", str, "megatron"),
+    Option("tp_comm_overlap", "Fraction of the TP collectives hidden (AsyncTP, userbuffers) [the framework's].", float),
+    Option("dropout", "The model trains with dropout (GPT-3-era recipes): its masks and kernels.", bool, False),
+    Option("flops_convention", "Model FLOPs for MFU: palm (6N + 12LHQS), llm-foundry or megatron.", str, "palm",
+           choices=("palm", "llm-foundry", "megatron")),
+    Option("tokens", "Tokens of a whole run, e.g. 15e12: its days, chip-hours, energy and cost.", float),
+)
+TRAIN_DEPLOYMENT = (MODEL, *HARDWARE, *TRAIN_PLAN,
+                    *(o for o in PRECISION if o.name in ("attention", "moe_imbalance")),
+                    *(o for o in EFFICIENCY if o.into is None), *PRICES)
+"""What ``infercast train`` takes beside TRAINING: the deployment options that mean something for training."""
+
 
 def click_options(options: Iterable[Option], **defaults: Any) -> Callable:
     """A decorator adding ``options`` to a click command (``defaults`` replace some options' defaults)."""
