@@ -17,6 +17,7 @@ of the host tier, ``EnergyOptions.pcie_j_per_bit``) over the bytes moved.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ def offloaded(sc: Scenario, cols: dict[str, Any]) -> dict[str, Any]:
     dec_x = steps * pre_x + off.transfer_s(chip, "kv", kv_read)
     ttft = float(combine(cols["ttft_s"], pre_x, off.overlap))
     dec = float(combine(cols["decode.latency_s"], dec_x, off.overlap)) if steps else 0.0
-    out = dict(cols)
+    out = copy.copy(cols)  # the engine's Columns, with their operator rows
     e2e = ttft + dec
     extra_s = e2e - cols["e2e_latency_s"]
     out.update({"ttft_s": ttft, "prefill.latency_s": ttft, "decode.latency_s": dec, "e2e_latency_s": e2e,

@@ -194,3 +194,52 @@ def best_batch(sc: Scenario, *, limit: int = 4096, **workload) -> tuple[int, dic
         return 1, evaluate_network(sc, batch=1, **workload)
     b = grid[int(np.argmax(np.where(ok, rate, -1.0)))]
     return b, evaluate_network(sc, batch=b, **workload)
+
+
+def _plain(x):
+    if isinstance(x, (np.generic, np.ndarray)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def network_document(model: str, hardware=None, *, batch: int = 1, resolution: str | None = None,
+                     steps: int | None = None, cfg: bool | None = None, seq_len: int | None = None,
+                     **options: Any) -> dict[str, Any]:
+    """``infercast estimate`` for a non-decoder model: the document of one replica's batch through every
+    pass (keys are new beside the decoder's contract: per image or per sample, not per token)."""
+    from infercast.scenario import resolve
+
+    sc = resolve(model, hardware, **options)
+    c = evaluate_network(sc, batch=batch, resolution=resolution, steps=steps, cfg=cfg, seq_len=seq_len)
+    groups: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in c.items():
+        if key in ("passes", "rows", "unavailable", "weights_by_component_bytes"):
+            continue
+        head, dot, rest = key.partition(".")
+        if dot:
+            groups.setdefault(head, {})[rest] = _plain(value)
+        else:
+            top[key] = _plain(value)
+    mem = groups["memory"]
+    for k in ("max_batch", "min_chips"):
+        mem[k] = int(mem[k])
+    mem["fits"] = bool(mem["fits"])
+    groups["workload"]["batch"] = int(groups["workload"]["batch"])
+    groups["params"]["by_component"] = sc.network.params()
+    breakdown = []
+    for name, rows in c["rows"].items():
+        for i, op in enumerate(rows.names):
+            breakdown.append({"op": op, "phase": name, "flops": float(rows.flops[i]), "bytes": float(rows.bytes[i]),
+                              "time_s": float(rows.time_s[i]), "bound": str(rows.bound(i))})
+    doc = {**{k: top.pop(k) for k in ("model", "kind", "hardware", "system")}, "parallel": groups.pop("parallel"),
+           "workload": groups.pop("workload"), "params": groups.pop("params"), "memory": mem,
+           "passes": [{k: _plain(v) for k, v in p.items()} for p in c["passes"]], **top,
+           "utilization": groups.pop("utilization"), "energy": groups.get("energy"), "cost": groups.get("cost"),
+           "offload": None if sc.offload is None else sc.offload.describe(), "breakdown": breakdown,
+           "warnings": list(sc.warnings)}
+    for part, why in c["unavailable"].items():
+        doc[f"{part}_unavailable"] = why
+    return doc
