@@ -16,19 +16,19 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "infercast"
 
 LAYERS = [
     ("errors/units", ["errors", "arrays", "series", "files"]),
-    ("specs", ["model", "hardware", "system", "formats", "sparsity"]),
-    ("ops", ["ops"]),
+    ("specs", ["model", "hardware", "system", "formats", "sparsity", "tiers"]),
+    ("ops", ["ops", "ops_vision", "networks"]),
     ("parallel", ["parallel"]),
     ("roofline", ["roofline"]),
     ("memory", ["memory", "training_memory"]),
     ("energy/cost", ["energy", "cost"]),
     ("calibration", ["calibration"]),
     ("scenario", ["scenario"]),
-    ("evaluate/estimate", ["evaluation", "estimate", "training", "train"]),
+    ("evaluate/estimate", ["evaluation", "estimate", "offload", "passes", "training", "train"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
-    ("search/sweep, validation", ["validate", "validate_training", "calibrate", "claims", "localbench",
-                                  "reference_model"]),
+    ("search/sweep, validation", ["validate", "validate_training", "validate_vision", "validate_offload",
+                                  "calibrate", "claims", "localbench", "reference_model"]),
     ("front ends", ["options", "documents", "display", "cli", "serving.cli", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}

@@ -12,8 +12,8 @@ import click
 
 from infercast.errors import InfercastError
 
-from infercast.options import (AUTO, DEPLOYMENT, EFFICIENCY, TRAIN_DEPLOYMENT, TRAINING, WORKLOAD, click_options,
-                               resolve_kwargs)
+from infercast.options import (AUTO, DEPLOYMENT, EFFICIENCY, NETWORK_WORKLOAD, TRAIN_DEPLOYMENT, TRAINING, WORKLOAD,
+                               click_options, resolve_kwargs)
 
 OUTPUT = click.Choice(["table", "json", "csv"])
 
@@ -87,11 +87,12 @@ def cli() -> None:
 
 
 @cli.command()
-@click_options((*DEPLOYMENT, *WORKLOAD, AUTO))
+@click_options((*DEPLOYMENT, *WORKLOAD, *NETWORK_WORKLOAD, AUTO))
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 @click.option("--breakdown", is_flag=True, help="Show the per-operator table (op, phase, FLOPs, bytes, time, bound).")
 def estimate(output: str, breakdown: bool, **kw: Any) -> None:
-    """Estimate memory, TTFT, TPOT, throughput, energy and cost of a model on a chip or a system."""
+    """Estimate memory, latency, throughput, energy and cost of a model on a chip or a system: a decoder's TTFT
+    and TPOT, or an encoder's, CNN's or diffusion pipeline's seconds per sample or image."""
     from infercast.documents import estimate_document
 
     result = estimate_document(**resolve_kwargs(kw), **kw)
@@ -99,6 +100,8 @@ def estimate(output: str, breakdown: bool, **kw: Any) -> None:
         _json(result)
     elif output == "csv":
         click.echo(_csv(result["breakdown"]) if breakdown else _csv([_flatten(result)]), nl=False)
+    elif "kind" in result:
+        _network_table(result, breakdown)
     else:
         _estimate_table(result, breakdown)
 
@@ -124,10 +127,10 @@ def train(output: str, breakdown: bool, **kw: Any) -> None:
 
 
 def _train_table(r: dict[str, Any], breakdown: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from infercast.display import console as make_console
+    from infercast.display import table
 
-    console = Console()
+    console = make_console()
     w, par, m = r["workload"], r["parallel"], r["memory"]
     console.print(f"[bold]{r['model']}[/bold] training on [bold]{r['system']}[/bold] ({w['framework']}): seq "
                   f"{w['seq_len']}, global batch {w['global_batch']}, micro-batch {w['micro_batch']}, {w['dtype']}, "
@@ -138,7 +141,7 @@ def _train_table(r: dict[str, Any], breakdown: bool) -> None:
                   + (", sequence parallel" if par["sequence_parallel"] else "")
                   + (f"  [--auto: {r['auto']['fitting']} of {r['auto']['candidates']} plans fit]" if "auto" in r
                      else ""))
-    t = Table(show_header=False, box=None)
+    t = table("", "", show_header=False, box=None)
     fits = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
     gb = 1e9
     t.add_row("memory", f"{fits}: {m['allocated_per_chip_bytes'] / gb:.1f} GB of {m['capacity_per_chip_bytes'] / gb:.0f} "
@@ -188,10 +191,53 @@ def _train_table(r: dict[str, Any], breakdown: bool) -> None:
     for warning in r["warnings"]:
         console.print(f"[yellow]{warning}[/yellow]")
     if breakdown:
-        b = Table("op", "part", "GFLOPs", "MB", "time ms", title="slowest stage, one chip, over a step")
+        b = table("op", "part", "GFLOPs", "MB", "time ms", title="slowest stage, one chip, over a step")
         for row in r["breakdown"]:
             b.add_row(row["op"], row["part"], f"{row['flops'] / 1e9:.4g}", f"{row['bytes'] / 1e6:.4g}",
                       f"{row['time_s'] * 1e3:.4g}")
+        console.print(b)
+
+
+def _network_table(r: dict[str, Any], breakdown: bool) -> None:
+    """The table of a non-decoder model's estimate (``passes.network_document``)."""
+    from infercast.display import console as make_console
+    from infercast.display import table
+
+    console = make_console()
+    w, m = r["workload"], r["memory"]
+    shape = f"{w['resolution']}, {w['steps']} steps{', CFG' if w['cfg'] else ''}" if r["kind"] == "diffusion" else (
+        f"{w['resolution']}" if r["kind"] == "cnn" else f"{w['seq_len']} tokens")
+    console.print(f"[bold]{r['model']}[/bold] ({r['kind']}) on [bold]{r['hardware']}[/bold] x {r['parallel']['dp']}: "
+                  f"batch {w['batch']} per chip, {shape}, weights {w['weight_dtype']}, act {w['act_dtype']}")
+    t = table("", "", show_header=False, box=None)
+    fits = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
+    t.add_row("memory", f"{fits}: {m['total_per_chip_bytes'] / 1e9:.2f} GB of {m['usable_per_chip_bytes'] / 1e9:.1f} GB "
+                        f"usable (weights {m['weights_bytes'] / 1e9:.2f} GB, activations {m['activation_bytes'] / 1e9:.3g} "
+                        f"GB); max batch {m['max_batch']}")
+    for p in r["passes"]:
+        t.add_row(p["name"], f"{_fmt(p['latency_s'], ' s')} ({p['repeats']:g} x), {_fmt(p['flops'] / 1e12)} TFLOPs")
+    if r["kind"] == "diffusion":
+        t.add_row("per image", f"{_fmt(r['seconds_per_image'], ' s')}, {_fmt(r['images_per_s'])} images/s, "
+                               f"{_fmt(r['denoiser_it_per_s'])} denoiser it/s, {_fmt(r['flops_per_image'] / 1e12)} "
+                               f"TFLOPs per image")
+    else:
+        t.add_row("throughput", f"{_fmt(r['samples_per_s'])} samples/s, {_fmt(r['flops_per_sample'] / 1e9)} GFLOPs "
+                                f"per sample")
+    t.add_row("bound", f"{r['bound']}, {_fmt(100 * r['utilization']['compute'], '%')} of peak compute")
+    e, c = r.get("energy"), r.get("cost")
+    unit = "image" if r["kind"] == "diffusion" else "sample"
+    if e:
+        t.add_row("energy", f"{_fmt(e[f'joules_per_{unit}'], ' J')} per {unit}, {_fmt(e['average_power_w'], ' W')} per chip")
+    if c:
+        per = f"USD {c['usd_per_image']:.3g} per image" if unit == "image" else \
+            f"USD {_fmt(c['usd_per_million_samples'])} per million samples"
+        t.add_row("cost", f"{per} ({c['mode']}, USD {_fmt(c['usd_per_hour'])} per hour)")
+    console.print(t)
+    if breakdown:
+        b = table("op", "pass", "GFLOPs", "MB", "time ms", "bound", title="per operator (one chip)")
+        for row in r["breakdown"]:
+            b.add_row(row["op"], row["phase"], f"{row['flops'] / 1e9:.4g}", f"{row['bytes'] / 1e6:.4g}",
+                      f"{row['time_s'] * 1e3:.4g}", row["bound"])
         console.print(b)
 
 
@@ -430,9 +476,11 @@ def claims(output: str) -> None:
 def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, output: str) -> None:
     """Predict every row of a measured CSV; report signed errors and median/p90 error by group.
 
-    A training CSV (DESIGN.md's header; 'training' is the bundled measured-training.csv) is predicted by the
-    training model, under the shipped training fit or a --calibration profile of ``calibrate --fit`` on one."""
-    from infercast.validate import summarize
+    Recognises the serving, training, vision/encoder (measured-vision-encoder.csv) and offload
+    (measured-offload.csv) formats. A training CSV ('training' is the bundled measured-training.csv) is
+    predicted by the training model, under the shipped training fit or a --calibration profile of
+    ``calibrate --fit`` on one."""
+    from infercast.validate import read_rows, summarize
     from infercast.validate import validate as run
     from infercast.validate_training import is_training_data
 
@@ -444,6 +492,14 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
         profile = load_training_calibration(calibration) if calibration else None
         results = run_training(data, overrides, profile)
     else:
+        measured = read_rows(data)
+        columns = set(measured[0]) if measured else set()
+        from infercast.validate_offload import HEADER as OFFLOAD
+        from infercast.validate_vision import HEADER as VISION
+
+        if VISION <= columns or OFFLOAD <= columns:
+            _validate_beyond(measured, VISION <= columns, output)
+            return
         results = run(data, overrides, calibration)
     rows = [r.to_dict() for r in results]
     summary = summarize(results)
@@ -464,6 +520,46 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
                  for g, s in groups], "table")
     click.echo(f"{summary['predicted']} of {summary['rows']} rows predicted; skipped: "
                + "; ".join(f"{n} x {why}" for why, n in summary["skipped_reasons"].items()))
+
+
+def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> None:
+    """validate on measured-vision-encoder.csv or measured-offload.csv."""
+    from infercast.validate import summarize
+
+    if vision:
+        from infercast.validate_vision import summarize_vision, validate_vision
+
+        results, fit = validate_vision(rows)
+        summary = summarize_vision(rows, results, fit)
+    else:
+        from infercast.validate_offload import validate_offload
+
+        results = validate_offload(rows)
+        summary = summarize(results)
+    table = [r.to_dict() for r in results]
+    if output == "json":
+        _json({"rows": table, "summary": summary})
+        return
+    if output == "csv":
+        click.echo(_csv(table), nl=False)
+        return
+    _print_rows([{"id": r["id"], "metric": r["metric"], "measured": r["measured"], "predicted": r["predicted"],
+                  "error": r["error"], "skipped / note": r["skipped_reason"] or r["note"] or ""} for r in table], "table")
+    if vision:
+        groups = [(f"{kind} {g}", s) for kind in ("by_group", "by_group_source", "by_group_chip")
+                  for g, s in summary[kind].items()]
+        _print_rows([{"group": g, "n": s["in_sample"]["count"], "median |err|": s["in_sample"]["median_ape"],
+                      "held-out median |err|": s["held_out"]["median_ape"], "median err": s["in_sample"]["median_signed"]}
+                     for g, s in groups], "table")
+        click.echo(f"MLPerf BERT tokens per sample (fitted): {summary['mlperf_bert_tokens']:.1f}; without each "
+                   f"source: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["mlperf_bert_tokens_loso"].items()))
+    else:
+        groups = [("all", summary["all"])] + [(f"source={g}", s) for g, s in summary["by_source"].items()]
+        _print_rows([{"group": g, "n": s["count"], "median |err|": s["median_ape"], "median err": s["median_signed"]}
+                     for g, s in groups], "table")
+    done = sum(1 for r in results if r.predicted is not None)
+    click.echo(f"{done} of {len(results)} rows predicted; skipped: " + "; ".join(
+        f"{n} x {why}" for why, n in summary["skipped_reasons"].items()))
 
 
 @cli.command()

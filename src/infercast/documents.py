@@ -12,7 +12,23 @@ from infercast.errors import InfercastError
 
 
 def estimate_document(**kw: Any) -> dict[str, Any]:
-    """``infercast estimate``: the estimate's document (DESIGN.md's contract)."""
+    """``infercast estimate``: the estimate's document (DESIGN.md's contract); for a non-decoder model
+    (``infercast.networks``) the document of its passes (``passes.network_document``)."""
+    from infercast.networks import is_network
+
+    image = {k: kw.pop(k, None) for k in ("resolution", "steps", "cfg", "seq_len")}
+    if is_network(kw.get("model")):
+        from infercast.passes import network_document
+
+        for flag, default in (("isl", 128), ("osl", 128), ("auto", False)):
+            if kw.pop(flag, default) not in (default, None):
+                raise InfercastError(f"--{flag} applies to decoders; {kw['model']} takes --batch, --resolution, "
+                                     f"--steps, --cfg or --seq-len")
+        return network_document(**kw, **{k: v for k, v in image.items() if v is not None and v is not False})
+    given = [k for k, v in image.items() if v is not None and v is not False]
+    if given:
+        raise InfercastError(f"--{given[0].replace('_', '-')} applies to encoders, CNNs and diffusion pipelines; "
+                             f"{kw.get('model')} is a decoder: give --isl and --osl")
     from infercast.estimate import estimate
 
     return estimate(**kw).to_dict()

@@ -220,6 +220,8 @@ class Estimate:
     warnings: list[str] = field(default_factory=list)
     energy_unavailable: str | None = None
     cost_unavailable: str | None = None
+    offload: dict[str, Any] | None = None
+    """Tensors on memory tiers beyond the chip's (``--offload``): placement, bytes per tier, transfer times."""
     plan: Plan | None = None
     precision: Precision | None = None
     sparsity_effect: SparsityEffect | None = None
@@ -259,7 +261,7 @@ class Estimate:
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in _INTERNAL}
         d["breakdown"] = [{k: v for k, v in row.items() if k != "kind"} for row in d["breakdown"]]
-        for key in ("energy_unavailable", "cost_unavailable"):
+        for key in ("energy_unavailable", "cost_unavailable", "offload"):
             if d[key] is None:
                 del d[key]
         return d
@@ -375,6 +377,8 @@ def from_columns(sc: Scenario, cols: Columns) -> Estimate:
         communication_share=g["communication_share"], efficiency=g["efficiency"], comm=g["comm"],
         energy=energy, cost=cost, breakdown=_rows(cols), warnings=warnings,
         energy_unavailable=cols.unavailable.get("energy"), cost_unavailable=cols.unavailable.get("cost"),
+        offload={k[8:]: plain(v) if not isinstance(v, dict) else {n: plain(x) for n, x in v.items()}
+                 for k, v in cols.items() if k.startswith("offload.")} or None,
         plan=plan, precision=p, sparsity_effect=effect, peak_flops=plain(sc.rates.peak(p.gemm_math, sc.chip.id)),
         peak_bandwidth=plain(sc.rates.mem_bw_bytes_per_s),
     )
@@ -416,6 +420,7 @@ def estimate(
     cost: CostOptions | dict[str, float] | None = None,
     usd_per_chip_hour: float | None = None,
     calibration: Calibration | str | None = None,
+    offload: str | dict | None = None,
 ) -> Estimate:
     """Estimate one model serving one static batch on a chip or a system of chips.
 
@@ -429,11 +434,16 @@ def estimate(
                    weight_sparsity=weight_sparsity, sparsity_pattern=sparsity_pattern,
                    activation_sparsity=activation_sparsity, sparse_storage=sparse_storage,
                    moe_imbalance=moe_imbalance, energy=energy, cost=cost, usd_per_chip_hour=usd_per_chip_hour,
-                   calibration=calibration)
+                   calibration=calibration, offload=offload)
     if auto:
         return _auto(model, hardware, batch=batch, isl=isl, osl=osl, **options)
     sc = resolve(model, hardware, tp=tp, pp=pp, **options)
-    return from_columns(sc, evaluate(sc, batch=batch, isl=isl, osl=osl))
+    cols = evaluate(sc, batch=batch, isl=isl, osl=osl)
+    if sc.offload is not None:
+        from infercast.offload import offloaded
+
+        cols = offloaded(sc, cols)
+    return from_columns(sc, cols)
 
 
 def _auto(model, hardware, *, batch, isl, osl, **options) -> Estimate:

@@ -222,7 +222,7 @@ _ALIASES = {
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
 
 _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "deepseek_v3", "deepseek_v2"}
-_FAMILIES = sorted(_LLAMA_LIKE | {"gpt2", "gptj", "gpt_neox", "bloom", "falcon", "mpt", "nemotron"})
+_FAMILIES = sorted(_LLAMA_LIKE | {"gpt2", "gptj", "gpt_neox", "bloom", "falcon", "mpt", "nemotron", "opt"})
 
 # Defaults of transformers' config classes, used only to fill a nested ``text_config``:
 # HF writes nested configs as a diff against these defaults (PretrainedConfig.to_diff_dict),
@@ -366,6 +366,14 @@ def normalise(config: dict[str, Any], name: str) -> ModelSpec:
             parallel_block=c.bool("use_parallel_residual", True), qkv_bias=bias, out_bias=bias, mlp_bias=True,
             tie_word_embeddings=c.bool("tie_word_embeddings", False), position_embedding="rope",
             max_position_embeddings=c.context(),
+        )
+    elif family == "opt":  # OPT (Zhang et al. 2022): GPT-2's layout with ReLU, pre-norm, biases everywhere
+        bias = c.bool("enable_bias", True)
+        fields = dict(
+            num_kv_heads=H, head_dim=h // H, intermediate_size=c.int("ffn_dim"), gated_mlp=False,
+            activation=c.str("activation_function", "relu"), norm="layernorm", norms_per_layer=2, parallel_block=False,
+            qkv_bias=bias, out_bias=bias, mlp_bias=bias, tie_word_embeddings=c.bool("tie_word_embeddings", True),
+            position_embedding="learned", max_position_embeddings=c.context(),
         )
     elif family == "bloom":
         fields = dict(

@@ -48,6 +48,9 @@ HARDWARE = (
                         "the plan must use them all.", int),
     Option("system", "Named system (infercast hardware systems) or a system YAML path."),
     Option("nodes", "Nodes of --system (scale out over its inter-node link).", int),
+    Option("offload", "Place tensors on memory tiers beyond the chip's: TENSOR=TIER[:FRACTION][+TIER:FRACTION] for "
+                      "weights, kv, act (tiers cpu, cxl, nvme), overlap=0..1, TIER_gb=N, TIER_gbps=N; e.g. "
+                      "weights=cpu:0.5,kv=cpu."),
 )
 PLAN = (
     Option("tp", "Tensor-parallel degree.", int, 1),
@@ -102,6 +105,13 @@ WORKLOAD = (
     Option("isl", "Input (prompt) tokens per sequence.", int, 128),
     Option("osl", "Output tokens per sequence.", int, 128),
 )
+NETWORK_WORKLOAD = (
+    Option("resolution", "Image side HEIGHTxWIDTH in pixels for image models, e.g. 1024x1024 [the model's default]."),
+    Option("steps", "Denoising steps of a diffusion pipeline [the model's default].", int),
+    Option("cfg", "Classifier-free guidance: the denoiser runs on twice the batch [the model's default].", bool, False),
+    Option("seq_len", "Tokens per sample of an encoder (BERT) [384].", int),
+)
+"""The workload of non-decoder models (``infercast.networks``): estimate's flags beside --batch."""
 AUTO = Option("auto", "Pick the fastest valid tp x pp plan on the system's chips.", bool, False)
 
 TRAIN_PLAN = tuple(o for o in PLAN if o.name in ("tp", "pp", "ep")) + (

@@ -28,11 +28,13 @@ from infercast.formats import SCHEMES, element_bytes, get_format
 from infercast.hardware import Chip, load_chip
 from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, stage_loads
 from infercast.model import ModelSpec, load_model
+from infercast.networks import Network, is_network, load_network
 from infercast.ops import Attention, Precision
 from infercast.parallel import CommOptions, Plan, Stage, make_plan, p2p_tier, stages_of
 from infercast.roofline import ChipRates, Efficiency
 from infercast.sparsity import Sparsity, SparsityEffect, effect_on, make_sparsity
 from infercast.system import System, default_system, load_system
+from infercast.tiers import Offload, parse_offload
 
 ATTENTION_KINDS = ("flash", "materialized")
 
@@ -48,7 +50,8 @@ class StageGroup:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One deployment, resolved: built by ``resolve`` only, read by ``evaluate``."""
+    """One deployment, resolved: built by ``resolve`` only, read by ``evaluate`` (a decoder) or
+    ``infercast.passes`` (a non-decoder model, whose ``network`` is set and ``spec`` None)."""
 
     spec: ModelSpec
     chip: Chip
@@ -70,6 +73,10 @@ class Scenario:
     warnings: tuple[str, ...] = ()
     """What the inputs imply that the user may not have meant (one line each)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    network: Network | None = None
+    """A non-decoder model (encoder, CNN, diffusion pipeline) run as passes."""
+    offload: Offload | None = None
+    """Tensors placed on memory tiers beyond the chip's own (``infercast.tiers``)."""
 
     @cached_property
     def stages(self) -> list[Stage]:
@@ -233,22 +240,42 @@ def resolve(
     cost: CostOptions | dict[str, float] | None = None,
     usd_per_chip_hour: float | None = None,
     calibration: Calibration | str | None = None,
+    offload: Offload | str | dict | None = None,
 ) -> Scenario:
     """Resolve and validate a deployment; every bad input is one ``InfercastError`` line naming the flag.
 
     ``efficiency``, ``memory``, ``comm``, ``energy`` and ``cost`` override fields of their defaults (a
     full object or a dict of some fields); the efficiency and collective defaults come from
     ``calibration`` (a profile or its path; the shipped fit by default). ``usd_per_chip_hour`` prices
-    chips at a cloud rate instead of as owned hardware.
+    chips at a cloud rate instead of as owned hardware. ``offload`` places tensors on memory tiers
+    (``infercast.tiers.parse_offload``). A non-decoder model (``infercast.networks``) runs data-parallel:
+    one replica per chip, ``dp`` (or ``num_chips``) of them.
     """
-    spec = model if isinstance(model, ModelSpec) else load_model(model)
+    if isinstance(model, Network) or is_network(model):
+        net = model if isinstance(model, Network) else load_network(model)
+        if tp != 1 or pp != 1 or ep != 1 or pp_stages or sequence_parallel or micro_batches is not None:
+            raise InfercastError(f"{net.id} is {'an' if net.kind == 'encoder' else 'a'} {net.kind} model: it runs "
+                                 f"one replica per chip; drop --tp/--pp/--ep and give --dp or --num-chips")
+        if quantization is not None or kv_cache_dtype is not None:
+            raise InfercastError(f"{'--quantization' if quantization else '--kv-cache-dtype'} applies to decoders; "
+                                 f"{net.id} takes --dtype, --weight-dtype and --act-dtype")
+        if num_chips is not None and dp == 1 and system is None:
+            dp = positive_int("--num-chips", num_chips)
+        spec, plan_chips = None, positive_int("--dp", dp)
+    else:
+        net, spec = None, model if isinstance(model, ModelSpec) else load_model(model)
+        plan_chips = tp * pp * dp
+    if net is not None:
+        return _resolve_network(net, hardware, system, num_chips, nodes, plan_chips, dtype, weight_dtype, act_dtype,
+                                weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage, efficiency,
+                                memory, energy, cost, usd_per_chip_hour, calibration, offload)
     for flag, value in (("--tp", tp), ("--pp", pp), ("--ep", ep), ("--dp", dp)):
         positive_int(flag, value)
     if attention not in ATTENTION_KINDS:
         raise InfercastError(f"--attention must be 'flash' or 'materialized' (got {attention!r})")
     imbalance = _moe_imbalance(spec, moe_imbalance)
     sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
-    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
+    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, plan_chips)
     p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
     for fmt in (p.gemm_math, p.attention_math):
         chip.native_format(fmt)  # the chip runs the formats (or a wider one): else one line naming the key
@@ -285,7 +312,41 @@ def resolve(
     return Scenario(spec=spec, chip=chip, system=sys_, plan=plan, precision=p, sparsity=sparsity, sparsity_effect=effect,
                     efficiency=eff, comm=comm_opts, memory=mem_opts, energy=e_opts, cost=c_opts, attention=attention,
                     moe_imbalance=imbalance, micro_batches=micro_batches, rates=rates, warnings=tuple(warnings),
-                    extra={"calibration": calibration})
+                    extra={"calibration": calibration}, offload=parse_offload(offload))
+
+
+def _resolve_network(net: Network, hardware, system, num_chips, nodes, dp: int, dtype, weight_dtype, act_dtype,
+                     weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage, efficiency, memory,
+                     energy, cost, usd_per_chip_hour, calibration, offload) -> Scenario:
+    """A non-decoder model's deployment: ``dp`` replicas of one chip each, the formats of its weights and
+    activations, and the same efficiency, memory, energy and cost options as a decoder's."""
+    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, dp)
+    if dp > sys_.num_chips:
+        raise InfercastError(f"--dp {dp} exceeds system {sys_.id}'s {sys_.num_chips} chips")
+    base = get_format(dtype, "--dtype").name if dtype else "fp16"
+    weight = get_format(weight_dtype, "--weight-dtype").name if weight_dtype else base
+    act = get_format(act_dtype, "--act-dtype").name if act_dtype else base
+    for fmt, flag in ((weight, "--weight-dtype"), (act, "--act-dtype")):
+        if get_format(fmt).math is None:
+            raise InfercastError(f"{flag} {fmt}: a quantization scheme; {net.id} takes plain formats (fp32, bf16, "
+                                 f"fp16, fp8, int8, fp4)")
+    p = Precision(weight, act, act)
+    chip.native_format(p.gemm_math)
+    sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
+    effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
+    if effect is not None:
+        p = replace(p, layer_weight_bytes=effect.weight_bits / 8, layer_math_density=effect.math_density,
+                    dense_layer_weight_bytes=p.layer_weight_bytes)
+    if usd_per_chip_hour is not None:
+        cost = {**(cost.model_dump() if isinstance(cost, CostOptions) else cost or {}),
+                "usd_per_chip_hour": usd_per_chip_hour}
+    return Scenario(spec=None, chip=chip, system=sys_, plan=Plan(dp=dp), precision=p, sparsity=sparsity,
+                    sparsity_effect=effect, efficiency=with_overrides(efficiency_for(chip, calibration), efficiency,
+                                                                      "--efficiency "),
+                    comm=comm_for(calibration), memory=with_overrides(MemoryOptions(), memory, "memory "),
+                    energy=energy_options(energy), cost=cost_options(cost), attention="flash", moe_imbalance=1.0,
+                    micro_batches=None, rates=ChipRates.of(chip), extra={"calibration": calibration}, network=net,
+                    offload=parse_offload(offload))
 
 
 def _moe_imbalance(spec: ModelSpec, value) -> float:

@@ -1,0 +1,163 @@
+"""Predict the rows of measured-offload.csv (FlexGen, ZeRO-Inference, DeepNVMe, diffusers CPU offload).
+
+Columns: ``id,source,workload,model,hardware,host_memory,storage,offload_policy,precision,prompt_len,gen_len,
+batch,metric,value,notes``. Each row names a framework's policy; the prediction places tensors as that
+framework does (``infercast.tiers``) and prices the transfers with ``infercast.offload``:
+
+* FlexGen: its policy search (Sheng et al. 2023, sec. 5) over the batch, the share of the weights kept on
+  the GPU and where the KV cache lives, the rest of the weights in host DRAM and, beyond it, on the SSD;
+  transfers overlapped with compute (its zig-zag block schedule);
+* DeepSpeed ZeRO-Inference: every weight off the GPU (DRAM, or the SSD beyond it), prefetched (overlap 1),
+  KV cache on the GPU unless the row says it is offloaded;
+* Hugging Face Accelerate: weights off the GPU, copied by hooks before each layer runs (overlap 0);
+* a row's stated batch is kept; "max feasible" means the throughput-optimal batch that fits.
+
+The host's DRAM and SSD read rate come from each row (``host_memory``, ``storage``); the rest from the
+catalog. Rows the engine cannot describe are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from infercast.errors import InfercastError
+from infercast.evaluation import evaluate
+from infercast.hardware import catalog_id
+from infercast.offload import offloaded
+from infercast.passes import evaluate_network
+from infercast.scenario import resolve
+from infercast.validate import RowResult
+
+HEADER = {"offload_policy", "host_memory", "storage"}
+BATCHES = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+GPU_SHARES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def _gb(text: str, unit: str = "GB") -> float | None:
+    m = re.search(rf"([\d.]+)\s*{unit}", text or "")
+    return float(m.group(1)) if m else None
+
+
+def _storage_gbps(text: str) -> float | None:
+    m = re.search(r"~?([\d.]+)\s*GB/s read", text or "") or re.search(r"\(([\d,]+)\s*MB/s", text or "")
+    if not m:
+        return None
+    v = float(m.group(1).replace(",", ""))
+    return v / 1000 if "MB/s" in m.group(0) else v
+
+
+def skip_reason(row: dict[str, str]) -> str | None:
+    if catalog_id(row["hardware"]) is None:
+        return f"hardware {row['hardware']} is not in the catalog"
+    if row["value"] == "OOM":
+        return "the source reports out-of-memory (no throughput)"
+    pol = row["offload_policy"]
+    if "4 T4 GPUs" in pol or "DeepSpeed (4 GPUs)" in pol:
+        return "four single-GPU machines in a pipeline over Ethernet: not modelled"
+    if "model CPU offload" in pol:
+        return "component offload (each model moved to the GPU once per call) is not modelled, only sequential offload"
+    if row["model"] == "flux.1-dev":
+        return "nf4 weights are not modelled for networks"
+    return None
+
+
+def _precision(row: dict[str, str]) -> dict[str, str]:
+    p = row["precision"]
+    if p.startswith("4-bit") or "4-bit weight quant=Yes" in row["offload_policy"]:
+        # group-wise 4-bit weights dequantised to fp16 for the math (gptq4: 4 bits plus a scale per 128)
+        kv = "int4" if "weights+KV" in p else "fp16"
+        return {"weight_dtype": "gptq4", "act_dtype": "fp16", "kv_cache_dtype": kv}
+    return {"dtype": "fp16"}
+
+
+def _kind(row: dict[str, str]) -> str:
+    pol = row["offload_policy"]
+    return "flexgen" if pol.startswith("FlexGen") else "accelerate" if pol.startswith("Accelerate") else "zero"
+
+
+def _decoder(row, batch: int, gpu_share: float, kv_on: str, host_bytes: float | None, disk_gbps: float | None,
+             overlap: float, weights_tier: str) -> dict[str, Any] | None:
+    """Columns of one placement, or None if it does not fit."""
+    prec = _precision(row)
+    probe = resolve(row["model"], row["hardware"], **prec)
+    w = float(evaluate(probe, batch=1, isl=2, osl=1)["memory.weights_bytes"])
+    off_share = 1.0 - gpu_share
+    parts = []
+    if off_share > 0:
+        if weights_tier == "nvme":
+            parts = [("nvme", off_share)]
+        else:
+            room = host_bytes if host_bytes is not None else math.inf
+            cpu = min(off_share, room / w * 0.9)  # leave a tenth of DRAM to the process and the KV cache
+            parts = [("cpu", cpu)] if cpu > 0 else []
+            if off_share - cpu > 1e-9:
+                parts.append(("nvme", off_share - cpu))
+    spec = ",".join(filter(None, ["weights=" + "+".join(f"{n}:{f:.6f}" for n, f in parts) if parts else "",
+                                  "kv=cpu" if kv_on == "cpu" else ""])) or None
+    extra = {}
+    if host_bytes is not None:
+        extra["cpu_gb"] = host_bytes / 1e9
+    if disk_gbps is not None:
+        extra["nvme_gbps"] = disk_gbps
+    off = None
+    if spec:
+        off = spec + f",overlap={overlap:g}" + "".join(f",{k}={v:g}" for k, v in extra.items())
+    isl, osl = int(row["prompt_len"]), int(row["gen_len"])
+    sc = resolve(row["model"], row["hardware"], offload=off, **prec)
+    cols = evaluate(sc, batch=batch, isl=isl, osl=osl)
+    if sc.offload is not None:
+        cols = offloaded(sc, cols)
+    return cols if cols["memory.fits"] else None
+
+
+def predict(row: dict[str, str]) -> tuple[float | None, str | None, str | None]:
+    why = skip_reason(row)
+    if why:
+        return None, why, None
+    if row["model"] in ("sdxl-base-1.0",):
+        off = "weights=cpu,overlap=0" if "sequential" in row["offload_policy"] else None
+        sc = resolve(row["model"], row["hardware"], dtype="fp16", offload=off)
+        c = evaluate_network(sc, batch=int(row["batch"]))
+        return c["latency_s"] * 1e3, None, "sequential offload: every pass's weights copied before it runs"
+    host = (_gb(row["host_memory"]) or None) if row["host_memory"] not in ("", "not stated") else None
+    host_bytes = host * 1e9 if host else None
+    disk = _storage_gbps(row["storage"])
+    kind = _kind(row)
+    pol = row["offload_policy"]
+    weights_tier = "nvme" if ("disk_offload" in pol or "weights on NVMe" in pol) else "cpu"
+    kv_options = ("gpu", "cpu") if kind == "flexgen" and "KV cache offload" not in pol else (
+        ("cpu",) if "KV cache offload to CPU=Yes" in pol else ("gpu",))
+    shares = GPU_SHARES if kind == "flexgen" else (0.0,)
+    batches = (int(row["batch"]),) if row["batch"].isdigit() else BATCHES
+    overlap = 0.0 if kind == "accelerate" else 1.0
+    metric = row["metric"]
+    best, best_note = None, None
+    for b in batches:
+        for g in shares:
+            for kv in kv_options:
+                try:
+                    c = _decoder(row, b, g, kv, host_bytes, disk, overlap, weights_tier)
+                except InfercastError:
+                    c = None
+                if c is None:
+                    continue
+                v = c["decode.tokens_per_s"] if metric == "decoding_tokens_per_s" else c["throughput_tokens_per_s"]
+                if best is None or v > best:
+                    best, best_note = v, f"batch {b}, weights {100 * (1 - g):.0f}% off the GPU, KV on {kv}"
+    if best is None:
+        return None, "no placement of this model fits the GPU and the host (the engine's memory model)", None
+    return float(best), None, best_note
+
+
+def validate_offload(rows: list[dict[str, str]]) -> list[RowResult]:
+    out = []
+    for r in rows:
+        measured = float(r["value"]) if r["value"] not in ("OOM", "") else math.nan
+        try:
+            pred, why, note = predict(r)
+        except InfercastError as exc:
+            pred, why, note = None, str(exc), None
+        out.append(RowResult(r["id"], r["metric"], r["hardware"], r["id"].split("-")[0], measured, pred, None, why, note))
+    return out
