@@ -503,11 +503,7 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
         results = run(data, overrides, calibration)
     rows = [r.to_dict() for r in results]
     summary = summarize(results)
-    if output == "json":
-        _json({"rows": rows, "summary": summary})
-        return
-    if output == "csv":
-        click.echo(_csv(rows), nl=False)
+    if _emitted(rows, summary, output):
         return
     _print_rows([{"id": r["id"], "metric": r["metric"], "measured": r["measured"], "predicted": r["predicted"],
                   "error": r["error"], "ideal error": r["error_ideal"], "skipped": r["skipped_reason"] or ""}
@@ -520,6 +516,15 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
                  for g, s in groups], "table")
     click.echo(f"{summary['predicted']} of {summary['rows']} rows predicted; skipped: "
                + "; ".join(f"{n} x {why}" for why, n in summary["skipped_reasons"].items()))
+
+
+def _emitted(rows: list[dict[str, Any]], summary: dict[str, Any], output: str) -> bool:
+    """validate's rows and summary as JSON, or its rows as CSV; False for a table (the caller's)."""
+    if output == "json":
+        _json({"rows": rows, "summary": summary})
+    elif output == "csv":
+        click.echo(_csv(rows), nl=False)
+    return output != "table"
 
 
 def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> None:
@@ -537,11 +542,7 @@ def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> N
         results = validate_offload(rows)
         summary = summarize(results)
     table = [r.to_dict() for r in results]
-    if output == "json":
-        _json({"rows": table, "summary": summary})
-        return
-    if output == "csv":
-        click.echo(_csv(table), nl=False)
+    if _emitted(table, summary, output):
         return
     _print_rows([{"id": r["id"], "metric": r["metric"], "measured": r["measured"], "predicted": r["predicted"],
                   "error": r["error"], "skipped / note": r["skipped_reason"] or r["note"] or ""} for r in table], "table")
