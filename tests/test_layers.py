@@ -19,7 +19,7 @@ LAYERS = [
     ("specs", ["model", "hardware", "system", "formats", "sparsity"]),
     ("ops", ["ops"]),
     ("parallel", ["parallel"]),
-    ("roofline", ["roofline"]),
+    ("roofline", ["roofline", "tiling"]),
     ("memory", ["memory"]),
     ("energy/cost", ["energy", "cost"]),
     ("calibration", ["calibration"]),

@@ -363,7 +363,7 @@ def op_energy(table: OpTable, coef: OpEnergyCoefficients, er: EnergyRates) -> Op
     scale = er.node_scale if np.ndim(er.node_scale) == 0 else np.asarray(er.node_scale)[None]
     dram_rate = er.dram_j_per_byte if np.ndim(er.dram_j_per_byte) == 0 else np.asarray(er.dram_j_per_byte)[None]
     compute = f * coef.flop_j * scale
-    sram = coef.sram.at(f, d) * scale
+    sram = (coef.sram.at(f, d) + table.sram_bytes * er.options.l2_j_per_byte) * scale  # + resident weights' reads
     return OpEnergy(compute, sram, d * dram_rate, np.where(coef.dram, 0.0, b * coef.link_j_per_byte),
                     (er.chip_overhead - 1) * (compute + sram))
 

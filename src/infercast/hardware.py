@@ -187,6 +187,8 @@ class Chip(Spec):
     memory: Memory
     on_chip_sram_bytes: Sourced
     """Last-level on-chip SRAM (L2 / Infinity Cache / scratchpad)."""
+    on_chip_sram_bandwidth_bytes_per_s: Sourced | None = None
+    """Bandwidth of that SRAM; None: unknown (a chip then never holds its weights resident in it)."""
     num_compute_units: Sourced
     """SMs / CUs / cores that GEMM tiles are spread over (wave quantisation)."""
     interconnect: Interconnect | None
@@ -272,6 +274,7 @@ class Chip(Spec):
 # Figures that are rates, capacities or sizes: zero is a typo (or an unknown written as 0), never a chip.
 _POSITIVE = (
     "process_nm", "memory.capacity_bytes", "memory.bandwidth_bytes_per_s", "on_chip_sram_bytes",
+    "on_chip_sram_bandwidth_bytes_per_s",
     "num_compute_units", "tdp_w", "price_usd", "host_link.bandwidth_bytes_per_s_per_direction",
     *(f"peak_flops.{fmt}" for fmt in DTYPES),
     "energy.dram_j_per_bit", "energy.link_j_per_bit", "energy.node_energy_scale",
