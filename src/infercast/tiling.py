@@ -112,7 +112,8 @@ def dram_traffic(table: OpTable, rates: ChipRates, weights_bytes: float | None =
     # one configuration whose operands fit the buffer re-reads nothing: skip it without numpy
     fits = type(buffer) is float and not any_resident
     gemms = [i for i, op in enumerate(table.ops) if op.gemm_shape is not None
-             and not (fits and _at_most(min(op.act_bytes, op.weight_bytes) / op.gemm_shape[3], buffer))]
+             and not (fits and _at_most(op.act_bytes, buffer * op.gemm_shape[3]))
+             and not (fits and _at_most(op.weight_bytes, buffer * op.gemm_shape[3]))]
     if gemms:
         ops = [table.ops[i] for i in gemms]
         M, N, K, G = (_column([op.gemm_shape[j] for op in ops], nd) for j in range(4))
@@ -133,9 +134,9 @@ def dram_traffic(table: OpTable, rates: ChipRates, weights_bytes: float | None =
     return replace(table, bytes=table.bytes + extra - held, sram_bytes=held)
 
 
-def _at_most(x, limit: float) -> bool:
-    """``x <= limit`` for a float ``x``; False for an array (which then goes through the formulas)."""
-    return type(x) is float and x <= limit
+def _at_most(x, limit) -> bool:
+    """``x <= limit`` for floats; False for an array (which then goes through the formulas)."""
+    return type(x) is float and type(limit) in (float, int) and x <= limit
 
 
 def _lead(x):
