@@ -23,6 +23,7 @@ LAYERS = [
     ("memory", ["memory"]),
     ("energy/cost", ["energy", "cost"]),
     ("calibration", ["calibration"]),
+    ("design", ["design"]),
     ("scenario", ["scenario"]),
     ("evaluate/estimate", ["evaluation", "estimate"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",

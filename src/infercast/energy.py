@@ -35,6 +35,7 @@ import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -415,10 +416,10 @@ class OverheadFit:
     """(TDP - idle - DRAM power) / bare on-chip power of a large 16-bit GEMM at the achievable rate."""
 
 
-def chip_overhead_at_tdp(chip: Chip | ChipRates, gemm_max: float, options: EnergyOptions = DEFAULT_OPTIONS,
-                         chip_id: str | None = None):
-    """The chip_overhead at which the chip draws its TDP running an 8192^3 FP16 GEMM at its achievable
-    rate (``gemm_max`` of the 16-bit peak): TDP is the power its best sustained matrix work is built for."""
+def gemm_power_w(chip: Chip | ChipRates, gemm_max: float, options: EnergyOptions = DEFAULT_OPTIONS,
+                 chip_id: str | None = None) -> tuple[Any, Any]:
+    """(bare on-chip W, DRAM W) of the chip running an 8192^3 FP16 GEMM at its achievable rate (``gemm_max``
+    of the 16-bit peak): the bare (Horowitz, node-scaled) arithmetic and SRAM power, and the DRAM power."""
     d = 8192.0
     flops, dram = 2 * d**3, 3 * d * d * 2  # FLOPs; bytes: A and B read, C written, once each
     rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
@@ -429,6 +430,16 @@ def chip_overhead_at_tdp(chip: Chip | ChipRates, gemm_max: float, options: Energ
                      np.array([2.0]), options)
     bare_w = float(bare.compute_j[0] + bare.sram_j[0]) * node_scale(rates, options) / t
     dram_w = dram * 8 * dram_j_per_bit(rates, options) / t
+    return bare_w, dram_w
+
+
+def chip_overhead_at_tdp(chip: Chip | ChipRates, gemm_max: float, options: EnergyOptions = DEFAULT_OPTIONS,
+                         chip_id: str | None = None):
+    """The chip_overhead at which the chip draws its TDP running an 8192^3 FP16 GEMM at its achievable
+    rate (``gemm_max`` of the 16-bit peak): TDP is the power its best sustained matrix work is built for."""
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
+    name = chip_id or (chip.id if isinstance(chip, Chip) else "the chip")
+    bare_w, dram_w = gemm_power_w(rates, gemm_max, options, name)
     return (tdp_w(rates, name) - idle_w(rates, options, name) - dram_w) / bare_w
 
 

@@ -31,6 +31,8 @@ class Option:
     choices: tuple[str, ...] | None = None
     pairs: bool = False
     """Repeatable KEY=NUMBER pairs, gathered into a dict (``--efficiency bandwidth=0.8``)."""
+    numbers: bool = True
+    """Pairs' values are numbers; False: kept as given (``--chip dram_bandwidth=2x``), their reader checks them."""
     metavar: str | None = None
     into: str | None = None
     """The ``resolve()`` keyword whose dict this option is a field of ('memory', 'cost')."""
@@ -48,6 +50,9 @@ HARDWARE = (
                         "the plan must use them all.", int),
     Option("system", "Named system (infercast hardware systems) or a system YAML path."),
     Option("nodes", "Nodes of --system (scale out over its inter-node link).", int),
+    Option("chip", "Change one figure of the chip or design, e.g. dram_bandwidth=2x, sram_bytes=200e6, clock=1.2x "
+                   "or peak_flops.fp8=4e15 (repeatable; keys: infercast whatif --help).", pairs=True, numbers=False,
+           metavar="KEY=VALUE"),
 )
 PLAN = (
     Option("tp", "Tensor-parallel degree.", int, 1),
@@ -141,6 +146,9 @@ def _pairs(option: Option, value) -> dict[str, float] | None:
             items.append((key.strip(), number))
     out = {}
     for key, number in items:
+        if not option.numbers:
+            out[key] = number
+            continue
         try:
             out[key] = float(number)
         except (TypeError, ValueError):
@@ -196,7 +204,7 @@ def request_model(name: str, options: Iterable[Option], doc: str = ""):
     fields: dict[str, Any] = {}
     for o in options:
         if o.pairs:
-            kind: Any = dict[str, float] | None
+            kind: Any = dict[str, float] | None if o.numbers else dict[str, float | str] | None
         elif o.name == "pp_stages":
             kind = list[int] | str | None
         elif o.choices:
