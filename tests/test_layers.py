@@ -28,7 +28,7 @@ LAYERS = [
     ("evaluate/estimate", ["evaluation", "estimate"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
-    ("search/sweep, validation", ["validate", "calibrate", "claims", "localbench", "reference_model"]),
+    ("search/sweep, validation", ["validate", "calibrate", "claims", "localbench", "reference_model", "whatif"]),
     ("front ends", ["options", "documents", "cli", "serving.cli", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}

@@ -854,3 +854,40 @@ def _set_design(d: Design, key: str, value: float) -> Design:
         return Design.model_validate(data)
     except Exception as exc:
         raise InfercastError(f"--chip {key}={value:g}: {str(exc).splitlines()[-1]}") from None
+
+
+# --- the microarchitecture check ----------------------------------------------------------------------------------
+
+MICROARCH_DESIGNS = {"h100-sxm": "h100-sxm-design", "h200-sxm": "h200-sxm-design", "b200": "b200-design",
+                     "b300": "b300-design", "gb300": "gb300-design", "mi300x": "mi300x-design",
+                     "mi325x": "mi325x-design", "mi350x": "mi350x-design", "mi355x": "mi355x-design",
+                     "rtx-5090": "rtx-5090-design"}
+"""The shipped design of every chip of ``catalog/designs/microarch.csv`` (a copy of ../shared/data/microarch.csv)."""
+
+
+def microarch_table() -> list[dict[str, Any]]:
+    """Per row of microarch.csv: the design's dense 16-bit peak against the CSV's check figure and the catalog's."""
+    import csv
+    import io
+
+    text = (_DESIGNS / "microarch.csv").read_text(encoding="utf-8")
+    rows = []
+    for r in csv.DictReader(io.StringIO(text)):
+        d = load_design(MICROARCH_DESIGNS[r["chip"]])
+        k = Knobs.of(d)
+        fmt = "bf16" if "bf16" in d.compute.macs_per_core_per_clock else "fp16"
+        derived = peak_flops(d, k, fmt)
+        catalog = load_chip(r["chip"]).peak(fmt)
+        check = float(r["dense_fp16_tflops_check"]) * 1e12
+        csv_clock = float(r["boost_clock_ghz"]) * 1e9 if r["boost_clock_ghz"] else None
+        rows.append({
+            "chip": r["chip"], "design": d.design, "units": d.compute.units,
+            "matrix_cores_per_unit": d.compute.matrix_cores_per_unit,
+            "macs_per_core_per_clock": d.compute.macs_per_core_per_clock[fmt], "clock_ghz": d.compute.clock_hz / 1e9,
+            "csv_clock_ghz": None if csv_clock is None else csv_clock / 1e9,
+            "clock_from_csv": csv_clock is not None and math.isclose(csv_clock, d.compute.clock_hz, rel_tol=1e-6),
+            "design_tflops": derived / 1e12, "csv_check_tflops": check / 1e12, "catalog_tflops": catalog / 1e12,
+            "error_vs_catalog": derived / catalog - 1, "error_vs_csv_check": derived / check - 1,
+            "at_csv_clock_tflops": None if csv_clock is None else derived * csv_clock / d.compute.clock_hz / 1e12,
+        })
+    return rows

@@ -49,6 +49,16 @@ def compare_document(systems: list[str], *, num_chips: int | None = None, **kw: 
     return rows
 
 
+def whatif_document(vary: list[str], **kw: Any) -> dict[str, Any]:
+    """``infercast whatif``: a chip's or design's figures swept, what binds at each point, and the tornado."""
+    from infercast.whatif import whatif
+
+    if kw.get("hardware") is None:
+        raise InfercastError("whatif varies a chip: give --hardware (a catalog chip, a chip YAML or a design)")
+    model, hardware = kw.pop("model"), kw.pop("hardware")
+    return whatif(model, hardware, list(vary), **kw)
+
+
 def fleet_document(qps: float, *, target_utilization: float = 1.0, slo: str | None = None, num_prompts: int = 2000,
                    **kw: Any) -> dict[str, Any]:
     """``infercast fleet``: replicas of one deployment for a load, and their cost over the years."""
