@@ -12,7 +12,7 @@ A design YAML (``catalog/designs/`` holds the shipped ones) describes a chip tha
 From it follow the chip's figures (peaks, bandwidths, capacity, SRAM: ``derive_chip``), its die area
 (given, or estimated from its units and SRAM by per-node densities: ``area_mm2``), its cost
 (dies per wafer, yield, wafer price per node, DRAM per GB, packaging and board: ``cost_usd``) and,
-when not given, its TDP (the power its 16-bit GEMMs draw on ``infercast.energy``'s model with the
+when not given, its TDP (the power its most demanding GEMMs draw on ``infercast.energy``'s model with the
 catalog's median chip overhead: ``derived_tdp_w``). ``--hardware design.yaml`` runs a design wherever a
 catalog chip runs (``load_hardware``), and ``--chip KEY=VALUE`` changes one figure of either
 (``modify``).
@@ -41,11 +41,11 @@ from pydantic import Field, model_validator
 
 from infercast.calibration import efficiency_for
 from infercast.energy import DEFAULT_OPTIONS as ENERGY_DEFAULTS
-from infercast.energy import derive_chip_overhead, gemm_power_w
+from infercast.energy import derive_chip_overhead, dram_j_per_bit, gemm_power_w, node_scale
 from infercast.errors import InfercastError, did_you_mean
 from infercast.files import exists, is_package_file, read_text
 from infercast.hardware import DTYPES, Chip, Family, Spec, SparsitySupport, catalog_id, load_chip, parse_spec
-from infercast.roofline import ChipRates
+from infercast.roofline import NARROW_MATH, ChipRates
 
 # --- per-node figures -------------------------------------------------------------------------------------------
 
@@ -287,7 +287,7 @@ class Design(Spec):
     dies: int = Field(default=1, gt=0)
     """Dies the area is split over (chiplets): yield is per die."""
     tdp_w: float | None = Field(default=None, gt=0)
-    """None: derived, the power of its 16-bit GEMMs at the catalog's median chip overhead (``derived_tdp_w``)."""
+    """None: derived, the power of its most demanding GEMM at the catalog's median chip overhead (``derived_tdp_w``)."""
     price_usd: float | None = Field(default=None, gt=0)
     """None: derived from the cost model (``cost_usd``)."""
     cost: CostSpec = CostSpec()
@@ -521,32 +521,53 @@ def reference_chip_overhead() -> float:
 
 
 def _rates(d: Design, k: Knobs) -> ChipRates:
-    """The rates the energy model needs (16-bit peak, node, memory) of a design with knobs ``k``."""
-    fmt16 = next((f for f in ("fp16", "bf16") if f in macs(d, k)), None)
-    if fmt16 is None:
-        raise InfercastError(f"design {d.design}: the TDP is derived from 16-bit GEMMs; give "
-                             f"macs_per_core_per_clock.bf16 or fp16, or give tdp_w")
-    p16 = peak_flops(d, k, fmt16)
-    return ChipRates(peak_flops={"fp16": p16}, native={"fp16": "fp16"}, vector_flops_per_s=p16,
+    """The rates the energy model needs (peaks, node, memory) of a design with knobs ``k``."""
+    m = macs(d, k)
+    peaks = {f: peak_flops(d, k, f) for f in m}
+    any_peak = next(iter(peaks.values()))
+    return ChipRates(peak_flops=peaks, native={f: f for f in peaks}, vector_flops_per_s=any_peak,
                      mem_bw_bytes_per_s=k.dram_bw, mem_capacity_bytes=k.dram_capacity, compute_units=k.units,
                      sram_bytes=k.sram_bytes, tdp_w=None, idle_w=None, price_usd=None, process_nm=k.process_nm,
                      memory_type=d.dram.type)
 
 
-def derived_tdp_w(d: Design, k: Knobs | None = None):
-    """TDP of a design that gives none: the power of a large 16-bit GEMM at its family's achievable rate,
-    (DRAM W + k_ref x bare W) / (1 - idle share), with k_ref the catalog's median chip overhead; the inverse of
-    ``energy.chip_overhead_at_tdp``, so the engine finds k_ref back from it."""
-    k = Knobs.of(d) if k is None else k
-    gemm_max = efficiency_for(design_chip(d)).gemm_max
-    bare_w, dram_w = gemm_power_w(_rates(d, k), gemm_max, ENERGY_DEFAULTS, d.design)
-    return (dram_w + reference_chip_overhead() * bare_w) / (1 - ENERGY_DEFAULTS.idle_fraction_of_tdp)
+def derived_tdp_w(d: Design, k: Knobs | None = None, chip_overhead: float | None = None,
+                  matrix_max: float | None = None):
+    """TDP of a design that gives none: the power of its most demanding work, a large GEMM in any of its matrix
+    formats at its family's achievable rate or a stream at full DRAM bandwidth, (DRAM W + k x bare W) / (1 - idle
+    share), with k the catalog's median chip
+    overhead (or ``chip_overhead``); ``matrix_max`` replaces the family's achievable share of peak. The derived chip
+    states k (``energy.chip_overhead``), so the engine uses it rather than the one its TDP would imply."""
+    k_ = Knobs.of(d) if k is None else k
+    eff = efficiency_for(design_chip(d))
+    if matrix_max is not None:
+        eff = eff.model_copy(update={"gemm_max": matrix_max, "gemm_max_narrow": matrix_max})
+    overhead = reference_chip_overhead() if chip_overhead is None else chip_overhead
+    rates, watts = _rates(d, k_), []
+    for fmt in macs(d, k_):
+        if fmt in ("fp32", "tf32"):
+            continue  # no LLM runs its GEMMs there
+        narrow = fmt in NARROW_MATH and eff.gemm_max_narrow is not None
+        bare_w, dram_w = gemm_power_w(rates, eff.gemm_max_narrow if narrow else eff.gemm_max, ENERGY_DEFAULTS,
+                                      d.design, fmt)
+        watts.append((dram_w + overhead * bare_w) / (1 - ENERGY_DEFAULTS.idle_fraction_of_tdp))
+    if not watts:
+        raise InfercastError(f"design {d.design}: no matrix format below 32 bits to derive a TDP from; give tdp_w")
+    # streaming at full DRAM bandwidth (a memory-bound decode): every byte through DRAM, L2 and the registers
+    o = ENERGY_DEFAULTS
+    bw = k_.dram_bw
+    stream = bw * 8 * dram_j_per_bit(rates, o) + overhead * bw * (o.l2_j_per_byte + o.register_j_per_byte) \
+        * node_scale(rates, o)
+    watts.append(stream / (1 - o.idle_fraction_of_tdp))
+    out = np.maximum.reduce(np.broadcast_arrays(*watts)) if len(watts) > 1 else watts[0]
+    return float(out) if np.ndim(out) == 0 else out
 
 
-def tdp_w(d: Design, k: Knobs | None = None):
+def tdp_w(d: Design, k: Knobs | None = None, chip_overhead: float | None = None, matrix_max: float | None = None):
+    """The given TDP, or ``derived_tdp_w``."""
     if d.tdp_w is not None:
         return d.tdp_w
-    return derived_tdp_w(d, k)
+    return derived_tdp_w(d, k, chip_overhead, matrix_max)
 
 
 # --- the chip -------------------------------------------------------------------------------------------------
@@ -617,9 +638,12 @@ def chip_data(d: Design, *, with_price: bool = True, with_tdp: bool = True) -> d
                  + (f". {d.notes}" if d.notes else ""),
     }
     if with_tdp and d.tdp_w is None:
-        data["tdp_w"] = _figure(derived_tdp_w(d), f"{src}: derived", "the power of its 16-bit GEMMs at the "
-                                f"catalog's median chip overhead ({reference_chip_overhead():.3g}), "
-                                f"infercast.design.derived_tdp_w", assumed=True)
+        k_ref = reference_chip_overhead()
+        data["tdp_w"] = _figure(derived_tdp_w(d), f"{src}: derived", "the power of its most demanding GEMM at the "
+                                f"catalog's median chip overhead ({k_ref:.3g}), infercast.design.derived_tdp_w",
+                                assumed=True)
+        data["energy"] = {"chip_overhead": _figure(k_ref, f"{src}: the catalog's median chip overhead",
+                                                   "infercast.design.reference_chip_overhead", assumed=True)}
     if with_price and d.price_usd is None:
         cost = cost_usd(d)
         data["price_usd"] = _figure(price_usd(d), f"{src}: cost model", (

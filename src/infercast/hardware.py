@@ -160,6 +160,9 @@ class EnergySpec(Spec):
     node_energy_scale: Sourced | None = None
     """Energy of the chip's logic and SRAM relative to Horowitz's 45 nm figures, replacing the
     process-node scaling rule."""
+    chip_overhead: Sourced | None = None
+    """The chip's energy beyond its bare datapath (``EnergyOptions.chip_overhead``), replacing the one its TDP
+    implies: a design whose TDP was derived from an overhead states it."""
 
 
 def parse_pattern(pattern: str) -> tuple[int, int]:
@@ -277,7 +280,7 @@ _POSITIVE = (
     "on_chip_sram_bandwidth_bytes_per_s",
     "num_compute_units", "tdp_w", "price_usd", "host_link.bandwidth_bytes_per_s_per_direction",
     *(f"peak_flops.{fmt}" for fmt in DTYPES),
-    "energy.dram_j_per_bit", "energy.link_j_per_bit", "energy.node_energy_scale",
+    "energy.dram_j_per_bit", "energy.link_j_per_bit", "energy.node_energy_scale", "energy.chip_overhead",
 )
 
 # Where a chip lacks units for a format, the math runs on the next wider units it has

@@ -114,6 +114,8 @@ class ChipRates:
     memory_type: str = ""
     sram_bw_bytes_per_s: float | np.ndarray | None = None
     """Bandwidth of that SRAM; None: unknown (weights are never held resident in it)."""
+    chip_overhead: float | None = None
+    """The chip's own energy overhead factor; None: the one its TDP implies (``infercast.energy``)."""
 
     @classmethod
     def of(cls, chip: Chip) -> ChipRates:
@@ -152,7 +154,8 @@ class ChipRates:
                    process_nm=chip.process_nm.value, dram_j_per_bit=own("dram_j_per_bit"),
                    link_j_per_bit=own("link_j_per_bit"), node_energy_scale=own("node_energy_scale"),
                    memory_type=chip.memory.type,
-                   sram_bw_bytes_per_s=getattr(chip.on_chip_sram_bandwidth_bytes_per_s, "value", None))
+                   sram_bw_bytes_per_s=getattr(chip.on_chip_sram_bandwidth_bytes_per_s, "value", None),
+                   chip_overhead=own("chip_overhead"))
 
     def peak(self, fmt: str, chip_id: str = "the chip") -> float | np.ndarray:
         """Dense peak FLOP/s for math in ``fmt`` on the units that run it."""

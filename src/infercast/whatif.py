@@ -117,10 +117,11 @@ def base_hardware(hardware: str | Chip | Design, chip: dict[str, Any] | None = N
     return modify(hw, chip) if chip else hw
 
 
-def knob_rates(hw: Chip | Design, values: dict[str, Any]) -> dict[str, Any]:
-    """``evaluate()``'s ``rates`` for knob values (floats or arrays, absolute) on the base hardware."""
+def knob_rates(hw: Chip | Design, values: dict[str, Any], chip_overhead: float | None = None) -> dict[str, Any]:
+    """``evaluate()``'s ``rates`` for knob values (floats or arrays, absolute) on the base hardware (a design's
+    derived TDP at ``chip_overhead``, default the catalog's median)."""
     if isinstance(hw, Design):
-        return _design_rates(hw, values)
+        return _design_rates(hw, values, chip_overhead)
     out: dict[str, Any] = {}
     direct = {"dram_bandwidth": "mem_bw_bytes_per_s", "dram_capacity": "mem_capacity_bytes",
               "sram_bytes": "sram_bytes", "sram_bandwidth": "sram_bw_bytes_per_s", "tdp": "tdp_w",
@@ -142,15 +143,20 @@ def knob_rates(hw: Chip | Design, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _design_rates(d: Design, values: dict[str, Any]) -> dict[str, Any]:
-    """A design's rates with knobs changed: its figures, area, cost and TDP from the same formulas as one chip's."""
+def design_knobs(d: Design, values: dict[str, Any]) -> Knobs:
+    """A design's knobs with what-if values (absolute, floats or arrays) in place of its own."""
     k0 = Knobs.of(d)
     names = {"dram_bandwidth": "dram_bw", "dram_capacity": "dram_capacity", "sram_bytes": "sram_bytes",
              "sram_bandwidth": "sram_bw", "clock": "clock_hz", "compute_units": "units", "process_nm": "process_nm"}
     fields = {names[k]: v for k, v in values.items() if k in names}
     if "compute" in values:
         fields["matrix_cores"] = k0.matrix_cores * values["compute"]
-    k = Knobs(**{**k0.__dict__, **fields})
+    return Knobs(**{**k0.__dict__, **fields})
+
+
+def _design_rates(d: Design, values: dict[str, Any], chip_overhead: float | None = None) -> dict[str, Any]:
+    """A design's rates with knobs changed: its figures, area, cost and TDP from the same formulas as one chip's."""
+    k0, k = Knobs.of(d), design_knobs(d, values)
     out: dict[str, Any] = {"mem_bw_bytes_per_s": k.dram_bw, "mem_capacity_bytes": k.dram_capacity,
                            "sram_bytes": k.sram_bytes, "process_nm": k.process_nm, "compute_units": k.units}
     if k.sram_bw is not None:
@@ -159,7 +165,7 @@ def _design_rates(d: Design, values: dict[str, Any]) -> dict[str, Any]:
     if not (np.ndim(scale) == 0 and scale == 1.0):
         out["peak_scale"] = scale
     out["price_usd"] = values["price"] if "price" in values else price_usd(d, k)
-    out["tdp_w"] = values["tdp"] if "tdp" in values else tdp_w(d, k)
+    out["tdp_w"] = values["tdp"] if "tdp" in values else tdp_w(d, k, chip_overhead)
     return {key: (float(v) if np.ndim(v) == 0 else v) for key, v in out.items()}
 
 
@@ -238,11 +244,18 @@ def evaluate_grid(hw: Chip | Design, model, grid: dict[str, np.ndarray], shape: 
     knobs = {k: v for k, v in grid.items() if k in KNOBS}
     rates = knob_rates(hw, knobs) if knobs else {}
     load = {k: grid.get(k, workload[k]) for k in WORKLOAD_AXES}
-    if shape:  # full-shape workload arrays: the engine broadcasts chip arrays against them
-        load = {k: np.broadcast_to(np.asarray(v, dtype=float), shape).copy() for k, v in load.items()}
+    if shape:
+        load = {k: _axis_array(v, len(shape)) for k, v in load.items()}
     cols = evaluate(sc, **load, rates=rates or None)
     cols["_price_usd"] = rates.get("price_usd", sc.rates.price_usd)
     return cols
+
+
+def _axis_array(value, nd: int) -> np.ndarray:
+    """A workload axis with the grid's number of dimensions (ones where it does not vary): ``evaluate()`` broadcasts
+    chip-rate arrays against the workload's, which a scalar workload does not give it."""
+    a = np.asarray(value, dtype=float)
+    return a.reshape((1,) * (nd - a.ndim) + a.shape) if a.ndim else np.full((1,) * nd, float(a))
 
 
 def tornado(hw: Chip | Design, model, axes: list[Axis], workload: dict[str, float],
@@ -326,3 +339,169 @@ def plot_tornado(doc: dict[str, Any], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# --- the seed-003 target: 50 W per delivered PFLOP/s at over 50% efficiency ------------------------------------------
+
+SEED003_GRID = {
+    "process_nm": (7.0, 5.0, 3.0, 2.0),
+    "sram_bytes": (50e6, 1e9, 4e9),
+    "dram_bandwidth": (3.35e12, 8e12, 32e12),
+    "batch": (16.0, 64.0, 256.0, 1024.0),
+    "dataflow": (0.0, 1.0),
+}
+"""Numeric axes of the search (one ``evaluate()`` per categorical combination). ``dataflow`` 0 keeps the family's
+fitted efficiency (GPU kernels: launch and step overheads, the matrix units' achievable share of peak); 1 is a
+statically scheduled chip that launches nothing at run time and whose matrix units reach ``DATAFLOW_MATRIX_MAX``."""
+DATAFLOW_MATRIX_MAX = 0.9
+"""Share of peak a statically scheduled design's matrix units reach in every format. Assumed (systolic arrays fed
+by a compiler-planned schedule; GPUs measure 0.57-0.82 here, ``catalog/calibration/default.yaml``)."""
+SEED003_SRAM_BANDWIDTH = 100e12
+"""SRAM bandwidth of every searched design, bytes/s: the order of Groq's LPU (80 TB/s from 230 MB; Groq, ISCA
+2020 and product brief). Assumed; it matters only where a chip holds all its weights."""
+SEED003_FORMATS = {"fp8": dict(dtype="fp8"), "fp4": dict(weight_dtype="fp4", act_dtype="fp4", kv_cache_dtype="fp8")}
+SEED003_SPARSITY = {
+    "dense": ({}, None),
+    "2:4": (dict(sparsity_pattern="2:4", sparse_storage="compressed"), None),
+    "75% unstructured, 8x engine": (dict(weight_sparsity=0.75), dict(
+        structured=("2:4",), unstructured=True, max_speedup=8, compressed_weights=True,
+        source="search assumption: an engine skipping unstructured zeros up to 8x (the S30's is 32x)")),
+}
+SEED003_PLANS = {"1 chip": dict(tp=1), "8 chips (tp 8)": dict(tp=8), "64 chips (tp 8 x pp 8)": dict(tp=8, pp=8)}
+
+
+def seed003_base() -> Design:
+    """The search's template: the H100 design with its TDP, area and price left to the models (so that node,
+    SRAM and formats change them), an SRAM bandwidth, and FP4 units at twice the FP8 rate."""
+    d = load_design("h100-sxm-design")
+    data = d.model_dump()
+    data.update(design="seed003-base", name="H100-like inference design (seed-003 search)", tdp_w=None,
+                die_area_mm2=None, price_usd=None, notes=None)
+    data["sram"][-1]["bandwidth_bytes_per_s"] = SEED003_SRAM_BANDWIDTH
+    return Design.model_validate(data)
+
+
+def target_search(model: str = "llama-3-70b", *, isl: int = 1024, osl: int = 256, target_efficiency: float = 0.5,
+                  target_w_per_pflops: float = 50.0, overheads: tuple[float | None, ...] = (None, 4.0, 2.0, 1.0),
+                  max_e2e_s: float = 10.0) -> dict[str, Any]:
+    """Designs around ``seed003_base`` for SEED-CLAIMS C17 / seed 003: compute efficiency (the request's FLOPs over
+    its time x the chip's peak) of at least ``target_efficiency`` and at most ``target_w_per_pflops`` W per
+    delivered PFLOP/s, answering within ``max_e2e_s``. Sweeps ``SEED003_GRID`` as arrays for each format,
+    sparsity, plan and chip overhead (None: the catalog's median, what today's chips spend beyond their bare
+    datapath). Returns how many designs meet the target, the best of them, the closest point (``score``: the
+    larger of efficiency short of target and watts over target, 1 or less meets both) and the closest at each
+    chip overhead, with what binds there."""
+    base = seed003_base()
+    shape, grid = _grid([Axis(k, v, tuple(f"{x:g}" for x in v), None) for k, v in SEED003_GRID.items()])
+    axes = {key: np.broadcast_to(v, shape).ravel() for key, v in grid.items()}
+    combos, evaluated, met_count, valid_count = [], 0, 0, 0
+    for (fmt, fmt_opts), (sp, (sp_opts, engine)), (plan, plan_opts), k in product(
+            SEED003_FORMATS.items(), SEED003_SPARSITY.items(), SEED003_PLANS.items(), overheads):
+        d = modify(base, {"fp4_units": 2.0}) if fmt == "fp4" else base
+        if engine is not None:
+            data = d.model_dump()
+            data["compute"]["sparsity"] = engine
+            d = Design.model_validate(data)
+        sc = resolve(model, derive_chip(d), **fmt_opts, **sp_opts, **plan_opts,
+                     energy={"chip_overhead": k} if k is not None else None)
+        knobs = {key: v for key, v in grid.items() if key in KNOBS}
+        rates = knob_rates(d, knobs, chip_overhead=k)
+        a, e = grid["dataflow"], sc.efficiency
+        # a dataflow design's TDP is what its GEMMs draw at the share of peak they reach there
+        rates["tdp_w"] = np.where(a > 0, tdp_w(d, design_knobs(d, knobs), k, DATAFLOW_MATRIX_MAX), rates["tdp_w"])
+        eff_values = {"kernel_overhead_s": e.kernel_overhead_s * (1 - a), "step_overhead_s": e.step_overhead_s * (1 - a),
+                      **{f: getattr(e, f) + a * (DATAFLOW_MATRIX_MAX - getattr(e, f))
+                         for f in ("gemm_max", "gemm_max_narrow", "attention_max") if getattr(e, f) is not None}}
+        nd = len(shape)
+        cols = evaluate(sc, batch=grid["batch"], isl=_axis_array(isl, nd), osl=_axis_array(osl, nd), rates=rates,
+                        efficiency=eff_values)
+        peak = sc.rates.peak(sc.precision.gemm_math, sc.chip.id)
+        flat = {key: np.broadcast_to(np.asarray(v), shape).ravel() for key, v in {
+            "efficiency": (cols["prefill.flops"] + cols["decode.flops"]) / (cols["e2e_latency_s"] * peak),
+            "w_per_pflops": cols["energy.w_per_delivered_pflops"], "fits": cols["memory.fits"],
+            "e2e_s": cols["e2e_latency_s"], "ttft_s": cols["ttft_s"], "tpot_s": cols["decode.tpot_s"],
+            "tokens_per_s_per_chip": cols["throughput_tokens_per_s"] / sc.plan.num_chips,
+            "usd_per_million_tokens": cols["cost.usd_per_million_tokens"], "price_usd": rates["price_usd"],
+            "tdp_w": rates["tdp_w"], "decode_bound": cols["decode.bound"], "prefill_bound": cols["prefill.bound"],
+            "power_capped": cols["energy.power_capped"],
+            **{f"share_{p}": cols[f"energy.split.{p}"] / cols["energy.total_j"]
+               for p in ("compute_j", "sram_j", "dram_j", "interconnect_j", "static_j", "overhead_j")}}.items()}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            short, over = target_efficiency / flat["efficiency"], flat["w_per_pflops"] / target_w_per_pflops
+            score = np.maximum(short, over) + 1e-3 * np.minimum(short, over)  # ties go to the better other half
+        valid = flat["fits"] & np.isfinite(score) & (flat["e2e_s"] <= max_e2e_s)
+        score = np.where(valid, score, np.inf)
+        evaluated += score.size
+        valid_count += int(valid.sum())
+        met_count += int((score <= 1).sum())
+        density = sc.sparsity_effect.math_density if sc.sparsity_effect is not None else 1.0
+        # the same with the FLOPs sparsity skips counted as delivered (vendors' "effective" FLOPS): the linear
+        # layers' math over its density, approximately (attention and the LM head stay dense)
+        dense = np.where(valid, np.maximum(short * density, over * density), np.inf)
+        label = {"format": fmt, "sparsity": sp, "plan": plan, "overhead_is_reference": k is None,
+                 "chip_overhead": round(float(sc.energy_rates.chip_overhead), 3), "linear_math_density": density}
+        combos.append((label, flat, score, dense))
+
+    def row(c, i: int) -> dict[str, Any]:
+        label, flat, score, dense = c
+        r = {**label, **{key: float(v[i]) for key, v in axes.items()}, **{f: _plain(v[i]) for f, v in flat.items()},
+             "score": float(score[i]), "score_counting_skipped_flops": float(dense[i])}
+        r["dense_equivalent_w_per_pflops"] = r["w_per_pflops"] * label["linear_math_density"]
+        r["dense_equivalent_efficiency"] = r["efficiency"] / label["linear_math_density"]
+        return r
+
+    def best(pick, which: int = 2) -> dict[str, Any] | None:
+        chosen = [(float(c[which][i]), n, i) for n, c in enumerate(combos) if pick(c[0])
+                  for i in [int(np.argmin(c[which]))] if np.isfinite(c[which][i])]
+        if not chosen:
+            return None
+        _, n, i = min(chosen)
+        return row(combos[n], i)
+
+    met = sorted(((float(c[2][i]), n, int(i)) for n, c in enumerate(combos) for i in np.flatnonzero(c[2] <= 1)))
+    by_overhead = {}
+    for k in overheads:
+        key = "reference" if k is None else f"{k:g}"
+        by_overhead[key] = best(lambda lab, k=k: lab["overhead_is_reference"] if k is None else
+                                (not lab["overhead_is_reference"] and lab["chip_overhead"] == k))
+    return {"model": model, "isl": isl, "osl": osl, "target_efficiency": target_efficiency,
+            "target_w_per_pflops": target_w_per_pflops, "max_e2e_s": max_e2e_s,
+            "grid": {k: list(v) for k, v in SEED003_GRID.items()}, "formats": list(SEED003_FORMATS),
+            "sparsity": list(SEED003_SPARSITY), "plans": list(SEED003_PLANS),
+            "chip_overheads": ["reference" if k is None else k for k in overheads],
+            "evaluated": evaluated, "valid": valid_count, "met_count": met_count,
+            "met": [row(combos[n], i) for _, n, i in met[:10]], "closest": best(lambda lab: True),
+            "best_by_overhead": by_overhead,
+            "closest_counting_skipped_flops": {
+                key: best(lambda lab, k=k: lab["overhead_is_reference"] if k is None else
+                          (not lab["overhead_is_reference"] and lab["chip_overhead"] == k), which=3)
+                for key, k in zip(by_overhead, overheads, strict=True)}}
+
+
+# --- the S30 against the H100 (SEED-CLAIMS C12-C14) -----------------------------------------------------------------
+
+
+def s30_comparison(*, batches: tuple[int, ...] = (1, 32), sparsities: tuple[float, ...] = (0.0, 0.5, 0.75, 0.875),
+                   isl: int = 128, osl: int = 128) -> list[dict[str, Any]]:
+    """BLOOM-176B decode on 4 x the Moffett S30 design (12 nm, INT8, unstructured sparsity its engine skips, weights
+    compressed) against 4 x the H100 design (INT8 dense and 2:4), both priced by the design cost model. One row
+    per chip, sparsity and batch. BERT-Large, the other half of the claim, is an encoder: not modelled here."""
+    rows = []
+    cases = [("moffett-s30-design", s, {"weight_sparsity": s} if s else {}) for s in sparsities]
+    cases += [("h100-sxm-design", 0.0, {}), ("h100-sxm-design", 0.5, {"sparsity_pattern": "2:4",
+                                                                     "sparse_storage": "compressed"})]
+    for design, s, extra in cases:
+        d = load_design(design)
+        chip = derive_chip(d)
+        sc = resolve("bloom-176b", chip, tp=4, dtype="int8", kv_cache_dtype="bf16", **extra)
+        cols = evaluate(sc, batch=np.asarray(batches, dtype=float), isl=float(isl), osl=float(osl))
+        for i, b in enumerate(batches):
+            def at(key):
+                return _plain(np.broadcast_to(np.asarray(cols[key]), (len(batches),))[i])
+            rows.append({"chip": design, "node_nm": d.process_nm, "sparsity": s, "batch": b,
+                         "tokens_per_s_per_stream": 1 / at("decode.tpot_s"), "decode_tokens_per_s": at("decode.tokens_per_s"),
+                         "tpot_s": at("decode.tpot_s"), "joules_per_token": at("energy.joules_per_token"),
+                         "usd_per_million_tokens": at("cost.usd_per_million_tokens"), "decode_bound": at("decode.bound"),
+                         "fits": at("memory.fits"), "average_power_w": at("energy.average_power_w"),
+                         "chip_price_usd": chip.price_usd.value, "tdp_w": chip.tdp_w.value})
+    return rows
