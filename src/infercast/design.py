@@ -748,17 +748,15 @@ _CHIP_PATHS = {"dram_bandwidth": "memory.bandwidth_bytes_per_s", "dram_capacity"
 def parse_value(key: str, text: Any, base: float | None) -> float:
     """A knob's value: a number (SI) or a ratio to ``base`` ('2x'); one line naming the key if bad."""
     raw = str(text).strip()
+    ratio = raw.lower().endswith("x")
     try:
-        if raw.lower().endswith("x"):
-            ratio = float(raw[:-1])
-            if base is None:
-                raise InfercastError(f"--chip {key}={raw}: the chip's {key} is unknown, so a ratio has nothing to "
-                                     f"scale; give an absolute value")
-            value = ratio * base
-        else:
-            value = float(raw)
+        number = float(raw[:-1] if ratio else raw)
     except ValueError:
         raise InfercastError(f"--chip {key}={raw!r}: expected a number (SI units) or a ratio such as 2x") from None
+    if ratio and base is None:
+        raise InfercastError(f"--chip {key}={raw}: the chip's {key} is unknown, so a ratio has nothing to scale; "
+                             f"give an absolute value")
+    value = number * base if ratio else number
     if not math.isfinite(value) or value < 0 or (value == 0 and key != "fp4_units"):
         raise InfercastError(f"--chip {key}={raw}: must be a positive finite number")
     return value
@@ -857,9 +855,9 @@ def _set_design(d: Design, key: str, value: float) -> Design:
     elif key == "compute":
         c["macs_per_core_per_clock"] = {f: n * value for f, n in c["macs_per_core_per_clock"].items()}
     elif key == "compute_units":
-        spare = (d.compute.units_physical or d.compute.units) - d.compute.units
+        ratio = (d.compute.units_physical or d.compute.units) / d.compute.units  # spares in proportion, as on arrays
         c["units"] = int(round(value))
-        c["units_physical"] = int(round(value)) + spare
+        c["units_physical"] = max(int(round(value * ratio)), int(round(value)))
     elif key == "tdp":
         data["tdp_w"] = value
     elif key == "price":
@@ -875,9 +873,17 @@ def _set_design(d: Design, key: str, value: float) -> Design:
         if value > 0:
             macs_["fp4"] = value * base
     try:
-        return Design.model_validate(data)
+        new = Design.model_validate(data)
     except Exception as exc:
         raise InfercastError(f"--chip {key}={value:g}: {str(exc).splitlines()[-1]}") from None
+    # a given area or price moves with the estimate's change, as ``area_mm2`` and ``price_usd`` move them on arrays
+    update: dict[str, Any] = {}
+    if d.die_area_mm2 is not None:
+        update["die_area_mm2"] = (d.die_area_mm2 + estimated_area(new, Knobs.of(new)).total_mm2
+                                  - estimated_area(d, Knobs.of(d)).total_mm2)
+    if d.price_usd is not None and key != "price":
+        update["price_usd"] = d.price_usd * cost_usd(new.model_copy(update=update)).total_usd / cost_usd(d).total_usd
+    return new.model_copy(update=update) if update else new
 
 
 # --- the microarchitecture check ----------------------------------------------------------------------------------
