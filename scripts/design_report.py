@@ -15,10 +15,20 @@ import time
 from pathlib import Path
 
 from infercast import estimate
-from infercast.design import (SRAM_ARRAY_EFFICIENCY, UNCORE_SHARE, Knobs, cost_usd, derive_chip, design_ids,
-                              estimated_area, load_design, load_hardware, microarch_table, reference_chip_overhead)
-from infercast.tiling import BUFFER_SHARE
-from infercast.tiling import gemm_dram_bytes
+from infercast.design import (
+    SRAM_ARRAY_EFFICIENCY,
+    UNCORE_SHARE,
+    Knobs,
+    cost_usd,
+    derive_chip,
+    design_ids,
+    estimated_area,
+    load_design,
+    load_hardware,
+    microarch_table,
+    reference_chip_overhead,
+)
+from infercast.tiling import BUFFER_SHARE, gemm_dram_bytes
 from infercast.whatif import s30_comparison, target_search, whatif
 
 ROOT = Path(__file__).resolve().parents[1]

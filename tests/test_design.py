@@ -12,8 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infercast import InfercastError, estimate, evaluate, resolve
-from infercast.design import (Knobs, area_mm2, cost_usd, design_ids, derive_chip, die_yield, dies_per_wafer,
-                              harvested_yield, load_design, load_hardware, microarch_table, modify)
+from infercast.design import (
+    Knobs,
+    area_mm2,
+    cost_usd,
+    derive_chip,
+    design_ids,
+    die_yield,
+    dies_per_wafer,
+    harvested_yield,
+    load_design,
+    load_hardware,
+    microarch_table,
+    modify,
+)
 from infercast.hardware import load_chip
 from infercast.roofline import ChipRates, OpTable
 from infercast.tiling import BUFFER_SHARE, attention_rereads, dram_traffic, gemm_dram_bytes, gemm_rereads
@@ -336,3 +348,11 @@ def test_design_rates_on_arrays_match_one_design():
     one = derive_chip(modify(d, {"sram_bytes": "100e6", "process_nm": "3"}))
     assert arrays["price_usd"][1] == pytest.approx(one.price_usd.value, rel=1e-9)
     assert arrays["sram_bytes"][1] == ChipRates.of(one).sram_bytes
+
+
+def test_hardware_designs_and_show_a_design():
+    from infercast.documents import chip_document, designs_document
+
+    rows = {r["id"]: r for r in designs_document()}
+    assert set(rows) == set(design_ids()) and rows["h100-sxm-design"]["area_mm2"] == pytest.approx(814)
+    assert chip_document("h100-sxm-design")["peak_flops"]["bf16"]["value"] == pytest.approx(989.43e12, rel=1e-4)

@@ -313,11 +313,20 @@ def hardware_systems(output: str) -> None:
     _print_rows(systems_document(), output)
 
 
+@hardware.command("designs")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def hardware_designs(output: str) -> None:
+    """List the shipped chip designs with the figures derived from them (peaks, area, price, TDP)."""
+    from infercast.documents import designs_document
+
+    _print_rows(designs_document(), output)
+
+
 @hardware.command("show")
 @click.argument("name")
 @click.option("--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 def hardware_show(name: str, output: str) -> None:
-    """Show one chip's catalog entry with every source."""
+    """Show one chip's catalog entry with every source (or the chip a design derives)."""
     from infercast.documents import chip_document
 
     data = chip_document(name)

@@ -37,14 +37,14 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from infercast.calibration import efficiency_for
 from infercast.energy import DEFAULT_OPTIONS as ENERGY_DEFAULTS
 from infercast.energy import derive_chip_overhead, dram_j_per_bit, gemm_power_w, node_scale
-from infercast.errors import InfercastError, did_you_mean
+from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
 from infercast.files import exists, is_package_file, read_text
-from infercast.hardware import DTYPES, Chip, Family, Spec, SparsitySupport, catalog_id, load_chip, parse_spec
+from infercast.hardware import DTYPES, Chip, Family, SparsitySupport, Spec, catalog_id, load_chip, parse_spec
 from infercast.roofline import NARROW_MATH, ChipRates
 
 # --- per-node figures -------------------------------------------------------------------------------------------
@@ -663,8 +663,8 @@ def design_chip(d: Design) -> Chip:
 def _chip(d: Design, full: bool) -> Chip:
     try:
         return Chip.model_validate(chip_data(d, with_price=full, with_tdp=full))
-    except Exception as exc:  # a derived figure out of the chip's ranges: say which design
-        raise InfercastError(f"design {d.design}: its chip is not valid ({str(exc).splitlines()[-1]})") from None
+    except ValidationError as exc:  # a derived figure out of the chip's ranges: say which design
+        raise InfercastError(f"design {d.design}: its chip is not valid ({pydantic_error_line(exc)})") from None
 
 
 def derive_chip(d: Design) -> Chip:
@@ -810,7 +810,7 @@ def _set_chip(chip: Chip, key: str, value: float, base: float | None) -> Chip:
     data = chip.model_dump()
     note = f"--chip {key}={value:g}"
     if key in ("clock", "compute"):
-        for fmt, fig in data["peak_flops"].items():
+        for fig in data["peak_flops"].values():
             if fig is not None and fig["value"] is not None:
                 fig.update(value=fig["value"] * value, note=note)
     elif key == "fp4_units":
@@ -832,8 +832,8 @@ def _set_chip(chip: Chip, key: str, value: float, base: float | None) -> Chip:
     data["name"] = f"{chip.name} ({note})"
     try:
         return Chip.model_validate(data)
-    except Exception as exc:
-        raise InfercastError(f"--chip {key}={value:g}: {str(exc).splitlines()[-1]}") from None
+    except ValidationError as exc:
+        raise InfercastError(f"--chip {key}={value:g}: {pydantic_error_line(exc)}") from None
 
 
 def _set_design(d: Design, key: str, value: float) -> Design:
@@ -856,8 +856,8 @@ def _set_design(d: Design, key: str, value: float) -> Design:
         c["macs_per_core_per_clock"] = {f: n * value for f, n in c["macs_per_core_per_clock"].items()}
     elif key == "compute_units":
         ratio = (d.compute.units_physical or d.compute.units) / d.compute.units  # spares in proportion, as on arrays
-        c["units"] = int(round(value))
-        c["units_physical"] = max(int(round(value * ratio)), int(round(value)))
+        c["units"] = round(value)
+        c["units_physical"] = max(round(value * ratio), round(value))
     elif key == "tdp":
         data["tdp_w"] = value
     elif key == "price":
@@ -874,8 +874,8 @@ def _set_design(d: Design, key: str, value: float) -> Design:
             macs_["fp4"] = value * base
     try:
         new = Design.model_validate(data)
-    except Exception as exc:
-        raise InfercastError(f"--chip {key}={value:g}: {str(exc).splitlines()[-1]}") from None
+    except ValidationError as exc:
+        raise InfercastError(f"--chip {key}={value:g}: {pydantic_error_line(exc)}") from None
     # a given area or price moves with the estimate's change, as ``area_mm2`` and ``price_usd`` move them on arrays
     update: dict[str, Any] = {}
     if d.die_area_mm2 is not None:

@@ -22,8 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from infercast.design import KNOBS, Design, Knobs, base_value, derive_chip, load_design, is_design, modify, \
-    parse_value, price_usd, tdp_w
+from infercast.design import (
+    KNOBS,
+    Design,
+    Knobs,
+    base_value,
+    derive_chip,
+    is_design,
+    load_design,
+    modify,
+    parse_value,
+    price_usd,
+    tdp_w,
+)
 from infercast.errors import InfercastError, did_you_mean
 from infercast.evaluation import evaluate
 from infercast.hardware import Chip, load_chip
@@ -300,7 +311,7 @@ def whatif(model, hardware: str | Chip | Design, vary: list[str], *, batch: int 
         dup = next(n for n in names if names.count(n) > 1)
         raise InfercastError(f"--vary {dup}: given twice; list its values in one --vary")
     workload = {"batch": float(batch), "isl": float(isl), "osl": float(osl)}
-    rows, shape = run_points(hw, model, axes, workload, options)
+    rows, _ = run_points(hw, model, axes, workload, options)
     base, swings = tornado(hw, model, axes, workload, options)
     chip_of = _hardware_of(hw)
     return {"model": str(model), "hardware": chip_of.id, "design": isinstance(hw, Design),
@@ -495,9 +506,11 @@ def s30_comparison(*, batches: tuple[int, ...] = (1, 32), sparsities: tuple[floa
         chip = derive_chip(d)
         sc = resolve("bloom-176b", chip, tp=4, dtype="int8", kv_cache_dtype="bf16", **extra)
         cols = evaluate(sc, batch=np.asarray(batches, dtype=float), isl=float(isl), osl=float(osl))
+        flat = {key: np.broadcast_to(np.asarray(v), (len(batches),)) for key, v in cols.items()
+                if key.startswith(("decode.", "energy.", "cost.", "memory."))}
         for i, b in enumerate(batches):
-            def at(key):
-                return _plain(np.broadcast_to(np.asarray(cols[key]), (len(batches),))[i])
+            def at(key, i=i, flat=flat):
+                return _plain(flat[key][i])
             rows.append({"chip": design, "node_nm": d.process_nm, "sparsity": s, "batch": b,
                          "tokens_per_s_per_stream": 1 / at("decode.tpot_s"), "decode_tokens_per_s": at("decode.tokens_per_s"),
                          "tpot_s": at("decode.tpot_s"), "joules_per_token": at("energy.joules_per_token"),
