@@ -356,3 +356,13 @@ def test_hardware_designs_and_show_a_design():
     rows = {r["id"]: r for r in designs_document()}
     assert set(rows) == set(design_ids()) and rows["h100-sxm-design"]["area_mm2"] == pytest.approx(814)
     assert chip_document("h100-sxm-design")["peak_flops"]["bf16"]["value"] == pytest.approx(989.43e12, rel=1e-4)
+
+
+def test_plot_tornado_writes_a_chart(tmp_path):
+    pytest.importorskip("matplotlib")
+    from infercast.whatif import plot_tornado
+
+    doc = whatif("llama-3-8b", "h100-sxm", ["dram_bandwidth=0.5x,2x"], batch=4, isl=256, osl=32)
+    path = tmp_path / "tornado.png"
+    plot_tornado(doc, str(path))
+    assert path.stat().st_size > 1000

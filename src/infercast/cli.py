@@ -238,6 +238,12 @@ def whatif(vary: tuple[str, ...], plot: str | None, output: str, **kw: Any) -> N
     """Sweep a chip's or design's figures: tokens/s, TPOT, TTFT, J/token, USD/Mtok and what binds, and a tornado."""
     from infercast.documents import whatif_document
 
+    if plot:
+        from infercast.files import check_writable
+        from infercast.whatif import pyplot
+
+        pyplot()  # a missing extra or an unwritable file fails before the sweep, not after it
+        check_writable(plot, force=True, flag="--plot")
     doc = whatif_document(list(vary), **resolve_kwargs(kw), **kw)
     if plot:
         from infercast.whatif import plot_tornado

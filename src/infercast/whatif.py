@@ -321,8 +321,8 @@ def whatif(model, hardware: str | Chip | Design, vary: list[str], *, batch: int 
             "base": base, "points": rows, "tornado": swings}
 
 
-def plot_tornado(doc: dict[str, Any], path: str) -> None:
-    """A tornado chart of the document's swings (needs the plotting extra)."""
+def pyplot():
+    """matplotlib's pyplot on a file backend, or one line saying which extra to install."""
     try:
         import matplotlib
 
@@ -330,6 +330,12 @@ def plot_tornado(doc: dict[str, Any], path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InfercastError('--plot needs matplotlib: pip install "infercast[plots]"') from None
+    return plt
+
+
+def plot_tornado(doc: dict[str, Any], path: str) -> None:
+    """A tornado chart of the document's swings (needs the plotting extra)."""
+    plt = pyplot()
     rows = doc["tornado"]
     fig, axs = plt.subplots(1, len(TORNADO), figsize=(4 * len(TORNADO), 0.6 * len(rows) + 1.5), sharey=True)
     labels = [f"{r['axis']} ({r['low']}..{r['high']})" for r in rows]
