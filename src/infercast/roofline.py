@@ -346,7 +346,7 @@ def times(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str = "the
     if np.any(table.vector_flops):
         compute = compute + table.vector_flops / _expand(rates.vector_flops_per_s)
     memory = table.bytes / (_expand(rates.mem_bw_bytes_per_s) * _expand(eff.bandwidth))
-    if np.any(table.sram_bytes):  # weights held in SRAM (infercast.tiling)
+    if type(table.sram_bytes) is not float:  # weights held in SRAM (infercast.tiling sets an array)
         memory = memory + table.sram_bytes / (_expand(rates.sram_bw_bytes_per_s) * _expand(eff.bandwidth))
     overhead = np.where(comm, 0.0, _expand(eff.kernel_overhead_s))
     compute = np.where(comm, 0.0, compute)
