@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 
 from infercast.cost import HOURS_PER_YEAR, CostOptions, capex_per_chip_usd, owned_chip_hour
@@ -524,7 +525,8 @@ def c11_memory_tiers() -> Claim:
 
 
 def c17_watts_per_pflops() -> Claim:
-    """W per dense PFLOPS at TDP for every chip with both figures, at its narrowest native format."""
+    """W per dense PFLOPS at TDP for every chip with both figures, at its narrowest native format; and a design
+    search (``infercast.whatif.target_search``) for a chip that meets the target on LLaMA-3-70B."""
     table = {}
     for cid in chip_ids():
         c = load_chip(cid)
@@ -540,6 +542,17 @@ def c17_watts_per_pflops() -> Claim:
     r = estimate("llama-2-70b", system="hgx-h100", tp=8, batch=32, isl=2048, osl=1)
     delivered = r.prefill.flops / r.prefill.latency_s / 1e15  # PFLOP/s one chip delivers in this prefill
     decode = estimate("llama-2-7b", "h100-sxm", batch=1, isl=128, osl=128).energy
+    s = _seed003_search()
+    today, bare = s["best_by_overhead"]["reference"], s["best_by_overhead"]["1"]
+    skipped = s["closest_counting_skipped_flops"]
+    k_met = sorted(float(k) for k, v in skipped.items() if k != "reference" and v is not None
+                   and v["score_counting_skipped_flops"] <= 1)
+
+    def design(x) -> str:
+        return (f"{x['format'].upper()}, {x['sparsity']}, {x['plan']}, {x['process_nm']:g} nm, "
+                f"{x['sram_bytes'] / 1e9:g} GB SRAM, {x['dram_bandwidth'] / 1e12:g} TB/s, batch {x['batch']:g}, "
+                f"{'dataflow' if x['dataflow'] else 'GPU-like'} scheduling")
+
     return Claim(
         "C17", "An inference accelerator should offer 50 W per PFLOPS at over 50% efficiency", "refuted",
         f"No catalog chip meets 50 W/PFLOPS even at its peak: the best is {best} at {table[best][1]:.0f} W per dense "
@@ -548,13 +561,36 @@ def c17_watts_per_pflops() -> Claim:
         f"Delivered, an H100 in a LLaMA-2-70B TP=8 prefill reaches {delivered:.2f} PFLOP/s, "
         f"{700 / delivered:.0f} W per delivered PFLOPS at TDP and {r.energy.w_per_delivered_pflops:.0f} W at the "
         f"{r.energy.average_power_w:.0f} W the energy model puts it at; in LLaMA-2-7B batch-1 decode it is "
-        f"{decode.w_per_delivered_pflops:,.0f} W per delivered PFLOPS. A requirement, not yet met.",
+        f"{decode.w_per_delivered_pflops:,.0f} W per delivered PFLOPS. A design search over {s['evaluated']:,} "
+        f"H100-like designs serving LLaMA-3-70B ({s['isl']} + {s['osl']} tokens, within {s['max_e2e_s']:g} s; "
+        f"docs/design.md) finds {s['met_count']} meeting both: with today's chip overhead (the catalog's median, "
+        f"{today['chip_overhead']:.1f}x the bare datapath's energy) the closest is {design(today)} at "
+        f"{100 * today['efficiency']:.0f}% efficiency and {today['w_per_pflops']:.0f} W/PFLOPS, "
+        f"{100 * today['share_overhead_j']:.0f}% of its energy that overhead; even with no overhead at all the closest "
+        f"({design(bare)}) reaches {100 * bare['efficiency']:.0f}% and {bare['w_per_pflops']:.0f} W/PFLOPS, its "
+        f"decode {bare['decode_bound']}-bound and its energy DRAM {100 * bare['share_dram_j']:.0f}% and SRAM "
+        f"{100 * bare['share_sram_j']:.0f}%. Counting the FLOPs that sparsity skips as delivered (vendors' "
+        f"'effective' FLOPS), "
+        + (f"75% sparsity meets it at a chip overhead of {k_met[-1]:g} or less. " if k_met else "nothing meets it. ")
+        + "A requirement, not yet met: it needs a near-bare datapath as well as FP4, SRAM and bandwidth.",
         {**{f"w_per_pflops_{k}": v[1] for k, v in table.items()}, "best_chip": best,
          "h100_delivered_pflops_prefill": delivered, "h100_w_per_delivered_pflops": 700 / delivered,
          "h100_prefill_power_w": r.energy.average_power_w,
          "h100_w_per_delivered_pflops_modelled": r.energy.w_per_delivered_pflops,
-         "h100_w_per_delivered_pflops_decode_batch_1": decode.w_per_delivered_pflops},
+         "h100_w_per_delivered_pflops_decode_batch_1": decode.w_per_delivered_pflops,
+         "search_designs_evaluated": s["evaluated"], "search_designs_meeting_target": s["met_count"],
+         "search_closest_today_efficiency": today["efficiency"], "search_closest_today_w_per_pflops":
+             today["w_per_pflops"], "search_closest_bare_efficiency": bare["efficiency"],
+         "search_closest_bare_w_per_pflops": bare["w_per_pflops"],
+         "search_largest_overhead_meeting_target_counting_skipped_flops": k_met[-1] if k_met else None},
     )
+
+
+@cache
+def _seed003_search() -> dict[str, Any]:
+    from infercast.whatif import target_search
+
+    return target_search()
 
 
 def c9_fleet_cost() -> Claim:

@@ -385,6 +385,76 @@ def _energy_cost_rows(t, r: dict[str, Any]) -> None:
                           f"{c['usd_per_query']:.3g} per query, USD {_fmt(c['usd_per_hour'])} per hour ({basis})")
 
 
+@cli.command()
+@click_options((*DEPLOYMENT, *WORKLOAD))
+@click.option("--vary", "vary", multiple=True, metavar="KEY=VALUES",
+              help="An axis: KEY=A..B (doubling), A..B:N (N geometric steps) or a,b,c; values absolute (SI) or "
+                   "ratios to the base (2x). Keys: dram_bandwidth, dram_capacity, sram_bytes, sram_bandwidth, clock, "
+                   "compute, compute_units, tdp, price, process_nm, fp4_units, batch, isl, osl (repeatable).")
+@click.option("--plot", metavar="FILE.png", help="Write a tornado chart (needs the plotting extra).")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def whatif(vary: tuple[str, ...], plot: str | None, output: str, **kw: Any) -> None:
+    """Sweep a chip's or design's figures: tokens/s, TPOT, TTFT, J/token, USD/Mtok and what binds, and a tornado."""
+    from infercast.documents import whatif_document
+
+    if plot:
+        from infercast.files import check_writable
+        from infercast.whatif import pyplot
+
+        pyplot()  # a missing extra or an unwritable file fails before the sweep, not after it
+        check_writable(plot, force=True, flag="--plot")
+    doc = whatif_document(list(vary), **resolve_kwargs(kw), **kw)
+    if plot:
+        from infercast.whatif import plot_tornado
+
+        plot_tornado(doc, plot)
+    if output == "json":
+        _json(doc)
+        return
+    if output == "csv":
+        click.echo(_csv(doc["points"]), nl=False)
+        return
+    _whatif_tables(doc)
+
+
+def _whatif_tables(doc: dict[str, Any]) -> None:
+    w, b = doc["workload"], doc["base"]
+    click.echo(f"{doc['model']} on {doc['hardware']}{' (design)' if doc['design'] else ''}: batch {w['batch']}, "
+               f"isl {w['isl']}, osl {w['osl']}; base: {_fmt(b['tokens_per_s'], ' tokens/s')}, TPOT "
+               f"{_fmt(b['tpot_s'], ' ms', 1e-3)}, TTFT {_fmt(b['ttft_s'], ' ms', 1e-3)}, "
+               f"{_fmt(b['joules_per_token'], ' J/token')}, USD {_fmt(b['usd_per_million_tokens'])}/Mtok, "
+               f"{b['binding']}-bound")
+    names = [a["name"] for a in doc["axes"]]
+    shown = doc["points"][:200]
+    _print_rows([{**{n: p[n] for n in names}, "tokens/s": p["tokens_per_s"], "TPOT ms": _ms(p["tpot_s"]),
+                  "TTFT ms": _ms(p["ttft_s"]), "J/token": p["joules_per_token"],
+                  "USD/Mtok": p["usd_per_million_tokens"], "binds": p["binding"],
+                  "decode": p["decode_bound"], "prefill": p["prefill_bound"]} for p in shown], "table")
+    if len(doc["points"]) > len(shown):
+        click.echo(f"{len(shown)} of {len(doc['points'])} points shown; --output csv gives all")
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:+.0f}%"
+
+    rows = []
+    for t in doc["tornado"]:
+        row = {"axis": t["axis"], "range": f"{t['low']} .. {t['high']}"}
+        for m, label in (("tpot_s", "TPOT"), ("ttft_s", "TTFT"), ("joules_per_token", "J/token"),
+                         ("usd_per_million_tokens", "USD/Mtok")):
+            e = t[f"{m}_elasticity"]
+            row[label] = f"{pct(t[f'{m}_change_low'])} / {pct(t[f'{m}_change_high'])}" + (
+                f" (e {e:+.2f})" if e is not None else "")
+        row["binds"] = f"{t['binding_low']} / {t['binding_high']}"
+        rows.append(row)
+    click.echo("sensitivity (one axis at a time, the others at the base): change at the low / high end, "
+               "elasticity e = d ln metric / d ln axis")
+    _print_rows(rows, "table")
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else x * 1e3
+
+
 @cli.group()
 def hardware() -> None:
     """The chip catalog."""
@@ -408,11 +478,20 @@ def hardware_systems(output: str) -> None:
     _print_rows(systems_document(), output)
 
 
+@hardware.command("designs")
+@click.option("--output", type=OUTPUT, default="table", show_default=True)
+def hardware_designs(output: str) -> None:
+    """List the shipped chip designs with the figures derived from them (peaks, area, price, TDP)."""
+    from infercast.documents import designs_document
+
+    _print_rows(designs_document(), output)
+
+
 @hardware.command("show")
 @click.argument("name")
 @click.option("--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 def hardware_show(name: str, output: str) -> None:
-    """Show one chip's catalog entry with every source."""
+    """Show one chip's catalog entry with every source (or the chip a design derives)."""
     from infercast.documents import chip_document
 
     data = chip_document(name)

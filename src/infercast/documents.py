@@ -78,6 +78,16 @@ def compare_document(systems: list[str], *, num_chips: int | None = None, **kw: 
     return rows
 
 
+def whatif_document(vary: list[str], **kw: Any) -> dict[str, Any]:
+    """``infercast whatif``: a chip's or design's figures swept, what binds at each point, and the tornado."""
+    from infercast.whatif import whatif
+
+    if kw.get("hardware") is None:
+        raise InfercastError("whatif varies a chip: give --hardware (a catalog chip, a chip YAML or a design)")
+    model, hardware = kw.pop("model"), kw.pop("hardware")
+    return whatif(model, hardware, list(vary), **kw)
+
+
 def fleet_document(qps: float, *, target_utilization: float = 1.0, slo: str | None = None, num_prompts: int = 2000,
                    **kw: Any) -> dict[str, Any]:
     """``infercast fleet``: replicas of one deployment for a load, and their cost over the years."""
@@ -130,10 +140,32 @@ def systems_document() -> list[dict[str, Any]]:
 
 
 def chip_document(name: str) -> dict[str, Any]:
-    """``infercast hardware show``: one chip's catalog entry with every source."""
-    from infercast.hardware import load_chip
+    """``infercast hardware show``: one chip's catalog entry with every source (a design's derived chip)."""
+    from infercast.design import load_hardware
 
-    return load_chip(name).model_dump(exclude_defaults=True)
+    return load_hardware(name).model_dump(exclude_defaults=True)
+
+
+def designs_document() -> list[dict[str, Any]]:
+    """``infercast hardware designs``: the shipped designs with the figures derived from them."""
+    from infercast.design import area_mm2, derive_chip, design_ids, load_design
+
+    rows = []
+    for name in design_ids():
+        d = load_design(name)
+        c = derive_chip(d)
+
+        def tf(fmt: str, c=c) -> float | None:
+            figure = getattr(c.peak_flops, fmt)
+            return figure.value / 1e12 if figure is not None and figure.value else None
+
+        rows.append({"id": name, "process_nm": d.process_nm, "units": d.compute.units,
+                     "clock_ghz": d.compute.clock_hz / 1e9, "bf16_tflops": tf("bf16"), "fp8_tflops": tf("fp8"),
+                     "fp4_tflops": tf("fp4"), "memory_gb": c.memory.capacity_bytes.value / 1e9,
+                     "bandwidth_gb_per_s": c.memory.bandwidth_bytes_per_s.value / 1e9,
+                     "sram_mb": c.on_chip_sram_bytes.value / 1e6, "area_mm2": float(area_mm2(d)),
+                     "price_usd": c.price_usd.value, "tdp_w": c.tdp_w.value})
+    return rows
 
 
 def models_document() -> list[dict[str, Any]]:

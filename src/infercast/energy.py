@@ -35,6 +35,7 @@ import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -305,7 +306,7 @@ def energy_rates(rates: ChipRates, options: EnergyOptions, chip_id: str, gemm_ma
     if rates.node_energy_scale is None and rates.process_nm is None:
         raise InfercastError(f"hardware {chip_id}: process_nm is unknown, so energy cannot be scaled; set "
                              f"process_nm or energy.node_energy_scale in the chip YAML")
-    k = options.chip_overhead
+    k = options.chip_overhead if options.chip_overhead is not None else rates.chip_overhead
     if k is None:
         k = np.maximum(chip_overhead_at_tdp(rates, gemm_max, options, chip_id), 1.0)
         k = float(k) if np.ndim(k) == 0 else k
@@ -363,7 +364,7 @@ def op_energy(table: OpTable, coef: OpEnergyCoefficients, er: EnergyRates) -> Op
     scale = er.node_scale if np.ndim(er.node_scale) == 0 else np.asarray(er.node_scale)[None]
     dram_rate = er.dram_j_per_byte if np.ndim(er.dram_j_per_byte) == 0 else np.asarray(er.dram_j_per_byte)[None]
     compute = f * coef.flop_j * scale
-    sram = coef.sram.at(f, d) * scale
+    sram = (coef.sram.at(f, d) + table.sram_bytes * er.options.l2_j_per_byte) * scale  # + resident weights' reads
     return OpEnergy(compute, sram, d * dram_rate, np.where(coef.dram, 0.0, b * coef.link_j_per_byte),
                     (er.chip_overhead - 1) * (compute + sram))
 
@@ -415,20 +416,30 @@ class OverheadFit:
     """(TDP - idle - DRAM power) / bare on-chip power of a large 16-bit GEMM at the achievable rate."""
 
 
+def gemm_power_w(chip: Chip | ChipRates, gemm_max: float, options: EnergyOptions = DEFAULT_OPTIONS,
+                 chip_id: str | None = None, fmt: str = "fp16") -> tuple[Any, Any]:
+    """(bare on-chip W, DRAM W) of the chip running an 8192^3 GEMM in ``fmt`` at its achievable rate (``gemm_max``
+    of that format's peak): the bare (Horowitz, node-scaled) arithmetic and SRAM power, and the DRAM power."""
+    d, b = 8192.0, element_bytes(fmt)
+    flops, dram = 2 * d**3, 3 * d * d * b  # FLOPs; bytes: A and B read, C written, once each
+    rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
+    name = chip_id or (chip.id if isinstance(chip, Chip) else "the chip")
+    rate = gemm_max * rates.peak(fmt, name)  # FLOP/s
+    t = flops / rate
+    bare = on_chip_j(np.array(["gemm"]), np.array([flops]), np.array([dram]), np.array([flop_energy_j(fmt)]),
+                     np.array([b]), options)
+    bare_w = float(bare.compute_j[0] + bare.sram_j[0]) * node_scale(rates, options) / t
+    dram_w = dram * 8 * dram_j_per_bit(rates, options) / t
+    return bare_w, dram_w
+
+
 def chip_overhead_at_tdp(chip: Chip | ChipRates, gemm_max: float, options: EnergyOptions = DEFAULT_OPTIONS,
                          chip_id: str | None = None):
     """The chip_overhead at which the chip draws its TDP running an 8192^3 FP16 GEMM at its achievable
     rate (``gemm_max`` of the 16-bit peak): TDP is the power its best sustained matrix work is built for."""
-    d = 8192.0
-    flops, dram = 2 * d**3, 3 * d * d * 2  # FLOPs; bytes: A and B read, C written, once each
     rates = chip if isinstance(chip, ChipRates) else ChipRates.of(chip)
     name = chip_id or (chip.id if isinstance(chip, Chip) else "the chip")
-    rate = gemm_max * rates.peak("fp16", name)  # FLOP/s
-    t = flops / rate
-    bare = on_chip_j(np.array(["gemm"]), np.array([flops]), np.array([dram]), np.array([flop_energy_j("fp16")]),
-                     np.array([2.0]), options)
-    bare_w = float(bare.compute_j[0] + bare.sram_j[0]) * node_scale(rates, options) / t
-    dram_w = dram * 8 * dram_j_per_bit(rates, options) / t
+    bare_w, dram_w = gemm_power_w(rates, gemm_max, options, name)
     return (tdp_w(rates, name) - idle_w(rates, options, name) - dram_w) / bare_w
 
 

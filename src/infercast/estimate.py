@@ -421,6 +421,7 @@ def estimate(
     usd_per_chip_hour: float | None = None,
     calibration: Calibration | str | None = None,
     offload: str | dict | None = None,
+    chip: dict[str, Any] | None = None,
 ) -> Estimate:
     """Estimate one model serving one static batch on a chip or a system of chips.
 
@@ -434,7 +435,7 @@ def estimate(
                    weight_sparsity=weight_sparsity, sparsity_pattern=sparsity_pattern,
                    activation_sparsity=activation_sparsity, sparse_storage=sparse_storage,
                    moe_imbalance=moe_imbalance, energy=energy, cost=cost, usd_per_chip_hour=usd_per_chip_hour,
-                   calibration=calibration, offload=offload)
+                   calibration=calibration, offload=offload, chip=chip)
     if auto:
         return _auto(model, hardware, batch=batch, isl=isl, osl=osl, **options)
     sc = resolve(model, hardware, tp=tp, pp=pp, **options)
@@ -451,7 +452,7 @@ def _auto(model, hardware, *, batch, isl, osl, **options) -> Estimate:
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     if options["dp"] != 1 or options["ep"] != 1 or options["pp_stages"]:
         raise InfercastError("--auto chooses --tp and --pp on every chip; drop --dp, --ep and --pp-stages")
-    chip, sys_ = resolve_system(hardware, options["system"], options["num_chips"], options["nodes"], 1)
+    chip, sys_ = resolve_system(hardware, options["system"], options["num_chips"], options["nodes"], 1, options["chip"])
     chips = options["num_chips"] or sys_.num_chips
     results = []
     for plan in candidate_plans(spec, chips, sys_.chips_per_node):

@@ -42,6 +42,7 @@ from infercast.parallel import comm_ops
 from infercast.roofline import ChipRates, Efficiency, OpTable, Times, times
 from infercast.scenario import Scenario, StageGroup
 from infercast.series import count, max_lines_at, sum_line, sum_max, sum_max2
+from infercast.tiling import dram_traffic
 
 BOUNDS = ("compute", "memory", "overhead", "communication", "power")
 """What bounds a phase or an operator: the largest share of its time. 'power': the chip throttled to TDP."""
@@ -130,6 +131,8 @@ class Pricer:
         self.er = er if rates is not None or eff is not None else sc.energy_rates
         self.power = None if self.er is None else self.er.tdp_w - self.er.idle_w  # W a chip can spend above idle
         self.coefs: dict[tuple, Any] = {}
+        # per chip: SRAM-resident if they fit (a network's pricer is told its own: infercast.passes)
+        self.weights_bytes = max(load.weights_bytes for load in sc.loads) if sc.spec is not None else None
 
     def stage_ops(self, g: StageGroup, batch, q_len, kv_len, *, with_attention: bool = True,
                   decode: bool = False) -> list[Op]:
@@ -143,7 +146,7 @@ class Pricer:
 
     def cost(self, ops: list[Op], key: tuple) -> PassCost:
         """Times and energies of ``ops``; ``key`` names the op list's structure (energy coefficients are kept)."""
-        table = OpTable.of(ops)
+        table = dram_traffic(OpTable.of(ops), self.rates, self.weights_bytes)  # DRAM bytes behind the SRAM
         t = times(table, self.rates, self.eff, self.sc.chip.id)
         if self.er is None:
             return PassCost(table, t, None)
@@ -881,7 +884,7 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
     rate_values = _values("chip rate", rates, {"mem_bw_bytes_per_s", "mem_capacity_bytes", "vector_flops_per_s",
                                                "compute_units", "sram_bytes", "tdp_w", "idle_w", "price_usd",
                                                "process_nm", "dram_j_per_bit", "link_j_per_bit",
-                                               "node_energy_scale", "peak_scale"})
+                                               "node_energy_scale", "peak_scale", "sram_bw_bytes_per_s"})
     if np.any(np.asarray(rate_values.get("mem_bw_bytes_per_s", 1.0)) <= 0) or np.any(
             np.asarray(rate_values.get("peak_scale", 1.0)) <= 0):
         raise InfercastError("chip rate: bandwidth and compute must be positive")

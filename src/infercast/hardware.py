@@ -160,6 +160,9 @@ class EnergySpec(Spec):
     node_energy_scale: Sourced | None = None
     """Energy of the chip's logic and SRAM relative to Horowitz's 45 nm figures, replacing the
     process-node scaling rule."""
+    chip_overhead: Sourced | None = None
+    """The chip's energy beyond its bare datapath (``EnergyOptions.chip_overhead``), replacing the one its TDP
+    implies: a design whose TDP was derived from an overhead states it."""
 
 
 def parse_pattern(pattern: str) -> tuple[int, int]:
@@ -187,6 +190,8 @@ class Chip(Spec):
     memory: Memory
     on_chip_sram_bytes: Sourced
     """Last-level on-chip SRAM (L2 / Infinity Cache / scratchpad)."""
+    on_chip_sram_bandwidth_bytes_per_s: Sourced | None = None
+    """Bandwidth of that SRAM; None: unknown (a chip then never holds its weights resident in it)."""
     num_compute_units: Sourced
     """SMs / CUs / cores that GEMM tiles are spread over (wave quantisation)."""
     interconnect: Interconnect | None
@@ -272,9 +277,10 @@ class Chip(Spec):
 # Figures that are rates, capacities or sizes: zero is a typo (or an unknown written as 0), never a chip.
 _POSITIVE = (
     "process_nm", "memory.capacity_bytes", "memory.bandwidth_bytes_per_s", "on_chip_sram_bytes",
+    "on_chip_sram_bandwidth_bytes_per_s",
     "num_compute_units", "tdp_w", "price_usd", "host_link.bandwidth_bytes_per_s_per_direction",
     *(f"peak_flops.{fmt}" for fmt in DTYPES),
-    "energy.dram_j_per_bit", "energy.link_j_per_bit", "energy.node_energy_scale",
+    "energy.dram_j_per_bit", "energy.link_j_per_bit", "energy.node_energy_scale", "energy.chip_overhead",
 )
 
 # Where a chip lacks units for a format, the math runs on the next wider units it has

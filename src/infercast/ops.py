@@ -166,6 +166,13 @@ class Op:
     """Output tiles of a GEMM (GEMM_TILE x GEMM_TILE each), for wave quantization."""
     seq_len: np.ndarray | None = None
     """Keys each query attends to (attention kernels): their efficiency grows with it."""
+    gemm_shape: tuple | None = None
+    """(M, N, K, groups) of a GEMM: ``groups`` weight matrices of K x N, each multiplied by M rows (the touched
+    experts of a MoE layer, the heads of MLA's absorbed projections); how it tiles an on-chip buffer
+    (``infercast.tiling``)."""
+    query_bytes: np.ndarray | float | None = None
+    """Attention: on-chip bytes of one sequence's queries that share a K/V head, with their output accumulators;
+    the kernel streams K/V once per buffer-full of them (``infercast.tiling``)."""
 
     @property
     def bytes(self) -> np.ndarray:
@@ -173,10 +180,11 @@ class Op:
 
 
 def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=math.inf, math="fp32",
-            vector_flops=0.0, compute_factor=1.0, tiles=None, seq_len=None) -> Op:
+            vector_flops=0.0, compute_factor=1.0, tiles=None, seq_len=None, gemm_shape=None, query_bytes=None) -> Op:
     return Op(name, kind, count, num(flops), num(weight), num(act), num(kv), num(write), num(min_dim), math,
               vector_flops=num(vector_flops), compute_factor=compute_factor, tiles=None if tiles is None else num(tiles),
-              seq_len=None if seq_len is None else num(seq_len))
+              seq_len=None if seq_len is None else num(seq_len), gemm_shape=gemm_shape,
+              query_bytes=None if query_bytes is None else num(query_bytes))
 
 
 def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False,
@@ -191,6 +199,7 @@ def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_el
     """
     a = p.act_bytes
     w = p.layer_weight_bytes if wbytes is None else wbytes
+    groups = 1 if weight_elems is None else weight_elems / (N * K)  # MLA's absorbed projections: one per head
     weight_elems = N * K if weight_elems is None else weight_elems
     density = p.layer_math_density if sparse else 1.0
     return make_op(
@@ -203,6 +212,7 @@ def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_el
         math=p.gemm_math,
         vector_flops=p.dequant_ops * weight_elems * ceil(M / 128) if p.dequant_ops else 0.0,
         tiles=gemm_tiles(M, N),
+        gemm_shape=(M / groups, N, K, groups),
     )
 
 
@@ -326,6 +336,8 @@ class Kernel:
     """Smallest head dimension of the kernel's two batched GEMMs."""
     window: int | None
     math: str
+    query_row_bytes: float = 0.0
+    """On-chip bytes of one query position of a K/V head's group: its queries and FP32 output accumulators."""
 
     def op(self, batch, q_len, kv_len) -> Op:
         """The kernel for ``batch`` sequences each adding ``q_len`` tokens over ``kv_len`` keys."""
@@ -340,7 +352,8 @@ class Kernel:
         matrix = self.kind == "attention"
         return make_op(self.name, self.kind, self.count, flops=cost(self.flops), act=cost(self.act), kv=cost(self.kv),
                        write=cost(self.write), min_dim=min_dim if matrix else math.inf,
-                       math=self.math if matrix else "fp32", seq_len=pairs / q_len if matrix else None)
+                       math=self.math if matrix else "fp32", seq_len=pairs / q_len if matrix else None,
+                       query_bytes=q_len * self.query_row_bytes if matrix else None)
 
     @property
     def saturation_len(self) -> int:
@@ -370,7 +383,9 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
         kv_elems, kv_heads = spec.kv_lora_rank + spec.qk_rope_head_dim, H
     a, c = p.act_bytes, p.kv_bytes
     q_b, o_b, new_kv, cached = H * d_qk * a, H * d_v * a, kv_elems * c, kv_elems * c  # bytes per token
-    shape = dict(group=H // kv_heads, dim=min(d_qk, d_v), window=spec.sliding_window)
+    # FP32 output accumulators (4 bytes) beside each query, as FlashAttention keeps them on chip
+    shape = dict(group=H // kv_heads, dim=min(d_qk, d_v), window=spec.sliding_window,
+                 query_row_bytes=H // kv_heads * (d_qk * a + d_v * 4.0))
     L, math_ = spec.num_layers, p.attention_math
     if attention == "flash":
         return [Kernel("attention", "attention", L, flops=(H * (2 * d_qk + SOFTMAX_FLOPS + 2 * d_v), 0.0, 0.0),
@@ -464,14 +479,16 @@ def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
                 weight=touched * up * h * w, act=rows * h * a, write=rows * up * a,
                 min_dim=minimum(per_expert, h), math=p.gemm_math,
                 vector_flops=p.dequant_ops * touched * up * h * ceil(per_expert / 128),
-                compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, up, touched)),
+                compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, up, touched),
+                gemm_shape=(per_expert, up, h, touched)),
         vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
                   reads=2 if spec.gated_mlp else 1),
         make_op("moe_down", "gemm", n, flops=2 * rows * h * f * p.layer_math_density,
                 weight=touched * h * f * w, act=rows * f * a, write=rows * h * a,
                 min_dim=minimum(per_expert, f), math=p.gemm_math,
                 vector_flops=p.dequant_ops * touched * h * f * ceil(per_expert / 128),
-                compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, h, touched)),
+                compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, h, touched),
+                gemm_shape=(per_expert, h, f, touched)),
     ]
     if spec.num_shared_experts:
         width = moe.shared_width if moe.shared_width is not None else spec.num_shared_experts * f

@@ -31,6 +31,8 @@ class Option:
     choices: tuple[str, ...] | None = None
     pairs: bool = False
     """Repeatable KEY=NUMBER pairs, gathered into a dict (``--efficiency bandwidth=0.8``)."""
+    numbers: bool = True
+    """Pairs' values are numbers; False: kept as given (``--chip dram_bandwidth=2x``), their reader checks them."""
     metavar: str | None = None
     into: str | None = None
     """The ``resolve()`` keyword whose dict this option is a field of ('memory', 'cost')."""
@@ -51,6 +53,9 @@ HARDWARE = (
     Option("offload", "Place tensors on memory tiers beyond the chip's: TENSOR=TIER[:FRACTION][+TIER:FRACTION] for "
                       "weights, kv, act (tiers cpu, cxl, nvme), overlap=0..1, TIER_gb=N, TIER_gbps=N; e.g. "
                       "weights=cpu:0.5,kv=cpu."),
+    Option("chip", "Change one figure of the chip or design, e.g. dram_bandwidth=2x, sram_bytes=200e6, clock=1.2x "
+                   "or peak_flops.fp8=4e15 (repeatable; keys: infercast whatif --help).", pairs=True, numbers=False,
+           metavar="KEY=VALUE"),
 )
 PLAN = (
     Option("tp", "Tensor-parallel degree.", int, 1),
@@ -183,6 +188,9 @@ def _pairs(option: Option, value) -> dict[str, float] | None:
             items.append((key.strip(), number))
     out = {}
     for key, number in items:
+        if not option.numbers:
+            out[key] = number
+            continue
         try:
             out[key] = float(number)
         except (TypeError, ValueError):
@@ -238,7 +246,7 @@ def request_model(name: str, options: Iterable[Option], doc: str = ""):
     fields: dict[str, Any] = {}
     for o in options:
         if o.pairs:
-            kind: Any = dict[str, float] | None
+            kind: Any = dict[str, float] | None if o.numbers else dict[str, float | str] | None
         elif o.name == "pp_stages":
             kind = list[int] | str | None
         elif o.choices:

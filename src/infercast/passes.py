@@ -73,6 +73,7 @@ def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=
         raise InfercastError(f"--offload: {net.id} has no KV cache and keeps its activations on the chip; place "
                              f"weights only, e.g. --offload weights=cpu")
     weights = weight_bytes(net, wl, sc)
+    pricer.weights_bytes = sum(weights.values()) * (1.0 - frac)  # on the chip: SRAM-resident if they fit
     total_latency, total_energy, capped_any = 0.0, 0.0, False
     flops = bytes_ = 0.0
     per_pass, rows, bound_time = [], {}, {b: 0.0 for b in BOUNDS}

@@ -102,6 +102,7 @@ class ChipRates:
     compute_units: float | np.ndarray | None
     """SMs / CUs over which GEMM tiles are spread; None where unknown (no wave quantization)."""
     sram_bytes: float | np.ndarray | None
+    """Last-level on-chip SRAM: the buffer kernels tile their operands in (``infercast.tiling``)."""
     tdp_w: float | np.ndarray | None
     idle_w: float | np.ndarray | None
     """Catalog idle power; None: the energy model's default fraction of TDP."""
@@ -112,6 +113,10 @@ class ChipRates:
     link_j_per_bit: float | np.ndarray | None = None
     node_energy_scale: float | np.ndarray | None = None
     memory_type: str = ""
+    sram_bw_bytes_per_s: float | np.ndarray | None = None
+    """Bandwidth of that SRAM; None: unknown (weights are never held resident in it)."""
+    chip_overhead: float | None = None
+    """The chip's own energy overhead factor; None: the one its TDP implies (``infercast.energy``)."""
 
     @classmethod
     def of(cls, chip: Chip) -> ChipRates:
@@ -149,7 +154,9 @@ class ChipRates:
                    tdp_w=chip.tdp_w.value, idle_w=chip.idle_w.value, price_usd=chip.price_usd.value,
                    process_nm=chip.process_nm.value, dram_j_per_bit=own("dram_j_per_bit"),
                    link_j_per_bit=own("link_j_per_bit"), node_energy_scale=own("node_energy_scale"),
-                   memory_type=chip.memory.type)
+                   memory_type=chip.memory.type,
+                   sram_bw_bytes_per_s=getattr(chip.on_chip_sram_bandwidth_bytes_per_s, "value", None),
+                   chip_overhead=own("chip_overhead"))
 
     def peak(self, fmt: str, chip_id: str = "the chip") -> float | np.ndarray:
         """Dense peak FLOP/s for math in ``fmt`` on the units that run it."""
@@ -215,6 +222,8 @@ class OpTable:
     maths: tuple[str, ...]
     key: tuple = field(repr=False, default=())
     """The operators' kinds, formats and executions: what the workload's sizes do not change."""
+    sram_bytes: np.ndarray | float = 0.0
+    """Weight bytes read from on-chip SRAM where they are held resident instead of from DRAM (``bytes``)."""
 
     @classmethod
     def of(cls, ops: list[Op]) -> OpTable:
@@ -427,7 +436,10 @@ def times(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str = "the
     if np.any(table.vector_flops):
         compute = compute + table.vector_flops / r.vector_rate
     compute = np.where(comm, 0.0, compute)
-    memory = np.where(comm, 0.0, table.bytes / r.bandwidth)
+    memory = table.bytes / r.bandwidth
+    if type(table.sram_bytes) is not float:  # weights held in SRAM (infercast.tiling sets an array)
+        memory = memory + table.sram_bytes / (_expand(rates.sram_bw_bytes_per_s) * _expand(eff.bandwidth))
+    memory = np.where(comm, 0.0, memory)
     time = np.where(comm, table.comm_s, np.maximum(compute, memory) + r.overhead)
     return Times(compute, memory, r.overhead, time, comm)
 

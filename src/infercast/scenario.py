@@ -21,11 +21,12 @@ import numpy as np
 from infercast.calibration import Calibration, comm_for, efficiency_for
 from infercast.cost import CostOptions
 from infercast.cost import merge_options as cost_options
+from infercast.design import Design, load_hardware
 from infercast.energy import EnergyOptions, EnergyRates, energy_rates
 from infercast.energy import merge_options as energy_options
 from infercast.errors import InfercastError, did_you_mean, with_overrides
 from infercast.formats import SCHEMES, element_bytes, get_format
-from infercast.hardware import Chip, load_chip
+from infercast.hardware import Chip
 from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, stage_loads
 from infercast.model import ModelSpec, load_model
 from infercast.networks import Network, is_network, load_network
@@ -183,35 +184,39 @@ def positive_int(flag: str, value) -> int:
     return int(value)
 
 
-def resolve_system(hardware: str | Chip | None, system: str | System | None, num_chips: int | None,
-                   nodes: int | None, plan_chips: int) -> tuple[Chip, System]:
-    """The chip and the system: a named system (scaled to ``nodes``), or a default one of ``num_chips``
-    chips (the plan's count when not given) for the chip."""
+def resolve_system(hardware: str | Chip | Design | None, system: str | System | None, num_chips: int | None,
+                   nodes: int | None, plan_chips: int, changes: dict[str, Any] | None = None) -> tuple[Chip, System]:
+    """The chip (a catalog chip, a chip YAML or a design, with the figures ``changes`` names changed: --chip)
+    and the system: a named system (scaled to ``nodes``), or a default one of ``num_chips`` chips (the plan's
+    count when not given) for the chip."""
     if system is not None:
         sys_ = system if isinstance(system, System) else load_system(system)
         if nodes is not None:
             sys_ = sys_.with_nodes(positive_int("--nodes", nodes))
-        chip = load_chip(sys_.chip)
+        held = load_hardware(sys_.chip)
         if hardware is not None:
-            other = hardware if isinstance(hardware, Chip) else load_chip(hardware)
-            if other.id != chip.id:
-                raise InfercastError(f"--hardware {other.id} conflicts with --system {sys_.id}, which holds {chip.id}")
+            other = load_hardware(hardware)
+            if other.id != held.id:
+                raise InfercastError(f"--hardware {other.id} conflicts with --system {sys_.id}, which holds {held.id}")
+        if changes:
+            held = load_hardware(held, changes)
         if num_chips is not None and positive_int("--num-chips", num_chips) > sys_.num_chips:
             raise InfercastError(f"--num-chips {num_chips}: system {sys_.id} has {sys_.num_chips}; add --nodes")
-        return chip, sys_
+        return held, sys_
     if hardware is None:
         raise InfercastError("give --hardware CHIP (with --num-chips N) or --system NAME")
     if nodes is not None:
         raise InfercastError("--nodes scales a named --system; with --hardware give --num-chips")
-    chip = hardware if isinstance(hardware, Chip) else load_chip(hardware)
+    chip = load_hardware(hardware, changes)
     n = positive_int("--num-chips", num_chips) if num_chips is not None else plan_chips
     return chip, default_system(chip, n)
 
 
 def resolve(
     model: str | ModelSpec,
-    hardware: str | Chip | None = None,
+    hardware: str | Chip | Design | None = None,
     *,
+    chip: dict[str, Any] | None = None,
     system: str | System | None = None,
     num_chips: int | None = None,
     nodes: int | None = None,
@@ -268,14 +273,14 @@ def resolve(
     if net is not None:
         return _resolve_network(net, hardware, system, num_chips, nodes, plan_chips, dtype, weight_dtype, act_dtype,
                                 weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage, efficiency,
-                                memory, energy, cost, usd_per_chip_hour, calibration, offload)
+                                memory, energy, cost, usd_per_chip_hour, calibration, offload, chip)
     for flag, value in (("--tp", tp), ("--pp", pp), ("--ep", ep), ("--dp", dp)):
         positive_int(flag, value)
     if attention not in ATTENTION_KINDS:
         raise InfercastError(f"--attention must be 'flash' or 'materialized' (got {attention!r})")
     imbalance = _moe_imbalance(spec, moe_imbalance)
     sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
-    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, plan_chips)
+    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, plan_chips, chip)
     p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
     for fmt in (p.gemm_math, p.attention_math):
         chip.native_format(fmt)  # the chip runs the formats (or a wider one): else one line naming the key
@@ -317,10 +322,10 @@ def resolve(
 
 def _resolve_network(net: Network, hardware, system, num_chips, nodes, dp: int, dtype, weight_dtype, act_dtype,
                      weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage, efficiency, memory,
-                     energy, cost, usd_per_chip_hour, calibration, offload) -> Scenario:
+                     energy, cost, usd_per_chip_hour, calibration, offload, changes) -> Scenario:
     """A non-decoder model's deployment: ``dp`` replicas of one chip each, the formats of its weights and
     activations, and the same efficiency, memory, energy and cost options as a decoder's."""
-    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, dp)
+    chip, sys_ = resolve_system(hardware, system, num_chips, nodes, dp, changes)
     if dp > sys_.num_chips:
         raise InfercastError(f"--dp {dp} exceeds system {sys_.id}'s {sys_.num_chips} chips")
     base = get_format(dtype, "--dtype").name if dtype else "fp16"
