@@ -176,3 +176,18 @@ def test_closed_form_regimes(model, options, batch, isl, osl):
     assert closed.latency_s == pytest.approx(sum(float(c) for _, c in steps), rel=1e-9)
     if "energy" in options:  # a decode at 60x the chip overhead runs into its TDP, step after step
         assert closed.throttled and any(float(c) > float(r) for r, c in steps)
+
+
+@pytest.mark.parametrize("model, plan", [("llama-2-7b", {}), ("llama-2-70b", {"tp": 2, "pp": 2}),
+                                         ("mixtral-8x7b", {"tp": 2, "ep": 2})])
+def test_rates_as_arrays_with_a_scalar_workload(model, plan):
+    """A chip rate swept on its own (the workload scalar) broadcasts like any axis: each element equals the
+    evaluation at that value (the design what-ifs sweep rates this way)."""
+    sc = resolve(model, "h100-sxm", **plan)
+    bw = sc.rates.mem_bw_bytes_per_s * np.array([[0.5, 1.0, 2.0]])
+    cols = evaluate(sc, batch=4, isl=512, osl=64, rates={"mem_bw_bytes_per_s": bw})
+    assert np.shape(cols["decode.tpot_s"]) == (1, 3)
+    for j in range(3):
+        one = evaluate(sc, batch=4, isl=512, osl=64, rates={"mem_bw_bytes_per_s": float(bw[0, j])})
+        for key in ("ttft_s", "decode.tpot_s", "energy.joules_per_token", "cost.usd_per_million_tokens"):
+            assert cols[key][0, j] == pytest.approx(one[key], rel=1e-9), key

@@ -131,6 +131,7 @@ class Pricer:
         self.er = er if rates is not None or eff is not None else sc.energy_rates
         self.power = None if self.er is None else self.er.tdp_w - self.er.idle_w  # W a chip can spend above idle
         self.coefs: dict[tuple, Any] = {}
+        self.ndim = 1  # of an operator table: 1 + the workload's dimensions (``_Run`` sets it)
         # per chip: SRAM-resident if they fit (a network's pricer is told its own: infercast.passes)
         self.weights_bytes = max(load.weights_bytes for load in sc.loads) if sc.spec is not None else None
 
@@ -146,7 +147,7 @@ class Pricer:
 
     def cost(self, ops: list[Op], key: tuple) -> PassCost:
         """Times and energies of ``ops``; ``key`` names the op list's structure (energy coefficients are kept)."""
-        table = dram_traffic(OpTable.of(ops), self.rates, self.weights_bytes)  # DRAM bytes behind the SRAM
+        table = dram_traffic(OpTable.of(ops, self.ndim), self.rates, self.weights_bytes)  # DRAM bytes behind the SRAM
         t = times(table, self.rates, self.eff, self.sc.chip.id)
         if self.er is None:
             return PassCost(table, t, None)
@@ -446,8 +447,7 @@ def _line(x1, x2, L1: float, L2: float) -> tuple:
 def _kernel_lines(run: _Run, g: StageGroup, kernels: list[Kernel], L1: float, L2: float) -> list[KernelLines]:
     """Each kernel's lines on a regime of KV lengths holding L1 < L2: one evaluation at both, on a leading
     axis of two, exact since the kernel's cost and time are affine in L there (``ops.Kernel``)."""
-    nd = max(ndim(run.mb), ndim(run.isl), ndim(run.osl))
-    L = np.array([L1, L2]).reshape((2,) + (1,) * nd)
+    L = np.array([L1, L2]).reshape((2,) + (1,) * (run.ndim - 1))  # before the workload's axes
     c = run.cost([k.op(run.mb, 1.0, L) for k in kernels], ("kernels", g.indices))
     t, b = c.times, c.table
 
@@ -908,6 +908,7 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
         opts = sc.energy.model_copy(update={"chip_overhead": er.chip_overhead})
         er = energy_rates(r, opts, sc.chip.id, sc.gemm_max_16bit)
     run = _Run(sc, axes["batch"], axes["isl"], axes["osl"], r, eff, er)
+    run.ndim = 1 + len(shape)
     pre = prefill(run)
     dec = decode(run)
     cols = Columns()

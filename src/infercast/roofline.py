@@ -226,7 +226,9 @@ class OpTable:
     """Weight bytes read from on-chip SRAM where they are held resident instead of from DRAM (``bytes``)."""
 
     @classmethod
-    def of(cls, ops: list[Op]) -> OpTable:
+    def of(cls, ops: list[Op], ndim: int = 1) -> OpTable:
+        """The operators stacked, every array of at least ``ndim`` dimensions (1 + the workload's, so that rates
+        of the workload's shape broadcast against a table whose operators' figures are all scalars)."""
         key = tuple((op.kind, op.math, op.count) for op in ops)
         kind, count, maths, matrix = _structure(key)
         nan = float("nan")
@@ -235,7 +237,7 @@ class OpTable:
                    op.tiles if op.tiles is not None else nan, op.seq_len if op.seq_len is not None else nan,
                    op.comm_s if op.comm_s is not None else 0.0) for op, m in zip(ops, matrix, strict=True)]
         stacked = _columns(values)
-        nd = max(a.ndim for a in stacked.values())
+        nd = max(ndim, *(a.ndim for a in stacked.values()))
         shape = (len(ops),) + (1,) * (nd - 1)
         # a field of fewer dimensions broadcasts from the right, after the operator axis
         stacked = {k: a.reshape((a.shape[0],) + (1,) * (nd - a.ndim) + a.shape[1:]) if a.ndim < nd else a
