@@ -44,7 +44,8 @@ from infercast.energy import DEFAULT_OPTIONS as ENERGY_DEFAULTS
 from infercast.energy import derive_chip_overhead, dram_j_per_bit, gemm_power_w, node_scale
 from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
 from infercast.files import exists, is_package_file, read_text
-from infercast.hardware import DTYPES, Chip, Family, SparsitySupport, Spec, catalog_id, load_chip, parse_spec
+from infercast.hardware import (DTYPES, Chip, Family, SparsitySupport, Spec, catalog_id, is_catalog_id, load_chip,
+                                parse_spec)
 from infercast.roofline import NARROW_MATH, ChipRates
 
 # --- per-node figures -------------------------------------------------------------------------------------------
@@ -696,11 +697,11 @@ def load_design(name: str) -> Design:
 
 def is_design(name: str) -> bool:
     """Whether ``name`` is a shipped design id or a YAML file whose top-level key ``design`` makes it one."""
-    if catalog_id(name) is not None:
+    if is_catalog_id(name):
         return False
     if is_package_file(_DESIGNS, f"{name}.yaml"):
         return True
-    if not (name.endswith((".yaml", ".yml")) or exists(name)):
+    if not (name.endswith((".yaml", ".yml")) or exists(name)) or catalog_id(name) is not None:
         return False
     try:
         data = yaml.load(read_text(name, "--hardware"), Loader=_Loader)

@@ -14,10 +14,10 @@ from infercast.errors import InfercastError
 def estimate_document(**kw: Any) -> dict[str, Any]:
     """``infercast estimate``: the estimate's document (DESIGN.md's contract); for a non-decoder model
     (``infercast.networks``) the document of its passes (``passes.network_document``)."""
-    from infercast.networks import is_network
+    from infercast.model import is_network_preset
 
     image = {k: kw.pop(k, None) for k in ("resolution", "steps", "cfg", "seq_len")}
-    if is_network(kw.get("model")):
+    if is_network_preset(kw.get("model")):
         from infercast.passes import network_document
 
         for flag, default in (("isl", 128), ("osl", 128), ("auto", False)):

@@ -314,6 +314,11 @@ def _catalog_files() -> dict[str, str]:
     return names
 
 
+def is_catalog_id(name: str) -> bool:
+    """Whether ``name`` is a catalog id (its file exists; an alias is not one), without reading the catalog."""
+    return is_package_file(_CATALOG, f"{name}.yaml")
+
+
 def catalog_id(name: str) -> str | None:
     """The catalog id ``name`` stands for (itself, or the id it is an alias of); None if neither."""
     file_name = _catalog_files().get(name)
@@ -358,7 +363,7 @@ def load_chip(name: str) -> Chip:
     """A chip by catalog id or alias, or from a path to a chip YAML file."""
     if name.endswith((".yaml", ".yml")) or exists(name):
         return parse_spec(read_text(name, "--hardware"), f"--hardware {name}", Chip)
-    if is_package_file(_CATALOG, f"{name}.yaml"):  # an id: skip reading the catalog for aliases
+    if is_catalog_id(name):  # an id: skip reading the catalog for aliases
         return _parse(_catalog_text(f"{name}.yaml"), f"{name}.yaml")
     files = _catalog_files()
     if name not in files:

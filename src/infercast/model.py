@@ -527,6 +527,11 @@ _PRESETS = resources.files("infercast") / "catalog" / "models"
 
 
 @cache
+def is_network_preset(name: object) -> bool:
+    """Whether ``name`` is a non-decoder preset (a folder with a model_index.json: ``infercast.networks``)."""
+    return isinstance(name, str) and (_PRESETS / name / "model_index.json").is_file()
+
+
 def model_ids() -> list[str]:
     """Ids of the presets shipped in the package."""
     return sorted(p.name for p in _PRESETS.iterdir() if (p / "config.json").is_file())

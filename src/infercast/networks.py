@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from infercast.errors import InfercastError, did_you_mean
+from infercast.model import is_network_preset
 from infercast.ops import Op, Precision, vector_op
 from infercast.ops_vision import (add, attention, conv2d, cross_attention, encoder_layers, feed_forward, linear, norm,
                                   norm_act, out_size, pool, self_attention, upsample2x)
@@ -447,10 +448,6 @@ def network_ids() -> list[str]:
     return sorted(p.name for p in _PRESETS.iterdir() if (p / "model_index.json").is_file())
 
 
-def is_network(name: object) -> bool:
-    return isinstance(name, str) and name in network_ids()
-
-
 def _read(model_id: str, *parts: str) -> dict[str, Any]:
     node = _PRESETS / model_id
     for part in parts:
@@ -473,7 +470,7 @@ def _text_encoder(name: str, cfg: dict[str, Any]) -> TextEncoder:
 @cache
 def load_network(model_id: str) -> Network:
     """A non-decoder preset by exact id."""
-    if not is_network(model_id):
+    if not is_network_preset(model_id):
         raise InfercastError(f"unknown model '{model_id}'{did_you_mean(model_id, network_ids())}")
     index = _read(model_id, "model_index.json")
     meta = index["_infercast"]

@@ -14,28 +14,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from infercast.calibration import Calibration, comm_for, efficiency_for
 from infercast.cost import CostOptions
 from infercast.cost import merge_options as cost_options
-from infercast.design import Design, load_hardware
 from infercast.energy import EnergyOptions, EnergyRates, energy_rates
 from infercast.energy import merge_options as energy_options
 from infercast.errors import InfercastError, did_you_mean, with_overrides
 from infercast.formats import SCHEMES, element_bytes, get_format
-from infercast.hardware import Chip
+from infercast.hardware import Chip, is_catalog_id, load_chip
 from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, stage_loads
-from infercast.model import ModelSpec, load_model
-from infercast.networks import Network, is_network, load_network
+from infercast.model import ModelSpec, is_network_preset, load_model
 from infercast.ops import Attention, Precision
 from infercast.parallel import CommOptions, Plan, Stage, make_plan, p2p_tier, stages_of
 from infercast.roofline import ChipRates, Efficiency
 from infercast.sparsity import Sparsity, SparsityEffect, effect_on, make_sparsity
 from infercast.system import System, default_system, load_system
 from infercast.tiers import Offload, parse_offload
+
+if TYPE_CHECKING:
+    from infercast.design import Design
+    from infercast.networks import Network
 
 ATTENTION_KINDS = ("flash", "materialized")
 
@@ -184,6 +186,18 @@ def positive_int(flag: str, value) -> int:
     return int(value)
 
 
+def load_hardware(hardware: str | Chip | Design, changes: dict[str, Any] | None = None) -> Chip:
+    """A catalog chip by id, or through ``infercast.design`` anything else: an alias, a chip YAML, a design (id,
+    YAML or object), with the figures ``changes`` names changed (--chip)."""
+    if not changes and isinstance(hardware, Chip):
+        return hardware
+    if not changes and isinstance(hardware, str) and is_catalog_id(hardware):
+        return load_chip(hardware)
+    from infercast.design import load_hardware as load  # designs and what-ifs: imported when asked for
+
+    return load(hardware, changes)
+
+
 def resolve_system(hardware: str | Chip | Design | None, system: str | System | None, num_chips: int | None,
                    nodes: int | None, plan_chips: int, changes: dict[str, Any] | None = None) -> tuple[Chip, System]:
     """The chip (a catalog chip, a chip YAML or a design, with the figures ``changes`` names changed: --chip)
@@ -256,8 +270,10 @@ def resolve(
     (``infercast.tiers.parse_offload``). A non-decoder model (``infercast.networks``) runs data-parallel:
     one replica per chip, ``dp`` (or ``num_chips``) of them.
     """
-    if isinstance(model, Network) or is_network(model):
-        net = model if isinstance(model, Network) else load_network(model)
+    if not isinstance(model, (str, ModelSpec)) or is_network_preset(model):
+        from infercast.networks import load_network  # imported when a network is asked for: a fast CLI
+
+        net = model if not isinstance(model, str) else load_network(model)
         if tp != 1 or pp != 1 or ep != 1 or pp_stages or sequence_parallel or micro_batches is not None:
             raise InfercastError(f"{net.id} is {'an' if net.kind == 'encoder' else 'a'} {net.kind} model: it runs "
                                  f"one replica per chip; drop --tp/--pp/--ep and give --dp or --num-chips")
