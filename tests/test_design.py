@@ -29,7 +29,7 @@ from infercast.design import (
 from infercast.hardware import load_chip
 from infercast.roofline import ChipRates, OpTable
 from infercast.tiling import BUFFER_SHARE, attention_rereads, dram_traffic, gemm_dram_bytes, gemm_rereads
-from infercast.whatif import parse_axis, s30_comparison, whatif
+from infercast.whatif import parse_axis, s30_bert_comparison, s30_comparison, whatif
 
 H100 = "src/infercast/catalog/designs/h100-sxm-design.yaml"
 
@@ -366,3 +366,18 @@ def test_plot_tornado_writes_a_chart(tmp_path):
     path = tmp_path / "tornado.png"
     plot_tornado(doc, str(path))
     assert path.stat().st_size > 1000
+
+
+def test_s30_against_h100_on_bert_large():
+    """BERT-Large is compute-bound on both: the S30's sparse units raise its rate with sparsity (until its
+    300 GB/s binds), and the dense H100 design equals the catalog H100 (C14's figure: the same engine)."""
+    from infercast.passes import MLPERF_BERT_TOKENS, best_batch
+
+    rows = s30_bert_comparison(sparsities=(0.0, 0.75))
+    s30 = {r["sparsity"]: r for r in rows if r["chip"] == "moffett-s30-design"}
+    h100 = {r["sparsity"]: r for r in rows if r["chip"] == "h100-sxm-design"}
+    assert s30[0.75]["samples_per_s"] > 2 * s30[0.0]["samples_per_s"]
+    assert s30[0.0]["bound"] == "compute" and h100[0.0]["bound"] == "compute"
+    assert h100[0.5]["samples_per_s"] > h100[0.0]["samples_per_s"] > s30[0.75]["samples_per_s"]
+    _, catalog = best_batch(resolve("bert-large", "h100-sxm", dtype="int8"), seq_len=round(MLPERF_BERT_TOKENS))
+    assert h100[0.0]["samples_per_s"] == pytest.approx(catalog["samples_per_s"], rel=1e-3)

@@ -436,11 +436,6 @@ def c14_mlperf() -> Claim:
     )
 
 
-MLPERF_BERT_TOKENS = 151.5
-"""Mean tokens per SQuAD v1.1 sample the MLPerf closed-division BERT rows imply (``validate_vision.fit_bert_tokens``
-over measured-vision-encoder.csv: 151.5; 144-160 without one MLPerf round); the harness skips the padding."""
-
-
 def c20_diffusion() -> Claim:
     """SD-1.5, SDXL and Flux: parameters, FLOPs and seconds per image on an H100, and what a video second costs."""
     from infercast.networks import flops_per_sample, load_network

@@ -184,6 +184,11 @@ def _act_peak_at_one(net: Network, wl: Workload, sc: Scenario) -> float:
     return max(float(op.act_bytes + op.write_bytes) for _, ops, _ in net.passes(1.0, wl, sc.precision) for op in ops)
 
 
+MLPERF_BERT_TOKENS = 151.5
+"""Mean tokens per SQuAD v1.1 sample the MLPerf closed-division BERT rows imply (``validate_vision.fit_bert_tokens``
+over measured-vision-encoder.csv: 151.5; 144-160 without one MLPerf round); the harness skips the padding."""
+
+
 def best_batch(sc: Scenario, *, limit: int = 4096, **workload) -> tuple[int, dict[str, Any]]:
     """The throughput-optimal batch per replica that fits (MLPerf Offline: the harness picks its batch), over
     powers of two and their midpoints up to ``limit``; batch 1 where none fits."""

@@ -502,7 +502,7 @@ def s30_comparison(*, batches: tuple[int, ...] = (1, 32), sparsities: tuple[floa
                    isl: int = 128, osl: int = 128) -> list[dict[str, Any]]:
     """BLOOM-176B decode on 4 x the Moffett S30 design (12 nm, INT8, unstructured sparsity its engine skips, weights
     compressed) against 4 x the H100 design (INT8 dense and 2:4), both priced by the design cost model. One row
-    per chip, sparsity and batch. BERT-Large, the other half of the claim, is an encoder: not modelled here."""
+    per chip, sparsity and batch (BERT-Large, the other half of the claim: ``s30_bert_comparison``)."""
     rows = []
     cases = [("moffett-s30-design", s, {"weight_sparsity": s} if s else {}) for s in sparsities]
     cases += [("h100-sxm-design", 0.0, {}), ("h100-sxm-design", 0.5, {"sparsity_pattern": "2:4",
@@ -523,4 +523,26 @@ def s30_comparison(*, batches: tuple[int, ...] = (1, 32), sparsities: tuple[floa
                          "usd_per_million_tokens": at("cost.usd_per_million_tokens"), "decode_bound": at("decode.bound"),
                          "fits": at("memory.fits"), "average_power_w": at("energy.average_power_w"),
                          "chip_price_usd": chip.price_usd.value, "tdp_w": chip.tdp_w.value})
+    return rows
+
+
+def s30_bert_comparison(*, sparsities: tuple[float, ...] = (0.0, 0.5, 0.75, 0.875)) -> list[dict[str, Any]]:
+    """BERT-Large as MLPerf Offline runs it (INT8, the SQuAD mean of ``passes.MLPERF_BERT_TOKENS`` tokens a
+    sample, the throughput-optimal batch that fits) on one Moffett S30 design at each unstructured weight
+    sparsity its engine skips, against one H100 design dense and with 2:4; both priced by the design cost model."""
+    from infercast.passes import MLPERF_BERT_TOKENS, best_batch
+
+    cases = [("moffett-s30-design", s, {"weight_sparsity": s} if s else {}) for s in sparsities]
+    cases += [("h100-sxm-design", 0.0, {}), ("h100-sxm-design", 0.5, {"sparsity_pattern": "2:4",
+                                                                     "sparse_storage": "compressed"})]
+    rows = []
+    for design, s, extra in cases:
+        d = load_design(design)
+        chip = derive_chip(d)
+        batch, c = best_batch(resolve("bert-large", chip, dtype="int8", **extra), seq_len=round(MLPERF_BERT_TOKENS))
+        rows.append({"chip": design, "node_nm": d.process_nm, "sparsity": s, "batch": batch,
+                     "samples_per_s": _plain(c["samples_per_s"]), "bound": c["bound"],
+                     "joules_per_sample": _plain(c.get("energy.joules_per_sample")),
+                     "usd_per_million_samples": _plain(c.get("cost.usd_per_million_samples")),
+                     "chip_price_usd": chip.price_usd.value, "tdp_w": chip.tdp_w.value})
     return rows
