@@ -15,6 +15,7 @@ from infercast.hardware import chip_ids, load_chip
 from infercast.model import load_model
 from infercast.formats import element_bytes
 from infercast.parallel import p2p_s, p2p_tier
+from infercast.passes import MLPERF_BERT_TOKENS
 from infercast.scenario import resolve
 from infercast.system import load_system
 
