@@ -120,3 +120,16 @@ def test_the_checker_sees_lazy_and_type_checking_imports(tmp_path):
     path.write_text(src)
     found = imports("infercast.energy", path, set(GRAPH))
     assert {"infercast.estimate", "infercast.serving", "infercast.cost"} <= found
+
+
+def test_the_package_names_stay_the_functions_whatever_was_imported_first():
+    """``infercast`` imports its names on first use; importing the submodule ``infercast.estimate`` first must
+    not turn ``infercast.estimate`` into the module (a fresh interpreter: nothing imported before)."""
+    import subprocess
+    import sys
+
+    code = ("import infercast.estimate, infercast.evaluation; from infercast import estimate, evaluate, resolve; "
+            "assert callable(estimate) and callable(evaluate) and callable(resolve); "
+            "print(estimate('llama-2-7b', 'h100-sxm').decode.tpot_s > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr

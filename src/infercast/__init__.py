@@ -5,6 +5,8 @@ need a part of the engine do not pay for all of it."""
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +40,19 @@ if TYPE_CHECKING:
     from infercast.model import ModelSpec, load_model, model_ids
     from infercast.roofline import ChipRates, Efficiency
     from infercast.scenario import Scenario, resolve
+
+
+class _Package(types.ModuleType):
+    """The package, whose ``estimate`` stays the function when the import system binds the submodule of the same
+    name to it (as the former eager ``from infercast.estimate import estimate`` rebound it)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _WHERE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
