@@ -23,12 +23,12 @@ LAYERS = [
     ("memory", ["memory"]),
     ("energy/cost", ["energy", "cost"]),
     ("calibration", ["calibration"]),
-    ("scenario", ["scenario"]),
+    ("scenario", ["scenario", "options"]),
     ("evaluate/estimate", ["evaluation", "estimate"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
-    ("search/sweep, validation", ["validate", "calibrate", "claims", "localbench", "reference_model"]),
-    ("front ends", ["options", "documents", "cli", "serving.cli", "__main__", ""]),
+    ("search/sweep, validation", ["sweep", "validate", "calibrate", "claims", "localbench", "reference_model"]),
+    ("front ends", ["documents", "cli", "serving.cli", "sweep_cli", "query", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 

@@ -51,7 +51,8 @@ def _fmt(x: float | None, unit: str = "", scale: float = 1.0) -> str:
 class _Commands(click.Group):
     """The command group; commands kept in other modules are imported when they run (a fast ``--help``)."""
 
-    LAZY = {"simulate": "infercast.serving.cli:simulate"}
+    LAZY = {"simulate": "infercast.serving.cli:simulate", "sweep": "infercast.sweep_cli:sweep",
+            "query": "infercast.sweep_cli:query"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])
