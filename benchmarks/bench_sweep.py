@@ -1,0 +1,77 @@
+"""Speed of ``infercast sweep``: 10 million configurations written as Parquet, and the executors' equivalence.
+
+    python benchmarks/bench_sweep.py [--rows full|small] [--executors serial,process,ray] [--out DIR]
+
+The grid (issue 13): one model (llama-3-70b), 20 chips, 6 plans (tp 1, 2, 4 x pp 1, 2), 3 precisions
+(--dtype fp16, fp8, fp4), 112 batches (1..112) x 16 prompt lengths (256..4096:256) x 16 output lengths
+(128..2048:128): 360 combinations x 28,672 = 10,321,920 configurations [serial <= 60 s].
+``--rows small`` keeps 4 chips (72 combinations, 2,064,384 configurations): what the executor comparison
+runs on a 2-core machine, where process and Ray workers compete with the writer for the same two cores.
+
+Prints, for each executor: wall time, rows/s, the Parquet size, and whether the dataset's content equals
+the serial one (every column, row by row). Times are wall-clock on a shared machine: run twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHIPS = ["h100-sxm", "h200-sxm", "b200", "b300", "gb200", "a100-sxm-80gb", "a100-sxm-40gb", "h100-pcie", "h100-nvl",
+         "l40s", "mi300x", "mi325x", "mi355x", "gaudi3", "gaudi2", "rtx-4090", "rtx-pro-6000", "l40", "a10", "h20"]
+
+
+def grid_values(rows: str) -> dict:
+    chips = CHIPS if rows == "full" else CHIPS[:4]
+    return {"model": "llama-3-70b", "hardware": ",".join(chips), "tp": "1,2,4", "pp": "1,2", "dtype": "fp16,fp8,fp4",
+            "batch": "1..112", "isl": "256..4096:256", "osl": "128..2048:128"}
+
+
+def run(executor: str, rows: str, out: Path, workers: int):
+    from infercast.sweep import make_executor, make_grid, run_sweep
+
+    grid = make_grid(grid_values(rows))
+    t = time.perf_counter()
+    r = run_sweep(grid, str(out), executor=make_executor(executor, workers=workers))
+    return time.perf_counter() - t, r
+
+
+def same_content(a: Path, b: Path) -> bool:
+    from infercast.sweep import read_dataset
+
+    return read_dataset(str(a)).equals(read_dataset(str(b)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", choices=["full", "small"], default="full")
+    parser.add_argument("--executors", default="serial")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", help="Keep the datasets here (default: a temporary folder, removed).")
+    args = parser.parse_args()
+    base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        results = {}
+        for name in args.executors.split(","):
+            out = base / f"{name}.parquet"
+            if out.exists():
+                shutil.rmtree(out)
+            wall, r = run(name, args.rows, out, args.workers)
+            n, size, skipped = r.rows, r.bytes, r.skipped
+            results[name] = out
+            same = "" if name == "serial" or "serial" not in results else (
+                f", content {'identical to' if same_content(results['serial'], out) else 'DIFFERENT from'} serial")
+            print(f"{name}: {n:,} rows in {wall:.1f} s, {n / wall:,.0f} rows/s, Parquet {size / 1e9:.2f} GB "
+                  f"({size / n:.1f} bytes/row){same}; skipped: {skipped or 'none'}", flush=True)
+    finally:
+        if not args.out:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
