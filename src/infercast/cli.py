@@ -52,7 +52,8 @@ class _Commands(click.Group):
     """The command group; commands kept in other modules are imported when they run (a fast ``--help``)."""
 
     LAZY = {"simulate": "infercast.serving.cli:simulate", "sweep": "infercast.sweep_cli:sweep",
-            "query": "infercast.sweep_cli:query"}
+            "query": "infercast.sweep_cli:query", "search": "infercast.sweep_cli:search",
+            "pareto": "infercast.sweep_cli:pareto"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])
