@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,7 @@ from click.testing import CliRunner
 from infercast import estimate
 from infercast.cli import cli
 from infercast.errors import InfercastError
-from infercast.sweep import (Part, make_executor, make_grid, parse_values, plan_chunks, read_dataset, run_sweep,
-                             serial)
+from infercast.sweep import Part, make_executor, make_grid, parse_values, plan_chunks, read_dataset, run_sweep, serial
 
 pa = pytest.importorskip("pyarrow")
 
@@ -50,7 +48,7 @@ def main(*args: str) -> tuple[int, str, str]:
 
 def subprocess_main(*args: str) -> tuple[int, str, str]:
     r = subprocess.run([sys.executable, "-c", "from infercast.cli import main; main()", *args],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, check=False)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -179,8 +177,7 @@ def test_csv_dataset_and_query(tmp_path):
     assert json.loads(q.stdout) == [{"chip": "b200", "n": 4, "b": 8}, {"chip": "h100-sxm", "n": 4, "b": 8}]
 
 
-def test_query_reads_parquet_and_says_what_went_wrong(small, tmp_path):
-    grid, result, table = small
+def test_query_reads_parquet_and_says_what_went_wrong(tmp_path):
     out = tmp_path / "q.parquet"
     run_sweep(make_grid({"model": "llama-3-8b", "hardware": "h100-sxm", "batch": "1,2"}), str(out))
     q = invoke("query", str(out), 'SELECT "input.batch", "decode.tpot_s" FROM result ORDER BY 1', "--output", "csv")
@@ -302,7 +299,7 @@ BASE = ["sweep", "--model", "llama-3-8b", "--no-progress"]
 ])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, args, words):
     extra = ["--max-configs", "100000"] if "1..4096" in args else []
-    code, stdout, err = main(*BASE, *args, *extra, "--out", str(tmp_path / "r.parquet"))
+    code, _, err = main(*BASE, *args, *extra, "--out", str(tmp_path / "r.parquet"))
     assert code == 2 and err.startswith("error: ") and words in err and err.count("\n") == 1, err
     assert not (tmp_path / "r.parquet").exists()
 

@@ -569,9 +569,8 @@ def _column(pa, v, kind: str, shape: tuple[int, ...], n: int):
         return pa.DictionaryArray.from_arrays(pa.array(index), pa.array(uniq.tolist(), pa.string()))
     dtype = {"float": np.float64, "int": np.int64, "bool": np.bool_}[kind]
     a = np.asarray(v)
-    if kind == "int" and a.dtype.kind == "f":
-        if not np.all(a == np.round(a)):
-            raise InfercastError(f"internal: a whole-number column holds {a.ravel()[0]!r}")
+    if kind == "int" and a.dtype.kind == "f" and not np.all(a == np.round(a)):
+        raise InfercastError(f"internal: a whole-number column holds {a.ravel()[0]!r}")
     a = a.astype(dtype, copy=False)
     if a.ndim == 0:
         return pa.array(np.full(n, a, dtype=dtype))
