@@ -1,6 +1,6 @@
 """Speed of ``infercast sweep``: 10 million configurations written as Parquet, and the executors' equivalence.
 
-    python benchmarks/bench_sweep.py [--rows full|small] [--executors serial,process,ray] [--out DIR]
+    python benchmarks/bench_sweep.py [--rows full|small] [--executors serial,process,ray] [--out DIR] [--search]
 
 The grid (issue 13): one model (llama-3-70b), 20 chips, 6 plans (tp 1, 2, 4 x pp 1, 2), 3 precisions
 (--dtype fp16, fp8, fp4), 112 batches (1..112) x 16 prompt lengths (256..4096:256) x 16 output lengths
@@ -9,7 +9,10 @@ The grid (issue 13): one model (llama-3-70b), 20 chips, 6 plans (tp 1, 2, 4 x pp
 runs on a 2-core machine, where process and Ray workers compete with the writer for the same two cores.
 
 Prints, for each executor: wall time, rows/s, the Parquet size, and whether the dataset's content equals
-the serial one (every column, row by row). Times are wall-clock on a shared machine: run twice.
+the serial one (every column, row by row). ``--search`` then times the issue's search in a fresh process
+(``infercast search --model llama-3-70b --isl 1024 --osl 1024 --qps 20 --slo ttft_p99:2000,tpot_p99:50
+--hardware all``, top-5 simulations included) [<= 10 s], three times, and prints its table. Times are
+wall-clock on a shared machine: run twice.
 """
 
 from __future__ import annotations
@@ -40,8 +43,32 @@ def run(executor: str, rows: str, out: Path, workers: int):
     return time.perf_counter() - t, r
 
 
+SEARCH = ["search", "--model", "llama-3-70b", "--isl", "1024", "--osl", "1024", "--qps", "20",
+          "--slo", "ttft_p99:2000,tpot_p99:50", "--hardware", "all"]
+
+
+def bench_search(runs: int = 3) -> None:
+    import json
+    import statistics
+    import subprocess
+
+    exe = Path(sys.executable).parent / "infercast"
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "infercast"]
+    walls, out = [], ""
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = subprocess.run(cmd + SEARCH + ["--output", "json"], check=True, capture_output=True, text=True).stdout
+        walls.append(time.perf_counter() - t)
+    doc = json.loads(out)
+    print(f"search (fresh process, top-5 simulated): median {statistics.median(walls):.2f} s, "
+          f"runs {', '.join(f'{w:.2f}' for w in walls)} s; {doc['candidates_evaluated']:,} candidates, "
+          f"{len(doc['ranked'])} ranked", flush=True)
+    table = subprocess.run(cmd + SEARCH, check=True, capture_output=True, text=True).stdout
+    print(table)
+
+
 def same_content(a: Path, b: Path) -> bool:
-    from infercast.sweep import read_dataset
+    from infercast.dataset import read_dataset
 
     return read_dataset(str(a)).equals(read_dataset(str(b)))
 
@@ -52,6 +79,7 @@ def main() -> None:
     parser.add_argument("--executors", default="serial")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", help="Keep the datasets here (default: a temporary folder, removed).")
+    parser.add_argument("--search", action="store_true", help="Time the issue's search command too.")
     args = parser.parse_args()
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -71,6 +99,8 @@ def main() -> None:
     finally:
         if not args.out:
             shutil.rmtree(base, ignore_errors=True)
+    if args.search:
+        bench_search()
 
 
 if __name__ == "__main__":

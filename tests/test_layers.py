@@ -27,7 +27,7 @@ LAYERS = [
     ("evaluate/estimate", ["evaluation", "estimate"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
-    ("search/sweep, validation", ["sweep", "search", "validate", "calibrate", "claims", "localbench", "reference_model"]),
+    ("search/sweep, validation", ["sweep", "search", "dataset", "validate", "calibrate", "claims", "localbench", "reference_model"]),
     ("front ends", ["documents", "cli", "serving.cli", "sweep_cli", "query", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 
 from infercast import estimate
 from infercast.cli import cli
+from infercast.dataset import read_dataset
 from infercast.errors import InfercastError
-from infercast.sweep import Part, make_executor, make_grid, parse_values, plan_chunks, read_dataset, run_sweep, serial
+from infercast.sweep import Part, make_executor, make_grid, parse_values, plan_chunks, run_sweep, serial
 
 pa = pytest.importorskip("pyarrow")
 

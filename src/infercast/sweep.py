@@ -11,9 +11,9 @@ context.
 Rows come in a fixed order: combinations in the order of their axes (the first varies slowest),
 then within each the (isl, osl) pairs, the what-if values and the batch (the fastest). The rows are
 cut into chunks of about ``chunk_rows`` before any work, so the same grid always gives the same
-chunks whichever executor computes them. Each chunk is one file of the dataset folder
-(``part-00000.parquet``, ...), written to a temporary name and renamed into place, and recorded in
-``_chunks/``; ``resume`` recomputes only the chunks whose record is missing. Executors are plain
+chunks whichever executor computes them. Each chunk is one part file of the dataset folder
+(``infercast.dataset``: written whole, then recorded); ``resume`` recomputes only the chunks whose record
+is missing. Executors are plain
 callables (``serial``, ``process_pool``, ``ray_executor``): they take the jobs and yield the finished
 parts in order.
 
@@ -32,11 +32,20 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from infercast.dataset import (
+    SUMMARY_FILE,
+    done_chunks,
+    output_format,
+    prepare_folder,
+    require,
+    require_pyarrow,
+    write_atomic,
+    write_part,
+)
 from infercast.errors import InfercastError, pydantic_error_line, shown
 from infercast.options import DEPLOYMENT, Option, resolve_kwargs
 
@@ -46,10 +55,6 @@ DEFAULT_CHUNK_ROWS = 1_000_000
 """Rows per part file: about 20-200 MB of Parquet and 0.5 GB of memory while it is built."""
 MAX_AXIS_VALUES = 10_000_000
 """Most values one range may expand to."""
-SWEEP_FILE = "_sweep.json"
-CHUNKS_DIR = "_chunks"
-FORMATS = ("parquet", "csv")
-SWEEP_EXTRA = 'pip install "infercast[sweep]"'
 
 CATEGORICAL: tuple[Option, ...] = tuple(o for o in DEPLOYMENT if not o.pairs and o.type is not bool
                                         and o.name not in ("pp_stages", "calibration"))
@@ -416,7 +421,7 @@ def plan_chunks(grid: Grid) -> tuple[list[Chunk], Counter]:
                 pieces, rows = [], 0
             pieces.append(Piece(c, p0, p1))
             rows += size
-    if pieces:
+    if pieces or not chunks:  # a grid whose every configuration is skipped still gets a part: the schema
         chunks.append(Chunk(len(chunks), tuple(pieces), rows))
     return chunks, skipped
 
@@ -724,122 +729,6 @@ def make_executor(name: str, *, workers: int | None = None, ray_address: str | N
     raise InfercastError(f"--executor must be serial, process or ray, got {name!r}")
 
 
-# --- the dataset folder ----------------------------------------------------------------------------------------
-
-
-def require(module: str, extra: str):
-    """Import an optional dependency, or one line naming the extra to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise InfercastError(f"this needs {module}, which is not installed: pip install \"infercast[{extra}]\"") \
-            from None
-
-
-def require_pyarrow():
-    return require("pyarrow", "sweep")
-
-
-def output_format(out: str, fmt: str | None) -> str:
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise InfercastError(f"--format must be parquet or csv, got {fmt!r}")
-        return fmt
-    return "csv" if out.lower().rstrip("/").endswith(".csv") else "parquet"
-
-
-def prepare_folder(out: str, record: dict[str, Any], *, resume: bool, force: bool) -> Path:
-    """The dataset folder, checked before any work: new (or replaced with ``force``), or, with ``resume``,
-    one this same sweep started."""
-    if not out.strip():
-        raise InfercastError("--out: the path is empty; give a folder name such as result.parquet")
-    folder = Path(out)
-    marker = folder / SWEEP_FILE
-    if folder.exists() and not folder.is_dir():
-        raise InfercastError(f"--out {out}: a file exists there; a sweep writes a folder of part files. Choose "
-                             f"another name")
-    if not folder.parent.is_dir():
-        raise InfercastError(f"--out {out}: no such folder {folder.parent}")
-    if not os.access(folder.parent, os.W_OK):
-        raise InfercastError(f"--out {out}: the folder {folder.parent} is not writable; choose another folder")
-    if folder.is_dir() and any(folder.iterdir()):
-        if not marker.is_file():
-            raise InfercastError(f"--out {out}: a folder that holds other files; choose a new name")
-        if resume:
-            try:
-                previous = json.loads(marker.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                raise InfercastError(f"--resume: {marker} cannot be read; start again with --force") from None
-            ours = json.loads(json.dumps(record))  # as it reads back (tuples become lists)
-            if previous.get("grid") != ours["grid"] or previous.get("format") != ours["format"]:
-                raise InfercastError(f"--resume: {out} holds a different sweep (other axes, chunk size or format); "
-                                     f"give the same flags, or --force to start again")
-            if not os.access(folder, os.W_OK):
-                raise InfercastError(f"--resume: the folder {out} is not writable")
-            for stale in folder.glob(".part-*.tmp"):
-                stale.unlink()
-            return folder
-        if not force:
-            raise InfercastError(f"--out {out}: a sweep is already there; pass --resume to finish it or --force to "
-                                 f"replace it")
-        _clear(folder)
-    folder.mkdir(exist_ok=True)
-    (folder / CHUNKS_DIR).mkdir(exist_ok=True)
-    _write_atomic(marker, json.dumps(record, indent=1, allow_nan=False))
-    return folder
-
-
-def _clear(folder: Path) -> None:
-    """Remove what a sweep wrote (and nothing else)."""
-    for p in [*folder.glob("part-*"), *folder.glob(".part-*"), *(folder / CHUNKS_DIR).glob("*"),
-              folder / SWEEP_FILE, folder / "_summary.json"]:
-        if p.is_file():
-            p.unlink()
-
-
-def _write_atomic(path: Path, text: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    data = text.encode() if isinstance(text, str) else text
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def part_name(index: int, fmt: str) -> str:
-    return f"part-{index:05d}.{fmt}"
-
-
-def done_chunks(folder: Path, fmt: str) -> dict[int, dict[str, Any]]:
-    """Chunks already written: a record in _chunks/ and its part file."""
-    out = {}
-    for rec in (folder / CHUNKS_DIR).glob("*.json"):
-        try:
-            index = int(rec.stem)
-            data = json.loads(rec.read_text(encoding="utf-8"))
-        except (ValueError, OSError):
-            continue
-        if (folder / part_name(index, fmt)).is_file():
-            out[index] = data
-    return out
-
-
-def write_part(folder: Path, part: Part, fmt: str) -> None:
-    """The part file, whole or not at all (a temporary name renamed), then its record (the commit)."""
-    target = folder / part_name(part.index, fmt)
-    tmp = folder / f".{target.name}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(part.data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    _write_atomic(folder / CHUNKS_DIR / f"{part.index:05d}.json",
-                  json.dumps({"rows": part.rows, "skipped": part.skipped}, allow_nan=False))
-
-
 # --- the sweep ---------------------------------------------------------------------------------------------------
 
 
@@ -903,7 +792,7 @@ def run_sweep(grid: Grid, out: str, *, fmt: str | None = None, executor: Executo
             progress(counted, total)
 
     for part in executor(jobs, advance):
-        write_part(folder, part, fmt)
+        write_part(folder, part.index, fmt, part.data, part.rows, part.skipped)
         rows += part.rows
         skipped.update(part.skipped)
         if on_part is not None:
@@ -911,21 +800,5 @@ def run_sweep(grid: Grid, out: str, *, fmt: str | None = None, executor: Executo
     size = sum(p.stat().st_size for p in folder.glob(f"part-*.{fmt}"))
     result = SweepResult(out, fmt, total, rows, dict(sorted(skipped.items(), key=lambda kv: -kv[1])), len(chunks),
                          len(done), time.perf_counter() - t0, size, rows - resumed_rows)
-    _write_atomic(folder / "_summary.json", json.dumps(result.to_dict(), indent=1, allow_nan=False))
+    write_atomic(folder / SUMMARY_FILE, json.dumps(result.to_dict(), indent=1, allow_nan=False))
     return result
-
-
-def read_dataset(path: str):
-    """The dataset as one Arrow table (parts in order)."""
-    pa = require_pyarrow()
-    folder = Path(path)
-    fmt = "csv" if any(folder.glob("part-*.csv")) else "parquet"
-    parts = sorted(folder.glob(f"part-*.{fmt}"))
-    if fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        return pa.concat_tables([pcsv.read_csv(p) for p in parts]) if parts else None
-    import pyarrow.parquet as pq
-
-    return pa.concat_tables([pq.read_table(p) for p in parts])
-
