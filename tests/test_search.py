@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -231,5 +230,14 @@ def test_frontier_interpolation():
     assert np.isfinite(interpolate(front, "u", "c", 20.0))
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__]))
+
+def test_search_csv_and_table_with_the_frontier():
+    args = ["search", "--model", "llama-3-8b", "--isl", "512", "--osl", "128", "--qps", "4", "--slo",
+            "ttft_p99:1000,tpot_p99:30", "--hardware", "h100-sxm,b200", "--dtype", "fp8", "--top-k", "2",
+            "--num-prompts", "200"]
+    r = CliRunner(env={"COLUMNS": "250"}).invoke(cli, [*args, "--output", "csv"])
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and lines[0].split(",") == list(KEYS) and len(lines) == 3
+    r = CliRunner(env={"COLUMNS": "250"}).invoke(cli, [*args, "--pareto"])
+    assert r.exit_code == 0 and "frontier: usd_per_mtok against tokens/s per user" in r.stdout
+    assert "rejected" in r.stdout and "TPOT p99 ms" in r.stdout

@@ -12,10 +12,9 @@ Rows come in a fixed order: combinations in the order of their axes (the first v
 then within each the (isl, osl) pairs, the what-if values and the batch (the fastest). The rows are
 cut into chunks of about ``chunk_rows`` before any work, so the same grid always gives the same
 chunks whichever executor computes them. Each chunk is one part file of the dataset folder
-(``infercast.dataset``: written whole, then recorded); ``resume`` recomputes only the chunks whose record
-is missing. Executors are plain
-callables (``serial``, ``process_pool``, ``ray_executor``): they take the jobs and yield the finished
-parts in order.
+(``infercast.dataset``: written whole, then recorded); ``resume`` recomputes only the chunks whose
+record is missing. Executors are plain callables (``serial``, ``process_pool``, ``ray_executor``): they
+take the jobs and yield the finished parts in order.
 
 One row holds the inputs (``input.<option>``: the axes as given) and then the estimate's flattened
 columns (``ttft_s``, ``decode.tpot_s``, ``memory.fits``, ...) exactly as ``evaluate`` returns them.
@@ -50,7 +49,8 @@ from infercast.errors import InfercastError, pydantic_error_line, shown
 from infercast.options import DEPLOYMENT, Option, resolve_kwargs
 
 MAX_CONFIGS = 10**8
-"""Largest sweep run without --yes: about 1.7 hours and 20 GB of Parquet on one core."""
+"""Largest sweep run without --yes: about 7 minutes and 14 GB of Parquet on a 2-core machine (10.3 million
+configurations of llama-3-70b took 42 s and 1.45 GB: benchmarks/bench_sweep.py)."""
 DEFAULT_CHUNK_ROWS = 1_000_000
 """Rows per part file: about 20-200 MB of Parquet and 0.5 GB of memory while it is built."""
 MAX_AXIS_VALUES = 10_000_000
