@@ -24,13 +24,14 @@ LAYERS = [
     ("energy/cost", ["energy", "cost"]),
     ("calibration", ["calibration"]),
     ("design", ["design"]),
-    ("scenario", ["scenario"]),
+    ("scenario", ["scenario", "options"]),
     ("evaluate/estimate", ["evaluation", "estimate", "offload", "passes", "training", "train"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
-    ("search/sweep, validation", ["validate", "validate_training", "validate_vision", "validate_offload",
-                                  "calibrate", "claims", "localbench", "reference_model", "whatif"]),
-    ("front ends", ["options", "documents", "display", "cli", "serving.cli", "__main__", ""]),
+    ("search/sweep, validation", ["sweep", "search", "dataset", "validate", "validate_training", "validate_vision",
+                                  "validate_offload", "calibrate", "claims", "localbench", "reference_model",
+                                  "whatif"]),
+    ("front ends", ["documents", "display", "cli", "serving.cli", "sweep_cli", "query", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 

@@ -58,6 +58,14 @@ class _Commands(click.Group):
     LAZY = {
         "simulate": ("infercast.serving.cli:simulate",
                      "Simulate a vLLM-style server under load: TTFT, TPOT, ITL, E2E latency, throughput, goodput."),
+        "sweep": ("infercast.sweep_cli:sweep", "Evaluate a grid of deployments and workloads into a Parquet (or "
+                  "CSV) dataset, one row per configuration."),
+        "query": ("infercast.sweep_cli:query", "Run SQL (DuckDB) over a sweep's dataset, the view 'result': "
+                  "\"SELECT hardware, min(\\\"decode.tpot_s\\\") FROM result GROUP BY 1\"."),
+        "search": ("infercast.sweep_cli:search", "The cheapest deployments of a model that serve a load within "
+                   "latency SLOs, confirmed by the simulator."),
+        "pareto": ("infercast.sweep_cli:pareto", "Frontiers of output tokens/s per chip, and of USD per million "
+                   "tokens, against tokens/s per user."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -197,3 +197,22 @@ def claims_document() -> list[dict[str, Any]]:
     from infercast.claims import all_claims
 
     return [c.to_dict() for c in all_claims()]
+
+
+def search_document(**kw: Any) -> dict[str, Any]:
+    """``infercast search``: the ranked deployments for a load and SLOs, the frontier, the rejections."""
+    from infercast.search import search
+
+    return search(**kw)
+
+
+def pareto_document(**kw: Any) -> dict[str, Any]:
+    """``infercast pareto``: frontiers of tokens/s per chip and USD per million tokens against tokens/s per user."""
+    from infercast.search import pareto
+
+    return pareto(**kw)
+
+
+def pareto_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The frontiers' points as flat rows (group and metric first): what CSV and Parquet hold."""
+    return [{"group": f["group"], "metric": f["metric"], **p} for f in doc["frontiers"] for p in f["points"]]
