@@ -572,6 +572,10 @@ def decode(run: _Run) -> Phase | None:
     return acc.phase()
 
 
+_STEP_BLOCK = 1 << 20
+"""Elements (KV lengths x configurations) of one block of step-by-step decode evaluation."""
+
+
 class _DecodeTotals:
     """Accumulates the decode: each group's time at TDP and at the roofline's pace, its rows, and the latency.
 
@@ -677,14 +681,27 @@ class _DecodeTotals:
         if any_(between):
             self.stepwise.append((between, lo, hi))
 
+    def _stepwise_latency(self, mask, lo, hi):
+        """The latency of the steps at KV lengths [lo, hi] where ``mask``, one step at a time (pipelines with
+        1 < m < pp micro-batches): the lengths go on a leading axis, in blocks of at most ``_STEP_BLOCK``
+        elements, so each block is one evaluation."""
+        first = float(np.min(np.where(mask, lo, np.inf)))
+        last = float(np.max(np.where(mask, hi, -1.0)))
+        size = max(int(np.size(mask)), 1)
+        block = max(1, _STEP_BLOCK // size)
+        total = 0.0
+        for start in np.arange(first, last + 1, block):
+            L = np.arange(start, min(start + block, last + 1)).reshape((-1,) + (1,) * (self.run.ndim - 1))
+            inside = mask & (lo <= L) & (L <= hi)
+            if any_(inside):
+                capped = [self._group_step(p, L)[1] for p in self.parts]
+                total = total + np.where(inside, self._latency_step(capped), 0.0).sum(axis=0)
+        return total
+
     def phase(self) -> Phase:
         run = self.run
         for mask, lo, hi in self.stepwise:
-            for L in np.arange(float(np.min(np.where(mask, lo, np.inf))), float(np.max(np.where(mask, hi, -1))) + 1):
-                inside = mask & (lo <= L) & (L <= hi)
-                if any_(inside):
-                    capped = [self._group_step(p, L)[1] for p in self.parts]
-                    self.latency = self.latency + np.where(inside, self._latency_step(capped), 0.0)
+            self.latency = self.latency + self._stepwise_latency(mask, lo, hi)
         rows = []
         for gi, p in enumerate(self.parts):
             r = Rows.of(p.token, self.steps, run.framework_s(p.group))
