@@ -75,19 +75,25 @@ class StageLoad:
     """Send and receive buffers of the collectives, per token of the pass."""
 
 
-def _layer_rates(local: ModelSpec, p: Precision, attention: Attention) -> tuple[float, float, float, float, float]:
-    """(kv per token per layer, the same if MHA, act per token, logits per sequence, score bytes per pair)."""
-    a, c = element_bytes(p.act), element_bytes(p.kv)
-    L = local.num_layers
+def _layer_elements(local: ModelSpec) -> tuple[float, float, float]:
+    """(K/V elements per token per layer, the same if MHA, a pass's transient elements per token: residual
+    stream, normalised input and the widest intermediate, fused QKV or MLP up/gate output)."""
     h = local.hidden_size
     mlp_width = 2 * local.intermediate_size if local.gated_mlp else local.intermediate_size
     if local.is_moe:
         moe_width = local.experts_per_token * local.moe_intermediate_size * (2 if local.gated_mlp else 1)
         mlp_width = max(mlp_width if local.num_dense_layers else 0, moe_width)
     widest = max(local.q_dim + 2 * local.num_kv_heads * local.head_dim, mlp_width)
+    L = local.num_layers
+    return local.kv_elements_per_token() / L, local.kv_elements_per_token_if_mha() / L, 2 * h + widest
+
+
+def _layer_rates(local: ModelSpec, p: Precision, attention: Attention) -> tuple[float, float, float, float, float]:
+    """(kv per token per layer, the same if MHA, act per token, logits per sequence, score bytes per pair)."""
+    a, c = element_bytes(p.act), element_bytes(p.kv)
+    kv, mha, act = _layer_elements(local)
     scores = local.num_heads * a if attention == "materialized" else 0.0
-    return (local.kv_elements_per_token() / L * c, local.kv_elements_per_token_if_mha() / L * c, (2 * h + widest) * a,
-            local.vocab_size * 4.0, scores)
+    return kv * c, mha * c, act * a, local.vocab_size * 4.0, scores
 
 
 @cache
@@ -96,11 +102,19 @@ def stage_loads(spec: ModelSpec, plan: Plan, p: Precision, attention: Attention)
     local = tp_shard(spec, plan)
     kv_layer, mha_layer, act_tok, act_seq, scores = _layer_rates(local, p, attention)
     comm = 2 * spec.hidden_size * element_bytes(p.act) if plan.tp > 1 or plan.pp > 1 else 0.0
-    return tuple(StageLoad(weights_bytes=stage_weight_bytes(stage_weight_params(spec, local, plan, s, layers, dense), p),
-                           kv_bytes_per_token=layers * kv_layer, kv_bytes_per_token_if_mha=layers * mha_layer,
-                           act_bytes_per_token=act_tok, act_bytes_per_seq=act_seq, scores_bytes_per_pair=scores,
-                           comm_bytes_per_token=comm)
-                 for s, (_, layers, dense) in enumerate(stage_layers(spec, plan)))
+    lp = local.param_parts()
+    loads: dict[tuple, StageLoad] = {}  # stages alike (not first, not last, same layers) load alike
+
+    def load(s: int, layers: int, dense: int) -> StageLoad:
+        key = (s == 0, s == plan.pp - 1, layers, dense)
+        if key not in loads:
+            weights = stage_weight_bytes(stage_weight_params(spec, local, plan, s, layers, dense, lp), p)
+            loads[key] = StageLoad(weights_bytes=weights, kv_bytes_per_token=layers * kv_layer,
+                                   kv_bytes_per_token_if_mha=layers * mha_layer, act_bytes_per_token=act_tok,
+                                   act_bytes_per_seq=act_seq, scores_bytes_per_pair=scores, comm_bytes_per_token=comm)
+        return loads[key]
+
+    return tuple(load(s, layers, dense) for s, (_, layers, dense) in enumerate(stage_layers(spec, plan)))
 
 
 def kept_tokens(spec: ModelSpec, isl, osl, block_size: int):
@@ -188,8 +202,6 @@ class PlanTable:
     tp: np.ndarray
     pp: np.ndarray
     chips: np.ndarray
-    loads: tuple[tuple[StageLoad, ...], ...]
-    """For each plan, the loads of its candidate binding stages."""
     weights: np.ndarray
     """[plans, 3] weights of the first, last and largest middle stage (repeated where fewer)."""
     kv_tok: np.ndarray
@@ -198,31 +210,73 @@ class PlanTable:
     scores: np.ndarray
 
 
+@dataclass(frozen=True)
+class _PlanElements:
+    """The plans of a model as counts, whatever the formats: parameters by part and elements per token of the
+    first, last and largest middle stage ([plans, 3]), and per plan the activation elements of a token."""
+
+    tp: np.ndarray
+    pp: np.ndarray
+    embedding: np.ndarray
+    head: np.ndarray
+    layers: np.ndarray
+    kv: np.ndarray
+    """K/V elements per token of context (all the stage's layers)."""
+    act: np.ndarray
+    """[plans] a pass's transient elements per token (``_layer_rates``) and the collectives' buffers."""
+    heads: np.ndarray
+    """[plans] query heads per chip (one materialised score per head and (query, key) pair)."""
+    vocab: np.ndarray
+    """[plans] the vocabulary's share of a chip (its fp32 logits per sequence)."""
+
+
 @cache
-def plan_table(spec: ModelSpec, p: Precision, attention: Attention, max_tp: int) -> PlanTable:
-    """The valid (tp <= max_tp, pp <= layers) replica plans of ``spec``, sorted by chips."""
+def _plan_elements(spec: ModelSpec, max_tp: int) -> _PlanElements:
+    """The valid (tp <= max_tp, pp <= layers) replica plans of ``spec``, sorted by chips (then the wider
+    tensor-parallel group), in counts: ``plan_table`` prices them in a precision's bytes."""
     rows = []
     for tp in range(1, max_tp + 1):
         try:
-            make_plan(spec, tp=tp)
+            local = tp_shard(spec, make_plan(spec, tp=tp))
         except InfercastError:
             continue
+        lp = local.param_parts()
+        kv_layer, _, act = _layer_elements(local)
         for pp in range(1, spec.num_layers + 1):
             plan = make_plan(spec, tp=tp, pp=pp)
-            loads = stage_loads(spec, plan, p, attention)
-            middle = max(loads[1:-1], key=lambda x: x.weights_bytes, default=loads[-1])
-            rows.append((tp * pp, tp, pp, (loads[0], loads[-1], middle)))
-    rows.sort(key=lambda r: (r[0], -r[1]))  # fewest chips; then the wider tensor-parallel group
+            stages = [(stage_weight_params(spec, local, plan, i, layers, dense, lp), layers)
+                      for i, (_, layers, dense) in enumerate(stage_layers(spec, plan))]
+            middle = max(stages[1:-1], key=lambda x: x[0]["layers"], default=stages[-1])
+            comm = 2 * spec.hidden_size if tp > 1 or pp > 1 else 0.0
+            rows.append((tp * pp, tp, pp, (stages[0], stages[-1], middle), act + comm, local.num_heads, kv_layer,
+                         local.vocab_size))
+    rows.sort(key=lambda r: (r[0], -r[1]))
     three = [r[3] for r in rows]
 
-    def field(name: str) -> np.ndarray:
-        return np.array([[getattr(x, name) for x in r] for r in three])
+    def part(name: str) -> np.ndarray:
+        return np.array([[parts[name] for parts, _ in r] for r in three], dtype=float)
 
-    return PlanTable(tp=np.array([r[1] for r in rows]), pp=np.array([r[2] for r in rows]),
-                     chips=np.array([r[0] for r in rows], dtype=float), loads=tuple(three),
-                     weights=field("weights_bytes"), kv_tok=field("kv_bytes_per_token"),
-                     act_tok=field("act_bytes_per_token") + field("comm_bytes_per_token"),
-                     act_seq=field("act_bytes_per_seq"), scores=field("scores_bytes_per_pair"))
+    return _PlanElements(tp=np.array([r[1] for r in rows]), pp=np.array([r[2] for r in rows]),
+                         embedding=part("embedding"), head=part("head"), layers=part("layers"),
+                         kv=np.array([[layers * r[6] for _, layers in r[3]] for r in rows], dtype=float),
+                         act=np.array([r[4] for r in rows], dtype=float),
+                         heads=np.array([r[5] for r in rows], dtype=float),
+                         vocab=np.array([r[7] for r in rows], dtype=float))
+
+
+@cache
+def plan_table(spec: ModelSpec, p: Precision, attention: Attention, max_tp: int) -> PlanTable:
+    """The valid (tp <= max_tp, pp <= layers) replica plans of ``spec``, sorted by chips, in ``p``'s bytes."""
+    e = _plan_elements(spec, max_tp)
+    a, c = element_bytes(p.act), element_bytes(p.kv)
+    col = (slice(None), None)
+    return PlanTable(tp=e.tp, pp=e.pp, chips=(e.tp * e.pp).astype(float),
+                     weights=(e.embedding * p.embedding_weight_bytes + e.head * p.head_weight_bytes
+                              + e.layers * p.layer_weight_bytes),
+                     kv_tok=e.kv * c, act_tok=np.broadcast_to((e.act * a)[col], e.kv.shape),
+                     act_seq=np.broadcast_to((e.vocab * 4.0)[col], e.kv.shape),
+                     scores=np.broadcast_to((e.heads * a if attention == "materialized" else 0.0 * e.heads)[col],
+                                            e.kv.shape))
 
 
 def plan_capacity(table: PlanTable, isl, kept, usable, opts: MemoryOptions) -> np.ndarray:

@@ -227,11 +227,11 @@ def stage_layers(spec: ModelSpec, plan: Plan) -> list[tuple[int, int, int]]:
 
 
 def stage_weight_params(spec: ModelSpec, local: ModelSpec, plan: Plan, index: int, layers: int,
-                        dense: int) -> dict[str, float]:
+                        dense: int, lp: dict[str, float] | None = None) -> dict[str, float]:
     """Parameters one chip of stage ``index`` holds, by part: ``embedding`` (first stage), ``head``
     (last stage: LM head and final norm) and ``layers`` (its share of the layers; norms and routers
-    replicated)."""
-    lp = local.param_parts()
+    replicated). ``lp``: ``local.param_parts()`` when the caller has it."""
+    lp = lp if lp is not None else local.param_parts()
     out = {"embedding": lp["embedding"] if index == 0 else 0.0,
            "head": lp["final_norm"] + lp["head"] if index == plan.pp - 1 else 0.0,
            "layers": dense * lp["dense_layer"]}
