@@ -8,17 +8,13 @@ import copy
 import json
 import os
 import stat
-import sys
-import traceback
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
-
-from infercast import cli as cli_module
+from cli_run import run_main
 
 
 @dataclass(frozen=True)
@@ -34,27 +30,6 @@ class File:
 
     content: str | bytes
     mode: int = 0o644
-
-
-def run_main(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str, str | None]:
-    """``infercast.cli.main()`` in-process: (exit code, stdout, stderr, traceback of an escaped exception)."""
-    runner = CliRunner(env={"COLUMNS": "200", **(env or {})})
-    argv = sys.argv
-    escaped = None
-    with runner.isolation() as streams:
-        sys.argv = ["infercast", *args]
-        try:
-            cli_module.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001  (what the user would see as a traceback)
-            escaped = traceback.format_exc()
-            code = 1
-        finally:
-            sys.argv = argv
-        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
-    return code, out, err, escaped
 
 
 # --- valid starting points, each case changes one thing ---------------------------------------

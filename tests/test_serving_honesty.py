@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import traceback
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from infercast import cli as cli_module
+import cli_run
 from infercast import serving
 from infercast.errors import InfercastError
 from infercast.serving import scenarios
@@ -29,20 +26,10 @@ BASE = ("simulate", "--model", "llama-2-7b", "--hardware", "a100-sxm-80gb")  # c
 
 def run_main(*args: str) -> tuple[int, str, str]:
     """``infercast`` in-process, as a user runs it: (exit code, stdout, stderr); no exception escapes."""
-    runner = CliRunner(env={"COLUMNS": "200"})
-    argv = sys.argv
-    with runner.isolation() as streams:
-        sys.argv = ["infercast", *args]
-        try:
-            cli_module.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001  (a traceback the user would see)
-            pytest.fail(traceback.format_exc())
-        finally:
-            sys.argv = argv
-        return code, streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    code, out, err, escaped = cli_run.run_main(list(args))
+    if escaped:
+        pytest.fail(escaped)
+    return code, out, err
 
 
 def no_constants(name: str):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cli_run import run_main
 from infercast import estimate
 from infercast.cli import cli
 from infercast.dataset import read_dataset
@@ -30,21 +31,10 @@ SMALL = {"model": "llama-3-8b,llama-2-7b", "hardware": "h100-sxm,mi300x", "tp": 
 
 
 def main(*args: str) -> tuple[int, str, str]:
-    """The CLI through main() in-process (what turns InfercastError into 'error: ...' and exit 2): exit code,
-    stdout, stderr."""
-    from infercast import cli as cli_module
-
-    argv = sys.argv
-    with CliRunner().isolation() as streams:
-        sys.argv = ["infercast", *args]
-        try:
-            cli_module.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            sys.argv = argv
-        return code, streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    """The CLI through main() in-process: exit code, stdout, stderr (an escaped exception fails the test)."""
+    code, out, err, escaped = run_main(list(args))
+    assert escaped is None, escaped
+    return code, out, err
 
 
 def subprocess_main(*args: str) -> tuple[int, str, str]:
