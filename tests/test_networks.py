@@ -20,7 +20,7 @@ from infercast.tiers import parse_offload
 
 
 def test_presets_listed():
-    assert network_ids() == ["bert-large", "flux.1-dev", "resnet-50", "sd-1.5", "sd-2.1", "sdxl-base-1.0"]
+    assert network_ids() == ["bert-large", "flux.1-dev", "resnet-50", "sd-1.5", "sd-2.1", "sd3-medium", "sdxl-base-1.0"]
 
 
 # Published parameter counts (the operators' weights plus the embedding tables must give them exactly):
@@ -37,6 +37,40 @@ def test_presets_listed():
 ])
 def test_parameter_counts(model, component, count):
     assert load_network(model).params()[component] == count
+
+
+def test_sd3_medium_transformer_parameters():
+    """SD3-medium's SD3Transformer2DModel (d = 24 heads x 64 = 1536, 24 joint blocks), counted by hand from
+    diffusers' modules; the total is the 2,028,328,000 diffusers reports for the model card's transformer.
+
+    patch embed conv 16 -> d, 2x2: 16 x 4 x d + d = 99,840; timestep MLP 256 -> d -> d: 2,755,584; pooled text
+    MLP 2048 -> d -> d: 5,508,096; context embedder 4096 -> d: 6,292,992. A joint block, per stream: adaLN-zero
+    d -> 6d (14,164,992), Q K V (3 x 2,360,832), output (2,360,832), GELU MLP d -> 4d -> d (18,882,048) =
+    42,490,368, both streams 84,980,736; the last block's text stream has adaLN d -> 2d (4,721,664), its Q K V
+    and no output or MLP: 54,294,528. 23 x 84,980,736 + 54,294,528 = 2,008,851,456. norm_out d -> 2d
+    4,721,664; proj_out d -> 2 x 2 x 16: 98,368. Sum: 2,028,328,000."""
+    blocks = 23 * 84_980_736 + 54_294_528
+    total = 99_840 + 2_755_584 + 5_508_096 + 6_292_992 + blocks + 4_721_664 + 98_368
+    assert total == 2_028_328_000
+    params = load_network("sd3-medium").params()
+    assert params["denoiser"] == total
+    # CLIP-L with its 768 x 768 projection, OpenCLIP bigG (SDXL's), T5-XXL's encoder (Flux's)
+    assert (params["text_encoder"], params["text_encoder_2"], params["text_encoder_3"]) == \
+        (123_060_480 + 768 * 768, 694_659_840, 4_762_310_656)
+
+
+def test_sd3_medium_flops_per_step():
+    # one transformer pass at 1024x1024, batch 1: 4096 image tokens (64 x 64 patches of the 128 x 128 latent) and
+    # 77 + 256 = 333 text tokens. Per block and stream Q K V, output and MLP are 12 d^2 weights (d = 1536), at
+    # 2 FLOPs per weight and token; joint attention 4 d L^2 + 5 per pair and head over L = 4429, 24 blocks
+    d, L, n = 1536, 4096 + 333, 24
+    linear = 2 * 12 * d**2 * (n * 4096 + (n - 1) * 333 + 333 / 4)  # the last text stream: Q K V only
+    attention = n * L**2 * 24 * (4 * 64 + 5)
+    net = load_network("sd3-medium")
+    den = dict((name, ops) for name, ops, _ in net.passes(1, net.workload(steps=1, cfg=False), Precision()))["denoiser"]
+    big = sum(op.count * float(op.flops) for op in den if op.kind in ("gemm", "attention") and op.name.startswith("joint_")
+              and "_mod" not in op.name)
+    assert big == pytest.approx(linear + attention, rel=1e-9)
 
 
 def _matmul_flops(ops) -> float:
@@ -191,3 +225,69 @@ def test_validate_vision_subset(tmp_path):
     got = {x["id"]: x for x in d["rows"]}
     assert got["x-unknown"]["skipped_reason"] == "hardware biren-br104 is not in the catalog"
     assert abs(got["fal-sdxl-x"]["error"]) < 0.3 and abs(got["mlperf-v3.0-closed-x-resnet50-offline"]["error"]) < 0.3
+
+
+@pytest.mark.parametrize("model,default_on", [("sd-1.5", True), ("sdxl-base-1.0", True), ("sd3-medium", True),
+                                              ("flux.1-dev", False)])
+def test_cli_cfg_both_ways(model, default_on):
+    """--cfg and --no-cfg each win over the model's default: guidance doubles the denoiser's batch, so its FLOPs
+    (and the text encoders', which encode the negative prompt too); the VAE decodes the same images."""
+    def run(*flag):
+        r = _cli("estimate", "--model", model, "--hardware", "h100-sxm", "--resolution", "512x512", "--steps", "2",
+                 *flag, "--output", "json")
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        return d["workload"]["cfg"], {p["name"]: p["flops"] for p in d["passes"]}
+    on_cfg, on = run("--cfg")
+    off_cfg, off = run("--no-cfg")
+    default_cfg, default = run()
+    assert (on_cfg, off_cfg, default_cfg) == (True, False, default_on)
+    assert on["denoiser"] == pytest.approx(2 * off["denoiser"]) and on["vae_decoder"] == off["vae_decoder"]
+    assert default == (on if default_on else off)
+
+
+@pytest.mark.parametrize("flag", ["--cfg", "--no-cfg"])
+def test_cli_cfg_is_for_diffusion_only(flag):
+    for model in ("bert-large", "llama-2-7b"):
+        r = _cli("estimate", "--model", model, "--hardware", "h100-sxm", flag)
+        assert r.returncode == 2 and r.stdout == "" and flag in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_models_list_and_show_every_kind():
+    r = _cli("models", "list", "--output", "json")
+    assert r.returncode == 0, r.stderr
+    rows = {x["id"]: x for x in json.loads(r.stdout)}
+    assert {rows[m]["kind"] for m in network_ids()} == {"encoder", "cnn", "diffusion"}
+    assert rows["llama-2-7b"]["kind"] == "decoder"
+    # the parameter counts pinned above: SD3-medium 0.124 + 0.695 + 4.762 + 2.028 + the 16-channel VAE decoder's
+    # 0.050 = 7.658 B; BERT-Large 0.334 B; ResNet-50 0.026 B
+    assert (rows["sd3-medium"]["params_b"], rows["bert-large"]["params_b"], rows["resnet-50"]["params_b"]) == \
+        (7.658, 0.334, 0.026)
+    r = _cli("models", "show", "sd3-medium", "--output", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["kind"] == "diffusion" and d["architecture"] == "StableDiffusion3Pipeline"
+    assert d["params_by_component"]["denoiser"] == 2_028_328_000 and d["defaults"]["steps"] == 28
+    assert "sd3-medium" in _cli("models", "list").stdout
+
+
+def test_min_chips_splits_a_batch_over_replicas():
+    # SDXL at 1024x1024 on one L4 (24 GB): the batch that fits beside the 2.6 + 0.8 + 0.1 B fp16 weights is
+    # max_batch; a batch above it takes ceil(batch / max_batch) replicas of one chip each
+    sc = resolve("sdxl-base-1.0", "l4")
+    one = evaluate_network(sc, batch=1)
+    m = float(one["memory.max_batch"])
+    assert m >= 1 and float(one["memory.min_chips"]) == 1
+    many = evaluate_network(sc, batch=np.array([m, m + 1, 5 * m]))
+    assert list(many["memory.min_chips"]) == [1, 2, 5]
+    # FLUX.1-dev's 12 B transformer and 4.8 B T5 in 16 bits exceed a 16 GB T4: no number of replicas holds it
+    assert float(evaluate_network(resolve("flux.1-dev", "t4"), batch=1)["memory.min_chips"]) == 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 4096))
+def test_min_chips_hold_the_batch(batch):
+    c = evaluate_network(resolve("resnet-50", "t4", dtype="int8"), batch=batch)
+    chips, m = float(c["memory.min_chips"]), float(c["memory.max_batch"])
+    assert chips * m >= batch and (chips - 1) * m < batch

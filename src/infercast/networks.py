@@ -34,6 +34,8 @@ Pass = tuple[str, list[Op], float]
 """(name, operators of one execution, executions per batch of requests)."""
 
 _PRESETS = resources.files("infercast") / "catalog" / "models"
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
+"""A diffusion pipeline's text encoder components, in diffusers' names."""
 INT8 = Precision("int8", "int8", "int8")
 """One byte per element: an operator list's weight bytes at this precision are its parameters."""
 
@@ -306,6 +308,44 @@ class MMDiT:
         return ops
 
 
+@dataclass(frozen=True)
+class JointDiT:
+    """Stable Diffusion 3's MMDiT (diffusers' SD3Transformer2DModel, from its config; Esser et al. 2024): the
+    latent cut into 2x2 patches (a strided conv: one linear layer per patch) and the projected text tokens
+    run ``num_layers`` joint blocks, each with its own weights per stream (adaLN-zero modulation, Q K V,
+    output projection, a GELU MLP of 4 d) and one attention over both; the last block keeps only the image
+    stream's output (``context_pre_only``). The timestep and the pooled text embed into the modulation."""
+
+    config: dict[str, Any]
+    name: str = "transformer"
+
+    def ops(self, batch, h: int, w: int, txt: int) -> list[Op]:
+        c, p = self.config, _P
+        heads, hd, P = c["num_attention_heads"], c["attention_head_dim"], c["patch_size"]
+        d, n = heads * hd, c["num_layers"]
+        N = (h // P) * (w // P)  # image tokens
+        L, Ti, Tt = N + txt, batch * N, batch * txt
+        ops = [linear("patch_embed", 1, Ti, c["in_channels"] * P * P, d, p), add("pos_embed_add", 1, Ti * d, p),
+               vector_op("time_proj", 1, batch * 256, 4, p),
+               linear("time_in_1", 1, batch, 256, d, p), linear("time_in_2", 1, batch, d, d, p),
+               linear("pooled_in_1", 1, batch, c["pooled_projection_dim"], d, p), linear("pooled_in_2", 1, batch, d, d, p),
+               linear("context_embedder", 1, Tt, c["joint_attention_dim"], c["caption_projection_dim"], p)]
+        for stream, T, k in (("img", Ti, n), ("txt", Tt, n - 1)):  # the last block's text stream ends at its Q K V
+            ops += [linear(f"joint_{stream}_mod", k, batch, d, 6 * d, p),
+                    vector_op(f"joint_{stream}_norm_mod", k, T * d, 9, p),
+                    linear(f"joint_{stream}_qkv", k, T, d, 3 * d, p)]
+        ops += [linear("joint_txt_mod_last", 1, batch, d, 2 * d, p), vector_op("joint_txt_norm_mod_last", 1, Tt * d, 7, p),
+                linear("joint_txt_qkv_last", 1, Tt, d, 3 * d, p),
+                attention("joint_attention", n, batch, heads, L, L, hd, p)]
+        for stream, T, k in (("img", Ti, n), ("txt", Tt, n - 1)):
+            ops += [linear(f"joint_{stream}_out", k, T, d, d, p),
+                    vector_op(f"joint_{stream}_gated_residual", k, 2 * T * d, 2, p, reads=3),
+                    vector_op(f"joint_{stream}_norm2_mod", k, T * d, 7, p),
+                    *feed_forward(f"joint_{stream}_mlp", k, T, d, 4 * d, p)]
+        return ops + [linear("norm_out_mod", 1, batch, d, 2 * d, p), vector_op("norm_out", 1, Ti * d, 7, p),
+                      linear("proj_out", 1, Ti, d, P * P * c["out_channels"], p)]
+
+
 # --- networks -------------------------------------------------------------------------------------------
 
 
@@ -332,12 +372,14 @@ class Network:
     source: str
     notes: str = ""
     text_tokens: dict[str, int] = field(default_factory=dict)
+    architecture: str = ""
+    """The class its manifest names (diffusers' pipeline, BertForQuestionAnswering, ResNet)."""
 
     def workload(self, *, resolution: str | tuple[int, int] | None = None, steps: int | None = None,
                  cfg: bool | None = None, seq_len: int | None = None) -> Workload:
         """The request's workload, each unset axis at the model's default; bad values name their flag."""
         if self.kind != "diffusion":
-            for flag, value in (("--steps", steps), ("--cfg", cfg or None)):
+            for flag, value in (("--steps", steps), ("--cfg" if cfg else "--no-cfg", cfg)):
                 if value is not None:
                     raise InfercastError(f"{flag} applies to diffusion pipelines; {self.id} is {_article(self.kind)}")
         if self.kind == "encoder" and resolution is not None:
@@ -371,7 +413,7 @@ class Network:
             return [("forward", with_precision(c["cnn"].ops(batch, H, W), p), 1.0)]
         guided = 2 if wl.cfg else 1
         out = []
-        for name in ("text_encoder", "text_encoder_2"):
+        for name in TEXT_ENCODERS:
             if name in c:  # the negative prompt is encoded too under guidance
                 out.append((name, with_precision(c[name].ops(guided * batch), p), 1.0))
         vae = c["vae"]
@@ -485,16 +527,22 @@ def load_network(model_id: str) -> Network:
         cfg = _read(model_id, "cnn", "config.json")
         comps["cnn"] = ResNet(model_id, tuple(cfg["layers"]), cfg["width"], cfg["num_classes"])
     else:
-        for name in ("text_encoder", "text_encoder_2"):
+        for name in TEXT_ENCODERS:
             if name in index:
                 comps[name] = _text_encoder(name, _read(model_id, name, "config.json"))
         comps["vae"] = VAEDecoder(_read(model_id, "vae", "config.json"))
         if "unet" in index:
             comps["unet"] = UNet(_read(model_id, "unet", "config.json"))
         else:
-            comps["transformer"] = MMDiT(_read(model_id, "transformer", "config.json"))
-            tokens["transformer"] = comps["text_encoder_2"].tokens
-    return Network(model_id, kind, comps, meta["defaults"], meta["source"], meta.get("notes", ""), tokens)
+            cfg = _read(model_id, "transformer", "config.json")
+            if cfg["_class_name"] == "SD3Transformer2DModel":  # CLIP's 77 tokens beside T5's, joined
+                comps["transformer"] = JointDiT(cfg)
+                tokens["transformer"] = comps["text_encoder"].tokens + comps["text_encoder_3"].tokens
+            else:
+                comps["transformer"] = MMDiT(cfg)
+                tokens["transformer"] = comps["text_encoder_2"].tokens
+    return Network(model_id, kind, comps, meta["defaults"], meta["source"], meta.get("notes", ""), tokens,
+                   index.get("_class_name", ""))
 
 
 def flops_per_sample(net: Network, wl: Workload | None = None) -> dict[str, float]:

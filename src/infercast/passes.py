@@ -127,7 +127,7 @@ def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=
         "memory.activation_bytes": act, "memory.overhead_bytes": opts.runtime_overhead_bytes,
         "memory.total_per_chip_bytes": total, "memory.capacity_per_chip_bytes": rates.mem_capacity_bytes,
         "memory.usable_per_chip_bytes": usable, "memory.fits": fits, "memory.max_batch": max_batch,
-        "memory.min_chips": np.where(w_device + act_one + opts.runtime_overhead_bytes <= usable, 1.0, 0.0),
+        "memory.min_chips": min_chips(samples, max_batch),
         "latency_s": latency, "flops": flops, "bytes": bytes_,
         "bound": max(bound_time, key=bound_time.get) if not capped_any is True else "power",
         "utilization.compute": flops / (latency * peak),
@@ -173,6 +173,14 @@ def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=
     cols["unavailable"] = unavailable
     cols["weights_by_component_bytes"] = weights
     return cols
+
+
+def min_chips(samples, max_batch):
+    """The fewest chips that hold ``samples`` requests: one replica per chip, each holding the weights and at
+    most ``max_batch`` requests' activations, so ceil(samples / max_batch); 0 where no chip holds the weights
+    and one request (a network is never split over chips)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(max_batch >= 1, np.ceil(samples / np.maximum(max_batch, 1.0)), 0.0)
 
 
 def _scalar_or(x) -> float:
