@@ -25,7 +25,7 @@ LAYERS = [
     ("calibration", ["calibration"]),
     ("design", ["design"]),
     ("scenario", ["scenario"]),
-    ("evaluate/estimate", ["evaluation", "estimate", "offload", "passes", "training", "train"]),
+    ("evaluate/estimate", ["evaluation", "estimate", "offload", "flexgen", "passes", "training", "train"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
     ("search/sweep, validation", ["validate", "validate_training", "validate_vision", "validate_offload",

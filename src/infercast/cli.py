@@ -559,7 +559,7 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
     (measured-offload.csv) formats. A training CSV ('training' is the bundled measured-training.csv) is
     predicted by the training model, under the shipped training fit or a --calibration profile of
     ``calibrate --fit`` on one."""
-    from infercast.validate import read_rows, summarize
+    from infercast.validate import summarize
     from infercast.validate import validate as run
     from infercast.validate_training import is_training_data
 
@@ -571,13 +571,14 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
         profile = load_training_calibration(calibration) if calibration else None
         results = run_training(data, overrides, profile)
     else:
-        measured = read_rows(data)
-        columns = set(measured[0]) if measured else set()
+        from infercast.validate import read_table
         from infercast.validate_offload import HEADER as OFFLOAD
         from infercast.validate_vision import HEADER as VISION
 
+        _, names, lines = read_table(data)
+        columns = set(names)
         if VISION <= columns or OFFLOAD <= columns:
-            _validate_beyond(measured, VISION <= columns, output)
+            _validate_beyond([row for _, row in lines], VISION <= columns, output)
             return
         results = run(data, overrides, calibration)
     rows = [r.to_dict() for r in results]
@@ -616,10 +617,10 @@ def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> N
         results, fit = validate_vision(rows)
         summary = summarize_vision(rows, results, fit)
     else:
-        from infercast.validate_offload import validate_offload
+        from infercast.validate_offload import summarize_offload, validate_offload
 
         results = validate_offload(rows)
-        summary = summarize(results)
+        summary = summarize_offload(rows, results)
     table = [r.to_dict() for r in results]
     if _emitted(table, summary, output):
         return
@@ -634,7 +635,8 @@ def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> N
         click.echo(f"MLPerf BERT tokens per sample (fitted): {summary['mlperf_bert_tokens']:.1f}; without each "
                    f"source: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["mlperf_bert_tokens_loso"].items()))
     else:
-        groups = [("all", summary["all"])] + [(f"source={g}", s) for g, s in summary["by_source"].items()]
+        groups = [("all", summary["all"])] + [(f"{k[3:]}={g}", s) for k in ("by_source", "by_framework", "by_hardware")
+                                              for g, s in summary[k].items()]
         _print_rows([{"group": g, "n": s["count"], "median |err|": s["median_ape"], "median err": s["median_signed"]}
                      for g, s in groups], "table")
     done = sum(1 for r in results if r.predicted is not None)
