@@ -28,7 +28,7 @@ LAYERS = [
     ("evaluate/estimate", ["evaluation", "estimate", "offload", "flexgen", "passes", "training", "train"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
-    ("search/sweep, validation", ["validate", "validate_training", "validate_vision", "validate_offload",
+    ("search/sweep, validation", ["validate", "validate_training", "validate_vision", "validate_offload", "calibrate_vision",
                                   "calibrate", "claims", "localbench", "reference_model", "whatif"]),
     ("front ends", ["options", "documents", "display", "cli", "serving.cli", "__main__", ""]),
 ]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from infercast.errors import InfercastError
 from infercast.networks import flops_per_sample, load_network, network_ids, parse_resolution
 from infercast.ops import Precision
-from infercast.passes import best_batch, evaluate_network
+from infercast.passes import best_batch, evaluate_network, execution_of
 from infercast.scenario import resolve
 from infercast.tiers import parse_offload
 
@@ -349,3 +349,77 @@ def test_validate_offload_cli(tmp_path):
     assert abs(got["flexgen-x-opt-30b"]["error"]) < 0.25 and abs(got["zeroinf-flexgen-x-opt-30b"]["error"]) < 0.4
     assert "FlexGen policy" in got["flexgen-x-opt-30b"]["note"]
     assert summary["by_framework"]["flexgen"]["count"] == 2
+
+
+def test_activations_stay_on_chip_where_they_fit():
+    """An operator whose input and output fit half the L2 moves neither through DRAM; a larger one moves both.
+    ResNet-50's stem convolution writes 112 x 112 x 64 INT8 (802,816 B an image) from a 150,528 B image: at
+    batch 8 (7.6 MB) it fits half the L4's 48 MB; at batch 64 (61 MB) it does not."""
+    from infercast.ops_vision import conv2d
+    from infercast.roofline import ChipRates, OpTable
+    from infercast.tiling import activations_on_chip
+
+    rates = ChipRates.of(resolve("resnet-50", "l4").chip)
+    p = Precision("int8", "int8", "int8")
+    for batch, on_chip in ((8.0, True), (64.0, False)):
+        op = conv2d("stem", 1, batch, 224, 224, 3, 64, 7, p, stride=2)
+        assert float(op.act_bytes + op.write_bytes) == batch * (150_528 + 802_816)
+        table = OpTable.of([op])
+        moved = float(activations_on_chip(table, rates).bytes[0])
+        assert moved == pytest.approx(float(op.weight_bytes) if on_chip else float(table.bytes[0]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(1e6, 1e9), st.floats(1.0, 10.0), st.integers(1, 512))
+def test_more_sram_never_moves_more_activation_bytes(sram, more, batch):
+    from infercast.roofline import OpTable
+    from infercast.tiling import activations_on_chip
+
+    sc = resolve("sd-1.5", "a100-sxm-80gb")
+    (_, ops, _), *_ = [x for x in sc.network.passes(float(batch), sc.network.workload(), sc.precision)
+                       if x[0] == "denoiser"]
+    table = OpTable.of(ops)
+    small = activations_on_chip(table, sc.rates.with_values(sram_bytes=sram)).bytes
+    large = activations_on_chip(table, sc.rates.with_values(sram_bytes=sram * more)).bytes
+    assert np.all(large <= small + 1e-6) and np.all(small <= table.bytes + 1e-6)
+
+
+def test_materialised_attention_moves_the_scores_four_times():
+    """SD-1.5's VAE mid-block attention at 512x512: 64 x 64 = 4096 tokens, one head of 512. Materialised, the
+    scores (4096^2 pairs x 2 B = 33.5 MB) are written by the score GEMM, read and written by the softmax and read
+    by the weighted sum: 4 x 33.5 MB beside the fused kernel's Q, K, V and O."""
+    from infercast.ops_vision import Execution, attention
+
+    p = Precision()
+    fused = attention("a", 1, 1.0, 1, 4096, 4096, 512, p)
+    mat = attention("a", 1, 1.0, 1, 4096, 4096, 512, p, x=Execution(materialized=True))
+    assert [op.name for op in mat] == ["a_score", "a_softmax", "a_value"]
+    scores = 4096**2 * 2
+    assert sum(float(op.bytes) for op in mat) - float(fused[0].bytes) == 4 * scores
+    assert sum(float(op.flops) for op in mat) == pytest.approx(float(fused[0].flops))
+
+
+def test_eager_waits_for_the_host_and_is_never_faster():
+    sc = resolve("sd-1.5", "a100-sxm-80gb")
+    wl = dict(resolution="512x512", steps=1, cfg=True)
+    fused = evaluate_network(sc, batch=np.array([1.0, 4.0, 16.0]), **wl)
+    eager = evaluate_network(sc, batch=np.array([1.0, 4.0, 16.0]), eager=True, **wl)
+    assert np.all(np.asarray(eager["latency_s"]) >= np.asarray(fused["latency_s"]))
+    # one UNet step dispatched at 1 ms a kernel: at least its kernels x 1 ms, whatever the GPU
+    slow = evaluate_network(sc, batch=1, eager=True, eager_launch_s=1e-3, **wl)
+    x = sc.network.passes(1.0, sc.network.workload(**wl), sc.precision, execution_of(sc, True))
+    kernels = sum(op.count for name, ops, _ in x if name == "denoiser" for op in ops)
+    den = next(p for p in slow["passes"] if p["name"] == "denoiser")
+    assert den["latency_s"] >= kernels * 1e-3 and kernels > 300
+
+
+def test_cli_eager_and_materialized_for_networks():
+    def run(*flags):
+        r = _cli("estimate", "--model", "sd-1.5", "--hardware", "a100-sxm-80gb", "--steps", "2", *flags,
+                 "--output", "json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["latency_s"]
+    fused, eager, mat = run(), run("--eager"), run("--attention", "materialized")
+    assert eager > fused and mat > fused
+    r = _cli("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--eager")
+    assert r.returncode == 2 and "--eager" in r.stderr and len(r.stderr.strip().splitlines()) == 1

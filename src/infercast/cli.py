@@ -207,8 +207,10 @@ def _network_table(r: dict[str, Any], breakdown: bool) -> None:
     w, m = r["workload"], r["memory"]
     shape = f"{w['resolution']}, {w['steps']} steps{', CFG' if w['cfg'] else ''}" if r["kind"] == "diffusion" else (
         f"{w['resolution']}" if r["kind"] == "cnn" else f"{w['seq_len']} tokens")
+    run = ", eager" if w["eager"] else ""
+    run += ", materialised attention" if w["attention"] == "materialized" else ""
     console.print(f"[bold]{r['model']}[/bold] ({r['kind']}) on [bold]{r['hardware']}[/bold] x {r['parallel']['dp']}: "
-                  f"batch {w['batch']} per chip, {shape}, weights {w['weight_dtype']}, act {w['act_dtype']}")
+                  f"batch {w['batch']} per chip, {shape}, weights {w['weight_dtype']}, act {w['act_dtype']}{run}")
     t = table("", "", show_header=False, box=None)
     fits = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
     t.add_row("memory", f"{fits}: {m['total_per_chip_bytes'] / 1e9:.2f} GB of {m['usable_per_chip_bytes'] / 1e9:.1f} GB "
@@ -614,8 +616,8 @@ def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> N
     if vision:
         from infercast.validate_vision import summarize_vision, validate_vision
 
-        results, fit = validate_vision(rows)
-        summary = summarize_vision(rows, results, fit)
+        results = validate_vision(rows)
+        summary = summarize_vision(rows, results)
     else:
         from infercast.validate_offload import summarize_offload, validate_offload
 
@@ -630,10 +632,11 @@ def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> N
         groups = [(f"{kind} {g}", s) for kind in ("by_group", "by_group_source", "by_group_chip")
                   for g, s in summary[kind].items()]
         _print_rows([{"group": g, "n": s["in_sample"]["count"], "median |err|": s["in_sample"]["median_ape"],
-                      "held-out median |err|": s["held_out"]["median_ape"], "median err": s["in_sample"]["median_signed"]}
-                     for g, s in groups], "table")
-        click.echo(f"MLPerf BERT tokens per sample (fitted): {summary['mlperf_bert_tokens']:.1f}; without each "
-                   f"source: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["mlperf_bert_tokens_loso"].items()))
+                      "median err": s["in_sample"]["median_signed"],
+                      "source left out": s["leave_one_source_out"]["median_ape"],
+                      "chip left out": s["leave_one_chip_out"]["median_ape"]} for g, s in groups], "table")
+        click.echo(f"Network profile: MLPerf BERT tokens per sample {summary['mlperf_bert_tokens']:.1f}, eager "
+                   f"kernel dispatch {summary['eager_launch_s'] * 1e6:.3g} us (docs/vision.md)")
     else:
         groups = [("all", summary["all"])] + [(f"{k[3:]}={g}", s) for k in ("by_source", "by_framework", "by_hardware")
                                               for g, s in summary[k].items()]

@@ -17,6 +17,8 @@ def estimate_document(**kw: Any) -> dict[str, Any]:
     from infercast.model import is_network_preset
 
     image = {k: kw.pop(k, None) for k in ("resolution", "steps", "cfg", "seq_len")}
+    if kw.pop("eager", False):
+        image["eager"] = True
     if is_network_preset(kw.get("model")):
         from infercast.passes import network_document
 

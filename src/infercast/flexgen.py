@@ -117,7 +117,7 @@ class Result:
     decode_s: float
 
 
-def _gpu_times(model: str, chip: str, gbs: np.ndarray, s: int, n: int, layers_share: float) -> dict[str, np.ndarray]:
+def _gpu_times(model: str, chip: str, gbs: np.ndarray, s: int, n: int) -> dict[str, np.ndarray]:
     """One GPU batch's GPU time per layer from the engine's roofline (16-bit math: FlexGen decompresses to fp16):
     its prefill, and per decode step the linear layers and the attention over a cache on the GPU."""
     sc = resolve(model, chip, dtype="fp16")
@@ -127,7 +127,6 @@ def _gpu_times(model: str, chip: str, gbs: np.ndarray, s: int, n: int, layers_sh
     rows = c.rows["decode"]
     attn = sum(np.asarray(t) for t, k in zip(rows.time_s, rows.kinds, strict=True) if k == "attention")
     rest = sum(np.asarray(t) for t, k in zip(rows.time_s, rows.kinds, strict=True) if k != "attention")
-    del layers_share
     return {"prefill": np.asarray(c["prefill.latency_s"]) / layers, "linear": rest / steps / layers,
             "attention": attn / steps / layers, "bandwidth": sc.rates.mem_bw_bytes_per_s * sc.efficiency.bandwidth}
 
@@ -153,7 +152,7 @@ def schedule(model: str, chip: str, host: Host, *, s: int, n: int, compress_weig
     if sequences is not None:  # the source's batch: GPU batches that divide it
         gbs_grid = np.array([g for g in range(1, min(sequences, 512) + 1) if sequences % g == 0], dtype=float)
         nb_grid = np.array(sorted({sequences // int(g) for g in gbs_grid}), dtype=float)
-    gpu = _gpu_times(model, chip, gbs_grid, s, n, 1.0)
+    gpu = _gpu_times(model, chip, gbs_grid, s, n)
     # axes: [gbs, nb, wg, wc, cg, cc]
     gbs = gbs_grid[:, None, None, None, None, None]
     nb = nb_grid[None, :, None, None, None, None]

@@ -117,6 +117,9 @@ NETWORK_WORKLOAD = (
                   "batch [the model's default: on for SD-1.5/2.1/XL and SD3, off for the guidance-distilled Flux].",
            bool, None),
     Option("seq_len", "Tokens per sample of an encoder (BERT) [384].", int),
+    Option("eager", "Run the network as PyTorch eager does (diffusers without torch.compile): norms, activations "
+                    "and modulations as kernels apart, each dispatched from Python [fused, as TensorRT or "
+                    "torch.compile run it].", bool, False),
 )
 """The workload of non-decoder models (``infercast.networks``): estimate's flags beside --batch."""
 AUTO = Option("auto", "Pick the fastest valid tp x pp plan on the system's chips.", bool, False)
