@@ -196,17 +196,24 @@ A factor multiplies gemm_max (and attention_max) for `wide` math, gemm_max_narro
 
 FlexGen rows run FlexGen's own schedule and cost model (`infercast.flexgen`): zig-zag blocks, weights and KV cache
 split over GPU, DRAM and disk, CPU attention over a cache off the GPU, 4-bit group-wise compression with its GPU
-decompression traffic, on the paper's T4 machine with its authors' fitted PCIe and CPU-attention rates
-(`catalog/hosts.yaml`, from flexgen 0.1.8's cost model) and the drive's stated read and write rates. The RTX A6000
-workstation's FlexGen rows carry those rates over (PCIe 4 link, 5.6 GB/s drive). ZeRO-Inference, Accelerate and
-DeepNVMe rows use the engine with `--offload` at the measured PCIe copy rate.
+decompression traffic (counted from flexgen's code), on the paper's T4 machine with its authors' fitted PCIe,
+CPU-attention and prefill GEMM rates (`catalog/hosts.yaml`, from flexgen 0.1.8's cost model: the T4 holds a third
+of its datasheet peak at 70 W) and the drive's stated read and write rates. The four-machine rows keep four
+blocks in flight, one per stage, as `dist_flex_opt.py` does. The RTX A6000 workstation's FlexGen rows carry the T4
+machine's PCIe and CPU rates over (PCIe 4 link, 5.6 GB/s drive) and its GPU is the engine's: they are held out
+from everything FlexGen's authors measured. ZeRO-Inference, Accelerate and DeepNVMe rows use the engine with
+`--offload` at the measured PCIe copy rate (and, on the T4 machine, its measured GEMM rates).
 
 {offload_section(data_dir)}
 
-The FlexGen paper's baselines (DeepSpeed and Accelerate on the T4) and the workstation's ZeRO-Inference rows are
-over-predicted: the sources do not state their batch (the T4 rows) or their KV-offload mechanism, and the model
-gives them the batch and the pinned PCIe rate FlexGen's own rows reach. Diffusers' sequential CPU offload moves
-each module's weights through Accelerate's hooks from pageable memory, far below the PCIe copy rate.
+What misses, and why: the FlexGen paper's baselines (DeepSpeed and Accelerate on the T4, 2-5x over) do not state
+their batch or placement (the notes point to the paper's Tables 15/16, not in the data), and the model gives them
+the largest batch that fits and the pinned PCIe rate FlexGen's own rows reach; OPT-6.7B, whose weights fit the GPU
+under Accelerate, is within 15%. The workstation's ZeRO-Inference rows are 30-90% over, and its KV-offload rows of
+LLaMA-2-70B several-fold: DeepSpeed's KV offload mechanism (where attention runs, whether grouped K/V heads are
+expanded) is not described by the source. Diffusers' sequential CPU offload (-63%) moves each module's weights
+through Accelerate's hooks from pageable memory, well below the pinned copy rate, and the model has no sourced
+figure for that rate.
 
 ## FLOP and parameter goldens
 

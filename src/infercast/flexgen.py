@@ -14,13 +14,17 @@ the cache bounds the step. Per layer (the shipped cost model, flexgen 0.1.8 ``ex
 
 with ``ctog`` host-to-GPU, ``gtoc`` GPU-to-host, ``dtoc`` disk-to-host, ``ctod`` host-to-disk bytes over each
 measured rate (``Host``) and ``comp`` the GPU's time for the block (the engine's roofline for one GPU batch,
-times ``nb``) plus the CPU's attention over the cache off the GPU. Group-wise 4-bit compression (group 64, a
+times ``nb``; a prefill no faster than the machine's measured GEMM and attention rates where FlexGen's authors
+measured them: the T4 holds a third of its datasheet peak at 70 W) plus the CPU's attention over the cache off
+the GPU. Group-wise 4-bit compression (group 64, a
 16-bit minimum and scale per group: 4.5 bits) shrinks what crosses and what is held, and the GPU pays its
 decompression (compressed bytes read, 16-bit written) before each use.
 
 FlexGen picks the policy by a linear program over these terms under the GPU's, host's and disk's capacity;
 ``best_policy`` searches the same space on a grid (every axis broadcast in one numpy evaluation). A pipeline
-over ``pp`` machines gives each ``l / pp`` layers; with ``nb >= pp`` GPU batches in flight no stage idles.
+over ``pp`` machines gives each ``l / pp`` layers and keeps ``pp`` blocks in flight (``dist_flex_opt.py``'s inner
+iterations), one per stage: each stage holds the cache of every block for its layers and works through each
+block's layers in turn, so a token step of the ``pp x bls`` sequences takes ``l`` layer-times of one block.
 """
 
 from __future__ import annotations
@@ -78,6 +82,10 @@ class Host:
     host_link_bytes_per_s: float
     dram_bytes: float = 208e9
     disk_bytes: float = 1.5e12
+    prefill_matmul_flops: float | None = None
+    """The GPU's measured rate on the prefill's GEMMs in this machine (FlexGen's mm_flops_p); None: the engine's."""
+    prefill_attention_flops: float | None = None
+    """The same for the prefill's attention (bmm_flops_p)."""
 
     def scaled(self, *, host_link_bytes_per_s: float, storage_read_bytes_per_s: float | None, dram_bytes: float,
                disk_bytes: float, name: str) -> Host:
@@ -94,7 +102,8 @@ class Host:
                        ctod_hidden_prefill_bytes_per_s=self.ctod_hidden_prefill_bytes_per_s * disk,
                        ctod_decode_bytes_per_s=self.ctod_decode_bytes_per_s * disk,
                        storage_read_bytes_per_s=self.storage_read_bytes_per_s * disk,
-                       host_link_bytes_per_s=host_link_bytes_per_s, dram_bytes=dram_bytes, disk_bytes=disk_bytes)
+                       host_link_bytes_per_s=host_link_bytes_per_s, dram_bytes=dram_bytes, disk_bytes=disk_bytes,
+                       prefill_matmul_flops=None, prefill_attention_flops=None)  # another GPU: the engine's
 
 
 @cache
@@ -141,7 +150,7 @@ def schedule(model: str, chip: str, host: Host, *, s: int, n: int, compress_weig
     sc = resolve(model, chip, dtype="fp16")
     spec = sc.spec
     l_all, h1, h2, nh = spec.num_layers, spec.hidden_size, spec.intermediate_size, spec.num_heads
-    l = l_all / pp
+    l = l_all / pp  # layers a stage holds; it holds them for ``pp`` blocks
     wbits = COMPRESSED_BITS if compress_weights else 16.0
     cbits = COMPRESSED_BITS if compress_cache else 16.0
     W16 = 8 * h1**2 + 4 * h1 * h2  # bytes of one layer's weights in fp16 (FlexGen's wi)
@@ -181,7 +190,11 @@ def schedule(model: str, chip: str, host: Host, *, s: int, n: int, compress_weig
     gtoc_p = kv * (s + 1) * bls * (cc + cn) / hs.gtoc_cache_bytes_per_s
     dtoc_p = W * wn / hs.dtoc_bytes_per_s
     ctod_p = kv * (s + 1) * bls * cn / hs.ctod_cache_prefill_bytes_per_s
-    comp_p = nb * (pre["prefill"] + decompress_w + decompress_c(s))
+    prefill = pre["prefill"]
+    if hs.prefill_matmul_flops:  # the machine's measured GEMM and attention rates, where slower than the engine's
+        measured = gbs * (2 * s * W16 / 2 / hs.prefill_matmul_flops + 4 * s**2 * h1 / hs.prefill_attention_flops)
+        prefill = np.maximum(prefill, measured)
+    comp_p = nb * (prefill + decompress_w + decompress_c(s))
     t_pre = np.maximum(np.maximum(ctog_p + dtoc_p, gtoc_p + ctod_p), comp_p)
     # one decode step, per layer
     cpu_rate = hs.cpu_attention_flops * np.maximum(
@@ -194,8 +207,7 @@ def schedule(model: str, chip: str, host: Host, *, s: int, n: int, compress_weig
     comp_g = nb * (pre["linear"] + ATTENTION_COPY * cg * pre["attention"] + decompress_w + decompress_c(mid)) \
         + 4 * h1 * bls * mid * (cc + cn) / cpu_rate
     t_gen = ctog_g + np.maximum(np.maximum(gtoc_g, dtoc_g), np.maximum(ctod_g, comp_g))
-    bubble = np.maximum(1.0, pp / nb)  # a pipeline stage waits where fewer GPU batches than stages are in flight
-    T = l * bubble * (t_pre + (n - 1) * t_gen)
+    T = l_all * (t_pre + (n - 1) * t_gen)  # pp blocks, each through its l / pp layers on every stage
     # memory (FlexGen's peak terms; hidden states on the GPU)
     # a search keeps FlexGen's margin; a stated policy ran, so it had the whole memory (cost_model.py's advice)
     share = 1.0 if sequences is not None else CAPACITY_SHARE
@@ -203,26 +215,27 @@ def schedule(model: str, chip: str, host: Host, *, s: int, n: int, compress_weig
     cmem = share * (hs.dram_bytes - RESERVED_HOST_BYTES)
     nmem = share * hs.disk_bytes
     inter_p = gbs * (8 * s * h1 + 2 * s * h1 + 2 * nh * s**2 + 2 * s * h1 + 4 * s * h1 + 2 * s * h2 + 2 * s * h1)
-    gpu_p = W * l * wg + 2 * s * h1 * bls + kv * (s + n) * bls * l * cg + 2 * W * (1 - wg) + inter_p
+    kept = bls * pp  # sequences whose cache a stage keeps
+    gpu_p = W * l * wg + 2 * s * h1 * kept + kv * (s + n) * kept * l * cg + 2 * W * (1 - wg) + inter_p
     inter_g = gbs * (8 * h1 + (2 * h1 + 2 * (s + n) * h1 + 2 * nh * (s + n)) * cg + (2 * (s + n) * h1 + 2 * h1) * cg
                      + 4 * h1 + 2 * h2 + 2 * h1)
-    gpu_g = W * l * wg + 2 * h1 * bls + kv * (s + n) * bls * l * cg + 2 * W * (1 - wg) + 2 * kv * gbs * (s + n) * cg \
+    gpu_g = W * l * wg + 2 * h1 * kept + kv * (s + n) * kept * l * cg + 2 * W * (1 - wg) + 2 * kv * gbs * (s + n) * cg \
         + inter_g
-    cpu_p = W * l * wc + kv * s * bls * l * cc + W * (1 - wg)
-    cpu_g = W * l * wc + kv * (s + n) * bls * l * cc + W * wn + 2 * kv * (s + n) * gbs * cn + 2 * nh * (s + n) * gbs \
+    cpu_p = W * l * wc + kv * s * kept * l * cc + W * (1 - wg)
+    cpu_g = W * l * wc + kv * (s + n) * kept * l * cc + W * wn + 2 * kv * (s + n) * gbs * cn + 2 * nh * (s + n) * gbs \
         + 2 * h1 * gbs
-    disk = W * l * wn + kv * (s + n) * bls * l * cn
+    disk = W * l * wn + kv * (s + n) * kept * l * cn
     fits = ok & (np.maximum(gpu_p, gpu_g) <= gmem) & (np.maximum(cpu_p, cpu_g) <= cmem) & (disk <= nmem)
-    rate = np.where(fits, bls * n / T, -1.0)
+    rate = np.where(fits, kept * n / T, -1.0)
     if not np.any(fits):
         return None
     i = np.unravel_index(int(np.argmax(rate)), rate.shape)
     pick = lambda a: float(np.broadcast_to(a, rate.shape)[i])  # noqa: E731
-    dec = pick(l * bubble * (n - 1) * t_gen)
-    return Result(throughput_tokens_per_s=pick(rate), decode_tokens_per_s=pick(bls) * (n - 1) / dec if n > 1 else 0.0,
+    dec = pick(l_all * (n - 1) * t_gen)
+    return Result(throughput_tokens_per_s=pick(rate), decode_tokens_per_s=pick(kept) * (n - 1) / dec if n > 1 else 0.0,
                   policy={"gpu_batch": pick(gbs), "gpu_batches": pick(nb), "wg": pick(wg), "wc": pick(wc),
                           "wn": pick(wn), "cg": pick(cg), "cc": pick(cc), "cn": pick(cn)},
-                  prefill_s=pick(l * bubble * t_pre), decode_s=dec)
+                  prefill_s=pick(l_all * t_pre), decode_s=dec)
 
 
 def describe(r: Result) -> str:
