@@ -181,9 +181,10 @@ A factor multiplies gemm_max (and attention_max) for `wide` math, gemm_max_narro
 ## What the misses are
 
 - **Turing and Volta diffusion** (T4 factor well below the others): diffusers on sm_70/75 runs SDPA's memory-efficient
-  kernel, not FlashAttention, and the T4 sustains far less than its 65 TFLOPS at 70 W; the energy model does not
-  bind the 70 W cap, so the family factor carries both. Left out (one T4 row stays), the generic factor
-  over-predicts the T4 several-fold.
+  kernel, not FlashAttention, and the T4 sustains far less than its 65 TFLOPS at 70 W (FlexGen's authors measured
+  21 TFLOPS on its prefill GEMMs, `catalog/hosts.yaml`); the energy model does not bind the 70 W cap and the
+  decoder fit has no Turing family, so the family factor carries both. Left out (one T4 row stays), the generic
+  factor over-predicts the T4 several-fold.
 - **Power-capped parts of a family** (L4 at 72 W beside the L40 at 300 W, H100 PCIe at 350 W beside the SXM at
   700 W): one family factor cannot fit both while the energy model leaves them uncapped.
 - **hfblog SDXL rows**: at 50 steps with guidance they would need 238 TFLOP/s (76% of the A100's dense FP16 peak)
