@@ -18,12 +18,13 @@ DESIGN_CHIPS = (
 ).split()
 SECOND_ROUND_CHIPS = "b300 gb300 mi355x mi350x tpu-v6e trainium2 rtx-5090 h20".split()
 OLDER_CHIPS = "v100-sxm-16gb v100-sxm-32gb t4 a10 a30 a40 a2 l4 l40 l20 jetson-agx-orin".split()
-ALL_CHIPS = DESIGN_CHIPS + SECOND_ROUND_CHIPS + OLDER_CHIPS
+OFFLOAD_CHIPS = ["rtx-a6000"]  # the GPU of measured-offload.csv's ZeRO-Inference and FlexGen workstation rows
+ALL_CHIPS = DESIGN_CHIPS + SECOND_ROUND_CHIPS + OLDER_CHIPS + OFFLOAD_CHIPS
 
 
 def test_catalog_ids_are_exactly_the_design_list():
     assert (len(DESIGN_CHIPS), len(SECOND_ROUND_CHIPS), len(OLDER_CHIPS)) == (27, 8, 11)
-    assert len(set(ALL_CHIPS)) == 46
+    assert len(set(ALL_CHIPS)) == 47
     assert set(chip_ids()) == set(ALL_CHIPS)
     assert chip_ids() == sorted(chip_ids())
 
@@ -195,8 +196,8 @@ def test_every_figure_has_a_source_and_every_null_a_note():
                 assert fig["note"] and fig["note"].strip(), f"{cid} {path}: null without a note"
             else:
                 assert fig["source"] and fig["source"].strip(), f"{cid} {path}: figure without a source"
-    # 46 chips x at least the 8 always-present figures (process, capacity, bandwidth, sram, units, tdp, idle, price)
-    assert seen >= 46 * 8
+    # 47 chips x at least the 8 always-present figures (process, capacity, bandwidth, sram, units, tdp, idle, price)
+    assert seen >= 47 * 8
 
 
 # Dense bf16 (row value, TFLOPS, column fp16_bf16_tensor_tflops_dense) beside the datasheet's
@@ -231,6 +232,7 @@ NVIDIA_DENSE_VS_SPARSE_TFLOPS = {
     "l40": (181.05, 362.1),  # L40 datasheet "181.05 | 362.1*"
     "l20": (119.5, 239),  # NVIDIA China L20 page, as reproduced: "119.5 | 239*"
     "jetson-agx-orin": (42.5, 85),  # derived: GPU 170 sparse INT8 TOPS / 2 dense / 2 (FP16 = INT8 / 2)
+    "rtx-a6000": (154.8, 309.7),  # RTX A6000 datasheet: tensor performance 309.7 TFLOPS with sparsity
 }
 
 

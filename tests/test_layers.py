@@ -25,12 +25,12 @@ LAYERS = [
     ("calibration", ["calibration"]),
     ("design", ["design"]),
     ("scenario", ["scenario", "options"]),
-    ("evaluate/estimate", ["evaluation", "estimate", "offload", "passes", "training", "train"]),
+    ("evaluate/estimate", ["evaluation", "estimate", "offload", "flexgen", "passes", "training", "train"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
                  "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
     ("search/sweep, validation", ["sweep", "search", "dataset", "validate", "validate_training", "validate_vision",
-                                  "validate_offload", "calibrate", "claims", "localbench", "reference_model",
-                                  "whatif"]),
+                                  "validate_offload", "calibrate_vision", "calibrate", "claims", "localbench",
+                                  "reference_model", "whatif"]),
     ("front ends", ["documents", "display", "cli", "serving.cli", "sweep_cli", "query", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}

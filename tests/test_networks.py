@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from infercast.errors import InfercastError
 from infercast.networks import flops_per_sample, load_network, network_ids, parse_resolution
 from infercast.ops import Precision
-from infercast.passes import best_batch, evaluate_network
+from infercast.passes import best_batch, evaluate_network, execution_of
 from infercast.scenario import resolve
 from infercast.tiers import parse_offload
 
 
 def test_presets_listed():
-    assert network_ids() == ["bert-large", "flux.1-dev", "resnet-50", "sd-1.5", "sd-2.1", "sdxl-base-1.0"]
+    assert network_ids() == ["bert-large", "flux.1-dev", "resnet-50", "sd-1.5", "sd-2.1", "sd3-medium", "sdxl-base-1.0"]
 
 
 # Published parameter counts (the operators' weights plus the embedding tables must give them exactly):
@@ -37,6 +37,40 @@ def test_presets_listed():
 ])
 def test_parameter_counts(model, component, count):
     assert load_network(model).params()[component] == count
+
+
+def test_sd3_medium_transformer_parameters():
+    """SD3-medium's SD3Transformer2DModel (d = 24 heads x 64 = 1536, 24 joint blocks), counted by hand from
+    diffusers' modules; the total is the 2,028,328,000 diffusers reports for the model card's transformer.
+
+    patch embed conv 16 -> d, 2x2: 16 x 4 x d + d = 99,840; timestep MLP 256 -> d -> d: 2,755,584; pooled text
+    MLP 2048 -> d -> d: 5,508,096; context embedder 4096 -> d: 6,292,992. A joint block, per stream: adaLN-zero
+    d -> 6d (14,164,992), Q K V (3 x 2,360,832), output (2,360,832), GELU MLP d -> 4d -> d (18,882,048) =
+    42,490,368, both streams 84,980,736; the last block's text stream has adaLN d -> 2d (4,721,664), its Q K V
+    and no output or MLP: 54,294,528. 23 x 84,980,736 + 54,294,528 = 2,008,851,456. norm_out d -> 2d
+    4,721,664; proj_out d -> 2 x 2 x 16: 98,368. Sum: 2,028,328,000."""
+    blocks = 23 * 84_980_736 + 54_294_528
+    total = 99_840 + 2_755_584 + 5_508_096 + 6_292_992 + blocks + 4_721_664 + 98_368
+    assert total == 2_028_328_000
+    params = load_network("sd3-medium").params()
+    assert params["denoiser"] == total
+    # CLIP-L with its 768 x 768 projection, OpenCLIP bigG (SDXL's), T5-XXL's encoder (Flux's)
+    assert (params["text_encoder"], params["text_encoder_2"], params["text_encoder_3"]) == \
+        (123_060_480 + 768 * 768, 694_659_840, 4_762_310_656)
+
+
+def test_sd3_medium_flops_per_step():
+    # one transformer pass at 1024x1024, batch 1: 4096 image tokens (64 x 64 patches of the 128 x 128 latent) and
+    # 77 + 256 = 333 text tokens. Per block and stream Q K V, output and MLP are 12 d^2 weights (d = 1536), at
+    # 2 FLOPs per weight and token; joint attention 4 d L^2 + 5 per pair and head over L = 4429, 24 blocks
+    d, L, n = 1536, 4096 + 333, 24
+    linear = 2 * 12 * d**2 * (n * 4096 + (n - 1) * 333 + 333 / 4)  # the last text stream: Q K V only
+    attention = n * L**2 * 24 * (4 * 64 + 5)
+    net = load_network("sd3-medium")
+    den = dict((name, ops) for name, ops, _ in net.passes(1, net.workload(steps=1, cfg=False), Precision()))["denoiser"]
+    big = sum(op.count * float(op.flops) for op in den if op.kind in ("gemm", "attention") and op.name.startswith("joint_")
+              and "_mod" not in op.name)
+    assert big == pytest.approx(linear + attention, rel=1e-9)
 
 
 def _matmul_flops(ops) -> float:
@@ -142,8 +176,9 @@ def test_offloaded_decoder_fits_and_slows():
     alone = estimate("llama-2-70b", "h100-sxm", **kw)
     spilled = estimate("llama-2-70b", "h100-sxm", offload="weights=cpu:0.6", **kw)
     assert not alone.memory.fits and spilled.memory.fits
-    # each step pulls 0.6 of 138 GB over 64 GB/s PCIe 5: about 1.3 s, far above the HBM-bound step
-    assert spilled.tpot_s == pytest.approx(0.6 * alone.memory.weights_bytes / 64e9, rel=0.05)
+    # each step pulls 0.6 of 138 GB over PCIe 5 (64 GB/s per direction, of which a copy reaches 12.89 / 15.75
+    # as FlexGen measured on PCIe 3): about 1.6 s, far above the HBM-bound step
+    assert spilled.tpot_s == pytest.approx(0.6 * alone.memory.weights_bytes / (64e9 * 12.89 / 15.75), rel=0.05)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -176,18 +211,215 @@ def test_cli_bad_input_is_one_line(args, needle):
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
 
 
-def test_validate_vision_subset(tmp_path):
-    rows = ("id,source,model,hardware,num_chips,precision,resolution,seq_len,steps,batch,framework,scenario,metric,"
-            "value,notes\n"
-            "mlperf-v3.0-closed-x-resnet50-offline,s,resnet-50,a100-sxm-80gb,1,int8,224x224,,,,TRT,offline,"
-            "samples_per_s,40576,\n"
-            "fal-sdxl-x,fal,sdxl-base-1.0,a100-sxm-80gb,1,fp16,1024x1024,,50,1,d,single_stream,s_per_image,5.0,\n"
-            "x-unknown,s,resnet-50,biren-br104,1,int8,224x224,,,,,offline,samples_per_s,1000,\n")
-    path = tmp_path / "v.csv"
-    path.write_text(rows)
+def _validate_json(tmp_path, header: str, *lines: str) -> tuple[dict, dict]:
+    """``infercast validate --output json`` of a CSV of ``header`` and ``lines``: its rows by id, its summary."""
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join((header, *lines)) + "\n")
     r = _cli("validate", "--data", str(path), "--output", "json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    got = {x["id"]: x for x in d["rows"]}
+    return {x["id"]: x for x in d["rows"]}, d["summary"]
+
+
+def test_validate_vision_subset(tmp_path):
+    got, _ = _validate_json(
+        tmp_path, "id,source,model,hardware,num_chips,precision,resolution,seq_len,steps,batch,framework,scenario,"
+                  "metric,value,notes",
+        "mlperf-v3.0-closed-x-resnet50-offline,s,resnet-50,a100-sxm-80gb,1,int8,224x224,,,,TRT,offline,samples_per_s,"
+        "40576,",
+        "fal-sdxl-x,fal,sdxl-base-1.0,a100-sxm-80gb,1,fp16,1024x1024,,50,1,d,single_stream,s_per_image,5.0,",
+        "x-unknown,s,resnet-50,biren-br104,1,int8,224x224,,,,,offline,samples_per_s,1000,")
     assert got["x-unknown"]["skipped_reason"] == "hardware biren-br104 is not in the catalog"
     assert abs(got["fal-sdxl-x"]["error"]) < 0.3 and abs(got["mlperf-v3.0-closed-x-resnet50-offline"]["error"]) < 0.3
+
+
+@pytest.mark.parametrize("model,default_on", [("sd-1.5", True), ("sdxl-base-1.0", True), ("sd3-medium", True),
+                                              ("flux.1-dev", False)])
+def test_cli_cfg_both_ways(model, default_on):
+    """--cfg and --no-cfg each win over the model's default: guidance doubles the denoiser's batch, so its FLOPs
+    (and the text encoders', which encode the negative prompt too); the VAE decodes the same images."""
+    def run(*flag):
+        r = _cli("estimate", "--model", model, "--hardware", "h100-sxm", "--resolution", "512x512", "--steps", "2",
+                 *flag, "--output", "json")
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        return d["workload"]["cfg"], {p["name"]: p["flops"] for p in d["passes"]}
+    on_cfg, on = run("--cfg")
+    off_cfg, off = run("--no-cfg")
+    default_cfg, default = run()
+    assert (on_cfg, off_cfg, default_cfg) == (True, False, default_on)
+    assert on["denoiser"] == pytest.approx(2 * off["denoiser"]) and on["vae_decoder"] == off["vae_decoder"]
+    assert default == (on if default_on else off)
+
+
+@pytest.mark.parametrize("flag", ["--cfg", "--no-cfg"])
+def test_cli_cfg_is_for_diffusion_only(flag):
+    for model in ("bert-large", "llama-2-7b"):
+        r = _cli("estimate", "--model", model, "--hardware", "h100-sxm", flag)
+        assert r.returncode == 2 and r.stdout == "" and flag in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_models_list_and_show_every_kind():
+    r = _cli("models", "list", "--output", "json")
+    assert r.returncode == 0, r.stderr
+    rows = {x["id"]: x for x in json.loads(r.stdout)}
+    assert {rows[m]["kind"] for m in network_ids()} == {"encoder", "cnn", "diffusion"}
+    assert rows["llama-2-7b"]["kind"] == "decoder"
+    # the parameter counts pinned above: SD3-medium 0.124 + 0.695 + 4.762 + 2.028 + the 16-channel VAE decoder's
+    # 0.050 = 7.658 B; BERT-Large 0.334 B; ResNet-50 0.026 B
+    assert (rows["sd3-medium"]["params_b"], rows["bert-large"]["params_b"], rows["resnet-50"]["params_b"]) == \
+        (7.658, 0.334, 0.026)
+    r = _cli("models", "show", "sd3-medium", "--output", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["kind"] == "diffusion" and d["architecture"] == "StableDiffusion3Pipeline"
+    assert d["params_by_component"]["denoiser"] == 2_028_328_000 and d["defaults"]["steps"] == 28
+    assert "sd3-medium" in _cli("models", "list").stdout
+
+
+def test_min_chips_splits_a_batch_over_replicas():
+    # SDXL at 1024x1024 on one L4 (24 GB): the batch that fits beside the 2.6 + 0.8 + 0.1 B fp16 weights is
+    # max_batch; a batch above it takes ceil(batch / max_batch) replicas of one chip each
+    sc = resolve("sdxl-base-1.0", "l4")
+    one = evaluate_network(sc, batch=1)
+    m = float(one["memory.max_batch"])
+    assert m >= 1 and float(one["memory.min_chips"]) == 1
+    many = evaluate_network(sc, batch=np.array([m, m + 1, 5 * m]))
+    assert list(many["memory.min_chips"]) == [1, 2, 5]
+    # FLUX.1-dev's 12 B transformer and 4.8 B T5 in 16 bits exceed a 16 GB T4: no number of replicas holds it
+    assert float(evaluate_network(resolve("flux.1-dev", "t4"), batch=1)["memory.min_chips"]) == 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 4096))
+def test_min_chips_hold_the_batch(batch):
+    c = evaluate_network(resolve("resnet-50", "t4", dtype="int8"), batch=batch)
+    chips, m = float(c["memory.min_chips"]), float(c["memory.max_batch"])
+    assert chips * m >= batch and (chips - 1) * m < batch
+
+
+def test_flexgen_decode_step_is_the_weight_transfer_plus_compute():
+    """OPT-30B on the FlexGen paper's T4 machine, weights and cache in host DRAM, one GPU batch of 8: a decode
+    step of a layer waits for the layer's weights over PCIe (ctog_g, nothing overlaps it in FlexGen's cost
+    model), then for the larger of the disk, store and compute terms, here the CPU's attention over the cache.
+
+    W = 8 h1^2 + 4 h1 h2 = 8 x 7168^2 + 4 x 7168 x 28672 = 1,233,125,376 B at 12.89 GB/s: 95.7 ms. CPU attention:
+    4 h1 x 8 sequences x (512 + 32/2) tokens = 121,110,528 at 0.0123e12 x (1 - 0.0328 log2(64/8)) = 11.09e9: 10.9 ms;
+    the GPU's linear layers for 8 rows read the layer's 1.23 GB from GDDR6 at 320 GB/s x the fitted bandwidth."""
+    from infercast.flexgen import load_host, schedule
+
+    host = load_host("gcp-t4")
+    r = schedule("opt-30b", "t4", host, s=512, n=32, gpu_batch=8, block=1, weights="cpu", cache="cpu")
+    W = 8 * 7168**2 + 4 * 7168 * 28672
+    assert W == 1_233_125_376
+    ctog, cpu = W / 12.89e9, 4 * 7168 * 8 * 528 / (0.0123e12 * (1 - 0.0328 * 3))
+    gpu_floor = W / 320e9
+    step = r.decode_s / 31 / 48
+    assert ctog + cpu + gpu_floor <= step <= ctog + cpu + 3 * gpu_floor
+    assert r.decode_tokens_per_s == pytest.approx(8 / (48 * step))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(1.0, 4.0), st.sampled_from(["opt-6.7b", "opt-30b"]))
+def test_flexgen_faster_links_and_more_dram_never_hurt(scale, model):
+    from dataclasses import replace
+
+    from infercast.flexgen import load_host, schedule
+
+    base = load_host("gcp-t4")
+    r = schedule(model, "t4", base, s=512, n=8)
+    faster = replace(base, ctog_bytes_per_s=base.ctog_bytes_per_s * scale, dram_bytes=base.dram_bytes * scale)
+    assert schedule(model, "t4", faster, s=512, n=8).throughput_tokens_per_s >= r.throughput_tokens_per_s * (1 - 1e-9)
+
+
+def test_validate_offload_cli(tmp_path):
+    got, summary = _validate_json(
+        tmp_path, "id,source,workload,model,hardware,host_memory,storage,offload_policy,precision,prompt_len,gen_len,"
+                  "batch,metric,value,notes",
+        'flexgen-x-opt-30b,s,w,opt-30b,t4,208 GB DRAM,"1.5 TB NVMe SSD (~2 GB/s read, ~1 GB/s write)",FlexGen: best '
+        "policy found,fp16,512,32,max feasible,generation_tokens_per_s,7.32,",
+        "zeroinf-flexgen-x-opt-30b,s,w,opt-30b,rtx-a6000,252 GB,PNY CS3040 2TB NVMe (5600 MB/s seq read),FlexGen; "
+        "weights -> cpu_offload; 4-bit weight quant=Yes; KV cache offload to CPU=Yes,4-bit weights,512,32,280,"
+        "generation_tokens_per_s,10.90,",
+        "flexgen-oom,s,w,opt-175b,t4,208 GB,,DeepSpeed ZeRO-Inference: best policy found,fp16,1024,32,max feasible,"
+        "generation_tokens_per_s,OOM,")
+    assert got["flexgen-oom"]["skipped_reason"].startswith("the source reports out-of-memory")
+    # the FlexGen paper's T4 row within 25%; the A6000 workstation row (rates carried from the T4 machine) within 40%
+    assert abs(got["flexgen-x-opt-30b"]["error"]) < 0.25 and abs(got["zeroinf-flexgen-x-opt-30b"]["error"]) < 0.4
+    assert "FlexGen policy" in got["flexgen-x-opt-30b"]["note"]
+    assert summary["by_framework"]["flexgen"]["count"] == 2
+
+
+def test_activations_stay_on_chip_where_they_fit():
+    """An operator whose input and output fit half the L2 moves neither through DRAM; a larger one moves both.
+    ResNet-50's stem convolution writes 112 x 112 x 64 INT8 (802,816 B an image) from a 150,528 B image: at
+    batch 8 (7.6 MB) it fits half the L4's 48 MB; at batch 64 (61 MB) it does not."""
+    from infercast.ops_vision import conv2d
+    from infercast.roofline import ChipRates, OpTable
+    from infercast.tiling import activations_on_chip
+
+    rates = ChipRates.of(resolve("resnet-50", "l4").chip)
+    p = Precision("int8", "int8", "int8")
+    for batch, on_chip in ((8.0, True), (64.0, False)):
+        op = conv2d("stem", 1, batch, 224, 224, 3, 64, 7, p, stride=2)
+        assert float(op.act_bytes + op.write_bytes) == batch * (150_528 + 802_816)
+        table = OpTable.of([op])
+        moved = float(activations_on_chip(table, rates).bytes[0])
+        assert moved == pytest.approx(float(op.weight_bytes) if on_chip else float(table.bytes[0]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(1e6, 1e9), st.floats(1.0, 10.0), st.integers(1, 512))
+def test_more_sram_never_moves_more_activation_bytes(sram, more, batch):
+    from infercast.roofline import OpTable
+    from infercast.tiling import activations_on_chip
+
+    sc = resolve("sd-1.5", "a100-sxm-80gb")
+    (_, ops, _), *_ = [x for x in sc.network.passes(float(batch), sc.network.workload(), sc.precision)
+                       if x[0] == "denoiser"]
+    table = OpTable.of(ops)
+    small = activations_on_chip(table, sc.rates.with_values(sram_bytes=sram)).bytes
+    large = activations_on_chip(table, sc.rates.with_values(sram_bytes=sram * more)).bytes
+    assert np.all(large <= small + 1e-6) and np.all(small <= table.bytes + 1e-6)
+
+
+def test_materialised_attention_moves_the_scores_four_times():
+    """SD-1.5's VAE mid-block attention at 512x512: 64 x 64 = 4096 tokens, one head of 512. Materialised, the
+    scores (4096^2 pairs x 2 B = 33.5 MB) are written by the score GEMM, read and written by the softmax and read
+    by the weighted sum: 4 x 33.5 MB beside the fused kernel's Q, K, V and O."""
+    from infercast.ops_vision import Execution, attention
+
+    p = Precision()
+    fused = attention("a", 1, 1.0, 1, 4096, 4096, 512, p)
+    mat = attention("a", 1, 1.0, 1, 4096, 4096, 512, p, x=Execution(materialized=True))
+    assert [op.name for op in mat] == ["a_score", "a_softmax", "a_value"]
+    scores = 4096**2 * 2
+    assert sum(float(op.bytes) for op in mat) - float(fused[0].bytes) == 4 * scores
+    assert sum(float(op.flops) for op in mat) == pytest.approx(float(fused[0].flops))
+
+
+def test_eager_waits_for_the_host_and_is_never_faster():
+    sc = resolve("sd-1.5", "a100-sxm-80gb")
+    wl = dict(resolution="512x512", steps=1, cfg=True)
+    fused = evaluate_network(sc, batch=np.array([1.0, 4.0, 16.0]), **wl)
+    eager = evaluate_network(sc, batch=np.array([1.0, 4.0, 16.0]), eager=True, **wl)
+    assert np.all(np.asarray(eager["latency_s"]) >= np.asarray(fused["latency_s"]))
+    # one UNet step dispatched at 1 ms a kernel: at least its kernels x 1 ms, whatever the GPU
+    slow = evaluate_network(sc, batch=1, eager=True, eager_launch_s=1e-3, **wl)
+    x = sc.network.passes(1.0, sc.network.workload(**wl), sc.precision, execution_of(sc, True))
+    kernels = sum(op.count for name, ops, _ in x if name == "denoiser" for op in ops)
+    den = next(p for p in slow["passes"] if p["name"] == "denoiser")
+    assert den["latency_s"] >= kernels * 1e-3 and kernels > 300
+
+
+def test_cli_eager_and_materialized_for_networks():
+    def run(*flags):
+        r = _cli("estimate", "--model", "sd-1.5", "--hardware", "a100-sxm-80gb", "--steps", "2", *flags,
+                 "--output", "json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["latency_s"]
+    fused, eager, mat = run(), run("--eager"), run("--attention", "materialized")
+    assert eager > fused and mat > fused
+    r = _cli("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--eager")
+    assert r.returncode == 2 and "--eager" in r.stderr and len(r.stderr.strip().splitlines()) == 1

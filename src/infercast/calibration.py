@@ -25,6 +25,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, get_args
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -32,7 +33,7 @@ from infercast.errors import InfercastError, did_you_mean, pydantic_error_line, 
 from infercast.files import is_package_file, read_text
 from infercast.hardware import Chip, Family, catalog_id, chip_ids, parse_spec
 from infercast.parallel import CommOptions
-from infercast.roofline import Efficiency
+from infercast.roofline import NARROW_MATH, ChipRates, Efficiency
 
 DEFAULT_PROFILE = "default"
 
@@ -174,3 +175,81 @@ def comm_for(calibration: Calibration | str | None = None) -> CommOptions:
 
 default_efficiency = efficiency_for
 """The efficiency of a chip under the shipped profile (or a given one)."""
+
+
+class NetworkProfile(BaseModel):
+    """What networks (encoders, CNNs, diffusion pipelines) run at beside a decoder's fit
+    (``catalog/calibration/networks.yaml``, written by ``scripts/vision_report.py`` from
+    ``infercast.calibrate_vision``): convolutions as implicit GEMMs, INT8 TensorRT engines and diffusers' eager
+    PyTorch are not what the LLM serving data measured."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    infercast_network_calibration: int = Field(default=1, ge=1, le=1)
+    description: str = ""
+    scales: dict[str, dict[str, float]] = {}
+    """Per chip family (and ``generic`` for the rest), keyed ``KIND.WIDTH``: the factor on the decoder profile's
+    tensor-core ceilings for a network kind (cnn, encoder, diffusion) and math width (``wide``: gemm_max and
+    attention_max for 16-bit and TF32 math; ``narrow``: gemm_max_narrow for 8-bit). The kinds' kernels differ:
+    TensorRT's implicit-GEMM convolutions, its fused BERT attention, diffusers' PyTorch modules."""
+    eager_launch_s: float = Field(default=2e-5, gt=0, le=1e-3)
+    """Host time to dispatch one kernel from PyTorch eager (Python, the dispatcher, the launch)."""
+    mlperf_bert_tokens: float = Field(default=384.0, gt=0, le=512)
+    """Mean tokens of an MLPerf BERT sample, as the harness packs them (validate_vision)."""
+    fit: dict[str, Any] | None = None
+    """How it was fitted, and its in-sample, leave-one-source-out and leave-one-chip-out errors."""
+
+    @model_validator(mode="after")
+    def _known(self) -> NetworkProfile:
+        families = get_args(Family)
+        for family, table in self.scales.items():
+            if family != "generic" and family not in families:
+                raise ValueError(f"scales.{family}: not a chip family{did_you_mean(family, families)}")
+            for key, value in table.items():
+                kind, _, width = str(key).partition(".")
+                if kind not in NETWORK_KINDS or width not in ("narrow", "wide") or not (
+                        isinstance(value, (int, float)) and 0.1 <= value <= 10):
+                    raise ValueError(f"scales.{family}.{key}: give KIND.WIDTH ({', '.join(NETWORK_KINDS)}; narrow or "
+                                     f"wide) and a factor from 0.1 to 10")
+        return self
+
+
+@cache
+def network_profile() -> NetworkProfile:
+    """The shipped network profile (defaults where none is shipped)."""
+    if not is_package_file(_PROFILES, "networks.yaml"):
+        return NetworkProfile()
+    return parse_spec((_PROFILES / "networks.yaml").read_text(encoding="utf-8"), "networks.yaml", NetworkProfile)
+
+
+NETWORK_KINDS = ("cnn", "encoder", "diffusion")
+
+
+def network_scale(profile: NetworkProfile, family: str, kind: str, narrow: bool) -> float:
+    """The profile's factor for a chip family, network kind and math width (the generic one where the family has
+    none; 1 where neither has)."""
+    key = f"{kind}.{'narrow' if narrow else 'wide'}"
+    return profile.scales.get(family, {}).get(key, profile.scales.get("generic", {}).get(key, 1.0))
+
+
+def scaled_efficiency(eff: Efficiency, scale, narrow: bool) -> Efficiency:
+    """``eff`` with its tensor-core ceilings times ``scale`` (at most 1): gemm_max_narrow for 8-bit math, gemm_max
+    and attention_max for wider. ``scale`` may be an array (a fit's grid): the fields are then not validated."""
+    cap = (lambda v: min(1.0, v)) if isinstance(scale, (int, float)) else (lambda v: np.minimum(1.0, v))
+    if narrow:
+        update = {"gemm_max_narrow": cap((eff.gemm_max_narrow or eff.gemm_max) * scale)}
+    else:
+        update = {"gemm_max": cap(eff.gemm_max * scale), "attention_max": cap(eff.attention_max * scale)}
+    return eff.model_copy(update=update)
+
+
+def narrow_math(chip: Chip, math: str) -> bool:
+    """Whether ``math`` runs on the chip's 8-bit (or narrower) units (not on wider ones it falls back to)."""
+    return math in NARROW_MATH and ChipRates.of(chip).native.get(math, math) in NARROW_MATH
+
+
+def network_efficiency(eff: Efficiency, chip: Chip, kind: str, math: str) -> Efficiency:
+    """A chip's efficiency for a network of ``kind`` whose GEMMs run in ``math``: its decoder fit, scaled by the
+    network profile."""
+    narrow = narrow_math(chip, math)
+    return scaled_efficiency(eff, network_scale(network_profile(), chip.family, kind, narrow), narrow)

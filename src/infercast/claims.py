@@ -385,7 +385,9 @@ def _offline(model: str, chip: str, **kw) -> float:
     """Samples per second of one chip at the throughput-optimal batch that fits (MLPerf Offline)."""
     from infercast.passes import best_batch
 
-    sc = resolve(model, chip, dtype="int8", **{k: v for k, v in kw.items() if k.endswith("sparsity")})
+    # the harness's concurrent streams hide each kernel's launch and tail (validate_vision.overrides)
+    sc = resolve(model, chip, dtype="int8", efficiency={"kernel_overhead_s": 0.0},
+                 **{k: v for k, v in kw.items() if k.endswith("sparsity")})
     return float(best_batch(sc, **{k: v for k, v in kw.items() if not k.endswith("sparsity")})[1]["samples_per_s"])
 
 
@@ -403,7 +405,9 @@ def _sparsity_for_rate(model: str, target: float, **kw) -> float | None:
 def c14_mlperf() -> Claim:
     """BERT-Large and ResNet-50 on S30, A100 and H100 as the engine runs them (MLPerf Offline, INT8), and the
     weight sparsity the S30's published results imply."""
-    tokens = round(MLPERF_BERT_TOKENS)
+    from infercast.calibration import network_profile
+
+    tokens = round(network_profile().mlperf_bert_tokens)
     chips = ("a100-sxm-80gb", "h100-sxm", "moffett-s30")
     bert = {c: _offline("bert-large", c, seq_len=tokens) for c in chips}
     resnet = {c: _offline("resnet-50", c) for c in chips}
@@ -417,7 +421,7 @@ def c14_mlperf() -> Claim:
     return Claim(
         "C14", "MLPerf 2.1: S30 at 1.2x an H100 on ResNet-50; BERT above 3,800/s, about 2x an A100", "corrected",
         f"The engine runs both networks (MLPerf Offline, INT8, the best batch that fits; BERT at "
-        f"{tokens:.0f} tokens a sample, the SQuAD mean fitted to the closed-division rows, "
+        f"{tokens:.0f} tokens a sample, the SQuAD mean the network profile fits to the closed-division rows, "
         f"{bert_large_flops(round(tokens)) / 1e9:.0f} GFLOPs). Dense, an A100 does {bert['a100-sxm-80gb']:,.0f} BERT "
         f"and {resnet['a100-sxm-80gb']:,.0f} ResNet-50 samples/s, an H100 {bert['h100-sxm']:,.0f} and "
         f"{resnet['h100-sxm']:,.0f}, a dense S30 (assumed 92 INT8 TOPS) {bert['moffett-s30']:,.0f} and "

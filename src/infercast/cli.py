@@ -215,8 +215,10 @@ def _network_table(r: dict[str, Any], breakdown: bool) -> None:
     w, m = r["workload"], r["memory"]
     shape = f"{w['resolution']}, {w['steps']} steps{', CFG' if w['cfg'] else ''}" if r["kind"] == "diffusion" else (
         f"{w['resolution']}" if r["kind"] == "cnn" else f"{w['seq_len']} tokens")
+    run = ", eager" if w["eager"] else ""
+    run += ", materialised attention" if w["attention"] == "materialized" else ""
     console.print(f"[bold]{r['model']}[/bold] ({r['kind']}) on [bold]{r['hardware']}[/bold] x {r['parallel']['dp']}: "
-                  f"batch {w['batch']} per chip, {shape}, weights {w['weight_dtype']}, act {w['act_dtype']}")
+                  f"batch {w['batch']} per chip, {shape}, weights {w['weight_dtype']}, act {w['act_dtype']}{run}")
     t = table("", "", show_header=False, box=None)
     fits = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
     t.add_row("memory", f"{fits}: {m['total_per_chip_bytes'] / 1e9:.2f} GB of {m['usable_per_chip_bytes'] / 1e9:.1f} GB "
@@ -567,7 +569,7 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
     (measured-offload.csv) formats. A training CSV ('training' is the bundled measured-training.csv) is
     predicted by the training model, under the shipped training fit or a --calibration profile of
     ``calibrate --fit`` on one."""
-    from infercast.validate import read_rows, summarize
+    from infercast.validate import summarize
     from infercast.validate import validate as run
     from infercast.validate_training import is_training_data
 
@@ -579,13 +581,14 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
         profile = load_training_calibration(calibration) if calibration else None
         results = run_training(data, overrides, profile)
     else:
-        measured = read_rows(data)
-        columns = set(measured[0]) if measured else set()
+        from infercast.validate import read_table
         from infercast.validate_offload import HEADER as OFFLOAD
         from infercast.validate_vision import HEADER as VISION
 
+        _, names, lines = read_table(data)
+        columns = set(names)
         if VISION <= columns or OFFLOAD <= columns:
-            _validate_beyond(measured, VISION <= columns, output)
+            _validate_beyond([row for _, row in lines], VISION <= columns, output)
             return
         results = run(data, overrides, calibration)
     rows = [r.to_dict() for r in results]
@@ -621,13 +624,13 @@ def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> N
     if vision:
         from infercast.validate_vision import summarize_vision, validate_vision
 
-        results, fit = validate_vision(rows)
-        summary = summarize_vision(rows, results, fit)
+        results = validate_vision(rows)
+        summary = summarize_vision(rows, results)
     else:
-        from infercast.validate_offload import validate_offload
+        from infercast.validate_offload import summarize_offload, validate_offload
 
         results = validate_offload(rows)
-        summary = summarize(results)
+        summary = summarize_offload(rows, results)
     table = [r.to_dict() for r in results]
     if _emitted(table, summary, output):
         return
@@ -637,12 +640,14 @@ def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> N
         groups = [(f"{kind} {g}", s) for kind in ("by_group", "by_group_source", "by_group_chip")
                   for g, s in summary[kind].items()]
         _print_rows([{"group": g, "n": s["in_sample"]["count"], "median |err|": s["in_sample"]["median_ape"],
-                      "held-out median |err|": s["held_out"]["median_ape"], "median err": s["in_sample"]["median_signed"]}
-                     for g, s in groups], "table")
-        click.echo(f"MLPerf BERT tokens per sample (fitted): {summary['mlperf_bert_tokens']:.1f}; without each "
-                   f"source: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["mlperf_bert_tokens_loso"].items()))
+                      "median err": s["in_sample"]["median_signed"],
+                      "source left out": s["leave_one_source_out"]["median_ape"],
+                      "chip left out": s["leave_one_chip_out"]["median_ape"]} for g, s in groups], "table")
+        click.echo(f"Network profile: MLPerf BERT tokens per sample {summary['mlperf_bert_tokens']:.1f}, eager "
+                   f"kernel dispatch {summary['eager_launch_s'] * 1e6:.3g} us (docs/vision.md)")
     else:
-        groups = [("all", summary["all"])] + [(f"source={g}", s) for g, s in summary["by_source"].items()]
+        groups = [("all", summary["all"])] + [(f"{k[3:]}={g}", s) for k in ("by_source", "by_framework", "by_hardware")
+                                              for g, s in summary[k].items()]
         _print_rows([{"group": g, "n": s["count"], "median |err|": s["median_ape"], "median err": s["median_signed"]}
                      for g, s in groups], "table")
     done = sum(1 for r in results if r.predicted is not None)

@@ -17,6 +17,8 @@ def estimate_document(**kw: Any) -> dict[str, Any]:
     from infercast.model import is_network_preset
 
     image = {k: kw.pop(k, None) for k in ("resolution", "steps", "cfg", "seq_len")}
+    if kw.pop("eager", False):
+        image["eager"] = True
     if is_network_preset(kw.get("model")):
         from infercast.passes import network_document
 
@@ -24,10 +26,11 @@ def estimate_document(**kw: Any) -> dict[str, Any]:
             if kw.pop(flag, default) not in (default, None):
                 raise InfercastError(f"--{flag} applies to decoders; {kw['model']} takes --batch, --resolution, "
                                      f"--steps, --cfg or --seq-len")
-        return network_document(**kw, **{k: v for k, v in image.items() if v is not None and v is not False})
-    given = [k for k, v in image.items() if v is not None and v is not False]
+        return network_document(**kw, **{k: v for k, v in image.items() if v is not None})
+    given = [k for k, v in image.items() if v is not None]
     if given:
-        raise InfercastError(f"--{given[0].replace('_', '-')} applies to encoders, CNNs and diffusion pipelines; "
+        flag = "no-cfg" if given[0] == "cfg" and image["cfg"] is False else given[0].replace("_", "-")
+        raise InfercastError(f"--{flag} applies to encoders, CNNs and diffusion pipelines; "
                              f"{kw.get('model')} is a decoder: give --isl and --osl")
     from infercast.estimate import estimate
 
@@ -169,26 +172,45 @@ def designs_document() -> list[dict[str, Any]]:
 
 
 def models_document() -> list[dict[str, Any]]:
-    """``infercast models list``: the presets with their size."""
+    """``infercast models list``: every preset with its kind (decoder, encoder, cnn, diffusion) and size; the
+    decoder's shape columns are empty for the other kinds."""
     from infercast.model import load_model, model_ids
+    from infercast.networks import load_network, network_ids
 
     rows = []
     for mid in model_ids():
         s = load_model(mid)
         total, active = s.params()
-        rows.append({"id": mid, "architecture": s.architecture, "layers": s.num_layers, "hidden": s.hidden_size,
-                     "heads": s.num_heads, "kv_heads": s.num_kv_heads, "params_b": round(total / 1e9, 2),
-                     "active_b": round(active / 1e9, 2), "context": s.max_position_embeddings})
-    return rows
+        rows.append({"id": mid, "kind": "decoder", "architecture": s.architecture, "layers": s.num_layers,
+                     "hidden": s.hidden_size, "heads": s.num_heads, "kv_heads": s.num_kv_heads,
+                     "params_b": round(total / 1e9, 2), "active_b": round(active / 1e9, 2),
+                     "context": s.max_position_embeddings})
+    for mid in network_ids():
+        net = load_network(mid)
+        total = sum(net.params().values())
+        rows.append({"id": mid, "kind": net.kind, "architecture": net.architecture, "layers": None, "hidden": None,
+                     "heads": None, "kv_heads": None, "params_b": round(total / 1e9, 3),
+                     "active_b": round(total / 1e9, 3), "context": None})
+    return sorted(rows, key=lambda r: r["id"])
 
 
 def model_document(name: str) -> dict[str, Any]:
-    """``infercast models show``: a model's normalised spec, parameter counts and KV bytes per token."""
-    from infercast.model import load_model
+    """``infercast models show``: a decoder's normalised spec, parameter counts and KV bytes per token; an
+    encoder's, CNN's or diffusion pipeline's kind, components with their parameters, default workload and
+    source."""
+    from infercast.model import is_network_preset, load_model
 
+    if is_network_preset(name):
+        from infercast.networks import load_network
+
+        net = load_network(name)
+        params = net.params()
+        return {"id": net.id, "kind": net.kind, "architecture": net.architecture, "params_total": sum(params.values()),
+                "params_by_component": params, "defaults": dict(net.defaults), "source": net.source,
+                "notes": net.notes}
     s = load_model(name)
     total, active = s.params()
-    return {**s.model_dump(), "params_total": total, "params_active": active,
+    return {**s.model_dump(), "kind": "decoder", "params_total": total, "params_active": active,
             "kv_bytes_per_token_fp16": s.kv_elements_per_token() * 2}
 
 

@@ -42,7 +42,7 @@ from infercast.parallel import comm_ops
 from infercast.roofline import ChipRates, Efficiency, OpTable, Times, times
 from infercast.scenario import Scenario, StageGroup
 from infercast.series import count, max_lines_at, sum_line, sum_max, sum_max2
-from infercast.tiling import dram_traffic
+from infercast.tiling import activations_on_chip, dram_traffic
 
 BOUNDS = ("compute", "memory", "overhead", "communication", "power")
 """What bounds a phase or an operator: the largest share of its time. 'power': the chip throttled to TDP."""
@@ -134,6 +134,8 @@ class Pricer:
         self.ndim = 1  # of an operator table: 1 + the workload's dimensions (``_Run`` sets it)
         # per chip: SRAM-resident if they fit (a network's pricer is told its own: infercast.passes)
         self.weights_bytes = max(load.weights_bytes for load in sc.loads) if sc.spec is not None else None
+        self.activations_on_chip = False
+        """A network's kernels hand their activations to the next through the SRAM where they fit (passes)."""
 
     def stage_ops(self, g: StageGroup, batch, q_len, kv_len, *, with_attention: bool = True,
                   decode: bool = False) -> list[Op]:
@@ -148,6 +150,8 @@ class Pricer:
     def cost(self, ops: list[Op], key: tuple) -> PassCost:
         """Times and energies of ``ops``; ``key`` names the op list's structure (energy coefficients are kept)."""
         table = dram_traffic(OpTable.of(ops, self.ndim), self.rates, self.weights_bytes)  # DRAM bytes behind the SRAM
+        if self.activations_on_chip:
+            table = activations_on_chip(table, self.rates)
         t = times(table, self.rates, self.eff, self.sc.chip.id)
         if self.er is None:
             return PassCost(table, t, None)

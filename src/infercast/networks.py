@@ -26,14 +26,16 @@ from typing import Any, Literal
 from infercast.errors import InfercastError, did_you_mean
 from infercast.model import is_network_preset
 from infercast.ops import Op, Precision, vector_op
-from infercast.ops_vision import (add, attention, conv2d, cross_attention, encoder_layers, feed_forward, linear, norm,
-                                  norm_act, out_size, pool, self_attention, upsample2x)
+from infercast.ops_vision import (FUSED, Execution, add, attention, conv2d, cross_attention, encoder_layers, feed_forward,
+                                  linear, norm, norm_act, norm_modulate, out_size, pool, self_attention, upsample2x)
 
 Kind = Literal["encoder", "cnn", "diffusion"]
 Pass = tuple[str, list[Op], float]
 """(name, operators of one execution, executions per batch of requests)."""
 
 _PRESETS = resources.files("infercast") / "catalog" / "models"
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
+"""A diffusion pipeline's text encoder components, in diffusers' names."""
 INT8 = Precision("int8", "int8", "int8")
 """One byte per element: an operator list's weight bytes at this precision are its parameters."""
 
@@ -65,7 +67,7 @@ class TextEncoder:
     head: int = 0
     """A task head on every token (BERT's span head: 2 logits), 0 for none."""
 
-    def ops(self, batch, tokens=None) -> list[Op]:
+    def ops(self, batch, tokens=None, x: Execution = FUSED) -> list[Op]:
         S = self.tokens if tokens is None else tokens
         T, d, p = batch * S, self.hidden, _P
         rows = 2 if self.positions else 1
@@ -73,7 +75,7 @@ class TextEncoder:
         if self.name == "bert":  # BERT normalises the embeddings
             ops.append(norm("bert_embedding_norm", 1, T * d, d, p))
         ops += encoder_layers(self.name, self.layers, batch, S, d, self.heads, self.ffn, p, ff=self.ff,
-                              bias=self.bias, causal=self.causal, rms=self.rms)
+                              bias=self.bias, causal=self.causal, rms=self.rms, x=x)
         if self.name != "bert":  # pre-norm encoders end with a norm
             ops.append(norm(f"{self.name}_final_norm", 1, T * d, d, p, rms=self.rms))
         if self.projection:
@@ -128,14 +130,16 @@ class ResNet:
 
 
 def _resnet_block(prefix: str, batch, H: int, W: int, cin: int, cout: int, groups_ch: int, temb: int,
-                  p: Precision) -> list[Op]:
+                  p: Precision, x: Execution = FUSED) -> list[Op]:
     """diffusers' ResnetBlock2D: GN+SiLU, 3x3 conv, the time embedding projected and added, GN+SiLU, 3x3
     conv, a 1x1 shortcut conv where the channels change, the residual add."""
     E = batch * H * W
-    ops = [norm_act(f"{prefix}_norm1", 1, E * cin, cin, p), conv2d(f"{prefix}_conv1", 1, batch, H, W, cin, cout, 3, p)]
+    ops = [*norm_act(f"{prefix}_norm1", 1, E * cin, cin, p, x=x),
+           conv2d(f"{prefix}_conv1", 1, batch, H, W, cin, cout, 3, p)]
     if temb:
         ops += [linear(f"{prefix}_time_proj", 1, batch, temb, cout, p), add(f"{prefix}_time_add", 1, E * cout, p)]
-    ops += [norm_act(f"{prefix}_norm2", 1, E * cout, cout, p), conv2d(f"{prefix}_conv2", 1, batch, H, W, cout, cout, 3, p)]
+    ops += [*norm_act(f"{prefix}_norm2", 1, E * cout, cout, p, x=x),
+            conv2d(f"{prefix}_conv2", 1, batch, H, W, cout, cout, 3, p)]
     if cin != cout:
         ops.append(conv2d(f"{prefix}_shortcut", 1, batch, H, W, cin, cout, 1, p))
     ops.append(add(f"{prefix}_residual", 1, E * cout, p))
@@ -143,17 +147,17 @@ def _resnet_block(prefix: str, batch, H: int, W: int, cin: int, cout: int, group
 
 
 def _transformer_2d(prefix: str, batch, H: int, W: int, C: int, blocks: int, heads: int, ctx_len: int,
-                    ctx_dim: int, p: Precision) -> list[Op]:
+                    ctx_dim: int, p: Precision, x: Execution = FUSED) -> list[Op]:
     """diffusers' Transformer2DModel: GN, proj_in, ``blocks`` BasicTransformerBlocks (LN, self-attention; LN,
     cross-attention over the text tokens; LN, GEGLU feed-forward of 4C), proj_out, the residual add."""
     S = H * W
     T = batch * S
-    ops = [norm_act(f"{prefix}_norm", 1, T * C, C, p, act=False), linear(f"{prefix}_proj_in", 1, T, C, C, p)]
+    ops = [*norm_act(f"{prefix}_norm", 1, T * C, C, p, act=False), linear(f"{prefix}_proj_in", 1, T, C, C, p)]
     ops += [norm(f"{prefix}_norm1", blocks, T * C, C, p),
-            *self_attention(f"{prefix}_self", blocks, batch, S, C, heads, p, bias=False, out_bias=True),
+            *self_attention(f"{prefix}_self", blocks, batch, S, C, heads, p, bias=False, out_bias=True, x=x),
             add(f"{prefix}_self_residual", blocks, T * C, p),
             norm(f"{prefix}_norm2", blocks, T * C, C, p),
-            *cross_attention(f"{prefix}_cross", blocks, batch, S, C, heads, ctx_len, ctx_dim, p),
+            *cross_attention(f"{prefix}_cross", blocks, batch, S, C, heads, ctx_len, ctx_dim, p, x),
             add(f"{prefix}_cross_residual", blocks, T * C, p),
             norm(f"{prefix}_norm3", blocks, T * C, C, p),
             *feed_forward(f"{prefix}_ff", blocks, T, C, 4 * C, p, kind="geglu"),
@@ -172,7 +176,7 @@ class UNet:
     config: dict[str, Any]
     name: str = "unet"
 
-    def ops(self, batch, h: int, w: int, ctx_len: int) -> list[Op]:
+    def ops(self, batch, h: int, w: int, ctx_len: int, x: Execution = FUSED) -> list[Op]:
         c, p = self.config, _P
         ch = list(c["block_out_channels"])
         n = len(ch)
@@ -191,31 +195,33 @@ class UNet:
         skips, H, W, cin = [ch[0]], h, w, ch[0]
         for i, kind in enumerate(c["down_block_types"]):
             for j in range(layers[i]):
-                ops += _resnet_block(f"down{i}_resnet{j}", batch, H, W, cin, ch[i], 32, temb, p)
+                ops += _resnet_block(f"down{i}_resnet{j}", batch, H, W, cin, ch[i], 32, temb, p, x)
                 cin = ch[i]
                 if kind.startswith("CrossAttn"):
-                    ops += _transformer_2d(f"down{i}_attn{j}", batch, H, W, cin, depth[i], heads[i], ctx_len, ctx_dim, p)
+                    ops += _transformer_2d(f"down{i}_attn{j}", batch, H, W, cin, depth[i], heads[i], ctx_len, ctx_dim,
+                                           p, x)
                 skips.append(cin)
             if i < n - 1:
                 ops.append(conv2d(f"down{i}_downsample", 1, batch, H, W, cin, cin, 3, p, stride=2))
                 H, W = out_size(H, 3, 2), out_size(W, 3, 2)
                 skips.append(cin)
-        ops += _resnet_block("mid_resnet0", batch, H, W, cin, cin, 32, temb, p)
-        ops += _transformer_2d("mid_attn", batch, H, W, cin, depth[-1], heads[-1], ctx_len, ctx_dim, p)
-        ops += _resnet_block("mid_resnet1", batch, H, W, cin, cin, 32, temb, p)
+        ops += _resnet_block("mid_resnet0", batch, H, W, cin, cin, 32, temb, p, x)
+        ops += _transformer_2d("mid_attn", batch, H, W, cin, depth[-1], heads[-1], ctx_len, ctx_dim, p, x)
+        ops += _resnet_block("mid_resnet1", batch, H, W, cin, cin, 32, temb, p, x)
         rev, rheads, rdepth = ch[::-1], heads[::-1], depth[::-1]
         for i, kind in enumerate(c["up_block_types"]):
             out = rev[i]
             for j in range(layers[::-1][i] + 1):
-                ops += _resnet_block(f"up{i}_resnet{j}", batch, H, W, cin + skips.pop(), out, 32, temb, p)
+                ops += _resnet_block(f"up{i}_resnet{j}", batch, H, W, cin + skips.pop(), out, 32, temb, p, x)
                 cin = out
                 if kind.startswith("CrossAttn"):
-                    ops += _transformer_2d(f"up{i}_attn{j}", batch, H, W, out, rdepth[i], rheads[i], ctx_len, ctx_dim, p)
+                    ops += _transformer_2d(f"up{i}_attn{j}", batch, H, W, out, rdepth[i], rheads[i], ctx_len, ctx_dim,
+                                           p, x)
             if i < n - 1:
                 ops.append(upsample2x(f"up{i}_upsample", 1, batch, H, W, out, p))
                 H, W = 2 * H, 2 * W
                 ops.append(conv2d(f"up{i}_upsample_conv", 1, batch, H, W, out, out, 3, p))
-        ops += [norm_act("conv_norm_out", 1, batch * H * W * cin, cin, p),
+        ops += [*norm_act("conv_norm_out", 1, batch * H * W * cin, cin, p, x=x),
                 conv2d("conv_out", 1, batch, H, W, cin, c["out_channels"], c.get("conv_out_kernel", 3), p)]
         return ops
 
@@ -234,7 +240,7 @@ class VAEDecoder:
         """Pixels per latent along a side: 2 per upsampling."""
         return 2 ** (len(self.config["block_out_channels"]) - 1)
 
-    def ops(self, batch, H: int, W: int) -> list[Op]:
+    def ops(self, batch, H: int, W: int, x: Execution = FUSED) -> list[Op]:
         c, p = self.config, _P
         ch, latent = list(c["block_out_channels"])[::-1], c["latent_channels"]
         h, w = H // self.scale, W // self.scale
@@ -242,22 +248,22 @@ class VAEDecoder:
         if c.get("use_post_quant_conv", True):
             ops.append(conv2d("post_quant_conv", 1, batch, h, w, latent, latent, 1, p))
         ops.append(conv2d("vae_conv_in", 1, batch, h, w, latent, ch[0], 3, p))
-        ops += _resnet_block("vae_mid_resnet0", batch, h, w, ch[0], ch[0], 32, 0, p)
+        ops += _resnet_block("vae_mid_resnet0", batch, h, w, ch[0], ch[0], 32, 0, p, x)
         T = batch * h * w
-        ops += [norm_act("vae_mid_attn_norm", 1, T * ch[0], ch[0], p, act=False),
-                *self_attention("vae_mid_attn", 1, batch, h * w, ch[0], 1, p),
+        ops += [*norm_act("vae_mid_attn_norm", 1, T * ch[0], ch[0], p, act=False),
+                *self_attention("vae_mid_attn", 1, batch, h * w, ch[0], 1, p, x=x),
                 add("vae_mid_attn_residual", 1, T * ch[0], p)]
-        ops += _resnet_block("vae_mid_resnet1", batch, h, w, ch[0], ch[0], 32, 0, p)
+        ops += _resnet_block("vae_mid_resnet1", batch, h, w, ch[0], ch[0], 32, 0, p, x)
         cin = ch[0]
         for i, out in enumerate(ch):
             for j in range(c["layers_per_block"] + 1):
-                ops += _resnet_block(f"vae_up{i}_resnet{j}", batch, h, w, cin, out, 32, 0, p)
+                ops += _resnet_block(f"vae_up{i}_resnet{j}", batch, h, w, cin, out, 32, 0, p, x)
                 cin = out
             if i < len(ch) - 1:
                 ops.append(upsample2x(f"vae_up{i}_upsample", 1, batch, h, w, out, p))
                 h, w = 2 * h, 2 * w
                 ops.append(conv2d(f"vae_up{i}_upsample_conv", 1, batch, h, w, out, out, 3, p))
-        return ops + [norm_act("vae_norm_out", 1, batch * h * w * cin, cin, p),
+        return ops + [*norm_act("vae_norm_out", 1, batch * h * w * cin, cin, p, x=x),
                       conv2d("vae_conv_out", 1, batch, h, w, cin, c["out_channels"], 3, p)]
 
 
@@ -271,7 +277,7 @@ class MMDiT:
     config: dict[str, Any]
     name: str = "transformer"
 
-    def ops(self, batch, h: int, w: int, txt: int) -> list[Op]:
+    def ops(self, batch, h: int, w: int, txt: int, x: Execution = FUSED) -> list[Op]:
         c, p = self.config, _P
         heads, hd = c["num_attention_heads"], c["attention_head_dim"]
         d, mlp = heads * hd, 4 * heads * hd
@@ -286,24 +292,62 @@ class MMDiT:
         streams = (("img", batch * N), ("txt", batch * txt))
         for stream, T in streams:  # adaLN modulation (shift, scale, gate for attention and MLP), norms, Q K V
             ops += [linear(f"double_{stream}_mod", nd, batch, d, 6 * d, p),
-                    vector_op(f"double_{stream}_norm_mod", nd, 2 * T * d, 9, p),
+                    *norm_modulate(f"double_{stream}_norm_mod", nd, 2 * T * d, p, x=x),
                     linear(f"double_{stream}_qkv", nd, T, d, 3 * d, p),
                     norm(f"double_{stream}_qk_norm", nd, 2 * T * d, 2 * hd, p, rms=True)]
-        ops.append(attention("double_attention", nd, batch, heads, L, L, hd, p))  # one attention over both streams
+        ops += attention("double_attention", nd, batch, heads, L, L, hd, p, x=x)  # one attention over both streams
         for stream, T in streams:
             ops += [linear(f"double_{stream}_out", nd, T, d, d, p),
                     *feed_forward(f"double_{stream}_mlp", nd, T, d, mlp, p),
                     vector_op(f"double_{stream}_gated_residual", nd, 2 * T * d, 2, p, reads=3)]
         T = batch * L
-        ops += [linear("single_mod", ns, batch, d, 3 * d, p), vector_op("single_norm_mod", ns, T * d, 9, p),
+        ops += [linear("single_mod", ns, batch, d, 3 * d, p), *norm_modulate("single_norm_mod", ns, T * d, p, x=x),
                 linear("single_linear1", ns, T, d, 3 * d + mlp, p), norm("single_qk_norm", ns, 2 * T * d, 2 * hd, p, rms=True),
-                attention("single_attention", ns, batch, heads, L, L, hd, p),
+                *attention("single_attention", ns, batch, heads, L, L, hd, p, x=x),
                 vector_op("single_mlp_act", ns, T * mlp, 8, p),
                 linear("single_linear2", ns, T, d + mlp, d, p),
                 vector_op("single_gated_residual", ns, T * d, 2, p, reads=3),
-                linear("norm_out_mod", 1, batch, d, 2 * d, p), vector_op("norm_out", 1, batch * N * d, 9, p),
+                linear("norm_out_mod", 1, batch, d, 2 * d, p), *norm_modulate("norm_out", 1, batch * N * d, p, x=x),
                 linear("proj_out", 1, batch * N, d, c["in_channels"], p)]
         return ops
+
+
+@dataclass(frozen=True)
+class JointDiT:
+    """Stable Diffusion 3's MMDiT (diffusers' SD3Transformer2DModel, from its config; Esser et al. 2024): the
+    latent cut into 2x2 patches (a strided conv: one linear layer per patch) and the projected text tokens
+    run ``num_layers`` joint blocks, each with its own weights per stream (adaLN-zero modulation, Q K V,
+    output projection, a GELU MLP of 4 d) and one attention over both; the last block keeps only the image
+    stream's output (``context_pre_only``). The timestep and the pooled text embed into the modulation."""
+
+    config: dict[str, Any]
+    name: str = "transformer"
+
+    def ops(self, batch, h: int, w: int, txt: int, x: Execution = FUSED) -> list[Op]:
+        c, p = self.config, _P
+        heads, hd, P = c["num_attention_heads"], c["attention_head_dim"], c["patch_size"]
+        d, n = heads * hd, c["num_layers"]
+        N = (h // P) * (w // P)  # image tokens
+        L, Ti, Tt = N + txt, batch * N, batch * txt
+        ops = [linear("patch_embed", 1, Ti, c["in_channels"] * P * P, d, p), add("pos_embed_add", 1, Ti * d, p),
+               vector_op("time_proj", 1, batch * 256, 4, p),
+               linear("time_in_1", 1, batch, 256, d, p), linear("time_in_2", 1, batch, d, d, p),
+               linear("pooled_in_1", 1, batch, c["pooled_projection_dim"], d, p), linear("pooled_in_2", 1, batch, d, d, p),
+               linear("context_embedder", 1, Tt, c["joint_attention_dim"], c["caption_projection_dim"], p)]
+        for stream, T, k in (("img", Ti, n), ("txt", Tt, n - 1)):  # the last block's text stream ends at its Q K V
+            ops += [linear(f"joint_{stream}_mod", k, batch, d, 6 * d, p),
+                    *norm_modulate(f"joint_{stream}_norm_mod", k, T * d, p, x=x),
+                    linear(f"joint_{stream}_qkv", k, T, d, 3 * d, p)]
+        ops += [linear("joint_txt_mod_last", 1, batch, d, 2 * d, p),
+                *norm_modulate("joint_txt_norm_mod_last", 1, Tt * d, p, x=x), linear("joint_txt_qkv_last", 1, Tt, d, 3 * d, p),
+                *attention("joint_attention", n, batch, heads, L, L, hd, p, x=x)]
+        for stream, T, k in (("img", Ti, n), ("txt", Tt, n - 1)):
+            ops += [linear(f"joint_{stream}_out", k, T, d, d, p),
+                    vector_op(f"joint_{stream}_gated_residual", k, 2 * T * d, 2, p, reads=3),
+                    *norm_modulate(f"joint_{stream}_norm2_mod", k, T * d, p, x=x),
+                    *feed_forward(f"joint_{stream}_mlp", k, T, d, 4 * d, p)]
+        return ops + [linear("norm_out_mod", 1, batch, d, 2 * d, p), *norm_modulate("norm_out", 1, Ti * d, p, x=x),
+                      linear("proj_out", 1, Ti, d, P * P * c["out_channels"], p)]
 
 
 # --- networks -------------------------------------------------------------------------------------------
@@ -332,12 +376,14 @@ class Network:
     source: str
     notes: str = ""
     text_tokens: dict[str, int] = field(default_factory=dict)
+    architecture: str = ""
+    """The class its manifest names (diffusers' pipeline, BertForQuestionAnswering, ResNet)."""
 
     def workload(self, *, resolution: str | tuple[int, int] | None = None, steps: int | None = None,
                  cfg: bool | None = None, seq_len: int | None = None) -> Workload:
         """The request's workload, each unset axis at the model's default; bad values name their flag."""
         if self.kind != "diffusion":
-            for flag, value in (("--steps", steps), ("--cfg", cfg or None)):
+            for flag, value in (("--steps", steps), ("--cfg" if cfg else "--no-cfg", cfg)):
                 if value is not None:
                     raise InfercastError(f"{flag} applies to diffusion pipelines; {self.id} is {_article(self.kind)}")
         if self.kind == "encoder" and resolution is not None:
@@ -361,28 +407,28 @@ class Network:
         return Workload(resolution=res, steps=_whole("--steps", steps if steps is not None else self.defaults["steps"]),
                         cfg=self.defaults.get("cfg", False) if cfg is None else bool(cfg))
 
-    def passes(self, batch, wl: Workload, p: Precision) -> list[Pass]:
-        """The passes of ``batch`` requests, in order, with their operators at precision ``p``."""
+    def passes(self, batch, wl: Workload, p: Precision, x: Execution = FUSED) -> list[Pass]:
+        """The passes of ``batch`` requests, in order, with their operators at precision ``p`` as ``x`` runs them."""
         c = self.components
         if self.kind == "encoder":
-            return [("encoder", with_precision(c["encoder"].ops(batch, wl.seq_len), p), 1.0)]
+            return [("encoder", with_precision(c["encoder"].ops(batch, wl.seq_len, x), p), 1.0)]
         H, W = wl.resolution
         if self.kind == "cnn":
             return [("forward", with_precision(c["cnn"].ops(batch, H, W), p), 1.0)]
         guided = 2 if wl.cfg else 1
         out = []
-        for name in ("text_encoder", "text_encoder_2"):
+        for name in TEXT_ENCODERS:
             if name in c:  # the negative prompt is encoded too under guidance
-                out.append((name, with_precision(c[name].ops(guided * batch), p), 1.0))
+                out.append((name, with_precision(c[name].ops(guided * batch, x=x), p), 1.0))
         vae = c["vae"]
         h, w = H // vae.scale, W // vae.scale
         if "unet" in c:
             ctx = c["text_encoder"].tokens
-            den = c["unet"].ops(guided * batch, h, w, ctx)
+            den = c["unet"].ops(guided * batch, h, w, ctx, x)
         else:
-            den = c["transformer"].ops(guided * batch, h, w, self.text_tokens["transformer"])
+            den = c["transformer"].ops(guided * batch, h, w, self.text_tokens["transformer"], x)
         out.append(("denoiser", with_precision(den, p), float(wl.steps)))
-        out.append(("vae_decoder", with_precision(vae.ops(batch, H, W), p), 1.0))
+        out.append(("vae_decoder", with_precision(vae.ops(batch, H, W, x), p), 1.0))
         return out
 
     def params(self) -> dict[str, int]:
@@ -485,16 +531,22 @@ def load_network(model_id: str) -> Network:
         cfg = _read(model_id, "cnn", "config.json")
         comps["cnn"] = ResNet(model_id, tuple(cfg["layers"]), cfg["width"], cfg["num_classes"])
     else:
-        for name in ("text_encoder", "text_encoder_2"):
+        for name in TEXT_ENCODERS:
             if name in index:
                 comps[name] = _text_encoder(name, _read(model_id, name, "config.json"))
         comps["vae"] = VAEDecoder(_read(model_id, "vae", "config.json"))
         if "unet" in index:
             comps["unet"] = UNet(_read(model_id, "unet", "config.json"))
         else:
-            comps["transformer"] = MMDiT(_read(model_id, "transformer", "config.json"))
-            tokens["transformer"] = comps["text_encoder_2"].tokens
-    return Network(model_id, kind, comps, meta["defaults"], meta["source"], meta.get("notes", ""), tokens)
+            cfg = _read(model_id, "transformer", "config.json")
+            if cfg["_class_name"] == "SD3Transformer2DModel":  # CLIP's 77 tokens beside T5's, joined
+                comps["transformer"] = JointDiT(cfg)
+                tokens["transformer"] = comps["text_encoder"].tokens + comps["text_encoder_3"].tokens
+            else:
+                comps["transformer"] = MMDiT(cfg)
+                tokens["transformer"] = comps["text_encoder_2"].tokens
+    return Network(model_id, kind, comps, meta["defaults"], meta["source"], meta.get("notes", ""), tokens,
+                   index.get("_class_name", ""))
 
 
 def flops_per_sample(net: Network, wl: Workload | None = None) -> dict[str, float]:

@@ -20,7 +20,7 @@ batches (every formula broadcasts).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from infercast.arrays import minimum, num
 from infercast.ops import (GELU_FLOPS, LAYERNORM_FLOPS, RMSNORM_FLOPS, SILU_MUL_FLOPS, SOFTMAX_FLOPS, Op, Precision,
@@ -28,6 +28,23 @@ from infercast.ops import (GELU_FLOPS, LAYERNORM_FLOPS, RMSNORM_FLOPS, SILU_MUL_
 
 SILU_FLOPS = 4  # x * sigmoid(x): exp, add, divide, multiply
 GEGLU_FLOPS = GELU_FLOPS + 1  # gelu(gate) x up
+MODULATE_FLOPS = 2  # x (1 + scale) + shift
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a framework runs the operators: fused as TensorRT, torch.compile, OneFlow and AITemplate run them, or
+    eagerly as PyTorch runs a module's code, and with fused or materialised attention."""
+
+    eager: bool = False
+    """PyTorch eager: a norm and its SiLU, and adaLN's norm and modulation, are kernels apart (each reads and
+    writes the whole tensor), and every kernel is dispatched from Python (``passes``: the host's floor)."""
+    materialized: bool = False
+    """Attention writes its score matrix and reads it back (diffusers' AttnProcessor before SDPA or xFormers:
+    baddbmm, softmax, bmm), instead of a fused FlashAttention-style kernel."""
+
+
+FUSED = Execution()
 
 
 def out_size(size: int, k: int, stride: int) -> int:
@@ -48,10 +65,23 @@ def linear(name: str, count: int, rows, n_in: int, n_out: int, p: Precision, *, 
     return gemm_op(name, count, rows, n_out, n_in, p, bias=bias)
 
 
-def norm_act(name: str, count: int, elems, channels: int, p: Precision, *, act: bool = True) -> Op:
-    """Group (or layer) norm of ``channels`` channels with its affine weights (2 per channel), and SiLU fused
-    after it where ``act``."""
-    return vector_op(name, count, elems, LAYERNORM_FLOPS + (SILU_FLOPS if act else 0), p, weight_elems=2 * channels)
+def norm_act(name: str, count: int, elems, channels: int, p: Precision, *, act: bool = True,
+             x: Execution = FUSED) -> list[Op]:
+    """Group (or layer) norm of ``channels`` channels with its affine weights (2 per channel), and SiLU after it
+    where ``act``: fused into the norm's kernel, or its own kernel when eager."""
+    if act and x.eager:
+        return [vector_op(name, count, elems, LAYERNORM_FLOPS, p, weight_elems=2 * channels),
+                vector_op(f"{name}_silu", count, elems, SILU_FLOPS, p)]
+    return [vector_op(name, count, elems, LAYERNORM_FLOPS + (SILU_FLOPS if act else 0), p, weight_elems=2 * channels)]
+
+
+def norm_modulate(name: str, count: int, elems, p: Precision, *, x: Execution = FUSED) -> list[Op]:
+    """adaLN: a layer norm without affine weights, then x (1 + scale) + shift from the conditioning: one fused
+    kernel, or the norm, the multiply and the add apart when eager."""
+    if x.eager:
+        return [vector_op(name, count, elems, LAYERNORM_FLOPS, p),
+                vector_op(f"{name}_scale", count, elems, 1, p, reads=1), vector_op(f"{name}_shift", count, elems, 1, p)]
+    return [vector_op(name, count, elems, LAYERNORM_FLOPS + MODULATE_FLOPS, p)]
 
 
 def norm(name: str, count: int, elems, channels: int, p: Precision, *, rms: bool = False) -> Op:
@@ -78,13 +108,23 @@ def pool(name: str, count: int, batch, H: int, W: int, C: int, k: int, stride: i
 
 
 def attention(name: str, count: int, batch, heads: int, q_len, kv_len, d: int, p: Precision, *,
-              causal: bool = False) -> Op:
-    """Fused attention of ``batch`` sequences: ``heads`` heads of width d, q_len queries over kv_len keys."""
+              causal: bool = False, x: Execution = FUSED) -> list[Op]:
+    """Attention of ``batch`` sequences: ``heads`` heads of width d, q_len queries over kv_len keys; one fused
+    kernel, or (``x.materialized``) the scores' GEMM writing them, a softmax reading and writing them, and the
+    weighted sum's GEMM reading them, as the decoder's materialised attention (``ops.attention_kernels``)."""
     pairs = q_len * (kv_len + 1) / 2 if causal else q_len * kv_len  # per sequence and head
     a = p.act_bytes
-    return make_op(name, "attention", count, flops=batch * heads * pairs * (4 * d + SOFTMAX_FLOPS),
-                   act=batch * heads * d * (q_len + 2 * kv_len) * a, write=batch * heads * d * q_len * a,
-                   min_dim=minimum(minimum(q_len, kv_len), d), math=p.gemm_math, seq_len=pairs / q_len)
+    q, kv, o = batch * heads * d * q_len * a, batch * heads * d * kv_len * a, batch * heads * d * q_len * a
+    shape = dict(min_dim=minimum(minimum(q_len, kv_len), d), math=p.gemm_math, seq_len=pairs / q_len)
+    if not x.materialized:
+        return [make_op(name, "attention", count, flops=batch * heads * pairs * (4 * d + SOFTMAX_FLOPS),
+                        act=q + 2 * kv, write=o, **shape)]
+    scores = batch * heads * pairs * a
+    return [make_op(f"{name}_score", "attention", count, flops=batch * heads * pairs * 2 * d, act=q + kv,
+                    write=scores, **shape),
+            vector_op(f"{name}_softmax", count, batch * heads * pairs, SOFTMAX_FLOPS, p),
+            make_op(f"{name}_value", "attention", count, flops=batch * heads * pairs * 2 * d, act=scores + kv,
+                    write=o, **shape)]
 
 
 def feed_forward(prefix: str, count: int, T, d: int, inner: int, p: Precision, *, kind: str = "gelu",
@@ -99,32 +139,33 @@ def feed_forward(prefix: str, count: int, T, d: int, inner: int, p: Precision, *
 
 
 def self_attention(prefix: str, count: int, batch, S, d: int, heads: int, p: Precision, *, bias: bool = True,
-                   out_bias: bool | None = None, causal: bool = False) -> list[Op]:
+                   out_bias: bool | None = None, causal: bool = False, x: Execution = FUSED) -> list[Op]:
     """Q, K, V projections (one fused GEMM), attention and the output projection, for ``batch`` sequences
     of S tokens; ``bias`` on Q, K, V and ``out_bias`` (default: the same) on the output."""
     T = batch * S
     return [linear(f"{prefix}_qkv", count, T, d, 3 * d, p, bias=bias),
-            attention(f"{prefix}_attention", count, batch, heads, S, S, d // heads, p, causal=causal),
+            *attention(f"{prefix}_attention", count, batch, heads, S, S, d // heads, p, causal=causal, x=x),
             linear(f"{prefix}_out", count, T, d, d, p, bias=bias if out_bias is None else out_bias)]
 
 
 def cross_attention(prefix: str, count: int, batch, S, d: int, heads: int, ctx_len: int, ctx_dim: int,
-                    p: Precision) -> list[Op]:
+                    p: Precision, x: Execution = FUSED) -> list[Op]:
     """Queries of S image tokens over ``ctx_len`` text tokens of width ``ctx_dim`` (diffusers' Attention
     with encoder_hidden_states: to_q, to_k, to_v without bias, to_out with bias)."""
     return [linear(f"{prefix}_q", count, batch * S, d, d, p, bias=False),
             linear(f"{prefix}_kv", count, batch * ctx_len, ctx_dim, 2 * d, p, bias=False),
-            attention(f"{prefix}_attention", count, batch, heads, S, ctx_len, d // heads, p),
+            *attention(f"{prefix}_attention", count, batch, heads, S, ctx_len, d // heads, p, x=x),
             linear(f"{prefix}_out", count, batch * S, d, d, p)]
 
 
 def encoder_layers(prefix: str, layers: int, batch, S, d: int, heads: int, ffn: int, p: Precision, *,
-                   ff: str = "gelu", bias: bool = True, causal: bool = False, rms: bool = False) -> list[Op]:
+                   ff: str = "gelu", bias: bool = True, causal: bool = False, rms: bool = False,
+                   x: Execution = FUSED) -> list[Op]:
     """``layers`` transformer encoder layers (BERT, CLIP's and T5's text encoders): self-attention with
     its norm and residual, then the MLP with its norm and residual; bidirectional unless ``causal``."""
     T = batch * S
     return [norm(f"{prefix}_attn_norm", layers, T * d, d, p, rms=rms),
-            *self_attention(prefix, layers, batch, S, d, heads, p, bias=bias, causal=causal),
+            *self_attention(prefix, layers, batch, S, d, heads, p, bias=bias, causal=causal, x=x),
             add(f"{prefix}_attn_residual", layers, T * d, p),
             norm(f"{prefix}_mlp_norm", layers, T * d, d, p, rms=rms),
             *feed_forward(f"{prefix}_mlp", layers, T, d, ffn, p, kind=ff, bias=bias),

@@ -113,8 +113,13 @@ WORKLOAD = (
 NETWORK_WORKLOAD = (
     Option("resolution", "Image side HEIGHTxWIDTH in pixels for image models, e.g. 1024x1024 [the model's default]."),
     Option("steps", "Denoising steps of a diffusion pipeline [the model's default].", int),
-    Option("cfg", "Classifier-free guidance: the denoiser runs on twice the batch [the model's default].", bool, False),
+    Option("cfg", "Classifier-free guidance on (--cfg) or off (--no-cfg): with it the denoiser runs on twice the "
+                  "batch [the model's default: on for SD-1.5/2.1/XL and SD3, off for the guidance-distilled Flux].",
+           bool, None),
     Option("seq_len", "Tokens per sample of an encoder (BERT) [384].", int),
+    Option("eager", "Run the network as PyTorch eager does (diffusers without torch.compile): norms, activations "
+                    "and modulations as kernels apart, each dispatched from Python [fused, as TensorRT or "
+                    "torch.compile run it].", bool, False),
 )
 """The workload of non-decoder models (``infercast.networks``): estimate's flags beside --batch."""
 AUTO = Option("auto", "Pick the fastest valid tp x pp plan on the system's chips.", bool, False)
@@ -159,7 +164,9 @@ def click_options(options: Iterable[Option], **defaults: Any) -> Callable:
     def decorate(f):
         for o in reversed(list(options)):
             default = defaults.get(o.name, o.default)
-            if o.type is bool:
+            if o.type is bool and o.default is None:  # three states: on, off, or unset (the model's default)
+                f = click.option(f"{o.flag}/--no-{o.flag[2:]}", o.name, default=None, help=o.help)(f)
+            elif o.type is bool:
                 f = click.option(o.flag, o.name, is_flag=True, help=o.help)(f)
             elif o.pairs:
                 f = click.option(o.flag, o.name, multiple=True, metavar=o.metavar, help=o.help)(f)

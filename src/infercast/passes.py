@@ -26,7 +26,9 @@ import numpy as np
 from infercast.cost import capex_per_chip_usd, owned_chip_hour
 from infercast.errors import InfercastError
 from infercast.evaluation import BOUNDS, Pricer, Rows
+from infercast.calibration import network_profile
 from infercast.networks import INT8, Network, TextEncoder, Workload
+from infercast.ops_vision import Execution
 from infercast.offload import combine
 from infercast.scenario import Scenario
 
@@ -47,6 +49,17 @@ def workload_of(sc: Scenario, *, resolution=None, steps=None, cfg=None, seq_len=
     return sc.network.workload(resolution=resolution, steps=steps, cfg=cfg, seq_len=seq_len)
 
 
+def execution_of(sc: Scenario, eager: bool) -> Execution:
+    """How the operators run: eager or fused (``--eager``), attention fused or materialised (``--attention``)."""
+    return Execution(eager=bool(eager), materialized=sc.attention == "materialized")
+
+
+def host_floor_s(ops, launch_s: float) -> float:
+    """Time the host needs to dispatch one execution of a pass's kernels, one after the other: PyTorch eager
+    launches each kernel from Python, and the GPU, running behind it, cannot finish before the last launch."""
+    return launch_s * sum(op.count for op in ops)
+
+
 def weight_bytes(net: Network, wl: Workload, sc: Scenario) -> dict[str, float]:
     """Bytes of each component's weights at the scenario's formats (embedding tables in the activations')."""
     out = {}
@@ -57,15 +70,21 @@ def weight_bytes(net: Network, wl: Workload, sc: Scenario) -> dict[str, float]:
     return out
 
 
-def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=None, seq_len=None) -> dict[str, Any]:
+def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=None, seq_len=None,
+                     eager: bool = False, eager_launch_s: float | None = None) -> dict[str, Any]:
     """Columns of one replica running ``batch`` requests through every pass (flattened document keys), with
-    ``rows`` (the breakdown's operator rows by pass) and ``passes`` (per-pass totals)."""
+    ``rows`` (the breakdown's operator rows by pass) and ``passes`` (per-pass totals); ``eager`` runs the
+    operators as PyTorch eager does (``ops_vision.Execution``), each kernel dispatched in ``eager_launch_s``
+    (default: the network profile's)."""
     if sc.network is None:
         raise InfercastError(f"{sc.spec.name} is a decoder: use infercast.evaluate")
     net, p = sc.network, sc.precision
     wl = workload_of(sc, resolution=resolution, steps=steps, cfg=cfg, seq_len=seq_len)
+    x = execution_of(sc, eager)
+    launch_s = (network_profile().eager_launch_s if eager_launch_s is None else eager_launch_s) if x.eager else 0.0
     B = _batch(batch)
     pricer = Pricer(sc)
+    pricer.activations_on_chip = True
     eff, er = pricer.eff, pricer.er
     off = sc.offload
     frac = off.fraction("weights") if off else 0.0
@@ -78,9 +97,9 @@ def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=
     flops = bytes_ = 0.0
     per_pass, rows, bound_time = [], {}, {b: 0.0 for b in BOUNDS}
     act_peak = 0.0
-    for name, ops, reps in net.passes(B, wl, p):
-        pc = pricer.cost(ops, ("pass", net.id, name))
-        t = pc.time_s + eff.step_overhead_s
+    for name, ops, reps in net.passes(B, wl, p, x):
+        pc = pricer.cost(ops, ("pass", net.id, name, x))
+        t = np.maximum(pc.time_s, host_floor_s(ops, launch_s)) + eff.step_overhead_s
         if frac:  # the pass's offloaded weights cross the tier's link on every execution
             t = combine(t, off.transfer_s(sc.chip, "weights", weights[name]), off.overlap)
         e = pc.energy_j
@@ -109,7 +128,7 @@ def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=
     w_device = w_total * (1 - frac)
     act = ACT_HELD * act_peak
     total = w_device + act + opts.runtime_overhead_bytes
-    act_one = ACT_HELD * _act_peak_at_one(net, wl, sc)
+    act_one = ACT_HELD * _act_peak_at_one(net, wl, sc, x)
     max_batch = np.floor(np.maximum(usable - w_device - opts.runtime_overhead_bytes, 0.0) / act_one)
     fits = total <= usable
     if frac:
@@ -120,14 +139,16 @@ def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=
         "parallel.dp": dp, "parallel.num_chips": dp,
         "workload.batch": B, "workload.resolution": None if wl.resolution is None else f"{wl.resolution[0]}x{wl.resolution[1]}",
         "workload.steps": wl.steps if net.kind == "diffusion" else None, "workload.cfg": wl.cfg,
-        "workload.seq_len": wl.seq_len, "workload.weight_dtype": p.weight, "workload.act_dtype": p.act,
+        "workload.seq_len": wl.seq_len, "workload.eager": x.eager,
+        "workload.attention": "materialized" if x.materialized else "flash",
+        "workload.weight_dtype": p.weight, "workload.act_dtype": p.act,
         "workload.weight_sparsity": sc.sparsity.weight,
         "params.total": float(sum(net.params().values())),
         "memory.weights_bytes": w_device, "memory.offloaded_weights_bytes": w_total * frac,
         "memory.activation_bytes": act, "memory.overhead_bytes": opts.runtime_overhead_bytes,
         "memory.total_per_chip_bytes": total, "memory.capacity_per_chip_bytes": rates.mem_capacity_bytes,
         "memory.usable_per_chip_bytes": usable, "memory.fits": fits, "memory.max_batch": max_batch,
-        "memory.min_chips": np.where(w_device + act_one + opts.runtime_overhead_bytes <= usable, 1.0, 0.0),
+        "memory.min_chips": min_chips(samples, max_batch),
         "latency_s": latency, "flops": flops, "bytes": bytes_,
         "bound": max(bound_time, key=bound_time.get) if not capped_any is True else "power",
         "utilization.compute": flops / (latency * peak),
@@ -175,13 +196,26 @@ def evaluate_network(sc: Scenario, *, batch=1, resolution=None, steps=None, cfg=
     return cols
 
 
+def min_chips(samples, max_batch):
+    """The fewest chips that hold ``samples`` requests: one replica per chip, each holding the weights and at
+    most ``max_batch`` requests' activations, so ceil(samples / max_batch); 0 where no chip holds the weights
+    and one request (a network is never split over chips)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(max_batch >= 1, np.ceil(samples / np.maximum(max_batch, 1.0)), 0.0)
+
+
 def _scalar_or(x) -> float:
     return float(np.max(x)) if np.ndim(x) else float(x)
 
 
-def _act_peak_at_one(net: Network, wl: Workload, sc: Scenario) -> float:
+def _act_peak_at_one(net: Network, wl: Workload, sc: Scenario, x: Execution) -> float:
     """The largest operator's input and output bytes at batch 1 (activations grow with the batch)."""
-    return max(float(op.act_bytes + op.write_bytes) for _, ops, _ in net.passes(1.0, wl, sc.precision) for op in ops)
+    return max(float(op.act_bytes + op.write_bytes) for _, ops, _ in net.passes(1.0, wl, sc.precision, x) for op in ops)
+
+
+def batch_grid(limit: int = 4096) -> list[int]:
+    """Powers of two and their midpoints up to ``limit``: the batches an offline harness is searched over."""
+    return sorted({int(b) for k in range(int(math.log2(limit)) + 1) for b in (2**k, 1.5 * 2**k) if b <= limit})
 
 
 MLPERF_BERT_TOKENS = 151.5
@@ -191,8 +225,8 @@ over measured-vision-encoder.csv: 151.5; 144-160 without one MLPerf round); the 
 
 def best_batch(sc: Scenario, *, limit: int = 4096, **workload) -> tuple[int, dict[str, Any]]:
     """The throughput-optimal batch per replica that fits (MLPerf Offline: the harness picks its batch), over
-    powers of two and their midpoints up to ``limit``; batch 1 where none fits."""
-    grid = sorted({int(b) for k in range(int(math.log2(limit)) + 1) for b in (2**k, 1.5 * 2**k) if b <= limit})
+    ``batch_grid(limit)``; batch 1 where none fits."""
+    grid = batch_grid(limit)
     cols = evaluate_network(sc, batch=np.array(grid, dtype=float), **workload)
     rate = np.asarray(cols["images_per_s" if sc.network.kind == "diffusion" else "samples_per_s"])
     ok = np.asarray(cols["memory.fits"])
@@ -212,13 +246,13 @@ def _plain(x):
 
 def network_document(model: str, hardware=None, *, batch: int = 1, resolution: str | None = None,
                      steps: int | None = None, cfg: bool | None = None, seq_len: int | None = None,
-                     **options: Any) -> dict[str, Any]:
+                     eager: bool = False, **options: Any) -> dict[str, Any]:
     """``infercast estimate`` for a non-decoder model: the document of one replica's batch through every
     pass (keys are new beside the decoder's contract: per image or per sample, not per token)."""
     from infercast.scenario import resolve
 
     sc = resolve(model, hardware, **options)
-    c = evaluate_network(sc, batch=batch, resolution=resolution, steps=steps, cfg=cfg, seq_len=seq_len)
+    c = evaluate_network(sc, batch=batch, resolution=resolution, steps=steps, cfg=cfg, seq_len=seq_len, eager=eager)
     groups: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for key, value in c.items():

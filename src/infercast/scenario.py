@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from infercast.calibration import Calibration, comm_for, efficiency_for
+from infercast.calibration import Calibration, comm_for, efficiency_for, network_efficiency
 from infercast.cost import CostOptions
 from infercast.cost import merge_options as cost_options
 from infercast.energy import EnergyOptions, EnergyRates, energy_rates
@@ -287,9 +287,11 @@ def resolve(
         net, spec = None, model if isinstance(model, ModelSpec) else load_model(model)
         plan_chips = tp * pp * dp
     if net is not None:
+        if attention not in ATTENTION_KINDS:
+            raise InfercastError(f"--attention must be 'flash' or 'materialized' (got {attention!r})")
         return _resolve_network(net, hardware, system, num_chips, nodes, plan_chips, dtype, weight_dtype, act_dtype,
                                 weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage, efficiency,
-                                memory, energy, cost, usd_per_chip_hour, calibration, offload, chip)
+                                memory, energy, cost, usd_per_chip_hour, calibration, offload, chip, attention)
     for flag, value in (("--tp", tp), ("--pp", pp), ("--ep", ep), ("--dp", dp)):
         positive_int(flag, value)
     if attention not in ATTENTION_KINDS:
@@ -338,9 +340,10 @@ def resolve(
 
 def _resolve_network(net: Network, hardware, system, num_chips, nodes, dp: int, dtype, weight_dtype, act_dtype,
                      weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage, efficiency, memory,
-                     energy, cost, usd_per_chip_hour, calibration, offload, changes) -> Scenario:
+                     energy, cost, usd_per_chip_hour, calibration, offload, changes, attention="flash") -> Scenario:
     """A non-decoder model's deployment: ``dp`` replicas of one chip each, the formats of its weights and
-    activations, and the same efficiency, memory, energy and cost options as a decoder's."""
+    activations, its attention kernels, and the same efficiency, memory, energy and cost options as a decoder's;
+    the tensor-core ceilings are the network profile's for the chip's family (``calibration.network_efficiency``)."""
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, dp, changes)
     if dp > sys_.num_chips:
         raise InfercastError(f"--dp {dp} exceeds system {sys_.id}'s {sys_.num_chips} chips")
@@ -362,10 +365,11 @@ def _resolve_network(net: Network, hardware, system, num_chips, nodes, dp: int, 
         cost = {**(cost.model_dump() if isinstance(cost, CostOptions) else cost or {}),
                 "usd_per_chip_hour": usd_per_chip_hour}
     return Scenario(spec=None, chip=chip, system=sys_, plan=Plan(dp=dp), precision=p, sparsity=sparsity,
-                    sparsity_effect=effect, efficiency=with_overrides(efficiency_for(chip, calibration), efficiency,
-                                                                      "--efficiency "),
+                    sparsity_effect=effect, efficiency=with_overrides(
+                        network_efficiency(efficiency_for(chip, calibration), chip, net.kind, p.gemm_math), efficiency,
+                        "--efficiency "),
                     comm=comm_for(calibration), memory=with_overrides(MemoryOptions(), memory, "memory "),
-                    energy=energy_options(energy), cost=cost_options(cost), attention="flash", moe_imbalance=1.0,
+                    energy=energy_options(energy), cost=cost_options(cost), attention=attention, moe_imbalance=1.0,
                     micro_batches=None, rates=ChipRates.of(chip), extra={"calibration": calibration}, network=net,
                     offload=parse_offload(offload))
 

@@ -27,6 +27,11 @@ from infercast.errors import InfercastError
 from infercast.hardware import Chip, Sourced, Spec
 
 TIER_NAMES = ("cpu", "cxl", "nvme")
+PCIE_COPY_EFFICIENCY = 12.89 / 15.75
+"""Share of a PCIe link's per-direction line rate that a host-to-GPU copy reaches: 12.89 GB/s of PCIe 3.0 x16's
+15.75 on the FlexGen paper's T4 machine (flexgen 0.1.8 ``experimental/cost_model.py``, ``ctog_bdw``, fitted to
+real runs), 0.82; carried to every PCIe generation (the same 128b/130b encoding and packet framing). An
+NVLink-C2C host link keeps its line rate (no measurement here)."""
 TENSORS = ("weights", "kv", "act")
 
 
@@ -55,7 +60,7 @@ class Tier:
     name: str
     capacity_bytes: float
     bandwidth_bytes_per_s: float
-    """min(the tier's own bandwidth, the chip's host link per direction)."""
+    """min(the tier's own bandwidth, what a copy reaches over the chip's host link per direction)."""
 
 
 def chip_tier(chip: Chip, name: str, capacity_bytes: float | None = None, bandwidth: float | None = None) -> Tier:
@@ -67,6 +72,8 @@ def chip_tier(chip: Chip, name: str, capacity_bytes: float | None = None, bandwi
     own = spec.bandwidth_bytes_per_s.value if spec.bandwidth_bytes_per_s is not None else math.inf
     own = bandwidth if bandwidth is not None else own
     cap = capacity_bytes if capacity_bytes is not None else spec.capacity_bytes.value
+    if "pcie" in chip.host_link.name.lower():
+        link *= PCIE_COPY_EFFICIENCY
     return Tier(name, cap, min(own, link))
 
 

@@ -35,6 +35,13 @@ SRAM; their bytes leave the DRAM column for ``OpTable.sram_bytes``, which the ro
 SRAM bandwidth. A GPU's L2 is a cache shared with the streaming K/V and activations, and the
 catalog states no bandwidth for it: no catalog chip holds its weights.
 
+Activations on chip: a network's kernel hands its output to the next kernel through the last-level SRAM (an L2
+is a write-back cache, and the runtime's allocator reuses the same buffers, so a tensor written and read
+while it fits is neither fetched from nor written back to DRAM). An operator whose input and output together
+fit ``BUFFER_SHARE`` of the SRAM moves neither through DRAM (``activations_on_chip``); above it, both go to
+DRAM. This is why ResNet-50 on an L4 (300 GB/s, 48 MB of L2) runs at 13,000 images/s, which at the 28 MB of
+INT8 activations an image moves through DRAM would need 370 GB/s.
+
 A larger buffer never moves more bytes (``tests/test_design.py`` checks it with hypothesis).
 """
 
@@ -158,3 +165,16 @@ def _scatter(rows: np.ndarray, index: list[int], n: int) -> np.ndarray:
     out = np.zeros((n,) + rows.shape[1:])
     out[index] = rows
     return out
+
+
+def activations_on_chip(table: OpTable, rates: ChipRates) -> OpTable:
+    """``table`` with the activation bytes (input read, output written) of every operator whose input and output
+    fit ``BUFFER_SHARE`` of the chip's SRAM taken out of its DRAM traffic; unchanged where the SRAM is unknown."""
+    if rates.sram_bytes is None:
+        return table
+    nd = table.bytes.ndim
+    moved = np.stack(np.broadcast_arrays(*[np.asarray(op.act_bytes + op.write_bytes, dtype=float)
+                                          for op in table.ops]))
+    moved = moved.reshape((moved.shape[0],) + (1,) * (nd - moved.ndim) + moved.shape[1:])  # as OpTable.of aligns
+    held = np.where(moved <= BUFFER_SHARE * _lead(rates.sram_bytes), moved, 0.0)
+    return replace(table, bytes=np.maximum(table.bytes - held, 0.0))

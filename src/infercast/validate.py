@@ -62,8 +62,9 @@ class RowResult:
         return None if self.predicted_ideal is None else (self.predicted_ideal - self.measured) / self.measured
 
     def to_dict(self) -> dict[str, Any]:
+        measured = self.measured if math.isfinite(self.measured) else None  # OOM and other words: no number
         return {"id": self.id, "metric": self.metric, "hardware": self.hardware, "source": self.source,
-                "measured": self.measured, "predicted": self.predicted, "error": self.error,
+                "measured": measured, "predicted": self.predicted, "error": self.error,
                 "predicted_ideal": self.predicted_ideal, "error_ideal": self.error_ideal,
                 "skipped_reason": self.skipped_reason, "note": self.note}
 
@@ -78,6 +79,21 @@ def read_rows(data: str) -> list[dict[str, str]]:
     their shape, numbers in ``notes`` in range. Format names are read in any case, HF's float16 /
     bfloat16 / float32 included, and passed on in their canonical spelling.
     """
+    where, columns, lines = read_table(data)
+    required = ("id", "model", "hardware", "scenario", "metric", "value")
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise InfercastError(f"{where}: missing column(s) {', '.join(missing)}; see docs/data-formats.md for the format")
+    rows = []
+    for line, row in lines:
+        _check_row(row, f"{where}, line {line}")
+        rows.append(row)
+    return rows
+
+
+def read_table(data: str) -> tuple[str, list[str], list[tuple[int, dict[str, str]]]]:
+    """(how to name the file, its columns, (line, row) pairs with cells stripped) of a CSV, unchecked: the
+    serving rows' checks are ``read_rows``'; the vision and offload files are told apart by their columns."""
     if data == BUNDLED:
         where = "--data public"
         text = (resources.files("infercast") / "catalog" / "measured" / "public.csv").read_text(encoding="utf-8")
@@ -87,19 +103,10 @@ def read_rows(data: str) -> list[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
-        lines = [(reader.line_num, row) for row in reader]
+        lines = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}) for row in reader]
     except csv.Error as exc:
         raise InfercastError(f"{where}, line {reader.line_num + 1}: not valid CSV ({exc})") from None
-    required = ("id", "model", "hardware", "scenario", "metric", "value")
-    missing = [c for c in required if c not in reader.fieldnames]
-    if missing:
-        raise InfercastError(f"{where}: missing column(s) {', '.join(missing)}; see docs/data-formats.md for the format")
-    rows = []
-    for line, raw in lines:
-        row = {k: (v or "").strip() for k, v in raw.items() if k is not None}
-        _check_row(row, f"{where}, line {line}")
-        rows.append(row)
-    return rows
+    return where, list(reader.fieldnames), lines
 
 
 # Largest count a row may give (batch, lengths, GEMM dimensions, tokens in notes): far above any
@@ -295,19 +302,24 @@ def _stats(errors: list[float]) -> dict[str, float | int | None]:
             "p90_ape": float(np.percentile(np.abs(e), 90)), "median_signed": float(np.median(e))}
 
 
+def _known(errors: list[float | None]) -> list[float]:
+    """The errors of rows that have the figure (validations without an ideal roofline leave it None)."""
+    return [e for e in errors if e is not None]
+
+
 def summarize(results: list[RowResult]) -> dict[str, Any]:
     """Median and p90 absolute percentage error (as fractions), overall and by metric, chip and source."""
     done = [r for r in results if r.predicted is not None]
     summary: dict[str, Any] = {
         "rows": len(results), "predicted": len(done), "skipped": len(results) - len(done),
-        "all": _stats([r.error for r in done]), "all_ideal": _stats([r.error_ideal for r in done]),
+        "all": _stats([r.error for r in done]), "all_ideal": _stats(_known([r.error_ideal for r in done])),
     }
     for key in ("metric", "hardware", "source"):
         groups: dict[str, list[RowResult]] = defaultdict(list)
         for r in done:
             groups[getattr(r, key)].append(r)
         summary[f"by_{key}"] = {g: {**_stats([r.error for r in rs]),
-                                    "ideal": _stats([r.error_ideal for r in rs])} for g, rs in sorted(groups.items())}
+                                    "ideal": _stats(_known([r.error_ideal for r in rs]))} for g, rs in sorted(groups.items())}
     reasons: dict[str, int] = defaultdict(int)
     for r in results:
         if r.skipped_reason:

@@ -1,30 +1,34 @@
 """Predict the rows of measured-offload.csv (FlexGen, ZeRO-Inference, DeepNVMe, diffusers CPU offload).
 
 Columns: ``id,source,workload,model,hardware,host_memory,storage,offload_policy,precision,prompt_len,gen_len,
-batch,metric,value,notes``. Each row names a framework's policy; the prediction places tensors as that
-framework does (``infercast.tiers``) and prices the transfers with ``infercast.offload``:
+batch,metric,value,notes``. Each row names a framework's policy; the prediction runs that framework's schedule:
 
-* FlexGen: its policy search (Sheng et al. 2023, sec. 5) over the batch, the share of the weights kept on
-  the GPU and where the KV cache lives, the rest of the weights in host DRAM and, beyond it, on the SSD;
-  transfers overlapped with compute (its zig-zag block schedule);
+* FlexGen (``infercast.flexgen``): its zig-zag block schedule and cost model, with its CPU attention over a cache
+  off the GPU and its 4-bit group-wise compression (weights, and the cache where the row says weights+KV), on
+  the machine the row names (``host_of``: the FlexGen paper's T4 machine with its authors' fitted PCIe and CPU
+  rates, the drive's stated read and write rates). "best policy found" rows search FlexGen's policy space;
+  rows that state the batch and placement run that policy; "4 T4 GPUs" rows are a pipeline over four such
+  machines;
 * DeepSpeed ZeRO-Inference: every weight off the GPU (DRAM, or the SSD beyond it), prefetched (overlap 1),
-  KV cache on the GPU unless the row says it is offloaded;
+  KV cache on the GPU unless the row says it is offloaded; "DeepSpeed (4 GPUs)" is four data-parallel copies;
 * Hugging Face Accelerate: weights off the GPU, copied by hooks before each layer runs (overlap 0);
 * a row's stated batch is kept; "max feasible" means the throughput-optimal batch that fits.
 
-The host's DRAM and SSD read rate come from each row (``host_memory``, ``storage``); the rest from the
-catalog. Rows the engine cannot describe are skipped with the reason.
+Every PCIe copy runs at the measured share of the line rate (``tiers.PCIE_COPY_EFFICIENCY``). Rows the engine
+cannot describe are skipped with the reason.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 from infercast.errors import InfercastError
 from infercast.evaluation import evaluate
-from infercast.hardware import catalog_id
+from infercast.flexgen import Host, describe, load_host, schedule
+from infercast.hardware import catalog_id, load_chip
 from infercast.offload import offloaded
 from infercast.passes import evaluate_network
 from infercast.scenario import resolve
@@ -48,14 +52,17 @@ def _storage_gbps(text: str) -> float | None:
     return v / 1000 if "MB/s" in m.group(0) else v
 
 
+def _storage_write_gbps(text: str) -> float | None:
+    m = re.search(r"~?([\d.]+)\s*GB/s write", text or "")
+    return float(m.group(1)) if m else None
+
+
 def skip_reason(row: dict[str, str]) -> str | None:
     if catalog_id(row["hardware"]) is None:
         return f"hardware {row['hardware']} is not in the catalog"
     if row["value"] == "OOM":
         return "the source reports out-of-memory (no throughput)"
     pol = row["offload_policy"]
-    if "4 T4 GPUs" in pol or "DeepSpeed (4 GPUs)" in pol:
-        return "four single-GPU machines in a pipeline over Ethernet: not modelled"
     if "model CPU offload" in pol:
         return "component offload (each model moved to the GPU once per call) is not modelled, only sequential offload"
     if row["model"] == "flux.1-dev":
@@ -105,17 +112,75 @@ def _decoder(row, batch: int, gpu_share: float, kv_on: str, host_bytes: float | 
     if spec:
         off = spec + f",overlap={overlap:g}" + "".join(f",{k}={v:g}" for k, v in extra.items())
     isl, osl = int(row["prompt_len"]), int(row["gen_len"])
-    sc = resolve(row["model"], row["hardware"], offload=off, **prec)
+    sc = resolve(row["model"], row["hardware"], offload=off, efficiency=measured_gpu(row), **prec)
     cols = evaluate(sc, batch=batch, isl=isl, osl=osl)
     if sc.offload is not None:
         cols = offloaded(sc, cols)
     return cols if cols["memory.fits"] else None
 
 
+def host_of(row: dict[str, str]) -> Host:
+    """The machine of a row as FlexGen's cost model sees it: the FlexGen paper's T4 machine (its authors' fitted
+    PCIe and CPU-attention rates) with the drive's read and write rates as the row states them; another machine
+    carries those measured rates over in proportion to its host link and drive (``Host.scaled``)."""
+    base = load_host("gcp-t4")
+    read, write = _storage_gbps(row["storage"]), _storage_write_gbps(row["storage"])
+    dram = (_gb(row["host_memory"]) or base.dram_bytes / 1e9) * 1e9
+    disk = (_gb(row["storage"], "TB") or 1.5) * 1e12
+    chip = load_chip(row["hardware"])
+    link = chip.host_link.bandwidth_bytes_per_s_per_direction.value
+    host = base if chip.id == "t4" else base.scaled(host_link_bytes_per_s=link * base.host_link_bytes_per_s / 16e9,
+                                                    storage_read_bytes_per_s=None, dram_bytes=dram, disk_bytes=disk,
+                                                    name=f"{chip.id} host")
+    read_bps = read * 1e9 if read else host.storage_read_bytes_per_s
+    write_bps = write * 1e9 if write else read_bps * 0.5  # no write rate stated: the T4 drive's write/read ratio
+    return replace(host, dtoc_bytes_per_s=read_bps, ctod_cache_prefill_bytes_per_s=write_bps,
+                   ctod_hidden_prefill_bytes_per_s=write_bps, ctod_decode_bytes_per_s=write_bps,
+                   storage_read_bytes_per_s=read_bps, dram_bytes=dram, disk_bytes=disk)
+
+
+def measured_gpu(row: dict[str, str]) -> dict[str, float] | None:
+    """On the FlexGen paper's T4 machine, the GPU's tensor-core ceilings its authors measured there (prefill GEMMs
+    at 21.24 and attention at 9.97 of the T4's 65 TFLOPS); elsewhere the calibration's."""
+    if load_chip(row["hardware"]).id != "t4":
+        return None
+    host, peak = load_host("gcp-t4"), 65e12  # NVIDIA T4 datasheet: FP16 tensor 65 TFLOPS
+    return {"gemm_max": host.prefill_matmul_flops / peak, "attention_max": host.prefill_attention_flops / peak}
+
+
+def _flexgen(row: dict[str, str]) -> tuple[float | None, str | None, str | None]:
+    """A FlexGen row: its schedule (``infercast.flexgen``) under the row's stated placement and batch, or the
+    policy search FlexGen itself runs where the row says 'best policy found'."""
+    pol, prec = row["offload_policy"], row["precision"]
+    compress_w = "weights" in prec and prec.startswith("4-bit") or "4-bit weight quant=Yes" in pol
+    compress_c = "weights+KV" in prec
+    pp = 4 if "4 T4 GPUs" in pol else 1
+    fixed: dict[str, Any] = {}
+    if "weights -> cpu_offload" in pol:
+        fixed["weights"] = "cpu"
+    elif "weights -> disk_offload" in pol:
+        fixed["weights"] = "disk"
+    if "KV cache offload to CPU=Yes" in pol:
+        fixed["cache"] = "cpu"  # (=No leaves FlexGen's own choice: 280 OPT-30B caches cannot sit on a 48 GB GPU)
+    if row["batch"].isdigit():
+        fixed["sequences"] = int(row["batch"])
+    r = schedule(row["model"], row["hardware"], host_of(row), s=int(row["prompt_len"]), n=int(row["gen_len"]),
+                 compress_weights=compress_w, compress_cache=compress_c, pp=pp, **fixed)
+    if r is None:
+        return None, "no FlexGen policy fits the GPU, host DRAM and disk (FlexGen's peak-memory terms)", None
+    value = r.decode_tokens_per_s if row["metric"] == "decoding_tokens_per_s" else r.throughput_tokens_per_s
+    return value, None, describe(r) + (f", {pp} pipeline stages" if pp > 1 else "")
+
+
 def predict(row: dict[str, str]) -> tuple[float | None, str | None, str | None]:
     why = skip_reason(row)
     if why:
         return None, why, None
+    if row["offload_policy"].startswith("FlexGen"):
+        return _flexgen(row)
+    if "DeepSpeed (4 GPUs)" in row["offload_policy"]:  # ZeRO-Inference runs data-parallel: one copy per machine
+        one, why, note = predict({**row, "offload_policy": "DeepSpeed ZeRO-Inference: best policy found"})
+        return (None if one is None else 4 * one), why, note and f"4 data-parallel machines, each: {note}"
     if row["model"] in ("sdxl-base-1.0",):
         off = "weights=cpu,overlap=0" if "sequential" in row["offload_policy"] else None
         sc = resolve(row["model"], row["hardware"], dtype="fp16", offload=off)
@@ -160,4 +225,32 @@ def validate_offload(rows: list[dict[str, str]]) -> list[RowResult]:
         except InfercastError as exc:
             pred, why, note = None, str(exc), None
         out.append(RowResult(r["id"], r["metric"], r["hardware"], r["id"].split("-")[0], measured, pred, None, why, note))
+    return out
+
+
+def framework_of(row: dict[str, str]) -> str:
+    """The system a row measures: flexgen, deepspeed (ZeRO-Inference), accelerate, deepnvme or diffusers."""
+    pol = row["offload_policy"]
+    if pol.startswith("FlexGen"):
+        return "flexgen"
+    if pol.startswith("Accelerate"):
+        return "accelerate"
+    if row["id"].startswith("deepnvme"):
+        return "deepnvme"
+    return "deepspeed" if "DeepSpeed" in pol or "ZeRO" in pol else "diffusers"
+
+
+def summarize_offload(rows: list[dict[str, str]], results: list[RowResult]) -> dict[str, Any]:
+    """``validate.summarize`` (by metric, chip and source) and the same by the system measured."""
+    from collections import defaultdict
+
+    from infercast.validate import _stats, summarize
+
+    out = summarize(results)
+    by_id = {r["id"]: r for r in rows}
+    groups: dict[str, list[float]] = defaultdict(list)
+    for x in results:
+        if x.predicted is not None:
+            groups[framework_of(by_id[x.id])].append(x.error)
+    out["by_framework"] = {k: _stats(v) for k, v in sorted(groups.items())}
     return out
