@@ -216,3 +216,19 @@ def test_plot_kinds_take_their_commands_flags():
         result = CliRunner().invoke(cli, ["plot", kind, "--help"])
         assert result.exit_code == 0 and flag in result.output and "--out" in result.output
     assert "--output" not in CliRunner().invoke(cli, ["plot", "roofline", "--help"]).output
+
+
+@pytest.mark.parametrize("missing, out, line", [
+    ("matplotlib", "memory.png", 'a PNG plot needs matplotlib: pip install "infercast[plots]"'),
+    ("plotly", "memory.html", 'an HTML plot needs plotly: pip install "infercast[plots]"'),
+])
+def test_a_missing_extra_is_named(monkeypatch, tmp_path, missing, out, line):
+    import sys
+
+    for name in [m for m in sys.modules if m == missing or m.startswith(f"{missing}.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed: importing it fails
+    result = CliRunner().invoke(cli, ["plot", "memory", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--out",
+                                      str(tmp_path / out)])
+    assert isinstance(result.exception, InfercastError) and str(result.exception) == line
+    assert not (tmp_path / out).exists()

@@ -50,9 +50,12 @@ def _text(title: Any) -> str:
 
 
 def _matplotlib(fig: dict[str, Any], out: str, fmt: str) -> None:
-    from infercast.whatif import pyplot  # matplotlib on a file backend, or the line naming the extra
+    from infercast.whatif import pyplot  # matplotlib on a file backend
 
-    plt = pyplot()
+    try:
+        plt = pyplot()
+    except InfercastError:
+        raise InfercastError(f'a {fmt.upper()} plot needs matplotlib: pip install "infercast[plots]"') from None
     layout = fig.get("layout", {})
     g = layout.get("grid") or {"rows": 1, "columns": 1}
     rows, cols = g["rows"], g["columns"]
@@ -108,8 +111,9 @@ def _plain_log_ticks(axis) -> None:
 
 
 def _colors(trace: dict[str, Any], n: int) -> list[Any] | Any:
+    """A trace's marker colour: one, or one per point (a list of another length: matplotlib's own)."""
     color = (trace.get("marker") or {}).get("color")
-    return color if isinstance(color, list) and len(color) == n else color
+    return color if not isinstance(color, list) or len(color) == n else None
 
 
 def _bar(ax, trace: dict[str, Any], label: str | None, mode: str | None, stacks: dict) -> None:
