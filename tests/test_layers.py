@@ -32,7 +32,7 @@ LAYERS = [
                                   "validate_offload", "calibrate", "claims", "localbench", "reference_model",
                                   "whatif"]),
     ("front ends", ["documents", "display", "cli", "serving.cli", "sweep_cli", "query", "plots", "render", "views",
-                    "plot_cli", "__main__", ""]),
+                    "plot_cli", "web", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 

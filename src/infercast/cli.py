@@ -68,6 +68,8 @@ class _Commands(click.Group):
                    "tokens, against tokens/s per user."),
         "plot": ("infercast.plot_cli:plot", "Draw a command's result to a PNG, SVG or HTML file: roofline, "
                  "breakdown, memory, energy, compare, timeline, latency, pareto, validation."),
+        "web": ("infercast.web:web", "Serve the JSON API and the page that draws the estimates, comparisons, "
+                "simulations and frontiers."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
