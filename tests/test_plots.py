@@ -232,3 +232,18 @@ def test_a_missing_extra_is_named(monkeypatch, tmp_path, missing, out, line):
                                       str(tmp_path / out)])
     assert isinstance(result.exception, InfercastError) and str(result.exception) == line
     assert not (tmp_path / out).exists()
+
+
+@pytest.mark.parametrize("lo, hi, at_least", [(1e-7, 1e5, 6), (0.1, 5000, 12)])
+def test_a_log_axis_keeps_its_ticks_over_many_decades(lo, hi, at_least):
+    """matplotlib draws no tick at all when 1-2-5 ticks over 12 decades would be too many (the validation plot)."""
+    from infercast.render import _plain_log_ticks
+    from infercast.whatif import pyplot
+
+    plt = pyplot()
+    figure, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    _plain_log_ticks(ax.xaxis)
+    assert len([t for t in ax.xaxis.get_majorticklocs() if lo <= t <= hi]) >= at_least
+    plt.close(figure)

@@ -4,6 +4,7 @@ and markers, log axes, a grid of subplots, vertical lines)."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -102,10 +103,13 @@ def _matplotlib(fig: dict[str, Any], out: str, fmt: str) -> None:
 
 
 def _plain_log_ticks(axis) -> None:
-    """Ticks at 1, 2 and 5 times the powers of ten, written as plain numbers (0.01, 20, 5000)."""
+    """Ticks at 1, 2 and 5 times the powers of ten, written as plain numbers (0.01, 20, 5000); over more than
+    five decades at the powers alone (matplotlib's locator draws no tick at all when 1-2-5 would be too many)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    lo, hi = sorted(axis.get_view_interval())
+    wide = lo <= 0 or math.log10(hi / lo) > 5
+    axis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
