@@ -133,6 +133,20 @@ def test_inferencex_points_are_per_chip_and_per_user():
     assert views.measured_points("llama-3-8b", 1024, 1024) == []
 
 
+def test_the_package_carries_the_inferencex_rows_of_the_shared_data():
+    """catalog/measured/inferencex.csv is shared/data/measured-public.csv's InferenceX throughput and TPOT rows."""
+    import csv
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "measured-public.csv"
+    if not shared.is_file():
+        pytest.skip("no shared/data beside this checkout to compare the package's copy with")
+    with shared.open(newline="") as f:
+        expected = [{k: r[k] for k in views.INFERENCEX_COLUMNS} for r in csv.DictReader(f)
+                    if r["id"].startswith("ix-") and r["metric"] in ("output_tokens_per_s", "tpot_s")]
+    assert views.measured_rows() == expected
+
+
 def test_the_pareto_figure_draws_each_frontier_and_the_measurements():
     flags = {"model": "deepseek-v3", "isl": 1024, "osl": 1024, "hardware": "b200,mi355x", "dtype": None, "tp": None,
              "prices": (), "group_by": "hardware"}

@@ -8,16 +8,18 @@ document (the chip's peak rates, the simulator's steps, measured points).
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from pathlib import Path
 from typing import Any
 
 from infercast.errors import InfercastError
 
-IMAGE_FLAGS = ("resolution", "steps", "cfg", "seq_len")
-SHARED_MEASURED = Path(__file__).resolve().parents[3] / "shared" / "data" / "measured-public.csv"
-"""The public measurements beside a source checkout (``../shared/data``), read when the package's copy lacks
-the InferenceX rows."""
+INFERENCEX_COLUMNS = ("id", "source", "model", "hardware", "num_chips", "tp", "weight_dtype", "framework", "batch",
+                      "isl", "osl", "metric", "value")
+"""catalog/measured/inferencex.csv: the InferenceX runs of shared/data/measured-public.csv (ids ``ix-``), their
+output tokens/s and TPOT rows, in the columns a frontier's measured point needs (the package carries them: the
+page and ``infercast plot pareto`` draw them wherever infercast is installed)."""
 
 
 # --- infercast estimate and compare ------------------------------------------------------------------
@@ -36,10 +38,11 @@ def estimate_document(flags: dict[str, Any]) -> dict[str, Any]:
 def peak_rates(flags: dict[str, Any]) -> tuple[float, float]:
     """The chip's dense peak FLOP/s for the deployment's math format and its memory bandwidth (bytes/s): the
     roofs of the roofline."""
-    from infercast.options import resolve_kwargs
+    from infercast.options import AUTO, NETWORK_WORKLOAD, WORKLOAD, resolve_kwargs
     from infercast.scenario import resolve
 
-    kw = {k: v for k, v in flags.items() if k not in ("batch", "isl", "osl", "auto", *IMAGE_FLAGS)}
+    workload = {o.name for o in (*WORKLOAD, *NETWORK_WORKLOAD, AUTO)}  # the deployment is what is left
+    kw = {k: v for k, v in flags.items() if k not in workload}
     sc = resolve(**resolve_kwargs(kw), **kw)
     return float(sc.rates.peak(sc.precision.gemm_math, sc.chip.id)), float(sc.rates.mem_bw_bytes_per_s)
 
@@ -159,14 +162,11 @@ def pareto_view(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def measured_rows() -> list[dict[str, str]]:
-    """The public measurements: the package's copy when it holds the InferenceX rows, else the shared file beside
-    the checkout, else the package's copy as it is."""
-    from infercast.validate import BUNDLED, read_rows
+    """InferenceX's measured runs as the package carries them (``INFERENCEX_COLUMNS``)."""
+    from importlib import resources
 
-    rows = read_rows(BUNDLED)
-    if not any(r["id"].startswith("ix-") for r in rows) and SHARED_MEASURED.is_file():
-        rows = read_rows(str(SHARED_MEASURED))
-    return rows
+    text = (resources.files("infercast") / "catalog" / "measured" / "inferencex.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def measured_points(model: str, isl: int, osl: int) -> list[dict[str, Any]]:
