@@ -439,6 +439,10 @@ def _cases():
         "--qps must be a positive number"
     yield "fleet-utilization", ("fleet", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--qps", "1",
                                 "--target-utilization", "2"), {}, "--target-utilization must be in (0, 1]"
+    yield "fleet-not-a-decoder", ("fleet", "--model", "sdxl-base-1.0", "--hardware", "h100-sxm", "--qps", "1"), {}, \
+        "fleet sizes replicas of a language model; sdxl-base-1.0 is not a decoder"
+    yield "simulate-not-a-decoder", ("simulate", "--model", "bert-large", "--hardware", "h100-sxm"), {}, \
+        "simulate: bert-large is not a decoder"
     yield "workload-context", (*E8, "--hardware", "h100-sxm", "--isl", "8000", "--osl", "500"), {}, \
         "exceeds llama-3-8b's context of 8192 tokens"
     yield "workload-batch-zero", (*E8, "--hardware", "h100-sxm", "--batch", "0"), {}, "--batch must be a whole number"

@@ -31,7 +31,8 @@ LAYERS = [
     ("search/sweep, validation", ["sweep", "search", "dataset", "validate", "validate_training", "validate_vision",
                                   "validate_offload", "calibrate_vision", "calibrate", "claims", "localbench",
                                   "reference_model", "whatif"]),
-    ("front ends", ["documents", "display", "cli", "serving.cli", "sweep_cli", "query", "__main__", ""]),
+    ("front ends", ["documents", "display", "cli", "serving.cli", "sweep_cli", "query", "plots", "render", "views",
+                    "plot_cli", "web", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 

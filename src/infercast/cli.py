@@ -66,6 +66,10 @@ class _Commands(click.Group):
                    "latency SLOs, confirmed by the simulator."),
         "pareto": ("infercast.sweep_cli:pareto", "Frontiers of output tokens/s per chip, and of USD per million "
                    "tokens, against tokens/s per user."),
+        "plot": ("infercast.plot_cli:plot", "Draw a command's result to a PNG, SVG or HTML file: roofline, "
+                 "breakdown, memory, energy, compare, timeline, latency, pareto, validation."),
+        "web": ("infercast.web:web", "Serve the JSON API and the page that draws the estimates, comparisons, "
+                "simulations and frontiers."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -251,11 +255,11 @@ def _network_table(r: dict[str, Any], breakdown: bool) -> None:
         console.print(b)
 
 
-_COMPARE = tuple(o for o in DEPLOYMENT if o.name not in ("hardware", "num_chips", "system", "nodes"))
+COMPARE = tuple(o for o in DEPLOYMENT if o.name not in ("hardware", "num_chips", "system", "nodes"))
 
 
 @cli.command()
-@click_options((*_COMPARE, *WORKLOAD))
+@click_options((*COMPARE, *WORKLOAD))
 @click.option("--systems", required=True, help="Comma-separated systems or chips (chip ids use --num-chips).")
 @click.option("--num-chips", type=int, help="Chips for entries that name a chip rather than a system.")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
@@ -263,7 +267,7 @@ def compare(systems: str, num_chips: int | None, output: str, **kw: Any) -> None
     """Run one model and workload on two or more systems, side by side."""
     from infercast.documents import compare_document
 
-    rows = compare_document(systems.split(","), num_chips=num_chips, **resolve_kwargs(kw, _COMPARE), **kw)
+    rows = compare_document(systems.split(","), num_chips=num_chips, **resolve_kwargs(kw, COMPARE), **kw)
     if output != "table":
         _print_rows(rows, output)
         return

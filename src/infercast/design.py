@@ -42,7 +42,7 @@ from pydantic import Field, ValidationError, model_validator
 from infercast.calibration import efficiency_for
 from infercast.energy import DEFAULT_OPTIONS as ENERGY_DEFAULTS
 from infercast.energy import derive_chip_overhead, dram_j_per_bit, gemm_power_w, node_scale
-from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
+from infercast.errors import InfercastError, UnknownName, did_you_mean, pydantic_error_line
 from infercast.files import exists, is_package_file, read_text
 from infercast.hardware import (DTYPES, Chip, Family, SparsitySupport, Spec, catalog_id, is_catalog_id, load_chip,
                                 parse_spec)
@@ -691,7 +691,7 @@ def load_design(name: str) -> Design:
         return parse_spec((_DESIGNS / f"{name}.yaml").read_text(encoding="utf-8"), f"design {name}", Design)
     if name.endswith((".yaml", ".yml")) or exists(name):
         return parse_spec(read_text(name, "--hardware"), f"--hardware {name}", Design)
-    raise InfercastError(f"unknown design '{name}'{did_you_mean(name, design_ids())}; shipped designs: "
+    raise UnknownName(f"unknown design '{name}'{did_you_mean(name, design_ids())}; shipped designs: "
                          f"{', '.join(design_ids())}")
 
 

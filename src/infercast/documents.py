@@ -96,7 +96,11 @@ def fleet_document(qps: float, *, target_utilization: float = 1.0, slo: str | No
     """``infercast fleet``: replicas of one deployment for a load, and their cost over the years."""
     from infercast.estimate import estimate
     from infercast.fleet import check_load, replica_rate_within, size_fleet
+    from infercast.model import is_network_preset
 
+    if is_network_preset(kw.get("model")):
+        raise InfercastError(f"fleet sizes replicas of a language model; {kw['model']} is not a decoder (infercast "
+                             f"estimate gives its samples or images per second)")
     check_load(qps, target_utilization)
     est = estimate(**kw)
     rate, basis = replica_rate_within(slo, num_prompts=num_prompts, **kw) if slo else (None, "static batch")

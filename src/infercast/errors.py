@@ -20,6 +20,10 @@ class InfercastError(ValueError):
         super().__init__(one_line(str(message)))
 
 
+class UnknownName(InfercastError):
+    """A model, chip, system or design that no preset, catalog entry or file is called (the web API answers 404)."""
+
+
 def one_line(text: str) -> str:
     """``text`` with every line break (including the Unicode ones ``str.splitlines`` knows) replaced."""
     return " / ".join(part.strip() for part in text.splitlines() if part.strip()) or text.strip()

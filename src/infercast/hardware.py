@@ -18,7 +18,7 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infercast.errors import InfercastError, did_you_mean, pydantic_error_line
+from infercast.errors import InfercastError, UnknownName, did_you_mean, pydantic_error_line
 from infercast.files import exists, is_package_file, read_text
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp6", "fp4")
@@ -367,5 +367,5 @@ def load_chip(name: str) -> Chip:
         return _parse(_catalog_text(f"{name}.yaml"), f"{name}.yaml")
     files = _catalog_files()
     if name not in files:
-        raise InfercastError(f"unknown hardware '{name}'{did_you_mean(name, files)}; see 'infercast hardware list'")
+        raise UnknownName(f"unknown hardware '{name}'{did_you_mean(name, files)}; see 'infercast hardware list'")
     return _parse(_catalog_text(files[name]), files[name])

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from infercast.errors import InfercastError, did_you_mean, pydantic_error_line, shown
+from infercast.errors import InfercastError, UnknownName, did_you_mean, pydantic_error_line, shown
 from infercast.files import exists, read_text
 
 
@@ -623,7 +623,7 @@ def load_model(name: str) -> ModelSpec:
     elif "/" in name or name.endswith(".json"):
         raise InfercastError(f"--model: no such file or folder {name}")
     else:
-        raise InfercastError(f"unknown model '{name}'{did_you_mean(name, model_ids())}; see 'infercast models list'")
+        raise UnknownName(f"unknown model '{name}'{did_you_mean(name, model_ids())}; see 'infercast models list'")
     try:
         return normalise(config, name)
     except InfercastError as exc:

@@ -23,7 +23,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from infercast.errors import InfercastError, did_you_mean
+from infercast.errors import InfercastError, UnknownName, did_you_mean
 from infercast.model import is_network_preset
 from infercast.ops import Op, Precision, vector_op
 from infercast.ops_vision import (FUSED, Execution, add, attention, conv2d, cross_attention, encoder_layers, feed_forward,
@@ -517,7 +517,7 @@ def _text_encoder(name: str, cfg: dict[str, Any]) -> TextEncoder:
 def load_network(model_id: str) -> Network:
     """A non-decoder preset by exact id."""
     if not is_network_preset(model_id):
-        raise InfercastError(f"unknown model '{model_id}'{did_you_mean(model_id, network_ids())}")
+        raise UnknownName(f"unknown model '{model_id}'{did_you_mean(model_id, network_ids())}")
     index = _read(model_id, "model_index.json")
     meta = index["_infercast"]
     kind, comps, tokens = meta["kind"], {}, {}

@@ -139,7 +139,7 @@ def parse_hardware(value: str | list[str] | None) -> list[str]:
         try:
             cid = load_chip(n).id
         except InfercastError as exc:
-            raise InfercastError(f"--hardware: {exc}") from None
+            raise type(exc)(f"--hardware: {exc}") from None
         if cid in out:
             raise InfercastError(f"--hardware: {n} is named twice")
         out.append(cid)

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from infercast.errors import InfercastError, did_you_mean
+from infercast.errors import InfercastError, UnknownName, did_you_mean
 from infercast.files import exists, read_text
 from infercast.hardware import Chip, Sourced, Spec, load_chip, parse_spec
 
@@ -106,7 +106,7 @@ def load_system(name: str) -> System:
     if name.endswith((".yaml", ".yml")) or exists(name):
         return _parse(read_text(name, "--system"), f"--system {name}")
     if name not in system_ids():
-        raise InfercastError(f"unknown system '{name}'{did_you_mean(name, system_ids())}; "
+        raise UnknownName(f"unknown system '{name}'{did_you_mean(name, system_ids())}; "
                              f"see 'infercast hardware systems'")
     return _parse((_CATALOG / f"{name}.yaml").read_text(encoding="utf-8"), f"system file {name}.yaml")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -75,18 +76,15 @@ def _options(f):
     return click_options(SIMULATE)(f)
 
 
-def _split(kw: dict[str, Any]) -> dict[str, Any]:
-    """simulate() keyword options from the parsed flags. Only the workload flags the user gave reach the
-    library (the others keep their defaults there), so that it can refuse those --trace, --lengths or
-    --find-max-rate would ignore."""
-    from click.core import ParameterSource
-
+def _split(kw: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """simulate() keyword options from the parsed flags. Only the workload flags the user gave (``given``)
+    reach the library (the others keep their defaults there), so that it can refuse those --trace, --lengths
+    or --find-max-rate would ignore."""
     from infercast.serving.workload import Workload
 
     kw = {**resolve_kwargs(kw, SIMULATE), **kw}
-    ctx = click.get_current_context()
     for key in [k for k in kw if k in Workload.model_fields]:
-        if ctx.get_parameter_source(key) is ParameterSource.DEFAULT:
+        if key not in given:
             del kw[key]
     rate, offline = kw.pop("request_rate", None), kw.pop("offline")
     if rate is not None and offline:
@@ -103,25 +101,23 @@ def _split(kw: dict[str, Any]) -> dict[str, Any]:
 def simulate(output: str, goodput: tuple[str, ...], more_goodput: tuple[str, ...], find_max_rate: bool, slo: str,
              tolerance: float, timeline_csv: str | None, force: bool, **kw: Any) -> None:
     """Simulate a vLLM-style server under load: TTFT, TPOT, ITL, E2E latency, throughput, goodput."""
+    from click.core import ParameterSource
+
     from infercast.files import check_writable
-    from infercast.serving import simulate as run
-    from infercast.serving.metrics import parse_slo
-    from infercast.serving.search import find_max_rate as search
 
     if more_goodput and not goodput:
         raise InfercastError(f"unexpected argument {more_goodput[0]!r} (see 'infercast simulate --help')")
-    slos = parse_slo(goodput + more_goodput, "--goodput", percentiles=False) if goodput else None
-    kw = _split(kw)
     if timeline_csv is not None:  # before the run, not after minutes of it
         check_writable(timeline_csv, force, "--timeline-csv")
 
     def say(line: str) -> None:  # progress goes to stderr: stdout stays the JSON document
         click.echo(line, err=True)
 
+    ctx = click.get_current_context()
+    given = {k for k in kw if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    result = run_simulation(kw, given, goodput=goodput + more_goodput, find_max_rate=find_max_rate, slo=slo,
+                            tolerance=tolerance, progress=say)
     if find_max_rate:
-        if kw.pop("trace"):
-            raise InfercastError("--find-max-rate draws Poisson arrivals; drop --trace")
-        result = search(slo_ms=parse_slo(slo, "--slo", percentiles=True), tolerance=tolerance, progress=say, **kw)
         if timeline_csv is not None:
             if result.at_max is not None:
                 result.at_max.write_timeline(timeline_csv, force=force)
@@ -132,13 +128,32 @@ def simulate(output: str, goodput: tuple[str, ...], more_goodput: tuple[str, ...
         else:
             _search_table(result.to_dict())
         return
-    result = run(goodput=slos, progress=say, **kw)
     if timeline_csv is not None:
         result.write_timeline(timeline_csv, force=force)
     if output == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     else:
         _table(result.to_dict())
+
+
+def run_simulation(kw: dict[str, Any], given: set[str], *, goodput: tuple[str, ...] = (), find_max_rate: bool = False,
+                   slo: str = "ttft_p99:2000,tpot_p99:200", tolerance: float = 0.01,
+                   progress: Callable[[str], None] | None = None):
+    """simulate's work from its flags' values (``kw``: the deployment, workload and engine flags; ``given``:
+    those the user set): the run's ``SimResult``, or with ``find_max_rate`` the ``RateSearch``. The command
+    line and the web API both call it."""
+    from infercast.serving import simulate as run
+    from infercast.serving.metrics import parse_slo
+    from infercast.serving.search import find_max_rate as search
+
+    slos = parse_slo(goodput, "--goodput", percentiles=False) if goodput else None
+    kw = _split(dict(kw), given)
+    if find_max_rate:
+        if kw.pop("trace"):
+            raise InfercastError("--find-max-rate draws Poisson arrivals; drop --trace")
+        return search(slo_ms=parse_slo(slo, "--slo", percentiles=True), tolerance=tolerance, progress=progress,
+                      **kw)
+    return run(goodput=slos, progress=progress, **kw)
 
 
 def _ms(stats: dict[str, float | None]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infercast.errors import InfercastError
-from infercast.model import ModelSpec
+from infercast.model import ModelSpec, is_network_preset
 from infercast.serving.engine import EngineConfig, Routing, run
 from infercast.serving.metrics import SimResult, check_finite, summarize
 from infercast.scenario import Scenario
@@ -73,6 +73,9 @@ def server(model: str | ModelSpec, hardware=None, *, engine: EngineConfig | None
     """Prepare ``model`` on ``hardware`` (or ``system=``) behind an engine; ``deployment_options`` as
     ``infercast.serving.steptime.deployment`` (tp, pp, dp, dtypes, memory, ...)."""
     config = engine or EngineConfig()
+    if is_network_preset(model):
+        raise InfercastError(f"simulate: {model} is not a decoder; the serving simulator runs language models (their "
+                             f"prompts and tokens): use infercast estimate for its seconds per sample or image")
     dep = deployment(model, hardware, **deployment_options)
     context = dep.spec.max_position_embeddings
     max_model_len = config.max_model_len or context
