@@ -167,6 +167,11 @@ def test_the_compare_view_puts_three_chips_side_by_side(page, tmp_path):
     assert [float(ttft_cells.nth(i + 1).get_attribute("data-value")) for i in range(3)] == [r["ttft_s"] for r in rows]
     assert points(page, "compare", "bars") == 6 * 3 - sum(r["usd_per_million_tokens"] is None for r in rows)
     screenshot(page, tmp_path, "compare-h100-b200-mi300x")
+    # five chips are more than the view puts side by side: refused in one line, no request sent
+    page.fill("#systems", "h100-sxm,b200,mi300x,h200-sxm,a100-sxm-80gb")
+    page.click("#run")
+    wait(page)
+    assert page.text_content("#error") == "systems: 5 named; the compare view shows 2 to 4"
 
 
 def test_the_simulate_view_draws_the_timeline_and_the_distributions(page, tmp_path):

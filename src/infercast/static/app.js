@@ -196,6 +196,10 @@ async function run(push) {
   document.body.dataset.state = "busy";
   let result;
   try {
+    if (view === "compare") {  // the page compares two to four side by side (the API takes up to its limit)
+      const named = (s.systems || "").split(",").filter((x) => x.trim()).length;
+      if (named < 2 || named > 4) throw new Error(`systems: ${named} named; the compare view shows 2 to 4`);
+    }
     const response = await fetch(`/api/view/${view}`, {method: "POST", headers: {"content-type": "application/json"},
       body: JSON.stringify(body(s))});
     result = await response.json();
