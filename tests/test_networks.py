@@ -423,3 +423,17 @@ def test_cli_eager_and_materialized_for_networks():
     assert eager > fused and mat > fused
     r = _cli("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--eager")
     assert r.returncode == 2 and "--eager" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_sdxl_offload_row_says_whether_its_weights_were_offloaded():
+    """The HF blog's SDXL baseline keeps its weights on the A100; its sequential-offload row copies them in for
+    every pass, so it cannot be faster than the baseline (same batch of 4, 50 steps)."""
+    from infercast.validate_offload import predict
+
+    row = {"id": "hfblog-sdxl-x", "model": "sdxl-base-1.0", "hardware": "a100-sxm-40gb", "host_memory": "not stated",
+           "storage": "", "precision": "fp16", "prompt_len": "", "gen_len": "", "batch": "4",
+           "metric": "latency_ms_per_batch", "value": "1"}
+    base, _, base_note = predict({**row, "offload_policy": "fp16+SDPA, no offload (baseline)"})
+    seq, _, seq_note = predict({**row, "offload_policy": "sequential CPU offload"})
+    assert base_note == "no offload: the weights stay on the GPU"
+    assert seq_note.startswith("sequential offload") and seq > base

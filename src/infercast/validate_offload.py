@@ -185,7 +185,8 @@ def predict(row: dict[str, str]) -> tuple[float | None, str | None, str | None]:
         off = "weights=cpu,overlap=0" if "sequential" in row["offload_policy"] else None
         sc = resolve(row["model"], row["hardware"], dtype="fp16", offload=off)
         c = evaluate_network(sc, batch=int(row["batch"]))
-        return c["latency_s"] * 1e3, None, "sequential offload: every pass's weights copied before it runs"
+        return c["latency_s"] * 1e3, None, ("sequential offload: every pass's weights copied before it runs" if off
+                                            else "no offload: the weights stay on the GPU")
     host = (_gb(row["host_memory"]) or None) if row["host_memory"] not in ("", "not stated") else None
     host_bytes = host * 1e9 if host else None
     disk = _storage_gbps(row["storage"])
