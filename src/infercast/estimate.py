@@ -395,6 +395,7 @@ def estimate(
     act_dtype: str | None = None,
     kv_cache_dtype: str | None = None,
     quantization: str | None = None,
+    expert_dtype: str | None = None,
     attention: Attention = "flash",
     efficiency: Efficiency | dict[str, float] | None = None,
     memory: MemoryOptions | dict[str, float] | None = None,
@@ -423,7 +424,7 @@ def estimate(
     ``num_chips`` chips (or all of ``system``'s) that holds the batch.
     """
     options = dict(system=system, num_chips=num_chips, nodes=nodes, dtype=dtype, weight_dtype=weight_dtype,
-                   act_dtype=act_dtype, kv_cache_dtype=kv_cache_dtype, quantization=quantization, attention=attention,
+                   act_dtype=act_dtype, kv_cache_dtype=kv_cache_dtype, quantization=quantization, expert_dtype=expert_dtype, attention=attention,
                    efficiency=efficiency, memory=memory, comm=comm, ep=ep, dp=dp, pp_stages=pp_stages,
                    sequence_parallel=sequence_parallel, micro_batches=micro_batches,
                    weight_sparsity=weight_sparsity, sparsity_pattern=sparsity_pattern,

@@ -157,7 +157,7 @@ class Pricer:
         system, options), which the workload's sizes do not change."""
         sc = self.sc
         key = (tuple((op.name, op.kind, op.tier) for op in table.ops), table.kind.ndim, sc.precision.gemm_math,
-               sc.precision.attention_math, id(self.rates), id(sc.system), sc.energy, sc.plan.tp,
+               sc.precision.attention_math, sc.precision.expert, id(self.rates), id(sc.system), sc.energy, sc.plan.tp,
                sc.plan.ep_across_dp, sc.comm.host_staging)
         hit = _COEFFICIENTS.get(key)
         if hit is not None and hit[0] is self.rates and hit[1] is sc.system:
@@ -547,8 +547,7 @@ def decode(run: _Run) -> Phase | None:
         token = run.cost(run.ops(g, 1.0, 1.0, with_attention=False, decode=True), ("decode", i))
         e = token.energy_j
         parts.append(_GroupDecode(g, token, token.time_s + run.framework_s(g), e, run.kernels(g)))
-    kernels = parts[0].kernels
-    start, regimes = _regimes(kernels)
+    start, regimes = _regimes([k for p in parts for k in p.kernels])  # every stage's windows
     steps = count(lo, hi)
     acc = _DecodeTotals(run, parts, steps)
     # contexts shorter than the saturation length: the kernels' shape still changes with L, step by step

@@ -105,11 +105,15 @@ def stage_loads(spec: ModelSpec, plan: Plan, p: Precision, attention: Attention)
 
 def kept_tokens(spec: ModelSpec, isl, osl, block_size: int):
     """Tokens of K/V one sequence holds at its last step, in whole blocks: isl + osl - 1 (the last
-    output token is never fed back), at most the sliding window."""
+    output token is never fed back), at most the sliding window. Where only some layers attend within
+    the window (gpt-oss), the layers' mean: the windowed ones hold at most the window (as vLLM's hybrid
+    KV-cache manager and TensorRT-LLM's per-layer attention windows keep them)."""
     kept = isl + osl - 1
-    if spec.sliding_window is not None:
-        kept = minimum(kept, spec.sliding_window)
-    return ceil(kept / block_size) * block_size
+    if spec.sliding_window is None:
+        return ceil(kept / block_size) * block_size
+    windowed = ceil(minimum(kept, spec.sliding_window) / block_size) * block_size
+    share = spec.windowed_layers / spec.num_layers
+    return share * windowed + (1 - share) * ceil(kept / block_size) * block_size
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ PRECISION = (
     Option("act_dtype", "Activation format (overrides --dtype)."),
     Option("kv_cache_dtype", "KV-cache format (overrides --dtype)."),
     Option("quantization", f"Named weight quantization scheme: {SCHEME_HELP}."),
+    Option("expert_dtype", "Format of an MoE model's routed experts' weights, e.g. mxfp4 (gpt-oss's checkpoint) "
+                           "[--weight-dtype]."),
     Option("weight_sparsity", "Fraction of zero weights in the decoder's linear layers, e.g. 0.5 [0].", float),
     Option("sparsity_pattern", "unstructured, or N:M such as 2:4 (sets the sparsity) [unstructured]."),
     Option("activation_sparsity", "Fraction of zero inputs to the linear layers (after ReLU, ...) [0].", float),

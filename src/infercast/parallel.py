@@ -229,24 +229,24 @@ def stage_layers(spec: ModelSpec, plan: Plan) -> list[tuple[int, int, int]]:
 def stage_weight_params(spec: ModelSpec, local: ModelSpec, plan: Plan, index: int, layers: int,
                         dense: int) -> dict[str, float]:
     """Parameters one chip of stage ``index`` holds, by part: ``embedding`` (first stage), ``head``
-    (last stage: LM head and final norm) and ``layers`` (its share of the layers; norms and routers
-    replicated)."""
+    (last stage: LM head and final norm), ``layers`` (its share of the layers; norms and routers
+    replicated) and ``experts`` (its routed experts)."""
     lp = local.param_parts()
     out = {"embedding": lp["embedding"] if index == 0 else 0.0,
            "head": lp["final_norm"] + lp["head"] if index == plan.pp - 1 else 0.0,
-           "layers": dense * lp["dense_layer"]}
+           "layers": dense * lp["dense_layer"], "experts": 0.0}
     if spec.is_moe:
         moe_layers = layers - dense
         shared_tp = spec.num_shared_experts * spec.expert_params() / plan.tp  # shared experts split tp ways
         shared_local = spec.num_shared_experts * local.expert_params()
         out["layers"] += moe_layers * (lp["moe_layer"] - shared_local + shared_tp)
-        out["layers"] += moe_layers * spec.num_experts / plan.ep * lp["expert"]
+        out["experts"] = moe_layers * spec.num_experts / plan.ep * lp["expert"]
     return out
 
 
 def stage_weight_bytes(parts: dict[str, float], p: Precision) -> float:
     return (parts["embedding"] * p.embedding_weight_bytes + parts["head"] * p.head_weight_bytes
-            + parts["layers"] * p.layer_weight_bytes)
+            + parts["layers"] * p.layer_weight_bytes + parts["experts"] * p.expert_weight_bytes)
 
 
 def stages_of(spec: ModelSpec, plan: Plan, *, moe_imbalance: float = 1.0) -> list[Stage]:
@@ -259,8 +259,11 @@ def stages_of(spec: ModelSpec, plan: Plan, *, moe_imbalance: float = 1.0) -> lis
                    shared_width=spec.num_shared_experts * spec.moe_intermediate_size // plan.tp,
                    imbalance=moe_imbalance)
     out = []
-    for s, (_, layers, dense) in enumerate(stage_layers(spec, plan)):
-        stage_spec = local.model_copy(update=dict(num_layers=layers, first_dense_layers=dense if spec.is_moe else 0))
+    for s, (start, layers, dense) in enumerate(stage_layers(spec, plan)):
+        update = dict(num_layers=layers, first_dense_layers=dense if spec.is_moe else 0)
+        if spec.sliding_window_layers is not None:
+            update["sliding_window_layers"] = spec.windowed_layers_in(start, start + layers)
+        stage_spec = local.model_copy(update=update)
         weights = sum(stage_weight_params(spec, local, plan, s, layers, dense).values())
         out.append(Stage(s, stage_spec, moe, s == 0, s == plan.pp - 1, layers, weights))
     return out

@@ -132,16 +132,17 @@ def _stages(spec: ModelSpec, plan: Plan, moe_imbalance: float) -> list[Stage]:
 
 
 @cache
-def _precision(spec: ModelSpec, weight: str, act: str, kv: str) -> Precision:
-    return Precision.for_model(spec, weight, act, kv)
+def _precision(spec: ModelSpec, weight: str, act: str, kv: str, expert: str | None = None) -> Precision:
+    return Precision.for_model(spec, weight, act, kv, expert)
 
 
 def resolve_precision(spec: ModelSpec, dtype: str | None = None, weight_dtype: str | None = None,
                       act_dtype: str | None = None, kv_cache_dtype: str | None = None,
-                      quantization: str | None = None) -> Precision:
+                      quantization: str | None = None, expert_dtype: str | None = None) -> Precision:
     """``dtype`` sets all three tensor classes, a ``quantization`` scheme the weights (and, for W8A8
     or W4A4 schemes, the activations); the specific flags override ``dtype`` (default fp16). A weight
-    format that contradicts the scheme is an error, not a silent choice."""
+    format that contradicts the scheme is an error, not a silent choice. ``expert_dtype`` stores an MoE
+    model's routed experts in their own format."""
     base = get_format(dtype, "--dtype").name if dtype else "fp16"
     weight, act = base, base
     if quantization is not None:
@@ -166,7 +167,13 @@ def resolve_precision(spec: ModelSpec, dtype: str | None = None, weight_dtype: s
         raise InfercastError(f"--kv-cache-dtype {kv}: a weight quantization scheme, not a cache format; use "
                              f"fp16, bf16, fp8 or int8")
     element_bytes(weight, "--weight-dtype")
-    return _precision(spec, weight, act, kv)
+    expert = None
+    if expert_dtype is not None:
+        if not spec.is_moe:
+            raise InfercastError(f"--expert-dtype {expert_dtype}: {spec.name} is a dense model; it has no experts "
+                                 f"(use --weight-dtype)")
+        expert = get_format(expert_dtype, "--expert-dtype").name
+    return _precision(spec, weight, act, kv, expert)
 
 
 def positive_int(flag: str, value) -> int:
@@ -213,6 +220,7 @@ def resolve(
     act_dtype: str | None = None,
     kv_cache_dtype: str | None = None,
     quantization: str | None = None,
+    expert_dtype: str | None = None,
     attention: Attention = "flash",
     efficiency: Efficiency | dict[str, float] | None = None,
     memory: MemoryOptions | dict[str, float] | None = None,
@@ -249,8 +257,8 @@ def resolve(
     imbalance = _moe_imbalance(spec, moe_imbalance)
     sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
-    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
-    for fmt in (p.gemm_math, p.attention_math):
+    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization, expert_dtype)
+    for fmt in (p.gemm_math, p.attention_math, p.expert_math):
         chip.native_format(fmt)  # the chip runs the formats (or a wider one): else one line naming the key
     rates = ChipRates.of(chip)
     effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
