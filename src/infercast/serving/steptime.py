@@ -3,38 +3,43 @@
 A continuous-batching step runs one forward pass over a mix of work: prefill chunks (chunk i
 adds n_i prompt tokens to its sequence, whose cache then holds kv_i tokens, the new ones
 included) and D decode sequences (one token each, sequence j attending over L_j keys).
-Its time is what ``infercast.evaluate`` charges for those operators, split in three parts
-that are cheap to evaluate:
+Its time is what ``infercast.evaluate`` charges for those operators, split in parts that are
+cheap to evaluate:
 
-* token operators (embedding, norms, QKV and output projections, MLP or experts, residual
-  adds, TP all-reduces, PP transfers) depend on the step's tokens T = sum n_i + D only:
-  tabulated for every T up to the engine's token budget;
+* token operators (embedding, norms, projections, MLP or experts, residual adds, TP all-reduces,
+  PP transfers) depend on the step's tokens T = sum n_i + D only: tabulated for every T up to
+  the engine's token budget;
 * sequence operators (LM head, sampling, the logits all-gather) depend on the scheduled
   sequences B = chunks + D (vLLM V1 computes logits at the last position of every scheduled
   request): tabulated up to max-num-seqs;
+* multi-head latent attention (DeepSeek-V3) runs other operators in decode and in prefill: the
+  absorbed projections of the decode tokens (tabulated over D), and the up-projection of every
+  prefill chunk's cached latent (over the chunks' context tokens, priced when first met);
 * attention runs as one kernel per layer over every sequence of the step (vLLM V1's unified
   variable-length attention): time = max(sum of compute, sum of memory) + kernel overhead.
   Its FLOPs and bytes are the kernel's coefficients (``ops.Kernel``) times each sequence's
   (query, key) pairs, new tokens and cached tokens, with the compute efficiency of the
   sequence's smallest matrix dimension and keys per query; decodes enter through the running
-  totals D and sum L_j.
+  totals D and sum L_j. MLA's decode and prefill kernels differ (absorbed MQA over the latent,
+  MHA over up-projected K/V): a step with both runs both.
 
-No chip draws more than its TDP: a step whose dynamic energy (the same three parts) over its
-time exceeds TDP - idle takes energy / (TDP - idle), as ``evaluate`` charges a pass or step.
+No chip draws more than its TDP: a step whose dynamic energy (the same parts) over its time
+exceeds TDP - idle takes energy / (TDP - idle), as ``evaluate`` charges a pass or step.
 ``tests/test_serving_steptime.py`` checks the result against ``estimate()`` for pure decode and
 single-prompt prefill steps.
 
 Simplifications: a pipeline of pp stages runs one batch at a time (a step is one trip
-through every stage, as ``estimate(micro_batches=1)``); sliding windows are not applied
-(exact while every context is within the window); a decode whose context is shorter than the
-query heads sharing a KV head is charged the attention efficiency at min(group, head_dim)
-(``estimate`` at its context: a difference only for contexts of a few tokens).
+through every stage, as ``estimate(micro_batches=1)``); a sliding window's decodes are charged
+min(sum L_j, D x W) keys (exact when every context is on the same side of the window, as in a
+step of requests of similar lengths); a decode whose context is shorter than the query heads
+sharing a KV head is charged the attention efficiency at min(group, head_dim) (``estimate`` at
+its context: a difference only for contexts of a few tokens).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,24 +48,21 @@ from infercast.errors import InfercastError
 from infercast.evaluation import Pricer
 from infercast.memory import need
 from infercast.model import ModelSpec
-from infercast.ops import make_op
+from infercast.ops import Kernel, attention_kernels, causal_pairs, make_op
 from infercast.roofline import OpTable, times
 from infercast.scenario import Scenario, resolve
 
 SEQUENCE_OPS = frozenset({"lm_head", "sampling", "all_gather_logits"})
 """Kernels that run once per scheduled sequence (the last position's logits)."""
+DECODE_OPS = frozenset({"mla_absorb_q", "mla_absorb_o"})
+"""Kernels only a decode token runs (MLA's absorbed projections)."""
+CONTEXT_OPS = frozenset({"kv_b_proj"})
+"""Kernels a prefill chunk runs over its whole context (MLA's up-projection of the cached latent)."""
 
 
 def deployment(model: str | ModelSpec, hardware=None, **options: Any) -> Scenario:
-    """The scenario the simulator runs: ``resolve``'s, with the sliding window dropped (see the module
-    docstring). Each of the ``dp`` replicas is a tp x pp group."""
-    sc = resolve(model, hardware, **options)
-    if sc.spec.is_mla:
-        raise InfercastError(f"simulate: {sc.spec.name} uses multi-head latent attention, whose prefill and decode "
-                             f"run different kernels; the serving simulator does not model it yet")
-    if sc.spec.sliding_window is None:
-        return sc
-    return replace(sc, spec=sc.spec.model_copy(update={"sliding_window": None}), extra={})
+    """The scenario the simulator runs: ``resolve``'s. Each of the ``dp`` replicas is a tp x pp group."""
+    return resolve(model, hardware, **options)
 
 
 @dataclass(frozen=True)
@@ -84,24 +86,28 @@ class _AttentionTerm:
     """Dynamic J per byte (DRAM, and the linear SRAM term of a vector kernel)."""
     e_max: tuple[tuple[float, float], ...]
     """SRAM terms w max(bytes, k FLOPs), J (with the chip overhead)."""
+    group: int
+    """Query heads sharing a K/V head (stacked into the GEMMs' rows)."""
+    dim: int
+    window: int | None
 
 
 def _sum3(*cs: tuple[float, float, float]) -> tuple[float, float, float]:
     return tuple(sum(c[i] for c in cs) for i in range(3))
 
 
-def _attention_terms(pr: Pricer, dim: int) -> list[_AttentionTerm]:
-    """The step's attention kernels, from their coefficients (``ops.Kernel``) and the roofline."""
+def _attention_terms(pr: Pricer, decode: bool) -> list[_AttentionTerm]:
+    """The step's attention kernels (of decodes, or of prefill chunks), from their coefficients
+    (``ops.Kernel``) and the roofline."""
     sc, eff = pr.sc, pr.eff
-    first = sc.groups[0]
-    kernels = pr.kernels(first)
+    kernels = _kernels(pr, sc.groups[0], decode)
     layers = {k.name: 0 for k in kernels}
     for g in sc.groups:
-        for k in pr.kernels(g):
-            layers[k.name] += k.count * g.count
+        for k in _kernels(pr, g, decode):
+            layers[k.name] = layers.get(k.name, 0) + k.count * g.count
     out = []
-    m = np.arange(1, dim + 1, dtype=float)
     for k in kernels:
+        m = np.arange(1, k.dim + 1, dtype=float)
         # compute seconds per FLOP at each smallest dimension, keys per query far beyond half_len (factor 1)
         unit = make_op(k.name, k.kind, 1, flops=np.ones_like(m), min_dim=m if k.kind == "attention" else math.inf,
                        math=k.math if k.kind == "attention" else "fp32")
@@ -112,8 +118,9 @@ def _attention_terms(pr: Pricer, dim: int) -> list[_AttentionTerm]:
         e_flop = e_byte = 0.0
         e_max: tuple = ()
         if pr.er is not None:
-            pr.cost([k.op(1.0, 1.0, 2.0)], ("steptime", k.name))  # resolves the kernel's energy coefficients
-            coef = pr.coefs[("steptime", k.name)]
+            key = ("steptime", k.name, decode)
+            pr.cost([k.op(1.0, 1.0, 2.0)], key)  # resolves the kernel's energy coefficients
+            coef = pr.coefs[key]
             er = pr.er
             kk = er.chip_overhead * er.node_scale
             sram = coef.sram
@@ -124,8 +131,22 @@ def _attention_terms(pr: Pricer, dim: int) -> list[_AttentionTerm]:
         out.append(_AttentionTerm(layers[k.name], k.flops, _sum3(k.act, k.kv, k.write), [math.inf] + spf.tolist(),
                                   eff.attention_half_len if k.kind == "attention" else 0.0,
                                   float(np.ravel(tb.memory_s)[0]), float(np.ravel(tb.overhead_s)[0]), e_flop, e_byte,
-                                  e_max))
+                                  e_max, k.group, k.dim, k.window))
     return out
+
+
+def _kernels(pr: Pricer, g, decode: bool) -> list[Kernel]:
+    sc = pr.sc
+    return attention_kernels(g.stage.spec, sc.precision, sc.attention, decode=decode)
+
+
+def _kernel_j(layers, flops, nbytes, energy):
+    e_f, e_b, maxes = energy
+    e = e_f * flops + e_b * nbytes
+    for w, k in maxes:
+        kf = k * flops
+        e += w * (nbytes if nbytes > kf else kf)
+    return layers * e
 
 
 class StepTime:
@@ -139,10 +160,16 @@ class StepTime:
 
     def __init__(self, token_s: list[float], seq_s: list[float], fixed_s: float, terms: list[_AttentionTerm],
                  group: int, head_dim: int, token_j: list[float] | None = None, seq_j: list[float] | None = None,
-                 power_w: float | None = None) -> None:
+                 power_w: float | None = None, *, prefill_terms: list[_AttentionTerm] | None = None,
+                 decode_s: list[float] | None = None, decode_j: list[float] | None = None,
+                 context=None) -> None:
         self.token_s, self.seq_s, self.fixed_s, self.terms = token_s, seq_s, fixed_s, terms
+        self.prefill_terms = prefill_terms
+        """The prefill chunks' kernels where they differ from the decodes' (MLA); None: the same kernels."""
         self.group, self.head_dim = group, head_dim
         self.token_j, self.seq_j, self.power_w = token_j, seq_j, power_w
+        self.decode_s, self.decode_j, self.context = decode_s, decode_j, context
+        """Decode-only operators by D (MLA), and a function of the chunks' context tokens -> (s, J)."""
         # a decode is a chunk of one token over L keys (pairs L, new 1, cached L - 1) whose smallest
         # dimension min(group, L, head_dim) is min(group, head_dim) once L reaches it
         self.decode_dim = min(group, head_dim)
@@ -160,70 +187,92 @@ class StepTime:
         return self.fn(chunks, decodes, decode_context)
 
     def _compile(self):
-        token_s, seq_s, fixed_s, group, d, m = (self.token_s, self.seq_s, self.fixed_s, self.group, self.head_dim,
-                                                self.decode_dim)
+        token_s, seq_s, fixed_s = self.token_s, self.seq_s, self.fixed_s
         capped = self.power_w is not None
         token_j, seq_j, power = self.token_j, self.seq_j, self.power_w
-        terms, decode_terms = [], []
-        for t in self.terms:
+        n_base = min(len(seq_s), len(token_s))
+        dec_s = self.decode_s or [0.0] * n_base
+        dec_j = self.decode_j or [0.0] * n_base
+        context = self.context
+        split = self.prefill_terms is not None  # MLA: decodes and chunks run different kernels
+
+        def decode_term(t: _AttentionTerm):
             (fp, fn, fc), (bp, bn, bc), spf, spb, h = t.flops, t.bytes, t.s_per_flop, t.s_per_byte, t.half_len
-            # a decode's compute and memory seconds, per key of context and per sequence; its key-length
-            # factor (L + h) / L on FLOPs (fp + fc) L adds (fp + fc) h per sequence
+            m = min(t.group, t.dim)
+            # a decode's compute and memory seconds, per key of context and per sequence (cached = L - 1);
+            # its key-length factor (L + h) / L on FLOPs (fp + fc) L adds (fp + fc) h per sequence. Beyond
+            # the window W, pairs and cached are W each: fc, bc more per sequence than at L = W.
             per_L = (spf[m] * (fp + fc), spb * (bp + bc))
             per_seq = (spf[m] * (fn - fc + h * (fp + fc)), spb * (bn - bc))
-            # its FLOPs and bytes, per key of context and per sequence (for the energy)
-            work = ((fp + fc), (bp + bc), (fn - fc), (bn - bc))
-            energy = (t.e_flop, t.e_byte, t.e_max)
-            decode_terms.append((t.layers, *per_L, *per_seq, *work, energy))
-            terms.append((t.layers, *per_L, *per_seq, fp, fn, fc, bp, bn, bc, spf, h, spb, t.overhead_s, work,
-                          energy))
-        terms, decode_terms = tuple(terms), tuple(decode_terms)
+            beyond = (spf[m] * fc, spb * bc)
+            work = ((fp + fc), (bp + bc), (fn - fc), (bn - bc), fc, bc)
+            return (t.layers, t.window, *per_L, *per_seq, *beyond, work, (t.e_flop, t.e_byte, t.e_max))
+
+        def chunk_term(t: _AttentionTerm):
+            return (t.layers, t.flops, t.bytes, t.s_per_flop, t.half_len, t.s_per_byte, t.overhead_s, t.group,
+                    t.dim, t.window, (t.e_flop, t.e_byte, t.e_max))
+
+        decode_terms = tuple(decode_term(t) for t in self.terms)
+        chunk_terms = tuple(chunk_term(t) for t in (self.prefill_terms if split else self.terms))
         # a decode-only step (the common one under load): all but the attention max, by D
         overheads = sum(t.layers * t.overhead_s for t in self.terms)
-        decode_base = [token_s[D] + seq_s[D] + fixed_s + overheads for D in range(min(len(seq_s), len(token_s)))]
-        decode_base_j = ([token_j[D] + seq_j[D] for D in range(min(len(seq_s), len(token_s)))] if capped else None)
+        decode_base = [token_s[D] + seq_s[D] + dec_s[D] + fixed_s + (overheads if D else 0.0) for D in range(n_base)]
+        decode_base_j = [token_j[D] + seq_j[D] + dec_j[D] for D in range(n_base)] if capped else None
 
-        def kernel_j(layers, flops, nbytes, energy):
-            e_f, e_b, maxes = energy
-            e = e_f * flops + e_b * nbytes
-            for w, k in maxes:
-                kf = k * flops
-                e += w * (nbytes if nbytes > kf else kf)
-            return layers * e
+        def decode_parts(D: int, ctx: int):
+            """(compute, memory, FLOPs, bytes) of each decode kernel over D decodes of total context ctx."""
+            for (layers, window, cL, mL, cD, mD, cB, mB, work, energy) in decode_terms:
+                if window is None or ctx <= D * window:
+                    P, extra = ctx, 0
+                else:
+                    P, extra = D * window, D
+                wf, wb, wfd, wbd, wfb, wbb = work
+                yield (layers, cL * P + cD * D + cB * extra, mL * P + mD * D + mB * extra,
+                       wf * P + wfd * D + wfb * extra, wb * P + wbd * D + wbb * extra, energy)
 
         def step(chunks: list[tuple[int, int]], decodes: int, decode_context: int) -> float:
             if not chunks:
                 t = decode_base[decodes]
                 e = decode_base_j[decodes] if capped else 0.0
-                for layers, compute_L, memory_L, compute_D, memory_D, wf, wb, wfd, wbd, energy in decode_terms:
-                    compute = compute_L * decode_context + compute_D * decodes
-                    memory = memory_L * decode_context + memory_D * decodes
+                for layers, compute, memory, flops, nbytes, energy in decode_parts(decodes, decode_context):
                     t += layers * (compute if compute > memory else memory)
                     if capped:
-                        e += kernel_j(layers, wf * decode_context + wfd * decodes,
-                                      wb * decode_context + wbd * decodes, energy)
+                        e += _kernel_j(layers, flops, nbytes, energy)
                 if capped and e > t * power:
                     return e / power
                 return t
             tokens = decodes
-            for n, _ in chunks:
+            ctx_tokens = 0
+            for n, kv in chunks:
                 tokens += n
+                ctx_tokens += kv
             seqs = decodes + len(chunks)
-            t = token_s[tokens] + seq_s[seqs] + fixed_s
-            e = token_j[tokens] + seq_j[seqs] if capped else 0.0
-            for (layers, compute_L, memory_L, compute_D, memory_D, fp, fn, fc, bp, bn, bc, spf, h, spb,
-                 overhead, work, energy) in terms:
-                compute = compute_L * decode_context + compute_D * decodes
-                memory = memory_L * decode_context + memory_D * decodes
-                wf, wb, wfd, wbd = work
-                flops = wf * decode_context + wfd * decodes
-                nbytes = wb * decode_context + wbd * decodes
+            t = token_s[tokens] + seq_s[seqs] + fixed_s + dec_s[decodes]
+            e = token_j[tokens] + seq_j[seqs] + dec_j[decodes] if capped else 0.0
+            if context is not None:
+                cs, cj = context(ctx_tokens)
+                t += cs
+                e += cj
+            shared = {}  # a unified kernel's decode share, by term, for the chunks to add to
+            if decodes:
+                for i, (layers, compute, memory, flops, nbytes, energy) in enumerate(decode_parts(decodes,
+                                                                                                   decode_context)):
+                    if split:
+                        t += layers * ((compute if compute > memory else memory) + self.terms[i].overhead_s)
+                        if capped:
+                            e += _kernel_j(layers, flops, nbytes, energy)
+                    else:
+                        shared[i] = (compute, memory, flops, nbytes)
+            for i, (layers, (fp, fn, fc), (bp, bn, bc), spf, h, spb, overhead, group, d, window,
+                    energy) in enumerate(chunk_terms):
+                compute, memory, flops, nbytes = shared.get(i, (0.0, 0.0, 0.0, 0.0))
                 for n, kv in chunks:
-                    pairs = n * kv - n * (n - 1) / 2  # causal: query i of the chunk sees kv - n + 1 + i keys
-                    cached = kv - n
+                    pairs = causal_pairs(n, kv, window)  # query i of the chunk sees kv - n + 1 + i keys (<= W)
+                    cached = kv - n if window is None or kv - n < window else window
+                    keys = kv if window is None or kv < window else window
                     dim = n * group  # the kernel's smallest matrix dimension, as ops stacks GQA heads
-                    if kv < dim:
-                        dim = kv
+                    if keys < dim:
+                        dim = keys
                     if d < dim:
                         dim = d
                     # FLOPs are fp x pairs when h > 0; at pairs / n keys per query they take (pairs + h n) / pairs
@@ -234,7 +283,7 @@ class StepTime:
                     nbytes += b
                 t += layers * ((compute if compute > memory else memory) + overhead)
                 if capped:
-                    e += kernel_j(layers, flops, nbytes, energy)
+                    e += _kernel_j(layers, flops, nbytes, energy)
             if capped and e > t * power:
                 return e / power
             return t
@@ -245,29 +294,61 @@ class StepTime:
 def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
     """The step-time function of one replica for steps of up to ``max_tokens`` tokens and ``max_seqs`` sequences."""
     pr = Pricer(sc)
-    kernel = pr.kernels(sc.groups[0])[0]
+    kernel = _kernels(pr, sc.groups[0], True)[0]
     group, head_dim = kernel.group, kernel.dim
     T = np.arange(1, max_tokens + 1, dtype=float)
     B = np.arange(1, max_seqs + 1, dtype=float)
     token_s, seq_s = np.zeros(max_tokens + 1), np.zeros(max_seqs + 1)
     token_j, seq_j = np.zeros(max_tokens + 1), np.zeros(max_seqs + 1)
+    mla = sc.spec.is_mla
+    dec_s, dec_j = np.zeros(max_seqs + 1), np.zeros(max_seqs + 1)
     for i, g in enumerate(sc.groups):
         ops = pr.stage_ops(g, 1.0, T, T, with_attention=False, decode=False)
-        token = pr.cost([op for op in ops if op.name not in SEQUENCE_OPS], ("token", i))
+        token = pr.cost([op for op in ops if op.name not in SEQUENCE_OPS | CONTEXT_OPS], ("token", i))
         token_s[1:] += g.count * token.time_s
-        seq = pr.cost([op for op in pr.stage_ops(g, B, 1.0, 1.0, with_attention=False, decode=True)
-                       if op.name in SEQUENCE_OPS],
-                      ("seq", i))
+        per_seq = pr.stage_ops(g, B, 1.0, 1.0, with_attention=False, decode=True)
+        seq = pr.cost([op for op in per_seq if op.name in SEQUENCE_OPS], ("seq", i))
         if seq.table.ops:
             seq_s[1:] += g.count * seq.time_s
+        if mla:
+            dec = pr.cost([op for op in per_seq if op.name in DECODE_OPS], ("decode_only", i))
+            dec_s[1:] += g.count * dec.time_s
+            if pr.er is not None:
+                dec_j[1:] += g.count * dec.energy_j
         if pr.er is not None:
             token_j[1:] += g.count * token.energy_j
             if seq.table.ops:
                 seq_j[1:] += g.count * seq.energy_j
     fixed = sc.efficiency.step_overhead_s  # once a pass (at the last stage, where the token is sampled), as estimate()
     power = None if pr.power is None else float(pr.power)
-    return StepTime(token_s.tolist(), seq_s.tolist(), fixed, _attention_terms(pr, head_dim), group, head_dim,
-                    token_j.tolist() if power else None, seq_j.tolist() if power else None, power)
+    extra: dict[str, Any] = {}
+    if mla:
+        extra = dict(prefill_terms=_attention_terms(pr, False), decode_s=dec_s.tolist(),
+                     decode_j=dec_j.tolist() if power else None, context=_context_ops(pr))
+    return StepTime(token_s.tolist(), seq_s.tolist(), fixed, _attention_terms(pr, True), group, head_dim,
+                    token_j.tolist() if power else None, seq_j.tolist() if power else None, power, **extra)
+
+
+def _context_ops(pr: Pricer):
+    """(seconds, J) of the operators a step's prefill chunks run over their context tokens, by the total of
+    those tokens: priced when a total is first met (a handful of distinct totals recur in a run)."""
+    memo: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}
+    sc = pr.sc
+
+    def price(tokens: int) -> tuple[float, float]:
+        hit = memo.get(tokens)
+        if hit is None:
+            s = j = 0.0
+            for i, g in enumerate(sc.groups):
+                ops = [op for op in pr.stage_ops(g, 1.0, float(tokens), float(tokens), with_attention=False,
+                                                 decode=False) if op.name in CONTEXT_OPS]
+                c = pr.cost(ops, ("context", i))
+                s += g.count * float(c.time_s)
+                j += g.count * float(c.energy_j) if c.energy is not None else 0.0
+            hit = memo[tokens] = (s, j)
+        return hit
+
+    return price
 
 
 def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs: int | None = None) -> int:
@@ -283,11 +364,17 @@ def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs:
     opts = sc.memory.model_copy(update={"max_num_batched_tokens": max_tokens, "block_size": block_size,
                                         **({"max_num_seqs": max_seqs} if max_seqs is not None else {})})
     usable = sc.rates.mem_capacity_bytes * opts.gpu_memory_utilization
+    spec = sc.spec
+    # where only some layers attend within a window (gpt-oss), the blocks hold the full layers' K/V, and the
+    # windowed layers' window is set aside for every sequence (vLLM's hybrid KV-cache manager)
+    share = spec.windowed_layers / spec.num_layers if 0 < spec.windowed_layers < spec.num_layers else 0.0
+    window = math.ceil((spec.sliding_window or 0) / block_size) * block_size
     blocks = []
     for load in sc.loads:
         profile = need(load, 1.0, float(max_tokens), 0.0, opts)  # one pass of max_tokens tokens, one sequence
-        free = usable - profile.total_bytes
-        blocks.append(math.floor(free / (block_size * load.kv_bytes_per_token)) if free > 0 else 0)
+        free = usable - profile.total_bytes - share * opts.max_num_seqs * window * load.kv_bytes_per_token
+        per_block = block_size * load.kv_bytes_per_token * (1 - share)
+        blocks.append(math.floor(free / per_block) if free > 0 else 0)
     n = min(blocks)
     if n < 1:
         binding = min(range(len(blocks)), key=blocks.__getitem__)
