@@ -22,13 +22,14 @@ LAYERS = [
     ("roofline", ["roofline"]),
     ("memory", ["memory"]),
     ("energy/cost", ["energy", "cost"]),
+    ("framework", ["framework"]),
     ("calibration", ["calibration"]),
     ("scenario", ["scenario"]),
     ("evaluate/estimate", ["evaluation", "estimate"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
-                 "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
+                 "serving.prefix", "serving.server", "serving.search", "serving.replay", "serving.scenarios", "fleet"]),
     ("search/sweep, validation", ["validate", "calibrate", "claims", "localbench", "reference_model"]),
-    ("front ends", ["options", "documents", "display", "cli", "serving.cli", "__main__", ""]),
+    ("front ends", ["options", "documents", "display", "cli", "serving.cli", "framework_cli", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 

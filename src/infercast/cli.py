@@ -57,6 +57,8 @@ class _Commands(click.Group):
     LAZY = {
         "simulate": ("infercast.serving.cli:simulate",
                      "Simulate a vLLM-style server under load: TTFT, TPOT, ITL, E2E latency, throughput, goodput."),
+        "frameworks": ("infercast.framework_cli:frameworks",
+                       "The inference framework profiles (--framework NAME[@VERSION]): list, show."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -328,8 +330,9 @@ def claims(output: str) -> None:
 
 
 @cli.command()
-@click.option("--data", required=True, metavar="FILE.csv",
-              help="Measured-data CSV (format: docs/data-formats.md); 'public' is the bundled copy of measured-public.csv.")
+@click.option("--data", default="public", show_default=True, metavar="FILE.csv",
+              help="Measured-data CSV (format: docs/data-formats.md); 'public' is the bundled copy of measured-public.csv "
+                   "(770 rows).")
 @click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
               help="Override an efficiency parameter for every chip (repeatable).")
 @click.option("--calibration", metavar="PROFILE.yaml", help="Calibration profile [the shipped fit].")
@@ -367,7 +370,8 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
 @click.option("--local", is_flag=True, help="Measure this machine, write a chip YAML, run a reference transformer.")
 @click.option("--start", default="prior", show_default=True,
               help="Profile the fit starts from and shrinks towards: prior, default or a profile YAML.")
-@click.option("--no-loso", is_flag=True, help="Skip the leave-one-source-out cross-validation (faster).")
+@click.option("--no-loso", is_flag=True, help="Skip the held-out fits (leave one source, chip or framework out): "
+                                             "much faster.")
 @click.option("--quick", is_flag=True, help="With --local: a run under two minutes.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="With --local: the device to measure [cuda if any].")
 @click.option("--output", "out_file", metavar="FILE.yaml",
@@ -403,11 +407,11 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
         _json(record)
         return
     rows = []
-    for kind in ("in_sample", "leave_one_source_out"):
+    for kind in ("in_sample", "leave_one_source_out", "leave_one_chip_out", "leave_one_framework_out"):
         if kind not in record:
             continue
-        groups = {"all": record[kind]["all"], **{f"metric={k}": v for k, v in record[kind]["by_metric"].items()},
-                  **{f"source={k}": v for k, v in record[kind]["by_source"].items()}}
+        groups = {"all": record[kind]["all"], **{f"{by}={k}": v for by in ("metric", "source", "framework", "vendor")
+                                                 for k, v in record[kind][f"by_{by}"].items()}}
         rows += [{"errors": kind, "group": g, "n": s["count"], "median |err|": s["median_ape"],
                   "p90 |err|": s["p90_ape"]} for g, s in groups.items()]
     _print_rows(rows, "table")

@@ -54,6 +54,8 @@ class Workload:
     sparsity_pattern: str
     activation_sparsity: float
     moe_imbalance: float
+    beam_width: int = 1
+    n: int = 1
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,8 @@ class Estimate:
     peak_flops: float | None = None
     """Dense peak FLOP/s of the units the GEMMs run on (the utilisations' denominator)."""
     peak_bandwidth: float | None = None
+    framework: str = "generic"
+    """The framework profile and version the deployment runs (``--framework``)."""
 
     @property
     def batch(self) -> int:
@@ -363,7 +367,8 @@ def from_columns(sc: Scenario, cols: Columns) -> Estimate:
         parallel=Parallel(plan.tp, plan.pp, plan.ep, plan.dp, plan.num_chips, list(plan.stages),
                           _int(g["parallel"]["micro_batches"]), plan.sequence_parallel),
         workload=Workload(batch, _int(w["isl"]), _int(w["osl"]), p.weight, p.act, p.kv,
-                          sc.sparsity.weight, sc.sparsity.pattern, sc.sparsity.activation, sc.moe_imbalance),
+                          sc.sparsity.weight, sc.sparsity.pattern, sc.sparsity.activation, sc.moe_imbalance,
+                          _int(w["beam_width"]), _int(w["n"])),
         sparsity=effect.to_dict(sc.sparsity, p.dense_layer_bits) if effect is not None else None,
         params=Params(_int(g["params"]["total"]), _int(g["params"]["active"])), memory=memory,
         prefill=PhaseTotals(pre["latency_s"], pre["flops"], pre["bytes"], pre["bound"], pre["weight_bytes"]),
@@ -376,7 +381,7 @@ def from_columns(sc: Scenario, cols: Columns) -> Estimate:
         energy=energy, cost=cost, breakdown=_rows(cols), warnings=warnings,
         energy_unavailable=cols.unavailable.get("energy"), cost_unavailable=cols.unavailable.get("cost"),
         plan=plan, precision=p, sparsity_effect=effect, peak_flops=plain(sc.rates.peak(p.gemm_math, sc.chip.id)),
-        peak_bandwidth=plain(sc.rates.mem_bw_bytes_per_s),
+        peak_bandwidth=plain(sc.rates.mem_bw_bytes_per_s), framework=sc.framework.label,
     )
 
 
@@ -396,7 +401,7 @@ def estimate(
     kv_cache_dtype: str | None = None,
     quantization: str | None = None,
     expert_dtype: str | None = None,
-    attention: Attention = "flash",
+    attention: Attention | None = None,
     efficiency: Efficiency | dict[str, float] | None = None,
     memory: MemoryOptions | dict[str, float] | None = None,
     comm: CommOptions | dict[str, float] | None = None,
@@ -417,6 +422,9 @@ def estimate(
     cost: CostOptions | dict[str, float] | None = None,
     usd_per_chip_hour: float | None = None,
     calibration: Calibration | str | None = None,
+    framework: str | None = None,
+    beam_width: int = 1,
+    n: int = 1,
 ) -> Estimate:
     """Estimate one model serving one static batch on a chip or a system of chips.
 
@@ -430,14 +438,15 @@ def estimate(
                    weight_sparsity=weight_sparsity, sparsity_pattern=sparsity_pattern,
                    activation_sparsity=activation_sparsity, sparse_storage=sparse_storage,
                    moe_imbalance=moe_imbalance, energy=energy, cost=cost, usd_per_chip_hour=usd_per_chip_hour,
-                   calibration=calibration)
+                   calibration=calibration, framework=framework)
+    sampling = {"beam_width": beam_width, "n": n}
     if auto:
-        return _auto(model, hardware, batch=batch, isl=isl, osl=osl, **options)
+        return _auto(model, hardware, batch=batch, isl=isl, osl=osl, sampling=sampling, **options)
     sc = resolve(model, hardware, tp=tp, pp=pp, **options)
-    return from_columns(sc, evaluate(sc, batch=batch, isl=isl, osl=osl))
+    return from_columns(sc, evaluate(sc, batch=batch, isl=isl, osl=osl, **sampling))
 
 
-def _auto(model, hardware, *, batch, isl, osl, **options) -> Estimate:
+def _auto(model, hardware, *, batch, isl, osl, sampling, **options) -> Estimate:
     """The fastest (end to end) tensor x pipeline plan on the system's chips that holds the batch."""
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     if options["dp"] != 1 or options["ep"] != 1 or options["pp_stages"]:
@@ -447,7 +456,7 @@ def _auto(model, hardware, *, batch, isl, osl, **options) -> Estimate:
     results = []
     for plan in candidate_plans(spec, chips, sys_.chips_per_node):
         sc = resolve(spec, hardware, tp=plan.tp, pp=plan.pp, **options)
-        results.append(from_columns(sc, evaluate(sc, batch=batch, isl=isl, osl=osl)))
+        results.append(from_columns(sc, evaluate(sc, batch=batch, isl=isl, osl=osl, **sampling)))
     fitting = [r for r in results if r.memory.fits]
     if not fitting:
         need = results[0].memory.min_chips if results else 0

@@ -28,7 +28,7 @@ from infercast.arrays import ceil, clip, minimum, num
 from infercast.formats import element_bytes, get_format, math_dtype, weight_bits
 from infercast.model import ModelSpec
 
-Attention = Literal["flash", "materialized"]
+Attention = Literal["flash", "flash-per-head", "materialized"]
 Kind = Literal["gemm", "attention", "vector", "comm"]
 
 
@@ -394,7 +394,12 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
         d_qk, d_v = spec.qk_nope_head_dim + spec.qk_rope_head_dim, spec.v_head_dim
         kv_elems, kv_heads = spec.kv_lora_rank + spec.qk_rope_head_dim, H
     a, c = p.act_bytes, p.kv_bytes
-    q_b, o_b, new_kv, cached = H * d_qk * a, H * d_v * a, kv_elems * c, kv_elems * c  # bytes per token
+    # TensorRT-LLM's generation kernel before XQA ran each query head on its own: every query head reads
+    # its K/V head again, one row per GEMM
+    reads = kv_group = H // kv_heads
+    if not (attention == "flash-per-head" and decode and not spec.is_mla):
+        reads = 1
+    q_b, o_b, new_kv, cached = H * d_qk * a, H * d_v * a, kv_elems * c, kv_elems * c * reads  # bytes per token
     math_ = p.attention_math
     out = []
     # layers attending within the window, and the others (gpt-oss alternates them): one kernel set each,
@@ -404,8 +409,8 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
                                    ("", spec.num_layers - spec.windowed_layers, None)):
         if not layers:
             continue
-        shape = dict(group=H // kv_heads, dim=min(d_qk, d_v), window=window)
-        if attention == "flash":
+        shape = dict(group=kv_group // reads, dim=min(d_qk, d_v), window=window)
+        if attention != "materialized":
             out.append(Kernel("attention" + suffix, "attention", layers,
                               flops=(H * (2 * d_qk + SOFTMAX_FLOPS + 2 * d_v), 0.0, 0.0),
                               act=(0.0, q_b + new_kv, 0.0), kv=(0.0, 0.0, cached), write=(0.0, o_b + new_kv, 0.0),

@@ -49,6 +49,10 @@ class CommOptions(BaseModel):
     """Cost multiplier where a tier stages through host memory (GPUs without peer-to-peer, such as
     the RTX 4090): every byte crosses PCIe twice (device to host, host to device) and every hop
     pays two PCIe latencies."""
+    allreduce_floor_s: float | None = Field(default=None, ge=0, le=1.0)
+    """Time of a small all-reduce within a node under the framework's implementation (a custom one-shot
+    kernel measures 4-10 us on H100, framework-overheads.md): it replaces the launch and per-hop latency
+    terms, the bandwidth term stays (two-shot: 2 (n-1)/n S / B). None: NCCL's ring or tree."""
     overlap: float = Field(default=0.0, ge=0, le=1)
     """Fraction of collective time hidden behind compute. 0 by default: vLLM and TensorRT-LLM run
     the tensor-parallel all-reduces of decode in series with the GEMMs; overlapping them needs
@@ -69,6 +73,8 @@ def allreduce_s(size_bytes, n: int, tier: Tier, opts: CommOptions):
     if n <= 1:
         return 0.0 * size_bytes
     alpha, B = _beta(tier, opts)
+    if opts.allreduce_floor_s is not None and tier.topology != "host":
+        return opts.allreduce_floor_s + 2 * (n - 1) / n * size_bytes / B
     ring = 2 * (n - 1) * alpha + 2 * (n - 1) / n * size_bytes / B
     tree = 2 * math.ceil(math.log2(n)) * alpha + 2 * size_bytes / B
     return opts.launch_s + minimum(ring, tree)
@@ -100,8 +106,9 @@ def group_allreduce_s(size_bytes, n: int, system: System, opts: CommOptions):
     if n % local:
         raise InfercastError(f"a group of {n} chips spanning nodes must be a multiple of {local} chips per node")
     intra, inter = system.tier_for(local), system.tier_for(n)
+    across = opts if opts.allreduce_floor_s is None else opts.model_copy(update={"allreduce_floor_s": None})
     return (2 * allgather_s(size_bytes, local, intra, opts)
-            + allreduce_s(size_bytes / local, n // local, inter, opts))
+            + allreduce_s(size_bytes / local, n // local, inter, across))  # a custom all-reduce stays in a node
 
 
 def group_allgather_s(size_bytes, n: int, system: System, opts: CommOptions):

@@ -25,6 +25,7 @@ from infercast.energy import EnergyOptions, EnergyRates, energy_rates
 from infercast.energy import merge_options as energy_options
 from infercast.errors import InfercastError, did_you_mean, with_overrides
 from infercast.formats import SCHEMES, element_bytes, get_format
+from infercast.framework import FrameworkRef, resolve_framework
 from infercast.hardware import Chip, load_chip
 from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, stage_loads
 from infercast.model import ModelSpec, load_model
@@ -34,7 +35,7 @@ from infercast.roofline import ChipRates, Efficiency
 from infercast.sparsity import Sparsity, SparsityEffect, effect_on, make_sparsity
 from infercast.system import System, default_system, load_system
 
-ATTENTION_KINDS = ("flash", "materialized")
+ATTENTION_KINDS = ("flash", "flash-per-head", "materialized")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Scenario:
     rates: ChipRates
     warnings: tuple[str, ...] = ()
     """What the inputs imply that the user may not have meant (one line each)."""
+    framework: FrameworkRef = field(default_factory=lambda: resolve_framework(None))
+    """The inference framework (``--framework NAME[@VERSION]``): its profile set the defaults above."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @cached_property
@@ -110,6 +113,12 @@ class Scenario:
         if hit[2] is not None:
             self.extra["energy_unavailable"] = hit[2]
         return hit[1]
+
+    def phase_efficiency(self, eff: Efficiency, decode: bool) -> Efficiency:
+        """``eff`` for a prefill pass or a decode step: a kernel of a step the framework replays from CUDA
+        graphs costs the graph's per-kernel time (``Efficiency.for_steps``)."""
+        p = self.framework.profile
+        return eff.for_steps(p.cuda_graphs.value if decode else p.prefill_graphs.value)
 
     @property
     def gemm_max_16bit(self) -> float:
@@ -221,7 +230,7 @@ def resolve(
     kv_cache_dtype: str | None = None,
     quantization: str | None = None,
     expert_dtype: str | None = None,
-    attention: Attention = "flash",
+    attention: Attention | None = None,
     efficiency: Efficiency | dict[str, float] | None = None,
     memory: MemoryOptions | dict[str, float] | None = None,
     comm: CommOptions | dict[str, float] | None = None,
@@ -241,19 +250,25 @@ def resolve(
     cost: CostOptions | dict[str, float] | None = None,
     usd_per_chip_hour: float | None = None,
     calibration: Calibration | str | None = None,
+    framework: str | FrameworkRef | None = None,
 ) -> Scenario:
     """Resolve and validate a deployment; every bad input is one ``InfercastError`` line naming the flag.
 
     ``efficiency``, ``memory``, ``comm``, ``energy`` and ``cost`` override fields of their defaults (a
     full object or a dict of some fields); the efficiency and collective defaults come from
-    ``calibration`` (a profile or its path; the shipped fit by default). ``usd_per_chip_hour`` prices
-    chips at a cloud rate instead of as owned hardware.
+    ``calibration`` (a profile or its path; the shipped fit by default) for the chip under ``framework``
+    (``NAME[@VERSION]``, generic by default), whose profile also gives the attention kernel, the
+    all-reduce's floor and the engine's memory defaults. ``usd_per_chip_hour`` prices chips at a cloud rate
+    instead of as owned hardware.
     """
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     for flag, value in (("--tp", tp), ("--pp", pp), ("--ep", ep), ("--dp", dp)):
         positive_int(flag, value)
+    fw = resolve_framework(framework)
+    if attention is None:
+        attention = fw.profile.attention.value
     if attention not in ATTENTION_KINDS:
-        raise InfercastError(f"--attention must be 'flash' or 'materialized' (got {attention!r})")
+        raise InfercastError(f"--attention must be one of {', '.join(ATTENTION_KINDS)} (got {attention!r})")
     imbalance = _moe_imbalance(spec, moe_imbalance)
     sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, tp * pp * dp)
@@ -282,9 +297,14 @@ def resolve(
         positive_int("--micro-batches", micro_batches)
         if plan.pp == 1 and micro_batches > 1:
             raise InfercastError("--micro-batches splits a batch over pipeline stages; it needs --pp above 1")
-    eff = with_overrides(efficiency_for(chip, calibration), efficiency, "--efficiency ")
-    comm_opts = with_overrides(comm_for(calibration), comm, "--comm ")
-    mem_opts = with_overrides(MemoryOptions(), memory, "memory ")
+    eff = with_overrides(efficiency_for(chip, calibration, fw.name), efficiency, "--efficiency ")
+    floor = fw.profile.allreduce.floor_s(plan.tp)
+    base_comm = comm_for(calibration)
+    if floor is not None:
+        base_comm = base_comm.model_copy(update={"allreduce_floor_s": floor})
+    comm_opts = with_overrides(base_comm, comm, "--comm ")
+    engine = fw.profile.engine
+    mem_opts = with_overrides(MemoryOptions(**_memory_defaults(engine)), memory, "memory ")
     e_opts = energy_options(energy)
     if usd_per_chip_hour is not None:
         cost = {**(cost.model_dump() if isinstance(cost, CostOptions) else cost or {}),
@@ -293,7 +313,14 @@ def resolve(
     return Scenario(spec=spec, chip=chip, system=sys_, plan=plan, precision=p, sparsity=sparsity, sparsity_effect=effect,
                     efficiency=eff, comm=comm_opts, memory=mem_opts, energy=e_opts, cost=c_opts, attention=attention,
                     moe_imbalance=imbalance, micro_batches=micro_batches, rates=rates, warnings=tuple(warnings),
-                    extra={"calibration": calibration})
+                    framework=fw, extra={"calibration": calibration})
+
+
+def _memory_defaults(engine) -> dict[str, Any]:
+    """The engine's defaults of the memory model (its memory share, token budget and sequences)."""
+    return {"gpu_memory_utilization": engine.gpu_memory_utilization.value,
+            "max_num_batched_tokens": int(engine.max_num_batched_tokens.value),
+            "max_num_seqs": int(engine.max_num_seqs.value)}
 
 
 def _moe_imbalance(spec: ModelSpec, value) -> float:
