@@ -140,6 +140,27 @@ def _kernels(pr: Pricer, g, decode: bool) -> list[Kernel]:
     return attention_kernels(g.stage.spec, sc.precision, sc.attention, decode=decode)
 
 
+def _chunk_arrays(term: _AttentionTerm, n: np.ndarray, kv: np.ndarray):
+    """(compute, memory, FLOPs, bytes) of a prefill kernel for each chunk of n new tokens over kv keys."""
+    (fp, fn, fc), (bp, bn, bc), h, W = term.flops, term.bytes, term.half_len, term.window
+    n, kv = n.astype(float), kv.astype(float)
+    pairs = causal_pairs(n, kv, W)
+    cached = kv - n if W is None else np.minimum(kv - n, W)
+    keys = kv if W is None else np.minimum(kv, W)
+    dim = np.minimum(np.minimum(n * term.group, keys), term.dim).astype(np.int64)
+    spf = np.asarray(term.s_per_flop)[dim]
+    flops = fp * pairs + fn * n + fc * cached
+    nbytes = bp * pairs + bn * n + bc * cached
+    return (fp * (pairs + h * n) + fn * n + fc * cached) * spf, nbytes * term.s_per_byte, flops, nbytes
+
+
+def _kernel_j_arrays(term: _AttentionTerm, flops, nbytes):
+    e = term.e_flop * flops + term.e_byte * nbytes
+    for w, k in term.e_max:
+        e = e + w * np.maximum(nbytes, k * flops)
+    return term.layers * e
+
+
 def _kernel_j(layers, flops, nbytes, energy):
     e_f, e_b, maxes = energy
     e = e_f * flops + e_b * nbytes
@@ -162,7 +183,7 @@ class StepTime:
                  group: int, head_dim: int, token_j: list[float] | None = None, seq_j: list[float] | None = None,
                  power_w: float | None = None, *, prefill_terms: list[_AttentionTerm] | None = None,
                  decode_s: list[float] | None = None, decode_j: list[float] | None = None,
-                 context=None) -> None:
+                 context=None, launch_s: tuple[float, float] = (0.0, 0.0)) -> None:
         self.token_s, self.seq_s, self.fixed_s, self.terms = token_s, seq_s, fixed_s, terms
         self.prefill_terms = prefill_terms
         """The prefill chunks' kernels where they differ from the decodes' (MLA); None: the same kernels."""
@@ -170,6 +191,9 @@ class StepTime:
         self.token_j, self.seq_j, self.power_w = token_j, seq_j, power_w
         self.decode_s, self.decode_j, self.context = decode_s, decode_j, context
         """Decode-only operators by D (MLA), and a function of the chunks' context tokens -> (s, J)."""
+        self.launch_s = launch_s
+        """What a step with prefill chunks adds for launching its kernels where decode steps replay a CUDA
+        graph: (for the kernels every such step runs, for the decodes' own kernels when it has decodes)."""
         # a decode is a chunk of one token over L keys (pairs L, new 1, cached L - 1) whose smallest
         # dimension min(group, L, head_dim) is min(group, head_dim) once L reaches it
         self.decode_dim = min(group, head_dim)
@@ -186,6 +210,74 @@ class StepTime:
     def __call__(self, chunks: list[tuple[int, int]], decodes: int, decode_context: int) -> float:
         return self.fn(chunks, decodes, decode_context)
 
+    def many(self, decodes: np.ndarray, context: np.ndarray, chunk_step: np.ndarray, chunk_n: np.ndarray,
+             chunk_kv: np.ndarray) -> np.ndarray:
+        """The seconds of many steps at once: step i has ``decodes[i]`` decodes of total context ``context[i]``
+        and the chunks j with ``chunk_step[j] == i`` (``chunk_n`` new tokens over ``chunk_kv`` keys each);
+        equal to calling the step function on each (a replayed run re-prices its steps so)."""
+        D, C = np.asarray(decodes, np.int64), np.asarray(context, float)
+        cs, cn, ckv = np.asarray(chunk_step, np.int64), np.asarray(chunk_n, np.int64), np.asarray(chunk_kv, np.int64)
+        steps = len(D)
+
+        def per_step(x):
+            out = np.zeros(steps)
+            np.add.at(out, cs, x)
+            return out
+
+        chunk_tokens = per_step(cn).astype(np.int64)
+        n_chunks = per_step(np.ones(len(cs))).astype(np.int64)
+        has_chunk, has_decode = n_chunks > 0, D > 0
+        T, B = D + chunk_tokens, D + n_chunks
+        capped = self.power_w is not None
+        t = np.asarray(self.token_s)[T] + np.asarray(self.seq_s)[B] + self.fixed_s
+        e = np.asarray(self.token_j)[T] + np.asarray(self.seq_j)[B] if capped else 0.0
+        if self.decode_s is not None:
+            t = t + np.asarray(self.decode_s)[D]
+            if capped:
+                e = e + np.asarray(self.decode_j)[D]
+        launch_chunk, launch_decodes = self.launch_s
+        t = t + has_chunk * (launch_chunk + has_decode * launch_decodes)
+        if self.context is not None:
+            cs_, cj_ = self.context.many(per_step(ckv).astype(np.int64))
+            t = t + cs_
+            if capped:
+                e = e + cj_
+        split = self.prefill_terms is not None
+        decode = [self._decode_arrays(term, D, C) for term in self.terms]
+        chunk_terms = self.prefill_terms if split else self.terms
+        for i, term in enumerate(chunk_terms):
+            compute, memory, flops, nbytes = (per_step(x) for x in _chunk_arrays(term, cn, ckv))
+            if not split:  # one kernel runs the decodes and the chunks
+                dc, dm, df, db = decode[i]
+                compute, memory, flops, nbytes = compute + dc, memory + dm, flops + df, nbytes + db
+            runs = has_chunk if split else (has_chunk | has_decode)
+            t = t + term.layers * (np.maximum(compute, memory) + term.overhead_s) * runs
+            if capped:
+                e = e + runs * _kernel_j_arrays(term, flops, nbytes)
+        if split:
+            for term, (dc, dm, df, db) in zip(self.terms, decode, strict=True):
+                t = t + term.layers * (np.maximum(dc, dm) + term.overhead_s) * has_decode
+                if capped:
+                    e = e + has_decode * _kernel_j_arrays(term, df, db)
+        if capped:
+            t = np.maximum(t, e / self.power_w)
+        return t
+
+    @staticmethod
+    def _decode_arrays(term: _AttentionTerm, D: np.ndarray, C: np.ndarray):
+        """(compute, memory, FLOPs, bytes) of a decode kernel over each step's D decodes of total context C."""
+        (fp, fn, fc), (bp, bn, bc), h = term.flops, term.bytes, term.half_len
+        spf, spb = term.s_per_flop[min(term.group, term.dim)], term.s_per_byte
+        if term.window is None:
+            P, extra = C, 0.0
+        else:
+            beyond = C > D * term.window
+            P, extra = np.where(beyond, D * term.window, C), np.where(beyond, D, 0)
+        flops = (fp + fc) * P + (fn - fc) * D + fc * extra
+        nbytes = (bp + bc) * P + (bn - bc) * D + bc * extra
+        compute = spf * (flops + h * (fp + fc) * D)
+        return compute, spb * nbytes, flops, nbytes
+
     def _compile(self):
         token_s, seq_s, fixed_s = self.token_s, self.seq_s, self.fixed_s
         capped = self.power_w is not None
@@ -195,6 +287,7 @@ class StepTime:
         dec_j = self.decode_j or [0.0] * n_base
         context = self.context
         split = self.prefill_terms is not None  # MLA: decodes and chunks run different kernels
+        launch_chunk, launch_decodes = self.launch_s
 
         def decode_term(t: _AttentionTerm):
             (fp, fn, fc), (bp, bn, bc), spf, spb, h = t.flops, t.bytes, t.s_per_flop, t.s_per_byte, t.half_len
@@ -247,7 +340,9 @@ class StepTime:
                 tokens += n
                 ctx_tokens += kv
             seqs = decodes + len(chunks)
-            t = token_s[tokens] + seq_s[seqs] + fixed_s + dec_s[decodes]
+            t = token_s[tokens] + seq_s[seqs] + fixed_s + dec_s[decodes] + launch_chunk
+            if decodes:
+                t += launch_decodes
             e = token_j[tokens] + seq_j[seqs] + dec_j[decodes] if capped else 0.0
             if context is not None:
                 cs, cj = context(ctx_tokens)
@@ -292,8 +387,14 @@ class StepTime:
 
 
 def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
-    """The step-time function of one replica for steps of up to ``max_tokens`` tokens and ``max_seqs`` sequences."""
-    pr = Pricer(sc)
+    """The step-time function of one replica for steps of up to ``max_tokens`` tokens and ``max_seqs`` sequences.
+
+    Its tables are priced at a decode step's efficiencies; a step with prefill chunks pays the difference
+    of the prefill's per-kernel time for each kernel it runs (the framework launches those steps' kernels
+    where it replays decode steps from CUDA graphs)."""
+    decode_eff = sc.phase_efficiency(sc.efficiency, True)
+    pr = Pricer(sc, sc.rates, decode_eff, sc.energy_rates)
+    extra_per_kernel = sc.phase_efficiency(sc.efficiency, False).kernel_overhead_s - decode_eff.kernel_overhead_s
     kernel = _kernels(pr, sc.groups[0], True)[0]
     group, head_dim = kernel.group, kernel.dim
     T = np.arange(1, max_tokens + 1, dtype=float)
@@ -322,33 +423,72 @@ def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
     fixed = sc.efficiency.step_overhead_s  # once a pass (at the last stage, where the token is sampled), as estimate()
     power = None if pr.power is None else float(pr.power)
     extra: dict[str, Any] = {}
+    terms = _attention_terms(pr, True)
     if mla:
         extra = dict(prefill_terms=_attention_terms(pr, False), decode_s=dec_s.tolist(),
                      decode_j=dec_j.tolist() if power else None, context=_context_ops(pr))
-    return StepTime(token_s.tolist(), seq_s.tolist(), fixed, _attention_terms(pr, True), group, head_dim,
+    if extra_per_kernel:
+        extra["launch_s"] = _launches(pr, extra.get("prefill_terms"), terms, extra_per_kernel)
+    return StepTime(token_s.tolist(), seq_s.tolist(), fixed, terms, group, head_dim,
                     token_j.tolist() if power else None, seq_j.tolist() if power else None, power, **extra)
 
 
-def _context_ops(pr: Pricer):
-    """(seconds, J) of the operators a step's prefill chunks run over their context tokens, by the total of
-    those tokens: priced when a total is first met (a handful of distinct totals recur in a run)."""
-    memo: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}
+def _launches(pr: Pricer, prefill_terms, decode_terms, per_kernel: float) -> tuple[float, float]:
+    """(seconds, seconds) a step with prefill chunks adds at ``per_kernel`` a kernel: for the kernels every such
+    step runs (token and sequence operators, the chunks' attention and context operators), and, when it has
+    decodes, for theirs (MLA's absorbed projections and decode attention)."""
     sc = pr.sc
+    kernels = decoding = 0
+    for g in sc.groups:
+        for op in pr.stage_ops(g, 1.0, 1.0, 1.0, with_attention=False, decode=False):
+            if op.kind != "comm":
+                kernels += g.count * op.count
+        if prefill_terms is not None:
+            decoding += g.count * sum(op.count for op in pr.stage_ops(g, 1.0, 1.0, 1.0, with_attention=False,
+                                                                        decode=True) if op.name in DECODE_OPS)
+    kernels += sum(t.layers for t in (prefill_terms if prefill_terms is not None else decode_terms))
+    if prefill_terms is not None:
+        decoding += sum(t.layers for t in decode_terms)
+    return kernels * per_kernel, decoding * per_kernel
 
-    def price(tokens: int) -> tuple[float, float]:
-        hit = memo.get(tokens)
+
+class _ContextOps:
+    """(seconds, J) of the operators a step's prefill chunks run over their context tokens, by the total of
+    those tokens: priced when a total is first met (``__call__``), or for many totals at once (``many``)."""
+
+    def __init__(self, pr: Pricer):
+        self.pr = pr
+        self.memo: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}
+
+    def _price(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pr, s, j = self.pr, np.zeros(len(tokens)), np.zeros(len(tokens))
+        T = tokens.astype(float)
+        for i, g in enumerate(pr.sc.groups):
+            ops = [op for op in pr.stage_ops(g, 1.0, T, T, with_attention=False, decode=False)
+                   if op.name in CONTEXT_OPS]
+            c = pr.cost(ops, ("context", i))
+            s = s + g.count * c.time_s
+            if c.energy is not None:
+                j = j + g.count * c.energy_j
+        return s, j
+
+    def __call__(self, tokens: int) -> tuple[float, float]:
+        hit = self.memo.get(tokens)
         if hit is None:
-            s = j = 0.0
-            for i, g in enumerate(sc.groups):
-                ops = [op for op in pr.stage_ops(g, 1.0, float(tokens), float(tokens), with_attention=False,
-                                                 decode=False) if op.name in CONTEXT_OPS]
-                c = pr.cost(ops, ("context", i))
-                s += g.count * float(c.time_s)
-                j += g.count * float(c.energy_j) if c.energy is not None else 0.0
-            hit = memo[tokens] = (s, j)
+            s, j = self._price(np.array([tokens]))
+            hit = self.memo[tokens] = (float(s[0]), float(j[0]))
         return hit
 
-    return price
+    def many(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values, where = np.unique(tokens, return_inverse=True)
+        s, j = self._price(np.maximum(values, 1))
+        zero = values == 0
+        s, j = np.where(zero, 0.0, s), np.where(zero, 0.0, j)
+        return s[where], j[where]
+
+
+def _context_ops(pr: Pricer) -> _ContextOps:
+    return _ContextOps(pr)
 
 
 def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs: int | None = None) -> int:
@@ -359,22 +499,19 @@ def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs:
     profile run uses max-num-batched-tokens) and the logits of ``max_seqs`` sampled sequences (the
     scenario's max_num_seqs by default); what is left holds blocks of ``block_size``
     tokens at the chip's KV bytes per token (``infercast.memory``). The replica takes the
-    smallest count over its pipeline stages (vLLM takes the minimum over workers).
+    smallest count over its pipeline stages (vLLM takes the minimum over workers). A block holds a token
+    of every layer, windowed layers too: where a sliding window caps some layers (gpt-oss) the engine here
+    keeps their tokens beyond the window, which ``estimate``'s memory model does not (a cache that holds
+    up to half as many tokens of gpt-oss as vLLM's hybrid manager).
     """
     opts = sc.memory.model_copy(update={"max_num_batched_tokens": max_tokens, "block_size": block_size,
                                         **({"max_num_seqs": max_seqs} if max_seqs is not None else {})})
     usable = sc.rates.mem_capacity_bytes * opts.gpu_memory_utilization
-    spec = sc.spec
-    # where only some layers attend within a window (gpt-oss), the blocks hold the full layers' K/V, and the
-    # windowed layers' window is set aside for every sequence (vLLM's hybrid KV-cache manager)
-    share = spec.windowed_layers / spec.num_layers if 0 < spec.windowed_layers < spec.num_layers else 0.0
-    window = math.ceil((spec.sliding_window or 0) / block_size) * block_size
     blocks = []
     for load in sc.loads:
         profile = need(load, 1.0, float(max_tokens), 0.0, opts)  # one pass of max_tokens tokens, one sequence
-        free = usable - profile.total_bytes - share * opts.max_num_seqs * window * load.kv_bytes_per_token
-        per_block = block_size * load.kv_bytes_per_token * (1 - share)
-        blocks.append(math.floor(free / per_block) if free > 0 else 0)
+        free = usable - profile.total_bytes
+        blocks.append(math.floor(free / (block_size * load.kv_bytes_per_token)) if free > 0 else 0)
     n = min(blocks)
     if n < 1:
         binding = min(range(len(blocks)), key=blocks.__getitem__)
