@@ -372,14 +372,19 @@ def validate(data: str, efficiency: tuple[str, ...], calibration: str | None, ou
               help="Profile the fit starts from and shrinks towards: prior, default or a profile YAML.")
 @click.option("--no-loso", is_flag=True, help="Skip the held-out fits (leave one source, chip or framework out): "
                                              "much faster.")
+@click.option("--iterations", type=click.IntRange(1, 1000), default=60, show_default=True,
+              help="Most steps of the full fit (SciPy's max_nfev; each step's Jacobian re-prices the rows once per "
+                   "group of parameters besides).")
+@click.option("--fold-evaluations", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="Refit each held-out fold for this many least-squares iterations after its Gauss-Newton step.")
 @click.option("--quick", is_flag=True, help="With --local: a run under two minutes.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="With --local: the device to measure [cuda if any].")
 @click.option("--output", "out_file", metavar="FILE.yaml",
               help="Where to write the profile (--fit) or the chip YAML (--local); never over a file without --force.")
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
 @click.option("--report", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bool, device: str | None,
-              out_file: str | None, force: bool, report: str) -> None:
+def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, iterations: int, fold_evaluations: int,
+              quick: bool, device: str | None, out_file: str | None, force: bool, report: str) -> None:
     """Fit efficiency parameters to measurements (--fit), or measure this machine (--local)."""
     if bool(fit) == local:
         raise InfercastError("calibrate: give exactly one of --fit FILE.csv or --local")
@@ -398,7 +403,8 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
 
     if out_file:  # fail before a long fit, not after it
         check_writable(out_file, force)
-    result = run(fit, start=start, loso=not no_loso, progress=lambda m: click.echo(m, err=True))
+    result = run(fit, start=start, loso=not no_loso, max_nfev=iterations, fold_evaluations=fold_evaluations,
+                 progress=lambda m: click.echo(m, err=True))
     if out_file:
         write_new(out_file, result.profile.to_yaml(), force=force)
         click.echo(f"wrote {out_file}", err=True)
