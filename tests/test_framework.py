@@ -131,7 +131,19 @@ def test_the_engine_defaults_come_from_the_profile():
     assert server("llama-3-8b", "h100-sxm").config.max_num_seqs == 256
     srv = server("llama-3-8b", "h100-sxm", framework="trtllm@1.0")
     assert srv.config.max_num_seqs == 8192 and srv.budget == 8192
-    assert srv.deployment.memory.gpu_memory_utilization == 0.95
+    # TensorRT-LLM gives its KV cache 90% of what is free after the weights (16.06 GB), the runtime (1 GiB) and
+    # the reservation of one step (8192 tokens' activations and 8192 sequences' fp32 logits, 8192 x 128,256 x 4 =
+    # 4.20 GB): the engine's share of the 80 GB is (fixed + 0.9 (80 GB - fixed)) / 80 GB
+    from infercast.memory import need
+
+    sc = srv.deployment
+    fixed = need(sc.loads[0], 1.0, 8192.0, 0.0, sc.memory).total_bytes
+    assert fixed == pytest.approx(16.06e9 + 2**30 + 4.20e9 + 8192 * sc.loads[0].act_bytes_per_token
+                                  + 8192 * sc.loads[0].comm_bytes_per_token, rel=1e-3)
+    assert sc.memory.gpu_memory_utilization == pytest.approx((fixed + 0.9 * (80e9 - fixed)) / 80e9, rel=1e-12)
+    assert sc.memory.gpu_memory_utilization == pytest.approx(0.9274, abs=1e-4)
+    given = server("llama-3-8b", "h100-sxm", framework="trtllm@1.0", memory={"gpu_memory_utilization": 0.8})
+    assert given.deployment.memory.gpu_memory_utilization == 0.8  # a share the user gives stands
     assert server("llama-3-8b", "h100-sxm", framework="trtllm", engine={"max_num_seqs": 64}).config.max_num_seqs == 64
     v0 = server("llama-3-8b", "h100-sxm", framework="vllm@0.6")
     assert not v0.config.chunked_prefill and v0.budget == 8192  # prefill-first: max(max-model-len, 2048)
@@ -150,5 +162,28 @@ def test_cli_takes_a_framework_and_refuses_an_unknown_one():
     bad = _cli("estimate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--framework", "tensorrt")
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "--framework: unknown framework 'tensorrt'" in bad.stderr
+    assert all(name in bad.stderr for name in PROFILES)  # the line names every known profile
+    sim = _cli("simulate", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--framework", "vlm", "--offline",
+               "--num-prompts", "4", "--isl", "16", "--osl", "4")
+    assert sim.returncode == 2 and sim.stderr.count("\n") == 1 and "--framework: unknown framework 'vlm'" in sim.stderr
     shown = _cli("frameworks", "show", "trtllm@0.6.1", "--output", "json")
     assert shown.returncode == 0 and '"value": "flash-per-head"' in shown.stdout
+
+
+def test_validate_runs_an_unknown_framework_text_as_generic_and_says_so(tmp_path):
+    # a llama.cpp decode row whose framework column names an engine the alias table does not know
+    text = (resources.files("infercast") / "catalog" / "measured" / "public.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    row = next(r for r in rows if r["id"] == "llamacpp-rtx-4090-llama1-7b-f16-tg")
+    data = tmp_path / "one.csv"
+    with data.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerow({**row, "framework": "FooServe 2.1"})
+    got = _cli("validate", "--data", str(data), "--output", "json")
+    assert got.returncode == 0, got.stderr
+    import json
+
+    (result,) = json.loads(got.stdout)["rows"]
+    assert result["predicted"] is not None
+    assert "framework text 'FooServe 2.1' is not in the alias table: run as generic" in result["note"]

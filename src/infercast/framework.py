@@ -14,7 +14,7 @@ one framework and its versions, what is structural and sourced:
 * ``allreduce``: the implementation and its measured latency floor by tensor-parallel size (a
   custom one-shot kernel, or NCCL's ring/tree);
 * ``engine``: the scheduler's defaults: max sequences, the token budget of a step (chunked
-  prefill), the share of memory the engine takes.
+  prefill), the share of memory the engine takes (of the device, or of what is free after the weights).
 
 What is fitted (per-kernel and per-step times, GEMM library efficiency per format, grouped-GEMM
 efficiency) lives in the calibration profile, by framework and chip family
@@ -110,6 +110,11 @@ class Engine(Spec):
     """Prompts split over steps and batched with decodes."""
     gpu_memory_utilization: Sourced
     """Share of device memory the engine takes (weights, activations, KV cache)."""
+    kv_free_fraction: Sourced | None = None
+    """Where the engine sizes its KV cache as a share of the memory left free after the weights, the runtime
+    and the activations (TensorRT-LLM's ``free_gpu_memory_fraction``), that share; the engine's share of the
+    device then follows from the deployment (``infercast.memory.share_of_free``) and ``gpu_memory_utilization``
+    is not used."""
 
 
 class Profile(Spec):

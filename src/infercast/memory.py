@@ -154,6 +154,16 @@ def need(load: StageLoad, batch, isl, kept, opts: MemoryOptions) -> Need:
                 comm_buffer_bytes=budget * load.comm_bytes_per_token, overhead_bytes=opts.runtime_overhead_bytes)
 
 
+def share_of_free(loads, capacity_bytes: float, fraction: float, opts: MemoryOptions) -> float | None:
+    """The share of the device an engine takes that gives its KV cache ``fraction`` of the memory left free
+    after the weights, the runtime and the reservation of one step (TensorRT-LLM's free_gpu_memory_fraction),
+    on its fullest chip: (fixed + fraction x (capacity - fixed)) / capacity; None where nothing is free."""
+    fixed = max(float(need(load, 1.0, float(opts.max_num_batched_tokens), 0.0, opts).total_bytes) for load in loads)
+    if fixed >= capacity_bytes:
+        return None
+    return (fixed + fraction * (capacity_bytes - fixed)) / capacity_bytes
+
+
 def max_sequences(load: StageLoad, isl, kept, usable, opts: MemoryOptions):
     """The most sequences one chip of a stage holds: the largest b with need(b) <= usable (0 if none).
 

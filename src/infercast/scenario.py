@@ -27,7 +27,7 @@ from infercast.errors import InfercastError, did_you_mean, with_overrides
 from infercast.formats import SCHEMES, element_bytes, get_format
 from infercast.framework import FrameworkRef, resolve_framework
 from infercast.hardware import Chip, load_chip
-from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, stage_loads
+from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, share_of_free, stage_loads
 from infercast.model import ModelSpec, load_model
 from infercast.ops import Attention, Precision
 from infercast.parallel import CommOptions, Plan, Stage, make_plan, p2p_tier, stages_of
@@ -305,6 +305,12 @@ def resolve(
     comm_opts = with_overrides(base_comm, comm, "--comm ")
     engine = fw.profile.engine
     mem_opts = with_overrides(MemoryOptions(**_memory_defaults(engine)), memory, "memory ")
+    given = memory.model_fields_set if isinstance(memory, MemoryOptions) else set(memory or {})
+    if engine.kv_free_fraction is not None and "gpu_memory_utilization" not in given:
+        share = share_of_free(stage_loads(spec, plan, p, attention), rates.mem_capacity_bytes,
+                              engine.kv_free_fraction.value, mem_opts)
+        if share is not None:
+            mem_opts = mem_opts.model_copy(update={"gpu_memory_utilization": share})
     e_opts = energy_options(energy)
     if usd_per_chip_hour is not None:
         cost = {**(cost.model_dump() if isinstance(cost, CostOptions) else cost or {}),
