@@ -99,7 +99,7 @@ def _synthetic_rows(truth: Calibration) -> list[dict]:
         full.setdefault("weight_dtype", "fp16")
         for k in ("weight_dtype", "act_dtype", "kv_dtype"):
             full[k] = full[k] or "fp16"
-        value, reason, _ = predict_row(full, lambda chip: efficiency_for(chip, truth))
+        value, reason, _ = predict_row(full, calibration=truth)
         assert reason is None, reason
         out.append(full | {"value": repr(value)})
     return out
@@ -115,9 +115,66 @@ def test_fitter_recovers_known_parameters(tmp_path):
         w.writerows(_synthetic_rows(truth))
     # priors relaxed: with exact data the optimiser and the model must find the truth, not the shrinkage
     report = calibrate(str(data), start=PRIOR, loso=False, prior_weights=(0.002, 0.01))
-    got = report.profile.families["nvidia-hopper"]
+    p = report.profile
+    got = {**p.families["nvidia-hopper"], **p.frameworks["generic"], **p.cells["nvidia-hopper/generic"]}
     for key, want in truth.families["nvidia-hopper"].items():
         # the per-step overhead is 0.4 ms of steps of 6-60 ms: weakly pinned, so the prior (50 us) still
         # pulls it by about 12%; every other parameter is pinned by many rows
         assert got[key] == pytest.approx(want, rel=0.15 if key == "step_overhead_s" else 0.02), key
     assert max(abs(report.in_sample)) < 0.01  # the data are the model's own: it fits them
+
+
+def test_precedence_vendor_family_framework_cell():
+    # generic, then the vendor's, the family's, the framework's and the pair's entries, last wins
+    mi300x = load_chip("mi300x")
+    p = Calibration(generic=dict(PRIOR.generic), vendors={"amd": {"gemm_max": 0.57, "bandwidth": 0.7}},
+                    families={"amd-cdna3": {"bandwidth": 0.75}}, frameworks={"sglang": {"step_overhead_s": 2e-3}},
+                    cells={"amd-cdna3/sglang": {"step_overhead_s": 4e-3, "gemm_max_narrow": 0.45}},
+                    comm=dict(PRIOR.comm))
+    e = efficiency_for(mi300x, p, "sglang")
+    assert (e.gemm_max, e.bandwidth, e.step_overhead_s, e.gemm_max_narrow) == (0.57, 0.75, 4e-3, 0.45)
+    assert efficiency_for(mi300x, p, "vllm").step_overhead_s == PRIOR.generic["step_overhead_s"]
+    assert efficiency_for(load_chip("mi355x"), p, "sglang").step_overhead_s == 2e-3  # no cell: the framework's
+    assert efficiency_for(load_chip("h100-sxm"), p, "sglang").gemm_max == PRIOR.generic["gemm_max"]
+
+
+@pytest.mark.parametrize("table, key, message", [
+    ("vendors", "nvdia", "vendors.nvdia: not a chip vendor"),
+    ("frameworks", "tensorrt", "frameworks.tensorrt: not a framework"),
+    ("cells", "amd-cdna3-sglang", "cells.amd-cdna3-sglang: name a chip family and a framework"),
+    ("cells", "amd-cdna3/tensorrt", "cells.amd-cdna3/tensorrt: name a chip family and a framework"),
+])
+def test_a_misnamed_level_is_one_line(tmp_path, table, key, message):
+    bad = tmp_path / "bad.yaml"
+    data = PRIOR.model_dump(exclude_none=True)
+    data[table] = {key: {"gemm_max": 0.7}}
+    import yaml
+
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(InfercastError, match=message):
+        load_calibration(str(bad))
+
+
+def test_the_prior_carries_amds_measured_gemm_efficiency():
+    # shared/data/gemm-efficiency.csv: hipBLASLt on MI300X/MI325X reaches 50.0, 54.2, 60.7, 64.5% of the dense
+    # 16-bit peak (median 57.4%) and 48.7, 58.1% of the FP8 peak (mean 53.4%)
+    assert PRIOR.vendors["amd"]["gemm_max"] == pytest.approx((0.542 + 0.607) / 2, abs=0.001)
+    assert PRIOR.vendors["amd"]["gemm_max_narrow"] == pytest.approx((0.487 + 0.581) / 2, abs=0.001)
+
+
+def test_held_out_errors_of_exact_data_are_small(tmp_path):
+    # rows the model made itself, from two sources: a fit without either source still predicts it (the two
+    # pin the same parameters), so the held-out errors stay near the in-sample ones
+    truth = _profile(**{"nvidia-hopper": {"gemm_max": 0.7, "bandwidth": 0.8, "kernel_overhead_s": 8e-6}})
+    rows = _synthetic_rows(truth)
+    for i, r in enumerate(rows):
+        r["source"] = f"synthetic-{i % 2}"
+    data = tmp_path / "two-sources.csv"
+    with data.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    report = calibrate(str(data), start=PRIOR, prior_weights=(0.002, 0.01), folds=("leave_one_source_out",))
+    held = report.held_out["leave_one_source_out"]
+    assert len(held) == len(rows) and max(abs(held)) < 0.03
+    assert set(report.profile.fit["leave_one_source_out"]["by_framework"]) == {"generic"}

@@ -25,7 +25,7 @@ BOUNDS = {"compute", "memory", "communication", "overhead"}
 DESIGN_MODELS = (
     "llama-1-7b llama-1-13b llama-1-30b llama-2-7b llama-2-13b llama-2-70b llama-3-8b llama-3-70b llama-3.1-8b "
     "llama-3.1-70b llama-3.1-405b llama-3.3-70b mistral-7b mixtral-8x7b mixtral-8x22b qwen2.5-7b qwen2.5-72b "
-    "deepseek-v3 gpt-2-xl gpt-j-6b gpt-3-175b bloom-176b gpt-4-class-moe"
+    "deepseek-v3 gpt-2-xl gpt-j-6b gpt-3-175b bloom-176b gpt-4-class-moe gpt-oss-120b"
 ).split()
 
 
@@ -81,7 +81,8 @@ def test_estimate_json_has_every_contract_key(llama2_7b_json):
                              "micro_batches": 1, "sequence_parallel": False}
     assert r["workload"] == {"batch": 1, "isl": 128, "osl": 128, "weight_dtype": "fp16", "act_dtype": "fp16",
                              "kv_dtype": "fp16", "weight_sparsity": 0.0, "sparsity_pattern": "unstructured",
-                             "activation_sparsity": 0.0, "moe_imbalance": 1.0}
+                             "activation_sparsity": 0.0, "moe_imbalance": 1.0, "beam_width": 1, "n": 1}
+    assert r["framework"] == "generic"
     assert r["sparsity"] is None  # dense: nothing declared
 
 
@@ -257,7 +258,7 @@ def test_hardware_list_and_show_print_the_new_chips():
 
 def test_models_list_has_every_design_preset():
     rows = run_json("models", "list")
-    assert len(DESIGN_MODELS) == 23
+    assert len(DESIGN_MODELS) == 24
     training = {r["id"] for r in rows if r["id"].startswith(("mpt-", "nemotron-", "megatron-", "mt-nlg-", "gpt-3-"))}
     assert len(training - {"gpt-3-175b"}) == 18  # the training data's models (tests/test_model.py TRAINING_PRESETS)
     # plus the OPT decoders the offload measurements use (measured-offload.csv)

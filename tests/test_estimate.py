@@ -119,3 +119,21 @@ def test_chip_without_a_needed_figure_says_which():
     chip = load_chip("h100-sxm").model_copy(update={"id": "h100-no-16bit", "peak_flops": pf})
     with pytest.raises(InfercastError, match=r"h100-no-16bit: no peak FLOPS known for (fp16|bf16) .*peak_flops\.fp16"):
         estimate("llama-2-7b", chip)
+
+
+def test_beams_share_the_prompts_kv_cache_and_decode_together():
+    # GPT-J, 4 beams: the prompt's K/V is held once and each beam's own tokens after it; a decode step runs
+    # 4 x batch sequences; the output is one completion (the best beam) per prompt
+    one = estimate("gpt-j-6b", "a100-sxm-80gb", batch=8, isl=1000, osl=65)
+    beams = estimate("gpt-j-6b", "a100-sxm-80gb", batch=8, isl=1000, osl=65, beam_width=4)
+    per_token = 2 * 28 * 4096 * 2  # K and V, 28 layers, 4096 wide, fp16
+    assert one.memory.kv_cache_bytes == 8 * 1072 * per_token  # 1000 + 64 tokens in 16-token blocks
+    assert beams.memory.kv_cache_bytes == 8 * 1264 * per_token  # 1000 + 4 x 64 = 1256 -> 1264
+    assert beams.ttft_s == one.ttft_s  # one prefill per prompt
+    decode_gemm = [r for r in beams.breakdown if r.op == "qkv_proj" and r.phase == "decode"][0]
+    assert decode_gemm.flops == 4 * [r for r in one.breakdown if r.op == "qkv_proj" and r.phase == "decode"][0].flops
+    assert beams.throughput_tokens_per_s == pytest.approx(8 * 65 / beams.e2e_latency_s)
+    sampled = estimate("gpt-j-6b", "a100-sxm-80gb", batch=8, isl=1000, osl=65, n=4)
+    assert sampled.throughput_tokens_per_s == pytest.approx(4 * 8 * 65 / sampled.e2e_latency_s)  # 4 completions
+    with pytest.raises(InfercastError, match="--beam-width must be a whole number from 1 to 1024"):
+        estimate("gpt-j-6b", "a100-sxm-80gb", beam_width=0)

@@ -22,17 +22,19 @@ LAYERS = [
     ("roofline", ["roofline", "tiling"]),
     ("memory", ["memory", "training_memory"]),
     ("energy/cost", ["energy", "cost"]),
+    ("framework", ["framework"]),
     ("calibration", ["calibration"]),
     ("design", ["design"]),
     ("scenario", ["scenario", "options"]),
     ("evaluate/estimate", ["evaluation", "estimate", "offload", "flexgen", "passes", "training", "train"]),
     ("serving", ["serving", "serving.steptime", "serving.engine", "serving.workload", "serving.metrics",
-                 "serving.prefix", "serving.server", "serving.search", "serving.scenarios", "fleet"]),
+                 "serving.prefix", "serving.server", "serving.search", "serving.replay", "serving.scenarios",
+                 "fleet"]),
     ("search/sweep, validation", ["sweep", "search", "dataset", "validate", "validate_training", "validate_vision",
                                   "validate_offload", "calibrate_vision", "calibrate", "claims", "localbench",
                                   "reference_model", "whatif"]),
     ("front ends", ["documents", "display", "cli", "serving.cli", "sweep_cli", "query", "plots", "render", "views",
-                    "plot_cli", "web", "__main__", ""]),
+                    "plot_cli", "web", "framework_cli", "__main__", ""]),
 ]
 LAYER = {f"infercast.{m}".rstrip("."): i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 

@@ -71,3 +71,18 @@ def test_sliding_window_bounds_the_cache():
     # Mistral-7B v0.1: 2 x 32 layers x 8 KV heads x 128 x 2 B = 131,072 B per token, at most 4096 tokens kept
     m = estimate("mistral-7b", "a100-sxm-80gb", batch=2, isl=8000, osl=100).memory
     assert m.kv_cache_bytes == 2 * 4096 * 131_072
+
+
+def test_gpt_oss_windowed_layers_keep_the_window():
+    # gpt-oss-120b at isl 1000, osl 25: a full layer keeps 1024 tokens (1000 + 24, 64 blocks of 16), a
+    # windowed one 128; half the layers each: 576 tokens' worth of K/V at 36 x 2048 B (fp16) per token
+    from infercast.memory import kept_tokens
+    from infercast.model import load_model
+
+    s = load_model("gpt-oss-120b")
+    assert kept_tokens(s, 1000, 25, 16) == 576
+    e = estimate("gpt-oss-120b", "b200", batch=3, isl=1000, osl=25, weight_dtype="bf16", expert_dtype="mxfp4")
+    assert e.memory.kv_cache_bytes == 3 * 576 * 36 * 2048
+    # MXFP4 experts (36 x 128 x 24,891,840 = 114.70B at 4.25 bits) and bf16 for the other 2.13B (attention,
+    # routers, norms, embeddings): 65.19 GB, the checkpoint's size class
+    assert e.memory.weights_bytes == pytest.approx(114_701_598_720 * 4.25 / 8 + 2_127_557_952 * 2)

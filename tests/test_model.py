@@ -13,7 +13,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "configs"
 DESIGN_PRESETS = (
     "llama-1-7b llama-1-13b llama-1-30b llama-2-7b llama-2-13b llama-2-70b llama-3-8b llama-3-70b "
     "llama-3.1-8b llama-3.1-70b llama-3.1-405b llama-3.3-70b mistral-7b mixtral-8x7b mixtral-8x22b "
-    "qwen2.5-7b qwen2.5-72b deepseek-v3 gpt-2-xl gpt-j-6b gpt-3-175b bloom-176b gpt-4-class-moe"
+    "qwen2.5-7b qwen2.5-72b deepseek-v3 gpt-2-xl gpt-j-6b gpt-3-175b bloom-176b gpt-4-class-moe gpt-oss-120b"
 ).split()
 # the training data's models (DESIGN.md: mpt-125m ... mpt-70b, nemotron-4-15b, nemotron-4-340b) and the
 # NeMo / Megatron sizes its rows name (shared/data/configs/)
@@ -86,6 +86,30 @@ def test_deepseek_v3_exact_counts():
     total, active = load_model("deepseek-v3").params()
     assert total == 671_026_419_200
     assert active == 37_552_297_472
+
+
+def test_gpt_oss_120b_exact_counts():
+    # per layer: q 2880*4096 + 4096, k and v 2880*512 + 512 each, o 4096*2880 + 2880, 64 sinks = 26,550,144;
+    # router 2880*128 + 128; 128 experts of gate_up 2880*5760 + 5760 and down 2880*2880 + 2880 = 24,891,840
+    # each; 2 RMSNorms. 36 layers + embed and unembed 2 x 201,088 x 2880 + final norm 2880 = 116,829,156,672:
+    # the model card's 116.83B (attention 0.96B, MLP 114.71B, embed + unembed 1.16B). Active: 4 experts; the
+    # card's 5.13B leaves the input embedding (579,133,440) out, infercast counts it.
+    s = load_model("gpt-oss-120b")
+    total, active = s.params()
+    assert total == 116_829_156_672
+    assert active == 5_711_982_912 and active - s.param_parts()["embedding"] == pytest.approx(5.13e9, rel=0.001)
+    assert s.param_parts()["expert"] == 24_891_840
+    # layer_types alternate from a windowed layer: 18 of 36 attend within 128 keys
+    assert (s.sliding_window, s.windowed_layers, s.attention_sinks) == (128, 18, True)
+    assert [s.windowed_layers_in(a, b) for a, b in ((0, 1), (1, 2), (0, 12), (12, 24), (24, 36))] == [1, 0, 6, 6, 6]
+
+
+def test_gpt_oss_layer_types_must_name_every_layer():
+    cfg = {k: v for k, v in preset_config("gpt-oss-120b").items() if k != "_infercast"}
+    with pytest.raises(InfercastError, match="layer_types"):
+        normalise({**cfg, "layer_types": ["sliding_attention"] * 3}, "x")
+    dense = normalise({**cfg, "layer_types": ["full_attention"] * 36}, "x")
+    assert dense.sliding_window is None and dense.windowed_layers == 0
 
 
 def test_gpt4_class_moe_matches_its_documented_design():

@@ -145,3 +145,21 @@ def test_sliding_window_caps_attention_and_cache():
     assert s.sliding_window == 4096 and load_model("qwen2.5-7b").sliding_window is None  # use_sliding_window false
     (attn,) = by_name(forward_ops(s, 1, 1, 10_001, FP16))["attention"]
     assert float(attn.kv_bytes) == 4096 * 2 * 1024 * 2  # 4096 cached tokens x (K,V) x 8 heads x 128 x 2 B
+
+
+def test_gpt_oss_windowed_and_full_layers_attend_apart():
+    # gpt-oss-120b: 18 layers attend within 128 keys, 18 to the whole context; 8 KV heads x 64 dims, so a
+    # cached token is 2 x 8 x 64 x 2 B = 2048 B per layer in fp16. One decode step at L = 1000: the windowed
+    # layers read 128 cached tokens, the full ones 999.
+    s = load_model("gpt-oss-120b")
+    ops = by_name(forward_ops(s, 1, 1, 1000, FP16))
+    (win,), (full,) = ops["attention_sliding"], ops["attention"]
+    assert (win.count, full.count) == (18, 18)
+    assert float(win.kv_bytes) == 128 * 2048 and float(full.kv_bytes) == 999 * 2048
+    # routed experts in MXFP4 (4.25 bits), the rest in bf16: the experts' GEMMs read 4.25 / 8 bytes a weight
+    p = Precision.for_model(s, "bf16", "bf16", "bf16", expert="mxfp4")
+    (up,) = by_name(forward_ops(s, 1, 1, 1000, p))["moe_up"]
+    (qkv,) = by_name(forward_ops(s, 1, 1, 1000, p))["qkv_proj"]
+    assert float(up.weight_bytes) == pytest.approx(4 * 2 * 2880 * 2880 * 4.25 / 8)  # 4 experts touched by 1 token
+    assert float(qkv.weight_bytes) == 2880 * (4096 + 2 * 512) * 2 + (4096 + 2 * 512) * 2
+    assert up.math == "bf16" and p.expert_math == "bf16"

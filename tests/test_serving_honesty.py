@@ -183,19 +183,12 @@ def test_reporting_progress_changes_nothing(monkeypatch, kw):
     assert len(lines) >= 2 and lines[-1].startswith("simulated 3,000 of 3,000 requests (100%)")
 
 
-def test_scenario_rows_cap_the_requests_they_simulate(monkeypatch):
-    asked = []
-
-    def fake(**kwargs):
-        asked.append(kwargs["num_prompts"])
-        return {"output_throughput": 1.0}
-
-    monkeypatch.setattr(scenarios, "simulate", fake)
+def test_scenario_rows_cap_the_requests_they_simulate():
     row = {"scenario": "offline", "metric": "output_tokens_per_s", "model": "llama-2-7b", "hardware": "h100-sxm",
            "isl": "128", "osl": "128", "notes": "num_requests=50000000"}
-    _, skipped, note = scenarios.predict_serving_row(row)
-    assert asked == [scenarios.MAX_ROW_REQUESTS] and skipped is None
-    assert note == "1000000 requests at t = 0 (capped from the 50000000 stated)"
+    run, said = scenarios.row_run(row)
+    assert run.requests == scenarios.MAX_ROW_REQUESTS
+    assert said[-1] == "1000000 requests at t = 0 (capped from the 50000000 stated)"
 
 
 def test_a_non_finite_figure_never_reaches_the_json():

@@ -69,9 +69,10 @@ def bundled_rows(scenario: str) -> list[dict[str, str]]:
 def test_offline_rows_are_simulated_runs_of_the_stated_requests():
     row = next(r for r in bundled_rows("offline") if r["id"] == "trtllm-v1.0-h100-llama3.1-8b-tp1-1000-1000-tput")
     value, reason, note = predict_serving_row(row)
-    assert reason is None and note == "3000 requests at t = 0"
+    assert reason is None and note.endswith("; 3000 requests at t = 0") and note.startswith("framework trtllm@1.0")
     again = simulate("llama-3.1-8b", "h100-sxm", weight_dtype="fp8", act_dtype="fp8", kv_cache_dtype="fp8",
-                     num_prompts=3000, isl=1000, osl=1000, max_num_seqs=8192, max_num_batched_tokens=8192)
+                     num_prompts=3000, isl=1000, osl=1000, framework="trtllm@1.0")
+    assert again.header["engine"]["max_num_seqs"] == 8192  # the profile's, as trtllm-bench pads its graphs
     assert value == again["output_throughput"]
     # measured 15,220 tokens/s (TensorRT-LLM v1.0, FP8); under the shipped calibration the simulator gives
     # 13,007 (-14.5%): its FP8 GEMM efficiency is fitted to TensorRT-LLM v0.5-v1.0 rows together
@@ -91,8 +92,9 @@ def test_concurrency_rows_follow_the_closed_loop():
            "hardware": "a100-sxm-80gb", "num_chips": "1", "tp": "1", "pp": "1", "batch": "16", "isl": "512",
            "osl": "128", "weight_dtype": "fp16", "act_dtype": "fp16", "kv_dtype": "fp16", "framework": "vLLM"}
     value, reason, note = predict_serving_row(row)
-    r = simulate("llama-2-7b", "a100-sxm-80gb", num_prompts=200, max_concurrency=16, isl=512, osl=128)
-    assert note == "200 requests, 16 in flight"
+    r = simulate("llama-2-7b", "a100-sxm-80gb", num_prompts=200, max_concurrency=16, isl=512, osl=128,
+                 framework="vllm@0.6")
+    assert note.endswith("; 200 requests, 16 in flight")
     assert reason is None and value == r["output_throughput"]
     assert value == pytest.approx(16 * 128 / (r["e2el_ms"]["mean"] / 1e3), rel=0.05)
     ttft, _, _ = predict_serving_row({**row, "metric": "ttft_s"})
@@ -101,9 +103,10 @@ def test_concurrency_rows_follow_the_closed_loop():
 
 def test_server_rows_bisect_their_constraint():
     row = {"scenario": "server", "metric": "samples_per_s", "model": "llama-2-7b", "hardware": "a100-sxm-80gb",
-           "num_chips": "2", "tp": "1", "pp": "1", "isl": "256", "osl": "64", "constraint": "ttft_p99:400,tpot_p99:60"}
+           "num_chips": "2", "tp": "1", "pp": "1", "isl": "256", "osl": "64",
+           "constraint": "p99_ttft_s<=0.4;p99_tpot_s<=0.06"}
     value, reason, note = predict_serving_row(row)
-    assert reason is None and value > 0 and "requests/s, Poisson" in note
+    assert reason is None and value > 0 and "Poisson arrivals" in note and "requests/s" in note
 
 
 def test_rows_the_simulator_cannot_take_say_why():

@@ -160,7 +160,7 @@ def test_an_unknown_catalog_entry_is_404(web_url):
     ({"model": "llama-3-8b", "hardware": "h100-sxm", "batch": "eight"}, "batch: Input should be a valid integer"),
     ({"model": "llama-3-8b", "hardware": "h100-sxm", "bacth": 8}, "bacth: unknown key; remove it or check its spelling"),
     ({"hardware": "h100-sxm"}, "model: required key is missing"),
-    ({"model": "llama-3-8b", "hardware": "h100-sxm", "attention": "paged"}, "attention: Input should be 'flash' or"),
+    ({"model": "llama-3-8b", "hardware": "h100-sxm", "attention": "paged"}, "attention: Input should be 'flash', 'flash-per-head' or"),
     ({"model": "/etc/hostname", "hardware": "h100-sxm"}, "model: the web API takes preset ids"),
     ({"model": "llama-3-8b", "hardware": "../chip.yaml"}, "hardware: the web API takes catalog ids"),
     ({"model": "llama-3-8b", "hardware": "h100-sxm", "calibration": "fit.yaml"},

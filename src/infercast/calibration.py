@@ -7,15 +7,20 @@ A profile is a YAML file (``infercast calibrate --fit`` writes one; the package 
     infercast_calibration: 1
     description: what it was fitted to
     generic: {gemm_max: 0.78, ...}          # every Efficiency field: families without their own
+    vendors: {amd: {...}, ...}              # per chip vendor (the family's prefix: nvidia, amd, intel...)
     families: {nvidia-hopper: {...}, ...}   # fitted per chip family
+    frameworks: {sglang: {...}, ...}        # per framework (infercast.framework), on any chip
+    cells: {nvidia-hopper/sglang: {...}}    # per chip family x framework
     chips: {h100-sxm: {...}}                # optional per-chip overrides
     comm: {bandwidth: 0.77, launch_s: 6.6e-6}
     fit: {...}                              # how it was fitted, and its errors
 
-The efficiency of a chip is, field by field, the last of: the profile's ``generic``, its
-``families`` entry for the chip's family, the chip YAML's own ``efficiency:`` block (what
-``calibrate --local`` measured), the profile's ``chips`` entry. A user's profile replaces the
-shipped one as a whole (a fit carries the values it did not fit over from its starting profile).
+The efficiency of a chip under a framework is, field by field, the last of: the profile's
+``generic``, its ``vendors`` entry for the chip's vendor, its ``families`` entry for the chip's
+family, its ``frameworks`` entry for the framework, its ``cells`` entry for the pair, the chip
+YAML's own ``efficiency:`` block (what ``calibrate --local`` measured), the profile's ``chips``
+entry. A user's profile replaces the shipped one as a whole (a fit carries the values it did not
+fit over from its starting profile).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from infercast.errors import InfercastError, did_you_mean, pydantic_error_line, shown
 from infercast.files import is_package_file, read_text
+from infercast.framework import GENERIC, framework_names
 from infercast.hardware import Chip, Family, catalog_id, chip_ids, parse_spec
 from infercast.parallel import CommOptions
 from infercast.roofline import NARROW_MATH, ChipRates, Efficiency
@@ -49,8 +55,14 @@ class Calibration(BaseModel):
     """What the profile was fitted to, and how."""
     generic: dict[str, Any]
     """Every efficiency field, for chip families the profile has no entry for."""
+    vendors: dict[str, dict[str, Any]] = {}
+    """Efficiency fields per chip vendor (the prefix of a hardware.Family: nvidia, amd, intel, google...)."""
     families: dict[str, dict[str, Any]] = {}
-    """Efficiency fields per chip family (a hardware.Family), over ``generic``."""
+    """Efficiency fields per chip family (a hardware.Family), over ``generic`` and the vendor's."""
+    frameworks: dict[str, dict[str, Any]] = {}
+    """Efficiency fields per framework (infercast.framework), over the chip family's."""
+    cells: dict[str, dict[str, Any]] = {}
+    """Efficiency fields per 'family/framework' pair, over the framework's."""
     chips: dict[str, dict[str, Any]] = {}
     """Efficiency fields per chip id of the catalog (not an alias, not a path), over everything else."""
     comm: dict[str, float]
@@ -70,6 +82,20 @@ class Calibration(BaseModel):
             if family not in families:
                 raise ValueError(f"families.{family}: not a chip family{did_you_mean(family, families)}; "
                                  f"use one of {', '.join(families)}")
+        vendors = sorted({vendor_of(f) for f in families})
+        for vendor in self.vendors:
+            if vendor not in vendors:
+                raise ValueError(f"vendors.{vendor}: not a chip vendor{did_you_mean(vendor, vendors)}; use one of "
+                                 f"{', '.join(vendors)}")
+        names = framework_names()
+        for fw in self.frameworks:
+            if fw not in names:
+                raise ValueError(f"frameworks.{fw}: not a framework{did_you_mean(fw, names)}; use one of "
+                                 f"{', '.join(names)}")
+        for cell in self.cells:
+            family, _, fw = cell.partition("/")
+            if family not in families or fw not in names:
+                raise ValueError(f"cells.{cell}: name a chip family and a framework, e.g. nvidia-hopper/sglang")
         ids = chip_ids()
         for chip in self.chips:
             if chip not in ids:
@@ -78,8 +104,9 @@ class Calibration(BaseModel):
                         f"not a chip id of the catalog{did_you_mean(chip, ids)}; a chip of your own carries its "
                         f"efficiency in its YAML's efficiency: block")
                 raise ValueError(f"chips.{chip}: {hint}")
-        tables = {"generic": self.generic, **{f"families.{k}": v for k, v in self.families.items()},
-                  **{f"chips.{k}": v for k, v in self.chips.items()}}
+        tables = {"generic": self.generic, **{f"{name}.{k}": v for name in ("vendors", "families", "frameworks",
+                                                                           "cells", "chips")
+                                             for k, v in getattr(self, name).items()}}
         for where, table in tables.items():
             _finite(where, table)
             unknown = set(table) - set(Efficiency.model_fields)
@@ -93,12 +120,19 @@ class Calibration(BaseModel):
         _valid(CommOptions, "comm", self.comm)
         return self
 
-    def efficiency_fields(self, chip: Chip) -> dict[str, Any]:
-        """The fields for ``chip``, before the chip's own YAML overrides and the profile's chip entry."""
-        return {**self.generic, **self.families.get(chip.family, {})}
+    def efficiency_fields(self, chip: Chip, framework: str = GENERIC) -> dict[str, Any]:
+        """The fields for ``chip`` under ``framework``, before the chip's own YAML overrides and the profile's
+        chip entry."""
+        return {**self.generic, **self.vendors.get(vendor_of(chip.family), {}), **self.families.get(chip.family, {}),
+                **self.frameworks.get(framework, {}), **self.cells.get(f"{chip.family}/{framework}", {})}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, width=110)
+
+
+def vendor_of(family: str) -> str:
+    """The vendor of a chip family: its prefix (nvidia-hopper -> nvidia)."""
+    return family.split("-", 1)[0]
 
 
 def _finite(where: str, table: dict[str, Any]) -> None:
@@ -140,17 +174,18 @@ def resolve(calibration: Calibration | str | None) -> Calibration:
     return calibration if isinstance(calibration, Calibration) else load_calibration(str(calibration))
 
 
-def efficiency_for(chip: Chip, calibration: Calibration | str | None = None) -> Efficiency:
-    """The ``Efficiency`` of ``chip`` under ``calibration`` (the shipped profile by default): the profile's
-    ``generic`` values, its entry for the chip's family, the chip YAML's own ``efficiency:`` block (what
-    ``calibrate --local`` measured), then the profile's entry for the chip."""
+def efficiency_for(chip: Chip, calibration: Calibration | str | None = None, framework: str = GENERIC) -> Efficiency:
+    """The ``Efficiency`` of ``chip`` running ``framework`` under ``calibration`` (the shipped profile by
+    default): the profile's ``generic`` values, its entries for the chip's vendor and family, for the
+    framework and for the pair, the chip YAML's own ``efficiency:`` block (what ``calibrate --local``
+    measured), then the profile's entry for the chip."""
     profile = resolve(calibration)
     own = tuple(sorted((chip.efficiency or {}).items()))
-    key = (id(profile), chip.id, chip.family, own)
+    key = (id(profile), chip.id, chip.family, own, framework)
     hit = _EFFICIENCY.get(key)
     if hit is not None and hit[0] is profile:
         return hit[1]
-    fields = {**profile.efficiency_fields(chip), **dict(own), **profile.chips.get(chip.id, {})}
+    fields = {**profile.efficiency_fields(chip, framework), **dict(own), **profile.chips.get(chip.id, {})}
     try:
         eff = Efficiency(**fields)
     except ValidationError as exc:

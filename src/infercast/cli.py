@@ -70,6 +70,8 @@ class _Commands(click.Group):
                  "breakdown, memory, energy, compare, timeline, latency, pareto, validation."),
         "web": ("infercast.web:web", "Serve the JSON API and the page that draws the estimates, comparisons, "
                 "simulations and frontiers."),
+        "frameworks": ("infercast.framework_cli:frameworks",
+                       "The inference framework profiles (--framework NAME[@VERSION]): list, show."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -560,8 +562,9 @@ def claims(output: str) -> None:
 
 
 @cli.command()
-@click.option("--data", required=True, metavar="FILE.csv",
-              help="Measured-data CSV (format: docs/data-formats.md); 'public' is the bundled copy of measured-public.csv.")
+@click.option("--data", default="public", show_default=True, metavar="FILE.csv",
+              help="Measured-data CSV (format: docs/data-formats.md); 'public' is the bundled copy of measured-public.csv "
+                   "(770 rows).")
 @click.option("--efficiency", "efficiency", multiple=True, metavar="KEY=VALUE",
               help="Override an efficiency parameter for every chip (repeatable).")
 @click.option("--calibration", metavar="PROFILE.yaml", help="Calibration profile [the shipped fit].")
@@ -665,15 +668,21 @@ def _validate_beyond(rows: list[dict[str, Any]], vision: bool, output: str) -> N
 @click.option("--local", is_flag=True, help="Measure this machine, write a chip YAML, run a reference transformer.")
 @click.option("--start", default="prior", show_default=True,
               help="Profile the fit starts from and shrinks towards: prior, default or a profile YAML.")
-@click.option("--no-loso", is_flag=True, help="Skip the leave-one-source-out cross-validation (faster).")
+@click.option("--no-loso", is_flag=True, help="Skip the held-out fits (leave one source, chip or framework out): "
+                                             "much faster.")
+@click.option("--iterations", type=click.IntRange(1, 1000), default=60, show_default=True,
+              help="Most steps of the full fit (SciPy's max_nfev; each step's Jacobian re-prices the rows once per "
+                   "group of parameters besides).")
+@click.option("--fold-evaluations", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="Refit each held-out fold for this many least-squares iterations after its Gauss-Newton step.")
 @click.option("--quick", is_flag=True, help="With --local: a run under two minutes.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="With --local: the device to measure [cuda if any].")
 @click.option("--output", "out_file", metavar="FILE.yaml",
               help="Where to write the profile (--fit) or the chip YAML (--local); never over a file without --force.")
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
 @click.option("--report", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bool, device: str | None,
-              out_file: str | None, force: bool, report: str) -> None:
+def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, iterations: int, fold_evaluations: int,
+              quick: bool, device: str | None, out_file: str | None, force: bool, report: str) -> None:
     """Fit efficiency parameters to measurements (--fit), or measure this machine (--local)."""
     if bool(fit) == local:
         raise InfercastError("calibrate: give exactly one of --fit FILE.csv or --local")
@@ -714,7 +723,8 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
                                    **{f"chip={k}": v for k, v in record[kind]["by_hardware"].items()}}.items()],
                     "table")
         return
-    result = run(fit, start=start, loso=not no_loso, progress=lambda m: click.echo(m, err=True))
+    result = run(fit, start=start, loso=not no_loso, max_nfev=iterations, fold_evaluations=fold_evaluations,
+                 progress=lambda m: click.echo(m, err=True))
     if out_file:
         write_new(out_file, result.profile.to_yaml(), force=force)
         click.echo(f"wrote {out_file}", err=True)
@@ -723,11 +733,11 @@ def calibrate(fit: str | None, local: bool, start: str, no_loso: bool, quick: bo
         _json(record)
         return
     rows = []
-    for kind in ("in_sample", "leave_one_source_out"):
+    for kind in ("in_sample", "leave_one_source_out", "leave_one_chip_out", "leave_one_framework_out"):
         if kind not in record:
             continue
-        groups = {"all": record[kind]["all"], **{f"metric={k}": v for k, v in record[kind]["by_metric"].items()},
-                  **{f"source={k}": v for k, v in record[kind]["by_source"].items()}}
+        groups = {"all": record[kind]["all"], **{f"{by}={k}": v for by in ("metric", "source", "framework", "vendor")
+                                                 for k, v in record[kind][f"by_{by}"].items()}}
         rows += [{"errors": kind, "group": g, "n": s["count"], "median |err|": s["median_ape"],
                   "p90 |err|": s["p90_ape"]} for g, s in groups.items()]
     _print_rows(rows, "table")

@@ -22,10 +22,10 @@ def estimate_document(**kw: Any) -> dict[str, Any]:
     if is_network_preset(kw.get("model")):
         from infercast.passes import network_document
 
-        for flag, default in (("isl", 128), ("osl", 128), ("auto", False)):
+        for flag, default in (("isl", 128), ("osl", 128), ("auto", False), ("beam_width", 1), ("n", 1)):
             if kw.pop(flag, default) not in (default, None):
-                raise InfercastError(f"--{flag} applies to decoders; {kw['model']} takes --batch, --resolution, "
-                                     f"--steps, --cfg or --seq-len")
+                raise InfercastError(f"--{flag.replace('_', '-')} applies to decoders; {kw['model']} takes --batch, "
+                                     f"--resolution, --steps, --cfg or --seq-len")
         return network_document(**kw, **{k: v for k, v in image.items() if v is not None})
     given = [k for k, v in image.items() if v is not None]
     if given:

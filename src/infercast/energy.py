@@ -329,9 +329,8 @@ def op_energy_coefficients(table: OpTable, p: Precision, rates: ChipRates, syste
                            tp: int, ep: int, host_staging: float) -> OpEnergyCoefficients:
     """Matrix rows in the precision's math formats, vector rows in FP32; a collective's bytes go over its
     link (the bytes one chip sends per byte of message), every other row's to and from DRAM."""
-    math_of = {"gemm": p.gemm_math, "attention": p.attention_math}
     kinds = table.kind.ravel()
-    fmts = [math_of.get(k, "fp32") for k in kinds]
+    fmts = [m if k in ("gemm", "attention") else "fp32" for k, m in zip(kinds, table.maths, strict=True)]
     shape = table.kind.shape
     flop_j = np.array([flop_energy_j(f, options) for f in fmts]).reshape(shape)
     ob = np.array([element_bytes(f) for f in fmts]).reshape(shape)

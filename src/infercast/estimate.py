@@ -54,6 +54,8 @@ class Workload:
     sparsity_pattern: str
     activation_sparsity: float
     moe_imbalance: float
+    beam_width: int = 1
+    n: int = 1
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,8 @@ class Estimate:
     peak_flops: float | None = None
     """Dense peak FLOP/s of the units the GEMMs run on (the utilisations' denominator)."""
     peak_bandwidth: float | None = None
+    framework: str = "generic"
+    """The framework profile and version the deployment runs (``--framework``)."""
 
     @property
     def batch(self) -> int:
@@ -365,7 +369,8 @@ def from_columns(sc: Scenario, cols: Columns) -> Estimate:
         parallel=Parallel(plan.tp, plan.pp, plan.ep, plan.dp, plan.num_chips, list(plan.stages),
                           _int(g["parallel"]["micro_batches"]), plan.sequence_parallel),
         workload=Workload(batch, _int(w["isl"]), _int(w["osl"]), p.weight, p.act, p.kv,
-                          sc.sparsity.weight, sc.sparsity.pattern, sc.sparsity.activation, sc.moe_imbalance),
+                          sc.sparsity.weight, sc.sparsity.pattern, sc.sparsity.activation, sc.moe_imbalance,
+                          _int(w["beam_width"]), _int(w["n"])),
         sparsity=effect.to_dict(sc.sparsity, p.dense_layer_bits) if effect is not None else None,
         params=Params(_int(g["params"]["total"]), _int(g["params"]["active"])), memory=memory,
         prefill=PhaseTotals(pre["latency_s"], pre["flops"], pre["bytes"], pre["bound"], pre["weight_bytes"]),
@@ -380,7 +385,7 @@ def from_columns(sc: Scenario, cols: Columns) -> Estimate:
         offload={k[8:]: plain(v) if not isinstance(v, dict) else {n: plain(x) for n, x in v.items()}
                  for k, v in cols.items() if k.startswith("offload.")} or None,
         plan=plan, precision=p, sparsity_effect=effect, peak_flops=plain(sc.rates.peak(p.gemm_math, sc.chip.id)),
-        peak_bandwidth=plain(sc.rates.mem_bw_bytes_per_s),
+        peak_bandwidth=plain(sc.rates.mem_bw_bytes_per_s), framework=sc.framework.label,
     )
 
 
@@ -399,7 +404,8 @@ def estimate(
     act_dtype: str | None = None,
     kv_cache_dtype: str | None = None,
     quantization: str | None = None,
-    attention: Attention = "flash",
+    expert_dtype: str | None = None,
+    attention: Attention | None = None,
     efficiency: Efficiency | dict[str, float] | None = None,
     memory: MemoryOptions | dict[str, float] | None = None,
     comm: CommOptions | dict[str, float] | None = None,
@@ -422,6 +428,9 @@ def estimate(
     calibration: Calibration | str | None = None,
     offload: str | dict | None = None,
     chip: dict[str, Any] | None = None,
+    framework: str | None = None,
+    beam_width: int = 1,
+    n: int = 1,
 ) -> Estimate:
     """Estimate one model serving one static batch on a chip or a system of chips.
 
@@ -429,17 +438,24 @@ def estimate(
     ``num_chips`` chips (or all of ``system``'s) that holds the batch.
     """
     options = dict(system=system, num_chips=num_chips, nodes=nodes, dtype=dtype, weight_dtype=weight_dtype,
-                   act_dtype=act_dtype, kv_cache_dtype=kv_cache_dtype, quantization=quantization, attention=attention,
+                   act_dtype=act_dtype, kv_cache_dtype=kv_cache_dtype, quantization=quantization,
+                   expert_dtype=expert_dtype, attention=attention,
                    efficiency=efficiency, memory=memory, comm=comm, ep=ep, dp=dp, pp_stages=pp_stages,
                    sequence_parallel=sequence_parallel, micro_batches=micro_batches,
                    weight_sparsity=weight_sparsity, sparsity_pattern=sparsity_pattern,
                    activation_sparsity=activation_sparsity, sparse_storage=sparse_storage,
                    moe_imbalance=moe_imbalance, energy=energy, cost=cost, usd_per_chip_hour=usd_per_chip_hour,
-                   calibration=calibration, offload=offload, chip=chip)
+                   calibration=calibration, offload=offload, chip=chip, framework=framework)
+    sampling = {"beam_width": beam_width, "n": n}
     if auto:
-        return _auto(model, hardware, batch=batch, isl=isl, osl=osl, **options)
+        return _auto(model, hardware, batch=batch, isl=isl, osl=osl, sampling=sampling, **options)
     sc = resolve(model, hardware, tp=tp, pp=pp, **options)
-    cols = evaluate(sc, batch=batch, isl=isl, osl=osl)
+    return _estimate(sc, batch, isl, osl, sampling)
+
+
+def _estimate(sc: Scenario, batch: int, isl: int, osl: int, sampling: dict[str, int]) -> Estimate:
+    """One resolved deployment's estimate, its offloaded tensors' transfers included."""
+    cols = evaluate(sc, batch=batch, isl=isl, osl=osl, **sampling)
     if sc.offload is not None:
         from infercast.offload import offloaded
 
@@ -447,7 +463,7 @@ def estimate(
     return from_columns(sc, cols)
 
 
-def _auto(model, hardware, *, batch, isl, osl, **options) -> Estimate:
+def _auto(model, hardware, *, batch, isl, osl, sampling, **options) -> Estimate:
     """The fastest (end to end) tensor x pipeline plan on the system's chips that holds the batch."""
     spec = model if isinstance(model, ModelSpec) else load_model(model)
     if options["dp"] != 1 or options["ep"] != 1 or options["pp_stages"]:
@@ -457,7 +473,7 @@ def _auto(model, hardware, *, batch, isl, osl, **options) -> Estimate:
     results = []
     for plan in candidate_plans(spec, chips, sys_.chips_per_node):
         sc = resolve(spec, hardware, tp=plan.tp, pp=plan.pp, **options)
-        results.append(from_columns(sc, evaluate(sc, batch=batch, isl=isl, osl=osl)))
+        results.append(_estimate(sc, batch, isl, osl, sampling))
     fitting = [r for r in results if r.memory.fits]
     if not fitting:
         need = results[0].memory.min_chips if results else 0

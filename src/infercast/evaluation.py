@@ -25,6 +25,7 @@ exceed TDP - idle takes (dynamic energy) / (TDP - idle) instead.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -83,7 +84,8 @@ def _values(where: str, values: Mapping[str, Any] | None, allowed) -> dict[str, 
     return out
 
 
-_EFF_RANGES = {"gemm_max": (0, 1), "gemm_max_narrow": (0, 1), "attention_max": (0, 1), "bandwidth": (0, 1)}
+_EFF_RANGES = {"gemm_max": (0, 1), "gemm_max_narrow": (0, 1), "gemm_max_fp4": (0, 1), "attention_max": (0, 1),
+               "bandwidth": (0, 1), "moe_gemm_efficiency": (0, 1)}
 
 
 def _efficiency(base: Efficiency, values: Mapping[str, Any] | None) -> Efficiency:
@@ -165,7 +167,7 @@ class Pricer:
         system, options), which the workload's sizes do not change."""
         sc = self.sc
         key = (tuple((op.name, op.kind, op.tier) for op in table.ops), table.kind.ndim, sc.precision.gemm_math,
-               sc.precision.attention_math, id(self.rates), id(sc.system), sc.energy, sc.plan.tp,
+               sc.precision.attention_math, sc.precision.expert, id(self.rates), id(sc.system), sc.energy, sc.plan.tp,
                sc.plan.ep_across_dp, sc.comm.host_staging)
         hit = _COEFFICIENTS.get(key)
         if hit is not None and hit[0] is self.rates and hit[1] is sc.system:
@@ -190,11 +192,14 @@ class Pricer:
 class _Run(Pricer):
     """One evaluation: a pricer and the workload's derived sizes."""
 
-    def __init__(self, sc: Scenario, batch, isl, osl, rates: ChipRates, eff: Efficiency, er: EnergyRates | None):
+    def __init__(self, sc: Scenario, batch, isl, osl, rates: ChipRates, eff: Efficiency, er: EnergyRates | None,
+                 beam_width: int = 1, n: int = 1):
         super().__init__(sc, rates, eff, er)
         self.er = er
         self.power = None if er is None else er.tdp_w - er.idle_w
         self.batch, self.isl, self.osl = batch, isl, osl
+        self.seqs, self.n = beam_width * n, n
+        """Sequences each prompt decodes (beam search, parallel sampling), and the completions it returns."""
         plan = sc.plan
         self.replica_batch = np.ceil(batch / plan.dp) if ndim(batch) else float(math.ceil(batch / plan.dp))
         if plan.pp == 1:
@@ -210,6 +215,18 @@ class _Run(Pricer):
 
     def ops(self, g: StageGroup, q_len, kv_len, *, with_attention: bool = True, decode: bool = False) -> list[Op]:
         return self.stage_ops(g, self.mb, q_len, kv_len, with_attention=with_attention, decode=decode)
+
+    def for_phase(self, *, decode: bool) -> _Run:
+        """This run at the efficiencies of a prefill pass or a decode step (``Scenario.phase_efficiency``); a
+        decode step runs every sequence of every prompt (beams, parallel samples)."""
+        eff = self.sc.phase_efficiency(self.eff, decode)
+        seqs = self.seqs if decode else 1
+        if eff is self.eff and seqs == 1:
+            return self
+        run = copy.copy(self)
+        run.eff = eff
+        run.mb = self.mb * seqs
+        return run
 
 
 # --- rows -----------------------------------------------------------------------------------------------
@@ -556,8 +573,7 @@ def decode(run: _Run) -> Phase | None:
         token = run.cost(run.ops(g, 1.0, 1.0, with_attention=False, decode=True), ("decode", i))
         e = token.energy_j
         parts.append(_GroupDecode(g, token, token.time_s + run.framework_s(g), e, run.kernels(g)))
-    kernels = parts[0].kernels
-    start, regimes = _regimes(kernels)
+    start, regimes = _regimes([k for p in parts for k in p.kernels])  # every stage's windows
     steps = count(lo, hi)
     acc = _DecodeTotals(run, parts, steps)
     # contexts shorter than the saturation length: the kernels' shape still changes with L, step by step
@@ -766,7 +782,8 @@ def memory_columns(run: _Run) -> dict[str, Any]:
     """The memory of the fullest chip of the plan, the largest batch, the fewest chips, and what binds."""
     sc, opts = run.sc, run.sc.memory
     usable = run.rates.mem_capacity_bytes * opts.gpu_memory_utilization
-    kept = kept_tokens(sc.spec, run.isl, run.osl, opts.block_size)
+    # the sequences of a prompt share its K/V: the prompt once, each sequence's own tokens after it
+    kept = kept_tokens(sc.spec, run.isl, run.seqs * (run.osl - 1) + 1, opts.block_size)
     needs = [need(load, run.replica_batch, run.isl, kept, opts) for load in sc.loads]
     totals = [n.total_bytes for n in needs]
     worst = np.argmax(np.stack(np.broadcast_arrays(*totals)), axis=0) if len(needs) > 1 else 0
@@ -817,7 +834,7 @@ def energy_columns(run: _Run, pre: Phase, dec: Phase | None, e2e, flops_per_chip
     dyn_dec = sum(dec.energy_j.values()) if dec is not None else 0.0
     prefill_j, decode_j = dyn_pre + static_pre, dyn_dec + static_dec
     total = prefill_j + decode_j
-    tokens = run.batch * run.osl
+    tokens = run.batch * run.n * run.osl
     split = {k: pre.energy_j[k] + (dec.energy_j[k] if dec is not None else 0.0) for k in _ENERGY_PARTS}
     # at most TDP: a throttled chip draws exactly TDP, up to the rounding of energy / time
     avg = np.minimum(total / (n * e2e), er.tdp_w)
@@ -894,13 +911,19 @@ def _promote(values: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
 
 
 def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[str, Any] | None = None,
-             efficiency: Mapping[str, Any] | None = None, cost: Mapping[str, Any] | None = None) -> Columns:
+             efficiency: Mapping[str, Any] | None = None, cost: Mapping[str, Any] | None = None,
+             beam_width: int = 1, n: int = 1) -> Columns:
     """Evaluate ``scenario`` at every configuration of the broadcast axes: ``batch`` (sequences, all replicas),
     ``isl`` and ``osl`` (prompt and output tokens), ``rates`` (``ChipRates`` fields, e.g. mem_bw_bytes_per_s,
     or peak_scale), ``efficiency`` (``Efficiency`` fields) and ``cost`` (``CostOptions`` fields), each a
-    number or an array. Returns ``Columns``; a bad value is one ``InfercastError`` line naming it.
+    number or an array. ``beam_width`` (beam search) and ``n`` (parallel sampling) decode beam_width x n
+    sequences per prompt, sharing its KV cache; the prompt returns n completions (the best beam each).
+    Returns ``Columns``; a bad value is one ``InfercastError`` line naming it.
     """
     sc = scenario
+    for flag, value in (("--beam-width", beam_width), ("--n", n)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 1024:
+            raise InfercastError(f"{flag} must be a whole number from 1 to 1024, got {value!r}")
     axes = {"batch": _axis("--batch", batch), "isl": _axis("--isl", isl), "osl": _axis("--osl", osl)}
     rate_values = _values("chip rate", rates, {"mem_bw_bytes_per_s", "mem_capacity_bytes", "vector_flops_per_s",
                                                "compute_units", "sram_bytes", "tdp_w", "idle_w", "price_usd",
@@ -928,10 +951,10 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
         # the chip overhead is the base chip's (a what-if changes the chip, not how its logic spends energy)
         opts = sc.energy.model_copy(update={"chip_overhead": er.chip_overhead})
         er = energy_rates(r, opts, sc.chip.id, sc.gemm_max_16bit)
-    run = _Run(sc, axes["batch"], axes["isl"], axes["osl"], r, eff, er)
+    run = _Run(sc, axes["batch"], axes["isl"], axes["osl"], r, eff, er, int(beam_width), int(n))
     run.ndim = 1 + len(shape)
-    pre = prefill(run)
-    dec = decode(run)
+    pre = prefill(run.for_phase(decode=False))
+    dec = decode(run.for_phase(decode=True))
     cols = Columns()
     cols.shape = shape
     cols.unavailable = {}
@@ -943,8 +966,9 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
     steps = run.osl - 1
     with np.errstate(divide="ignore", invalid="ignore"):
         tpot = np.where(steps > 0, dec_latency / np.where(steps > 0, steps, 1.0), np.nan)
-        dec_tps = np.where(steps > 0, run.batch * steps / np.where(dec_latency > 0, dec_latency, 1.0), np.nan)
-    throughput = run.batch * run.osl / e2e
+        dec_tps = np.where(steps > 0, run.batch * run.n * steps / np.where(dec_latency > 0, dec_latency, 1.0),
+                           np.nan)
+    throughput = run.batch * run.n * run.osl / e2e
     peak = r.peak(sc.precision.gemm_math, sc.chip.id)
     p, plan, spec = sc.precision, sc.plan, sc.spec
     total, active = spec.params()
@@ -953,6 +977,7 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
                  "parallel.num_chips": plan.num_chips, "parallel.micro_batches": run.m,
                  "parallel.sequence_parallel": plan.sequence_parallel,
                  "workload.batch": run.batch, "workload.isl": run.isl, "workload.osl": run.osl,
+                 "workload.beam_width": beam_width, "workload.n": n,
                  "workload.weight_dtype": p.weight, "workload.act_dtype": p.act, "workload.kv_dtype": p.kv,
                  "workload.weight_sparsity": sc.sparsity.weight, "workload.sparsity_pattern": sc.sparsity.pattern,
                  "workload.activation_sparsity": sc.sparsity.activation, "workload.moe_imbalance": sc.moe_imbalance,

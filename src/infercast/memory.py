@@ -119,11 +119,15 @@ def stage_loads(spec: ModelSpec, plan: Plan, p: Precision, attention: Attention)
 
 def kept_tokens(spec: ModelSpec, isl, osl, block_size: int):
     """Tokens of K/V one sequence holds at its last step, in whole blocks: isl + osl - 1 (the last
-    output token is never fed back), at most the sliding window."""
+    output token is never fed back), at most the sliding window. Where only some layers attend within
+    the window (gpt-oss), the layers' mean: the windowed ones hold at most the window (as vLLM's hybrid
+    KV-cache manager and TensorRT-LLM's per-layer attention windows keep them)."""
     kept = isl + osl - 1
-    if spec.sliding_window is not None:
-        kept = minimum(kept, spec.sliding_window)
-    return ceil(kept / block_size) * block_size
+    if spec.sliding_window is None:
+        return ceil(kept / block_size) * block_size
+    windowed = ceil(minimum(kept, spec.sliding_window) / block_size) * block_size
+    share = spec.windowed_layers / spec.num_layers
+    return share * windowed + (1 - share) * ceil(kept / block_size) * block_size
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,16 @@ def need(load: StageLoad, batch, isl, kept, opts: MemoryOptions) -> Need:
     return Need(weights_bytes=load.weights_bytes, kv_cache_bytes=batch * kept * load.kv_bytes_per_token,
                 kv_cache_bytes_if_mha=batch * kept * load.kv_bytes_per_token_if_mha, activation_bytes=act,
                 comm_buffer_bytes=budget * load.comm_bytes_per_token, overhead_bytes=opts.runtime_overhead_bytes)
+
+
+def share_of_free(loads, capacity_bytes: float, fraction: float, opts: MemoryOptions) -> float | None:
+    """The share of the device an engine takes that gives its KV cache ``fraction`` of the memory left free
+    after the weights, the runtime and the reservation of one step (TensorRT-LLM's free_gpu_memory_fraction),
+    on its fullest chip: (fixed + fraction x (capacity - fixed)) / capacity; None where nothing is free."""
+    fixed = max(float(need(load, 1.0, float(opts.max_num_batched_tokens), 0.0, opts).total_bytes) for load in loads)
+    if fixed >= capacity_bytes:
+        return None
+    return (fixed + fraction * (capacity_bytes - fixed)) / capacity_bytes
 
 
 def max_sequences(load: StageLoad, isl, kept, usable, opts: MemoryOptions):
@@ -220,6 +234,8 @@ class _PlanElements:
     embedding: np.ndarray
     head: np.ndarray
     layers: np.ndarray
+    experts: np.ndarray
+    """Routed experts' parameters (priced in the experts' format)."""
     kv: np.ndarray
     """K/V elements per token of context (all the stage's layers)."""
     act: np.ndarray
@@ -246,7 +262,7 @@ def _plan_elements(spec: ModelSpec, max_tp: int) -> _PlanElements:
             plan = make_plan(spec, tp=tp, pp=pp)
             stages = [(stage_weight_params(spec, local, plan, i, layers, dense, lp), layers)
                       for i, (_, layers, dense) in enumerate(stage_layers(spec, plan))]
-            middle = max(stages[1:-1], key=lambda x: x[0]["layers"], default=stages[-1])
+            middle = max(stages[1:-1], key=lambda x: x[0]["layers"] + x[0]["experts"], default=stages[-1])
             comm = 2 * spec.hidden_size if tp > 1 or pp > 1 else 0.0
             rows.append((tp * pp, tp, pp, (stages[0], stages[-1], middle), act + comm, local.num_heads, kv_layer,
                          local.vocab_size))
@@ -258,6 +274,7 @@ def _plan_elements(spec: ModelSpec, max_tp: int) -> _PlanElements:
 
     return _PlanElements(tp=np.array([r[1] for r in rows]), pp=np.array([r[2] for r in rows]),
                          embedding=part("embedding"), head=part("head"), layers=part("layers"),
+                         experts=part("experts"),
                          kv=np.array([[layers * r[6] for _, layers in r[3]] for r in rows], dtype=float),
                          act=np.array([r[4] for r in rows], dtype=float),
                          heads=np.array([r[5] for r in rows], dtype=float),
@@ -272,7 +289,7 @@ def plan_table(spec: ModelSpec, p: Precision, attention: Attention, max_tp: int)
     col = (slice(None), None)
     return PlanTable(tp=e.tp, pp=e.pp, chips=(e.tp * e.pp).astype(float),
                      weights=(e.embedding * p.embedding_weight_bytes + e.head * p.head_weight_bytes
-                              + e.layers * p.layer_weight_bytes),
+                              + e.layers * p.layer_weight_bytes + e.experts * p.expert_weight_bytes),
                      kv_tok=e.kv * c, act_tok=np.broadcast_to((e.act * a)[col], e.kv.shape),
                      act_seq=np.broadcast_to((e.vocab * 4.0)[col], e.kv.shape),
                      scores=np.broadcast_to((e.heads * a if attention == "materialized" else 0.0 * e.heads)[col],

@@ -61,6 +61,11 @@ class ModelSpec(BaseModel):
     """Context length the model was trained for."""
     sliding_window: int | None = Field(default=None, gt=0)
     """Keys each query attends to at most (Mistral-7B v0.1: 4096); the cache keeps only these."""
+    sliding_window_layers: int | None = Field(default=None, ge=0)
+    """Layers that attend within ``sliding_window``, spread evenly from the first (gpt-oss alternates
+    windowed and full layers); the others attend to the whole context. None: every layer."""
+    attention_sinks: bool = False
+    """A learned sink logit per head in each layer's softmax denominator (gpt-oss): one parameter per head."""
     num_experts: int = Field(default=0, ge=0)
     """Routed experts per MoE layer (0 for a dense model)."""
     experts_per_token: int = Field(default=0, ge=0)
@@ -84,6 +89,10 @@ class ModelSpec(BaseModel):
         if self.num_experts and not 1 <= self.experts_per_token <= self.num_experts:
             raise ValueError(f"experts_per_token {self.experts_per_token} must be between 1 and num_experts "
                              f"{self.num_experts}")
+        if self.sliding_window_layers is not None and (self.sliding_window is None
+                                                       or self.sliding_window_layers > self.num_layers):
+            raise ValueError(f"sliding_window_layers {self.sliding_window_layers} needs a sliding_window and at most "
+                             f"num_layers {self.num_layers} layers")
         if self.num_experts and self.first_dense_layers >= self.num_layers:
             raise ValueError(f"first_dense_layers {self.first_dense_layers} must be fewer than num_layers "
                              f"{self.num_layers}")
@@ -104,6 +113,20 @@ class ModelSpec(BaseModel):
     @property
     def num_dense_layers(self) -> int:
         return self.num_layers - self.num_moe_layers
+
+    @property
+    def windowed_layers(self) -> int:
+        """Layers whose attention is capped at ``sliding_window`` keys (0 without a window)."""
+        if self.sliding_window is None:
+            return 0
+        return self.num_layers if self.sliding_window_layers is None else self.sliding_window_layers
+
+    def windowed_layers_in(self, start: int, end: int) -> int:
+        """Windowed layers among layers [start, end): spread evenly from the first, ceil(i r) - ceil(s r) for
+        the share r windowed (gpt-oss's layer_types window the even layers)."""
+        n = self.windowed_layers
+        L = self.num_layers
+        return -(-end * n // L) - (-(-start * n // L))
 
     @property
     def q_dim(self) -> int:
@@ -146,9 +169,10 @@ class ModelSpec(BaseModel):
         return self.hidden_size * (2 if self.norm == "layernorm" and self.norm_bias else 1)
 
     def expert_params(self) -> int:
-        """Parameters of one routed (or shared) expert MLP."""
+        """Parameters of one routed (or shared) expert MLP, with its biases where the MLP has them (gpt-oss)."""
         h, f = self.hidden_size, self.moe_intermediate_size
-        return (3 if self.gated_mlp else 2) * h * f
+        bias = ((2 * f if self.gated_mlp else f) + h) if self.mlp_bias else 0
+        return (3 if self.gated_mlp else 2) * h * f + bias
 
     def param_parts(self) -> dict[str, int]:
         """Parameters by piece: ``embedding`` (token, position, embedding norm), ``final_norm``,
@@ -167,8 +191,8 @@ class ModelSpec(BaseModel):
         moe_layer = expert = 0
         if self.is_moe:
             router = self.num_experts * h
-            if self.architecture.startswith("deepseek"):
-                router += self.num_experts  # e_score_correction_bias (DeepSeek-V3 noaux_tc routing)
+            if self.architecture.startswith("deepseek") or self.architecture == "gpt_oss":
+                router += self.num_experts  # DeepSeek-V3's e_score_correction_bias; gpt-oss's router bias
             expert = self.expert_params()
             moe_layer = attn + per_norms + router + self.num_shared_experts * expert
         return {
@@ -202,7 +226,7 @@ class ModelSpec(BaseModel):
             return q + kv + H * v * h
         qkv = h * (self.q_dim + 2 * self.kv_dim) + (self.q_dim + 2 * self.kv_dim if self.qkv_bias else 0)
         out = self.attn_out_dim * h + (h if self.out_bias else 0)
-        return qkv + out
+        return qkv + out + (H if self.attention_sinks else 0)
 
     def _mlp_params(self, f: int) -> int:
         h = self.hidden_size
@@ -221,7 +245,7 @@ _ALIASES = {
 }
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
 
-_LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "deepseek_v3", "deepseek_v2"}
+_LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "deepseek_v3", "deepseek_v2", "gpt_oss"}
 _FAMILIES = sorted(_LLAMA_LIKE | {"gpt2", "gptj", "gpt_neox", "bloom", "falcon", "mpt", "nemotron", "opt"})
 
 # Defaults of transformers' config classes, used only to fill a nested ``text_config``:
@@ -497,6 +521,8 @@ def _llama_like(c: _Config, family: str, h: int, H: int, num_layers: int) -> dic
     )
     if family == "mixtral":
         fields.update(**_experts(c, "num_local_experts"), moe_intermediate_size=fields["intermediate_size"])
+    if family == "gpt_oss":
+        fields.update(_gpt_oss(c, num_layers, fields["intermediate_size"]))
     if family.startswith("deepseek"):
         if c.int("moe_layer_freq", default=1, kind="layers") != 1:
             raise c.fail("moe_layer_freq", "other than 1 is not supported (an MoE layer every layer after "
@@ -519,6 +545,25 @@ def _llama_like(c: _Config, family: str, h: int, H: int, num_layers: int) -> dic
             num_kv_heads=H, head_dim=nope + rope,
         )
     return fields
+
+
+def _gpt_oss(c: _Config, num_layers: int, width: int) -> dict[str, Any]:
+    """gpt-oss (OpenAI 2025, "gpt-oss-120b & gpt-oss-20b Model Card"): every layer an MoE of
+    ``num_local_experts`` SwiGLU experts of ``intermediate_size`` with biases, a router with a bias,
+    biased attention projections with a learned sink per head, and ``layer_types`` alternating
+    sliding-window (``sliding_window`` keys) and full attention."""
+    types = c.cfg.get("layer_types")
+    if types is None:
+        windowed = num_layers // 2 + num_layers % 2  # the HF default: every other layer windowed, from the first
+    elif not isinstance(types, list) or len(types) != num_layers or not set(types) <= {"sliding_attention",
+                                                                                          "full_attention"}:
+        raise c.fail("layer_types", f"must list 'sliding_attention' or 'full_attention' for each of the "
+                                    f"{num_layers} layers, got {shown(types)}")
+    else:
+        windowed = types.count("sliding_attention")
+    return dict(**_experts(c, "num_local_experts"), moe_intermediate_size=width, mlp_bias=True,
+                attention_sinks=True, sliding_window_layers=windowed or None,
+                sliding_window=c.int("sliding_window", kind="context") if windowed else None)
 
 
 # --- presets and loading ---------------------------------------------------------------

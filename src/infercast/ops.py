@@ -28,7 +28,7 @@ from infercast.arrays import ceil, clip, minimum, num
 from infercast.formats import element_bytes, get_format, math_dtype, weight_bits
 from infercast.model import ModelSpec
 
-Attention = Literal["flash", "materialized"]
+Attention = Literal["flash", "flash-per-head", "materialized"]
 Kind = Literal["gemm", "attention", "vector", "comm"]
 
 
@@ -83,6 +83,9 @@ class Precision:
     dense_layer_weight_bytes: float | None = None
     """Bytes per weight of the linear layers before sparse compression (default: layer_weight_bytes);
     the MoE router, which sparsity leaves dense, is stored so."""
+    expert: str | None = None
+    """Storage format of the routed experts' weights, where it differs from ``weight`` (gpt-oss's checkpoint
+    keeps its experts in MXFP4 and the rest in bf16)."""
 
     def __post_init__(self) -> None:
         nominal = element_bytes(self.weight, "weight dtype")
@@ -93,9 +96,25 @@ class Precision:
                 object.__setattr__(self, name, nominal)
         if self.dense_layer_weight_bytes is None:
             object.__setattr__(self, "dense_layer_weight_bytes", self.layer_weight_bytes)
+        if self.expert is not None:
+            element_bytes(self.expert, "expert dtype")
+
+    @property
+    def expert_weight_bytes(self) -> float:
+        """Bytes per weight of the routed experts: their own format's, else the layers' (sparsity included)."""
+        return self.layer_weight_bytes if self.expert is None else element_bytes(self.expert)
+
+    @cached_property
+    def expert_math(self) -> str:
+        """The format the routed experts' GEMMs run in."""
+        return self.gemm_math if self.expert is None else math_dtype(self.expert, self.act)
+
+    @cached_property
+    def expert_dequant_ops(self) -> float:
+        return self.dequant_ops if self.expert is None else _dequant(self.expert)
 
     @classmethod
-    def for_model(cls, spec: ModelSpec, weight: str, act: str, kv: str) -> Precision:
+    def for_model(cls, spec: ModelSpec, weight: str, act: str, kv: str, expert: str | None = None) -> Precision:
         parts = spec.param_parts()
         total, _ = spec.params()
         layer_params = total - parts["embedding"] - parts["head"] - parts["final_norm"]
@@ -104,7 +123,8 @@ class Precision:
         v_and_down += spec.num_moe_layers * (spec.num_experts + spec.num_shared_experts) * (
             spec.moe_intermediate_size * spec.hidden_size)
         bits = weight_bits(weight, layer_params=layer_params, more_bits_params=v_and_down)
-        return cls(weight, act, kv, bits["layers"] / 8, bits["head"] / 8, bits["embedding"] / 8)
+        return cls(weight, act, kv, bits["layers"] / 8, bits["head"] / 8, bits["embedding"] / 8,
+                   expert=expert if spec.is_moe else None)
 
     @property
     def dense_layer_bits(self) -> float:
@@ -122,8 +142,7 @@ class Precision:
     @cached_property
     def dequant_ops(self) -> float:
         """Operations to dequantise one weight (0 for formats the math consumes directly)."""
-        fmt = get_format(self.weight)
-        return fmt.dequant_ops if fmt.math is None else 0.0
+        return _dequant(self.weight)
 
     @cached_property
     def act_bytes(self) -> float:
@@ -134,6 +153,12 @@ class Precision:
     def kv_bytes(self) -> float:
         """Bytes of one KV-cache element."""
         return element_bytes(self.kv)
+
+
+def _dequant(name: str) -> float:
+    """Operations to dequantise one weight of format ``name`` (0 for formats the math consumes directly)."""
+    fmt = get_format(name)
+    return fmt.dequant_ops if fmt.math is None else 0.0
 
 
 @dataclass(frozen=True)
@@ -382,25 +407,44 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
         d_qk, d_v = spec.qk_nope_head_dim + spec.qk_rope_head_dim, spec.v_head_dim
         kv_elems, kv_heads = spec.kv_lora_rank + spec.qk_rope_head_dim, H
     a, c = p.act_bytes, p.kv_bytes
-    q_b, o_b, new_kv, cached = H * d_qk * a, H * d_v * a, kv_elems * c, kv_elems * c  # bytes per token
-    # FP32 output accumulators (4 bytes) beside each query, as FlashAttention keeps them on chip
-    shape = dict(group=H // kv_heads, dim=min(d_qk, d_v), window=spec.sliding_window,
-                 query_row_bytes=H // kv_heads * (d_qk * a + d_v * 4.0))
-    L, math_ = spec.num_layers, p.attention_math
-    if attention == "flash":
-        return [Kernel("attention", "attention", L, flops=(H * (2 * d_qk + SOFTMAX_FLOPS + 2 * d_v), 0.0, 0.0),
-                       act=(0.0, q_b + new_kv, 0.0), kv=(0.0, 0.0, cached), write=(0.0, o_b + new_kv, 0.0),
-                       math=math_, **shape)]
-    score = H * a  # bytes of one pair's score for every head
-    share = d_v / (d_qk + d_v)  # of the cache and the new K/V: the V half the value kernel reads
-    return [
-        Kernel("attn_score", "attention", L, flops=(2 * H * d_qk, 0.0, 0.0), act=(0.0, q_b + new_kv, 0.0),
-               kv=(0.0, 0.0, cached), write=(score, new_kv, 0.0), math=math_, **shape),
-        Kernel("attn_softmax", "vector", L, flops=(SOFTMAX_FLOPS * H, 0.0, 0.0), act=(score, 0.0, 0.0),
-               kv=(0.0, 0.0, 0.0), write=(score, 0.0, 0.0), math=math_, **shape),
-        Kernel("attn_value", "attention", L, flops=(2 * H * d_v, 0.0, 0.0), act=(score, new_kv * share, 0.0),
-               kv=(0.0, 0.0, cached * share), write=(0.0, o_b, 0.0), math=math_, **shape),
-    ]
+    # TensorRT-LLM's generation kernel before XQA ran each query head on its own: every query head reads
+    # its K/V head again, one row per GEMM
+    reads = kv_group = H // kv_heads
+    if not (attention == "flash-per-head" and decode and not spec.is_mla):
+        reads = 1
+    q_b, o_b, new_kv, cached = H * d_qk * a, H * d_v * a, kv_elems * c, kv_elems * c * reads  # bytes per token
+    math_ = p.attention_math
+    out = []
+    # layers attending within the window, and the others (gpt-oss alternates them): one kernel set each,
+    # the windowed ones named *_sliding where both kinds are present
+    mixed = 0 < spec.windowed_layers < spec.num_layers
+    for suffix, layers, window in (("_sliding" if mixed else "", spec.windowed_layers, spec.sliding_window),
+                                   ("", spec.num_layers - spec.windowed_layers, None)):
+        if not layers:
+            continue
+        # FP32 output accumulators (4 bytes) beside each query sharing a K/V read, as FlashAttention keeps
+        # them on chip
+        group = kv_group // reads
+        shape = dict(group=group, dim=min(d_qk, d_v), window=window, query_row_bytes=group * (d_qk * a + d_v * 4.0))
+        if attention != "materialized":
+            out.append(Kernel("attention" + suffix, "attention", layers,
+                              flops=(H * (2 * d_qk + SOFTMAX_FLOPS + 2 * d_v), 0.0, 0.0),
+                              act=(0.0, q_b + new_kv, 0.0), kv=(0.0, 0.0, cached), write=(0.0, o_b + new_kv, 0.0),
+                              math=math_, **shape))
+            continue
+        score = H * a  # bytes of one pair's score for every head
+        share = d_v / (d_qk + d_v)  # of the cache and the new K/V: the V half the value kernel reads
+        out += [
+            Kernel("attn_score" + suffix, "attention", layers, flops=(2 * H * d_qk, 0.0, 0.0),
+                   act=(0.0, q_b + new_kv, 0.0), kv=(0.0, 0.0, cached), write=(score, new_kv, 0.0), math=math_,
+                   **shape),
+            Kernel("attn_softmax" + suffix, "vector", layers, flops=(SOFTMAX_FLOPS * H, 0.0, 0.0),
+                   act=(score, 0.0, 0.0), kv=(0.0, 0.0, 0.0), write=(score, 0.0, 0.0), math=math_, **shape),
+            Kernel("attn_value" + suffix, "attention", layers, flops=(2 * H * d_v, 0.0, 0.0),
+                   act=(score, new_kv * share, 0.0), kv=(0.0, 0.0, cached * share), write=(0.0, o_b, 0.0),
+                   math=math_, **shape),
+        ]
+    return out
 
 
 def _mla_ops(spec: ModelSpec, batch, q_len, kv_len, p: Precision, core: list[Op], decode: bool) -> list[Op]:
@@ -469,7 +513,7 @@ def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
     touched = experts_touched(E, k, group_tokens) / moe.ep  # experts whose weights this chip reads
     rows = group_tokens * k / moe.ep  # token-expert assignments this chip computes
     per_expert = rows / touched  # tokens each touched expert processes: the GEMM's M
-    a, w = p.act_bytes, p.layer_weight_bytes
+    a, w, dq = p.act_bytes, p.expert_weight_bytes, p.expert_dequant_ops
     up = (2 if spec.gated_mlp else 1) * f
     ops = [
         gemm_op("moe_router", n, T, E, h, p, wbytes=p.dense_layer_weight_bytes, sparse=False),
@@ -477,16 +521,16 @@ def _moe_ops(spec: ModelSpec, T, p: Precision, moe: MoeShard) -> list[Op]:
         vector_op("moe_dispatch", n, rows * h, 0, p, reads=2, writes=2),
         make_op("moe_up", "gemm", n, flops=2 * rows * up * h * p.layer_math_density,
                 weight=touched * up * h * w, act=rows * h * a, write=rows * up * a,
-                min_dim=minimum(per_expert, h), math=p.gemm_math,
-                vector_flops=p.dequant_ops * touched * up * h * ceil(per_expert / 128),
+                min_dim=minimum(per_expert, h), math=p.expert_math,
+                vector_flops=dq * touched * up * h * ceil(per_expert / 128),
                 compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, up, touched),
                 gemm_shape=(per_expert, up, h, touched)),
         vector_op("moe_act", n, rows * f, SILU_MUL_FLOPS if spec.gated_mlp else GELU_FLOPS, p,
                   reads=2 if spec.gated_mlp else 1),
         make_op("moe_down", "gemm", n, flops=2 * rows * h * f * p.layer_math_density,
                 weight=touched * h * f * w, act=rows * f * a, write=rows * h * a,
-                min_dim=minimum(per_expert, f), math=p.gemm_math,
-                vector_flops=p.dequant_ops * touched * h * f * ceil(per_expert / 128),
+                min_dim=minimum(per_expert, f), math=p.expert_math,
+                vector_flops=dq * touched * h * f * ceil(per_expert / 128),
                 compute_factor=moe.imbalance, tiles=gemm_tiles(per_expert, h, touched),
                 gemm_shape=(per_expert, h, f, touched)),
     ]

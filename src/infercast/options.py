@@ -72,15 +72,21 @@ PRECISION = (
     Option("act_dtype", "Activation format (overrides --dtype)."),
     Option("kv_cache_dtype", "KV-cache format (overrides --dtype)."),
     Option("quantization", f"Named weight quantization scheme: {SCHEME_HELP}."),
+    Option("expert_dtype", "Format of an MoE model's routed experts' weights, e.g. mxfp4 (gpt-oss's checkpoint) "
+                           "[--weight-dtype]."),
     Option("weight_sparsity", "Fraction of zero weights in the decoder's linear layers, e.g. 0.5 [0].", float),
     Option("sparsity_pattern", "unstructured, or N:M such as 2:4 (sets the sparsity) [unstructured]."),
     Option("activation_sparsity", "Fraction of zero inputs to the linear layers (after ReLU, ...) [0].", float),
     Option("sparse_storage", "Store sparse weights with their zeros, or as non-zeros plus an index [compressed for "
                              "unstructured on chips that read it, else dense].", choices=("dense", "compressed")),
     Option("moe_imbalance", "Tokens of an MoE layer's busiest expert over the mean (1 = uniform routing).", float, 1.0),
-    Option("attention", "Fused FlashAttention-style kernel, or scores written to memory.", str, "flash",
-           choices=("flash", "materialized")),
+    Option("attention", "Fused FlashAttention-style kernel (GQA-aware), one that re-reads K/V per query head in "
+                        "decode (TensorRT-LLM before XQA), or scores written to memory [the framework's: flash].",
+           choices=("flash", "flash-per-head", "materialized")),
 )
+FRAMEWORK = Option("framework", "Inference framework NAME[@VERSION]: generic, vllm, sglang, trtllm, llamacpp, "
+                                "pytorch-eager, atom, optimum-habana, jetstream, neuron, mlc (infercast frameworks "
+                                "list) [generic].", metavar="NAME[@VERSION]")
 EFFICIENCY = (
     Option("efficiency", "Override an efficiency parameter, e.g. bandwidth=0.8 or step_overhead_s=0.002.",
            pairs=True, metavar="KEY=VALUE"),
@@ -102,13 +108,19 @@ PRICES = (
     Option("cost", "Override a cost parameter, e.g. chip_price_usd=25000 or hosting_usd_per_kw_month=100.",
            pairs=True, metavar="KEY=VALUE"),
 )
-DEPLOYMENT = (MODEL, *HARDWARE, *PLAN, *PRECISION, *EFFICIENCY, *PRICES)
+DEPLOYMENT = (MODEL, *HARDWARE, FRAMEWORK, *PLAN, *PRECISION, *EFFICIENCY, *PRICES)
 """Every option of a deployment: what ``resolve()`` takes."""
 
+SAMPLING = (
+    Option("beam_width", "Beams of a beam search: each prompt decodes this many sequences sharing its KV cache "
+                         "and returns the best (MLPerf GPT-J uses 4).", int, 1),
+    Option("n", "Completions sampled in parallel from each prompt, sharing its KV cache.", int, 1),
+)
 WORKLOAD = (
     Option("batch", "Sequences processed together (all replicas).", int, 1),
     Option("isl", "Input (prompt) tokens per sequence.", int, 128),
     Option("osl", "Output tokens per sequence.", int, 128),
+    *SAMPLING,
 )
 NETWORK_WORKLOAD = (
     Option("resolution", "Image side HEIGHTxWIDTH in pixels for image models, e.g. 1024x1024 [the model's default]."),

@@ -49,6 +49,10 @@ class CommOptions(BaseModel):
     """Cost multiplier where a tier stages through host memory (GPUs without peer-to-peer, such as
     the RTX 4090): every byte crosses PCIe twice (device to host, host to device) and every hop
     pays two PCIe latencies."""
+    allreduce_floor_s: float | None = Field(default=None, ge=0, le=1.0)
+    """Time of a small all-reduce within a node under the framework's implementation (a custom one-shot
+    kernel measures 4-10 us on H100, framework-overheads.md): it replaces the launch and per-hop latency
+    terms, the bandwidth term stays (two-shot: 2 (n-1)/n S / B). None: NCCL's ring or tree."""
     overlap: float = Field(default=0.0, ge=0, le=1)
     """Fraction of collective time hidden behind compute. 0 by default: vLLM and TensorRT-LLM run
     the tensor-parallel all-reduces of decode in series with the GEMMs; overlapping them needs
@@ -69,6 +73,8 @@ def allreduce_s(size_bytes, n: int, tier: Tier, opts: CommOptions):
     if n <= 1:
         return 0.0 * size_bytes
     alpha, B = _beta(tier, opts)
+    if opts.allreduce_floor_s is not None and tier.topology != "host":
+        return opts.allreduce_floor_s + 2 * (n - 1) / n * size_bytes / B
     ring = 2 * (n - 1) * alpha + 2 * (n - 1) / n * size_bytes / B
     tree = 2 * math.ceil(math.log2(n)) * alpha + 2 * size_bytes / B
     return opts.launch_s + minimum(ring, tree)
@@ -100,8 +106,9 @@ def group_allreduce_s(size_bytes, n: int, system: System, opts: CommOptions):
     if n % local:
         raise InfercastError(f"a group of {n} chips spanning nodes must be a multiple of {local} chips per node")
     intra, inter = system.tier_for(local), system.tier_for(n)
+    across = opts if opts.allreduce_floor_s is None else opts.model_copy(update={"allreduce_floor_s": None})
     return (2 * allgather_s(size_bytes, local, intra, opts)
-            + allreduce_s(size_bytes / local, n // local, inter, opts))
+            + allreduce_s(size_bytes / local, n // local, inter, across))  # a custom all-reduce stays in a node
 
 
 def group_allgather_s(size_bytes, n: int, system: System, opts: CommOptions):
@@ -229,24 +236,24 @@ def stage_layers(spec: ModelSpec, plan: Plan) -> list[tuple[int, int, int]]:
 def stage_weight_params(spec: ModelSpec, local: ModelSpec, plan: Plan, index: int, layers: int,
                         dense: int, lp: dict[str, float] | None = None) -> dict[str, float]:
     """Parameters one chip of stage ``index`` holds, by part: ``embedding`` (first stage), ``head``
-    (last stage: LM head and final norm) and ``layers`` (its share of the layers; norms and routers
-    replicated). ``lp``: ``local.param_parts()`` when the caller has it."""
+    (last stage: LM head and final norm), ``layers`` (its share of the layers; norms and routers
+    replicated) and ``experts`` (its routed experts). ``lp``: ``local.param_parts()`` when the caller has it."""
     lp = lp if lp is not None else local.param_parts()
     out = {"embedding": lp["embedding"] if index == 0 else 0.0,
            "head": lp["final_norm"] + lp["head"] if index == plan.pp - 1 else 0.0,
-           "layers": dense * lp["dense_layer"]}
+           "layers": dense * lp["dense_layer"], "experts": 0.0}
     if spec.is_moe:
         moe_layers = layers - dense
         shared_tp = spec.num_shared_experts * spec.expert_params() / plan.tp  # shared experts split tp ways
         shared_local = spec.num_shared_experts * local.expert_params()
         out["layers"] += moe_layers * (lp["moe_layer"] - shared_local + shared_tp)
-        out["layers"] += moe_layers * spec.num_experts / plan.ep * lp["expert"]
+        out["experts"] = moe_layers * spec.num_experts / plan.ep * lp["expert"]
     return out
 
 
 def stage_weight_bytes(parts: dict[str, float], p: Precision) -> float:
     return (parts["embedding"] * p.embedding_weight_bytes + parts["head"] * p.head_weight_bytes
-            + parts["layers"] * p.layer_weight_bytes)
+            + parts["layers"] * p.layer_weight_bytes + parts["experts"] * p.expert_weight_bytes)
 
 
 def stages_of(spec: ModelSpec, plan: Plan, *, moe_imbalance: float = 1.0) -> list[Stage]:
@@ -259,8 +266,11 @@ def stages_of(spec: ModelSpec, plan: Plan, *, moe_imbalance: float = 1.0) -> lis
                    shared_width=spec.num_shared_experts * spec.moe_intermediate_size // plan.tp,
                    imbalance=moe_imbalance)
     out = []
-    for s, (_, layers, dense) in enumerate(stage_layers(spec, plan)):
-        stage_spec = local.model_copy(update=dict(num_layers=layers, first_dense_layers=dense if spec.is_moe else 0))
+    for s, (start, layers, dense) in enumerate(stage_layers(spec, plan)):
+        update = dict(num_layers=layers, first_dense_layers=dense if spec.is_moe else 0)
+        if spec.sliding_window_layers is not None:
+            update["sliding_window_layers"] = spec.windowed_layers_in(start, start + layers)
+        stage_spec = local.model_copy(update=update)
         weights = sum(stage_weight_params(spec, local, plan, s, layers, dense).values())
         out.append(Stage(s, stage_spec, moe, s == 0, s == plan.pp - 1, layers, weights))
     return out

@@ -38,6 +38,10 @@ from infercast.ops import Op
 
 NARROW_MATH = ("fp8", "int8", "fp6", "int4", "fp4")
 """Math formats of 8 bits or fewer: ``gemm_max_narrow`` applies to them."""
+FOUR_BIT_MATH = ("int4", "fp4")
+"""Math formats of 4 bits: ``gemm_max_fp4`` applies to them (where set)."""
+EXPERT_GEMMS = frozenset({"moe_up", "moe_down"})
+"""The grouped GEMMs of an MoE layer's routed experts: ``moe_gemm_efficiency`` applies to them."""
 
 
 class Efficiency(BaseModel):
@@ -55,6 +59,9 @@ class Efficiency(BaseModel):
     """The same for math in an 8-bit or narrower format (FP8, INT8, FP4...); None: gemm_max. Doubling
     the peak does not double what feeds it (shared-memory, register and scale handling), so
     narrow GEMMs usually reach a lower fraction."""
+    gemm_max_fp4: float | None = Field(default=None, gt=0, le=1)
+    """The same for 4-bit math (FP4, NVFP4, MXFP4, INT4); None: gemm_max_narrow. Block scales and a
+    newer library path make the 4-bit GEMMs a format of their own."""
     gemm_half_dim: float = Field(ge=0, allow_inf_nan=False)
     """Smallest GEMM dimension at which efficiency is half of gemm_max (tensor-core tile fill)."""
     wave_quantization: bool = True
@@ -70,6 +77,22 @@ class Efficiency(BaseModel):
     """Fixed time per kernel: launch, ramp-up and tail (at most a second: a kernel launch is microseconds)."""
     step_overhead_s: float = Field(default=0.0, ge=0, le=60.0)
     """Fixed time per forward pass outside the kernels (scheduler, sampling, CPU-GPU sync)."""
+    graph_kernel_overhead_s: float | None = Field(default=None, ge=0, le=1.0)
+    """Time per kernel of a step replayed from a CUDA graph (no launch from the host); None:
+    kernel_overhead_s. The framework's profile says which steps are replayed (decode, or every step)."""
+    request_overhead_s: float = Field(default=0.0, ge=0, le=60.0)
+    """Time a served request spends outside the engine's steps (API server, tokenization, the hand-off
+    to the scheduler, streaming back): added to its TTFT and end-to-end latency in the simulator; 0 for
+    an offline engine."""
+    moe_gemm_efficiency: float = Field(default=1.0, gt=0, le=1)
+    """Fraction of the dense GEMM efficiency the grouped GEMMs of routed experts reach."""
+
+    def for_steps(self, graphs: bool) -> Efficiency:
+        """These efficiencies for steps replayed from CUDA graphs (``graphs``): a kernel then costs
+        ``graph_kernel_overhead_s`` where it is set; launched steps keep ``kernel_overhead_s``."""
+        if not graphs or self.graph_kernel_overhead_s is None:
+            return self
+        return self.model_copy(update={"kernel_overhead_s": self.graph_kernel_overhead_s})
 
     def compute_fraction(self, op: Op, units: float | None = None, native: str | None = None):
         """Achievable fraction of the peak for one operator on a chip with ``units`` compute units whose
@@ -340,7 +363,8 @@ class _Ceilings:
     vector: np.ndarray
     attention: np.ndarray
     top: np.ndarray
-    """gemm_max, or gemm_max_narrow for math on native narrow units."""
+    """gemm_max, gemm_max_narrow for math on native narrow units, gemm_max_fp4 on 4-bit ones, times
+    moe_gemm_efficiency for routed experts' GEMMs."""
     attention_max: Any
     half_len: Any
     """attention_half_len, or None where it is 0 everywhere."""
@@ -354,8 +378,15 @@ class _Ceilings:
         narrow = np.array([native.get(m, m) in NARROW_MATH for m in table.maths], dtype=bool).reshape(kind.shape)
         g_max = _expand(eff.gemm_max)
         g_narrow = _expand(eff.gemm_max_narrow) if eff.gemm_max_narrow is not None else g_max
+        top = np.where(narrow, g_narrow, g_max)
+        if eff.gemm_max_fp4 is not None:
+            four = np.array([native.get(m, m) in FOUR_BIT_MATH for m in table.maths]).reshape(kind.shape)
+            top = np.where(four, _expand(eff.gemm_max_fp4), top)
+        if np.any(np.asarray(eff.moe_gemm_efficiency) != 1.0):
+            expert = np.array([op.name in EXPERT_GEMMS for op in table.ops]).reshape(kind.shape)
+            top = np.where(expert, top * _expand(eff.moe_gemm_efficiency), top)
         half_len = _expand(eff.attention_half_len)
-        return cls(vector=kind == "vector", attention=kind == "attention", top=np.where(narrow, g_narrow, g_max),
+        return cls(vector=kind == "vector", attention=kind == "attention", top=top,
                    attention_max=_expand(eff.attention_max), half_len=half_len if np.any(half_len) else None,
                    half_dim=_expand(eff.gemm_half_dim),
                    units=_expand(units) if eff.wave_quantization and units is not None else None)

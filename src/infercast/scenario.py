@@ -25,8 +25,9 @@ from infercast.energy import EnergyOptions, EnergyRates, energy_rates
 from infercast.energy import merge_options as energy_options
 from infercast.errors import InfercastError, did_you_mean, with_overrides
 from infercast.formats import SCHEMES, element_bytes, get_format
+from infercast.framework import FrameworkRef, resolve_framework
 from infercast.hardware import Chip, is_catalog_id, load_chip
-from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, stage_loads
+from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, share_of_free, stage_loads
 from infercast.model import ModelSpec, is_network_preset, load_model
 from infercast.ops import Attention, Precision
 from infercast.parallel import CommOptions, Plan, Stage, make_plan, p2p_tier, stages_of
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from infercast.design import Design
     from infercast.networks import Network
 
-ATTENTION_KINDS = ("flash", "materialized")
+ATTENTION_KINDS = ("flash", "flash-per-head", "materialized")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Scenario:
     rates: ChipRates
     warnings: tuple[str, ...] = ()
     """What the inputs imply that the user may not have meant (one line each)."""
+    framework: FrameworkRef = field(default_factory=lambda: resolve_framework(None))
+    """The inference framework (``--framework NAME[@VERSION]``): its profile set the defaults above."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     network: Network | None = None
     """A non-decoder model (encoder, CNN, diffusion pipeline) run as passes."""
@@ -121,6 +124,12 @@ class Scenario:
             self.extra["energy_unavailable"] = hit[2]
         return hit[1]
 
+    def phase_efficiency(self, eff: Efficiency, decode: bool) -> Efficiency:
+        """``eff`` for a prefill pass or a decode step: a kernel of a step the framework replays from CUDA
+        graphs costs the graph's per-kernel time (``Efficiency.for_steps``)."""
+        p = self.framework.profile
+        return eff.for_steps(p.cuda_graphs.value if decode else p.prefill_graphs.value)
+
     @property
     def gemm_max_16bit(self) -> float:
         """The calibrated efficiency of a large 16-bit GEMM on this chip (the default chip overhead's basis):
@@ -142,16 +151,17 @@ def _stages(spec: ModelSpec, plan: Plan, moe_imbalance: float) -> list[Stage]:
 
 
 @cache
-def _precision(spec: ModelSpec, weight: str, act: str, kv: str) -> Precision:
-    return Precision.for_model(spec, weight, act, kv)
+def _precision(spec: ModelSpec, weight: str, act: str, kv: str, expert: str | None = None) -> Precision:
+    return Precision.for_model(spec, weight, act, kv, expert)
 
 
 def resolve_precision(spec: ModelSpec, dtype: str | None = None, weight_dtype: str | None = None,
                       act_dtype: str | None = None, kv_cache_dtype: str | None = None,
-                      quantization: str | None = None) -> Precision:
+                      quantization: str | None = None, expert_dtype: str | None = None) -> Precision:
     """``dtype`` sets all three tensor classes, a ``quantization`` scheme the weights (and, for W8A8
     or W4A4 schemes, the activations); the specific flags override ``dtype`` (default fp16). A weight
-    format that contradicts the scheme is an error, not a silent choice."""
+    format that contradicts the scheme is an error, not a silent choice. ``expert_dtype`` stores an MoE
+    model's routed experts in their own format."""
     base = get_format(dtype, "--dtype").name if dtype else "fp16"
     weight, act = base, base
     if quantization is not None:
@@ -176,7 +186,13 @@ def resolve_precision(spec: ModelSpec, dtype: str | None = None, weight_dtype: s
         raise InfercastError(f"--kv-cache-dtype {kv}: a weight quantization scheme, not a cache format; use "
                              f"fp16, bf16, fp8 or int8")
     element_bytes(weight, "--weight-dtype")
-    return _precision(spec, weight, act, kv)
+    expert = None
+    if expert_dtype is not None:
+        if not spec.is_moe:
+            raise InfercastError(f"--expert-dtype {expert_dtype}: {spec.name} is a dense model; it has no experts "
+                                 f"(use --weight-dtype)")
+        expert = get_format(expert_dtype, "--expert-dtype").name
+    return _precision(spec, weight, act, kv, expert)
 
 
 def positive_int(flag: str, value) -> int:
@@ -239,7 +255,8 @@ def resolve(
     act_dtype: str | None = None,
     kv_cache_dtype: str | None = None,
     quantization: str | None = None,
-    attention: Attention = "flash",
+    expert_dtype: str | None = None,
+    attention: Attention | None = None,
     efficiency: Efficiency | dict[str, float] | None = None,
     memory: MemoryOptions | dict[str, float] | None = None,
     comm: CommOptions | dict[str, float] | None = None,
@@ -260,15 +277,18 @@ def resolve(
     usd_per_chip_hour: float | None = None,
     calibration: Calibration | str | None = None,
     offload: Offload | str | dict | None = None,
+    framework: str | FrameworkRef | None = None,
 ) -> Scenario:
     """Resolve and validate a deployment; every bad input is one ``InfercastError`` line naming the flag.
 
     ``efficiency``, ``memory``, ``comm``, ``energy`` and ``cost`` override fields of their defaults (a
     full object or a dict of some fields); the efficiency and collective defaults come from
-    ``calibration`` (a profile or its path; the shipped fit by default). ``usd_per_chip_hour`` prices
-    chips at a cloud rate instead of as owned hardware. ``offload`` places tensors on memory tiers
-    (``infercast.tiers.parse_offload``). A non-decoder model (``infercast.networks``) runs data-parallel:
-    one replica per chip, ``dp`` (or ``num_chips``) of them.
+    ``calibration`` (a profile or its path; the shipped fit by default) for the chip under ``framework``
+    (``NAME[@VERSION]``, generic by default), whose profile also gives the attention kernel, the
+    all-reduce's floor and the engine's memory defaults. ``usd_per_chip_hour`` prices chips at a cloud rate
+    instead of as owned hardware. ``offload`` places tensors on memory tiers (``infercast.tiers.parse_offload``).
+    A non-decoder model (``infercast.networks``) runs data-parallel: one replica per chip, ``dp`` (or
+    ``num_chips``) of them, its kernels as the network profile and ``--eager`` say (no framework profile).
     """
     if not isinstance(model, (str, ModelSpec)) or is_network_preset(model):
         from infercast.networks import load_network  # imported when a network is asked for: a fast CLI
@@ -287,20 +307,27 @@ def resolve(
         net, spec = None, model if isinstance(model, ModelSpec) else load_model(model)
         plan_chips = tp * pp * dp
     if net is not None:
-        if attention not in ATTENTION_KINDS:
+        if framework is not None:
+            raise InfercastError(f"--framework applies to decoders' serving engines; {net.id} runs as the network "
+                                 f"profile says (add --eager for PyTorch eager): drop --framework")
+        attention = attention or "flash"
+        if attention not in ("flash", "materialized"):
             raise InfercastError(f"--attention must be 'flash' or 'materialized' (got {attention!r})")
         return _resolve_network(net, hardware, system, num_chips, nodes, plan_chips, dtype, weight_dtype, act_dtype,
                                 weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage, efficiency,
                                 memory, energy, cost, usd_per_chip_hour, calibration, offload, chip, attention)
     for flag, value in (("--tp", tp), ("--pp", pp), ("--ep", ep), ("--dp", dp)):
         positive_int(flag, value)
+    fw = resolve_framework(framework)
+    if attention is None:
+        attention = fw.profile.attention.value
     if attention not in ATTENTION_KINDS:
-        raise InfercastError(f"--attention must be 'flash' or 'materialized' (got {attention!r})")
+        raise InfercastError(f"--attention must be one of {', '.join(ATTENTION_KINDS)} (got {attention!r})")
     imbalance = _moe_imbalance(spec, moe_imbalance)
     sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, plan_chips, chip)
-    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization)
-    for fmt in (p.gemm_math, p.attention_math):
+    p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization, expert_dtype)
+    for fmt in (p.gemm_math, p.attention_math, p.expert_math):
         chip.native_format(fmt)  # the chip runs the formats (or a wider one): else one line naming the key
     rates = ChipRates.of(chip)
     effect = None if sparsity.is_dense else effect_on(chip, sparsity, p.dense_layer_bits)
@@ -324,9 +351,20 @@ def resolve(
         positive_int("--micro-batches", micro_batches)
         if plan.pp == 1 and micro_batches > 1:
             raise InfercastError("--micro-batches splits a batch over pipeline stages; it needs --pp above 1")
-    eff = with_overrides(efficiency_for(chip, calibration), efficiency, "--efficiency ")
-    comm_opts = with_overrides(comm_for(calibration), comm, "--comm ")
-    mem_opts = with_overrides(MemoryOptions(), memory, "memory ")
+    eff = with_overrides(efficiency_for(chip, calibration, fw.name), efficiency, "--efficiency ")
+    floor = fw.profile.allreduce.floor_s(plan.tp)
+    base_comm = comm_for(calibration)
+    if floor is not None:
+        base_comm = base_comm.model_copy(update={"allreduce_floor_s": floor})
+    comm_opts = with_overrides(base_comm, comm, "--comm ")
+    engine = fw.profile.engine
+    mem_opts = with_overrides(MemoryOptions(**_memory_defaults(engine)), memory, "memory ")
+    given = memory.model_fields_set if isinstance(memory, MemoryOptions) else set(memory or {})
+    if engine.kv_free_fraction is not None and "gpu_memory_utilization" not in given:
+        share = share_of_free(stage_loads(spec, plan, p, attention), rates.mem_capacity_bytes,
+                              engine.kv_free_fraction.value, mem_opts)
+        if share is not None:
+            mem_opts = mem_opts.model_copy(update={"gpu_memory_utilization": share})
     e_opts = energy_options(energy)
     if usd_per_chip_hour is not None:
         cost = {**(cost.model_dump() if isinstance(cost, CostOptions) else cost or {}),
@@ -335,7 +373,7 @@ def resolve(
     return Scenario(spec=spec, chip=chip, system=sys_, plan=plan, precision=p, sparsity=sparsity, sparsity_effect=effect,
                     efficiency=eff, comm=comm_opts, memory=mem_opts, energy=e_opts, cost=c_opts, attention=attention,
                     moe_imbalance=imbalance, micro_batches=micro_batches, rates=rates, warnings=tuple(warnings),
-                    extra={"calibration": calibration}, offload=parse_offload(offload))
+                    framework=fw, extra={"calibration": calibration}, offload=parse_offload(offload))
 
 
 def _resolve_network(net: Network, hardware, system, num_chips, nodes, dp: int, dtype, weight_dtype, act_dtype,
@@ -372,6 +410,13 @@ def _resolve_network(net: Network, hardware, system, num_chips, nodes, dp: int, 
                     energy=energy_options(energy), cost=cost_options(cost), attention=attention, moe_imbalance=1.0,
                     micro_batches=None, rates=ChipRates.of(chip), extra={"calibration": calibration}, network=net,
                     offload=parse_offload(offload))
+
+
+def _memory_defaults(engine) -> dict[str, Any]:
+    """The engine's defaults of the memory model (its memory share, token budget and sequences)."""
+    return {"gpu_memory_utilization": engine.gpu_memory_utilization.value,
+            "max_num_batched_tokens": int(engine.max_num_batched_tokens.value),
+            "max_num_seqs": int(engine.max_num_seqs.value)}
 
 
 def _moe_imbalance(spec: ModelSpec, value) -> float:

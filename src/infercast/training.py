@@ -578,6 +578,7 @@ def stage_params(ts: TrainScenario, g: StageGroup) -> dict[str, float]:
     local = tp_shard(spec, plan)
     _, layers, dense = stage_layers(spec, plan)[g.stage.index]
     parts = stage_weight_params(spec, local, plan, g.stage.index, layers, dense)
+    parts["layers"] += parts.pop("experts")  # training keeps every parameter in one format: experts are layers
     if plan.pp > 1 and spec.tie_word_embeddings and g.stage.last:
         parts["head"] += local.vocab_size * local.hidden_size  # the last stage's copy of a tied embedding
     parts["layer"] = parts["layers"] / max(layers, 1)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from infercast.calibration import Calibration, comm_for, default_efficiency
-from infercast.errors import InfercastError, shown
+from infercast.calibration import Calibration, comm_for, efficiency_for
+from infercast.errors import InfercastError, shown, with_overrides
 from infercast.evaluation import evaluate
 from infercast.files import read_text
 from infercast.formats import FORMATS, canonical, element_bytes
@@ -28,7 +28,9 @@ from infercast.model import load_model
 from infercast.ops import GELU_FLOPS, SOFTMAX_FLOPS, Precision, gemm_op, make_op, norm_op, vector_op
 from infercast.parallel import CommOptions, group_allreduce_s
 from infercast.roofline import IDEAL, ChipRates, Efficiency, op_time
+from infercast.framework import FrameworkRef
 from infercast.scenario import resolve
+from infercast.serving.scenarios import predict_serving_row, row_deployment
 from infercast.system import default_system
 
 COLUMNS = ("id,source,model,hardware,num_chips,tp,pp,weight_dtype,act_dtype,kv_dtype,framework,scenario,batch,"
@@ -171,37 +173,35 @@ def _note(row: dict[str, str], key: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def predict_row(row: dict[str, str], eff_for=default_efficiency,
+def predict_row(row: dict[str, str], *, calibration: Calibration | str | None = None,
+                efficiency: Efficiency | dict[str, float] | None = None,
                 comm: CommOptions | None = None) -> tuple[float | None, str | None, str | None]:
-    """(prediction, skipped_reason, note) for one measured row at the efficiencies ``eff_for(chip)`` gives
-    and the collective parameters ``comm`` (the shipped profile's by default)."""
+    """(prediction, skipped_reason, note) for one measured row under ``calibration`` (the shipped profile by
+    default), with ``efficiency`` overriding the chip's efficiency (fields, or a whole ``Efficiency``) and
+    ``comm`` the collective parameters (a whole ``CommOptions``)."""
     dtypes = [row.get(k) or "fp16" for k in ("weight_dtype", "act_dtype", "kv_dtype")]
     unknown = [d for d in dtypes if d not in FORMATS]
     if unknown:
         return None, f"format {unknown[0]} needs quantization schemes, not in this version", None
-    p = Precision(*dtypes)
     scenario, metric = row["scenario"], row["metric"]
-    comm = comm if comm is not None else comm_for()
+    found = row_deployment(row)
+    if isinstance(found, str):
+        return None, found, None
+    options, said = found
     if scenario == "op":
         if metric != "op_latency_s":
             return None, f"scenario op measures op_latency_s, not {metric}", None
-        return _predict_op(row, p, eff_for, comm)
+        return _predict_op(row, Precision(*dtypes), options["framework"], calibration, efficiency, comm)
+    kw = {"calibration": calibration, "efficiency": efficiency, "comm": comm}
     if scenario in ("offline", "server", "concurrency", "interactive"):
-        from infercast.serving.scenarios import predict_serving_row
-
-        return predict_serving_row(row, efficiency=eff_for(load_chip(row["hardware"])), comm=comm)
+        return predict_serving_row(row, **{k: v for k, v in kw.items() if v is not None})
     batch = _int(row, "batch", 1)
     isl, osl = _int(row, "isl"), _int(row, "osl", 1)
-    note = None
+    note = "; ".join(said)
     if isl is None:
-        isl, note = UNSTATED_PROMPT_TOKENS, f"prompt length not stated; assumed {UNSTATED_PROMPT_TOKENS} tokens"
-    chip = load_chip(row["hardware"])
-    chips, tp, pp = _int(row, "num_chips", 1), _int(row, "tp", 1), _int(row, "pp", 1)
-    if chips % (tp * pp):
-        return None, f"num_chips {chips} is not a multiple of tp x pp = {tp * pp}", None
-    # a chip id and a chip count build the default system: the chips' own scale-up link in a node
-    sc = resolve(row["model"], chip, weight_dtype=p.weight, act_dtype=p.act, kv_cache_dtype=p.kv,
-                 efficiency=eff_for(chip), comm=comm, num_chips=chips, tp=tp, pp=pp, dp=chips // (tp * pp))
+        isl = UNSTATED_PROMPT_TOKENS
+        note += f"; prompt length not stated: assumed {UNSTATED_PROMPT_TOKENS} tokens"
+    sc = resolve(**options, **kw)
     if metric in ("ttft_s", "prefill_latency_s", "prefill_tokens_per_s"):
         c = evaluate(sc, batch=batch, isl=isl, osl=1)
         return (batch * isl / c["ttft_s"] if metric == "prefill_tokens_per_s" else c["ttft_s"]), None, note
@@ -217,10 +217,17 @@ def predict_row(row: dict[str, str], eff_for=default_efficiency,
     return None, f"metric {metric} is not predicted for scenario {scenario}", None
 
 
-def _predict_op(row: dict[str, str], p: Precision, eff_for,
-                comm: CommOptions) -> tuple[float | None, str | None, str | None]:
+def _predict_op(row: dict[str, str], p: Precision, framework: FrameworkRef, calibration, efficiency,
+                comm: CommOptions | None) -> tuple[float | None, str | None, str | None]:
     chip = load_chip(row["hardware"])
-    eff, rates = eff_for(chip), ChipRates.of(chip)
+    rates = ChipRates.of(chip)
+    eff = efficiency if isinstance(efficiency, Efficiency) else with_overrides(
+        efficiency_for(chip, calibration, framework.name), efficiency, "--efficiency ")
+    if comm is None:
+        comm = comm_for(calibration)
+        floor = framework.profile.allreduce.floor_s(_int(row, "tp", 1))
+        if floor is not None:
+            comm = comm.model_copy(update={"allreduce_floor_s": floor})
     op_name = row["op"]
     M, N, K = _int(row, "gemm_m"), _int(row, "gemm_n"), _int(row, "gemm_k")
     if op_name == "allreduce":
@@ -270,12 +277,6 @@ def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None,
              calibration: Calibration | str | None = None) -> list[RowResult]:
     """Predict every row under ``calibration`` (the shipped profile by default); ``efficiency``
     overrides fields of every chip's efficiency."""
-    comm = comm_for(calibration)
-
-    def eff_for(chip) -> Efficiency:
-        base = default_efficiency(chip, calibration)
-        return base.model_copy(update=efficiency) if efficiency else base
-
     results = []
     for row in read_rows(data):
         try:
@@ -285,8 +286,8 @@ def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None,
                                      None, None, f"value {row['value']!r} is not a number"))
             continue
         try:
-            predicted, reason, note = predict_row(row, eff_for, comm)
-            ideal = predict_row(row, lambda chip: IDEAL, IDEAL_COMM)[0] if reason is None else None
+            predicted, reason, note = predict_row(row, calibration=calibration, efficiency=efficiency)
+            ideal = predict_row(row, efficiency=IDEAL, comm=IDEAL_COMM)[0] if reason is None else None
         except InfercastError as exc:
             predicted, ideal, reason, note = None, None, str(exc), None
         results.append(RowResult(row["id"], row["metric"], row["hardware"], source_group(row), measured,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from infercast.model import ModelSpec
-from infercast.serving.engine import EngineConfig, EngineTrace, Routing, make_engine_config
+from infercast.serving.engine import EngineConfig, EngineTrace, Routing
 from infercast.serving.metrics import SimResult
 from infercast.serving.search import RateSearch, find_max_rate, max_rate
 from infercast.serving.server import Server, server, split_options, trace_header, workload_header
@@ -35,11 +35,11 @@ def simulate(model: str | ModelSpec, hardware=None, *, trace: str | None = None,
     of 100,000 requests or more."""
     w_fields, e_fields, dep_options = split_options(dict(options))
     w = make_workload(trace=trace, lengths=lengths, **w_fields)
-    srv = server(model, hardware, engine=make_engine_config(**e_fields), **dep_options)
+    srv = server(model, hardware, engine=e_fields, **dep_options)
     requests = requests_for(w, srv.max_model_len, trace=trace, lengths=lengths)
     header = trace_header(trace, w, requests) if trace is not None else workload_header(w, lengths=lengths)
     return srv.run(requests, routing=routing, prefix_len=w.prefix_len, max_concurrency=w.max_concurrency,
-                   goodput=goodput, workload=header, progress=progress)
+                   goodput=goodput, workload=header, progress=progress, beams=w.beam_width, n=w.n)
 
 
 __all__ = [

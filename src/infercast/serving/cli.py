@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from infercast.errors import InfercastError
-from infercast.options import DEPLOYMENT, PRICES, click_options, resolve_kwargs
+from infercast.options import DEPLOYMENT, PRICES, SAMPLING, click_options, resolve_kwargs
 
 # infercast.cli registers this command at its end, so its helpers are imported when the command runs
 
@@ -47,11 +47,13 @@ def _options(f):
                      help="Leading prompt tokens every request shares."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw."),
         # the engine, as vLLM's engine arguments
-        click.option("--max-num-seqs", type=int, default=256, show_default=True, help="Most requests running at once."),
+        click.option("--max-num-seqs", type=int, help="Most requests running at once [the framework's: 256 for "
+                                                      "vLLM and generic]."),
         click.option("--max-num-batched-tokens", type=int,
-                     help="Token budget of a step [8192 with chunked prefill, else max(max-model-len, 2048)]."),
+                     help="Token budget of a step [the framework's; vLLM V1: 8192 with chunked prefill, else "
+                          "max(max-model-len, 2048)]."),
         click.option("--no-chunked-prefill", is_flag=True, help="Prefill-first scheduling (vLLM V0) instead of "
-                                                                "chunked prefill (V1)."),
+                                                                "chunked prefill (V1) [the framework's]."),
         click.option("--enable-prefix-caching", is_flag=True, help="Share the blocks of the common prompt prefix."),
         click.option("--block-size", type=int, default=16, show_default=True, help="Tokens per KV-cache block."),
         click.option("--max-model-len", type=int, help="Longest request [the model's context]."),
@@ -73,7 +75,7 @@ def _options(f):
     ]
     for option in reversed(options):
         f = option(f)
-    return click_options(SIMULATE)(f)
+    return click_options((*SIMULATE, *SAMPLING))(f)
 
 
 def _split(kw: dict[str, Any], given: set[str]) -> dict[str, Any]:
@@ -91,7 +93,11 @@ def _split(kw: dict[str, Any], given: set[str]) -> dict[str, Any]:
         raise InfercastError("--offline sends every request at once; drop --request-rate (or --offline)")
     if offline or rate is not None:
         kw["request_rate"] = math.inf if offline else rate  # inf is offline too, as in vLLM
-    kw["chunked_prefill"] = not kw.pop("no_chunked_prefill")
+    if kw.pop("no_chunked_prefill"):
+        kw["chunked_prefill"] = False
+    for key in ("max_num_seqs", "max_num_batched_tokens"):  # unset: the framework's default
+        if kw.get(key) is None:
+            kw.pop(key, None)
     return kw
 
 

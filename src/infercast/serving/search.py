@@ -30,7 +30,7 @@ from typing import Any
 
 from infercast.errors import InfercastError
 from infercast.model import ModelSpec
-from infercast.serving.engine import Routing, make_engine_config
+from infercast.serving.engine import Routing
 from infercast.serving.metrics import SimResult, slo_value
 from infercast.serving.server import Server, server, split_options, workload_header
 from infercast.serving.workload import Workload, make_workload, read_lengths, synthetic
@@ -80,7 +80,7 @@ def max_rate(srv: Server, workload: Workload, slo_ms: dict[str, float], *, routi
         w = workload.model_copy(update={"request_rate": rate})
         result = srv.run(synthetic(w, srv.max_model_len, pairs), routing=routing, prefix_len=w.prefix_len,
                          max_concurrency=w.max_concurrency, workload=workload_header(w, lengths=lengths),
-                         progress=progress)
+                         progress=progress, beams=w.beam_width, n=w.n)
         seen = {key: slo_value(result.metrics, key) for key in slo_ms}
         ok = all(v is not None and v <= slo_ms[key] for key, v in seen.items())
         if not math.isinf(rate):
@@ -132,6 +132,6 @@ def find_max_rate(model: str | ModelSpec, hardware=None, *, slo_ms: dict[str, fl
         raise InfercastError("--find-max-rate searches the request rate, so --request-rate would be ignored; "
                              "drop --request-rate (or --offline)")
     w = make_workload(lengths=lengths, **w_fields)
-    srv = server(model, hardware, engine=make_engine_config(**e_fields), **dep_options)
+    srv = server(model, hardware, engine=e_fields, **dep_options)
     return max_rate(srv, w, slo_ms or MLPERF_LLAMA2_70B_SERVER_SLO_MS, routing=routing,
                     tolerance=tolerance, lengths=lengths, progress=progress)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from infercast.errors import InfercastError
 from infercast.model import ModelSpec, is_network_preset
-from infercast.serving.engine import EngineConfig, Routing, run
+from infercast.serving.engine import EngineConfig, EngineTrace, Routing, make_engine_config, run
 from infercast.serving.metrics import SimResult, check_finite, summarize
 from infercast.scenario import Scenario
 from infercast.serving.steptime import StepTime, deployment, kv_cache_blocks, step_time
@@ -39,17 +41,36 @@ class Server:
 
     def run(self, requests: Requests, *, routing: Routing = "round-robin", prefix_len: int = 0,
             max_concurrency: int | None = None, goodput: dict[str, float] | None = None,
-            workload: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> SimResult:
+            workload: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
+            beams: int = 1, n: int = 1, tap: Callable[[list, int, int], None] | None = None) -> SimResult:
         """Serve ``requests``; ``workload`` describes them in the result's header, to which the requests'
         realised lengths and the number clipping touched are added; ``progress`` receives a line at every
-        10% of a long run."""
-        trace = run(requests, self.step_time.fn, self.config, num_blocks=self.num_blocks, budget=self.budget,
+        10% of a long run. ``beams`` (beam search) and ``n`` (parallel sampling): each request decodes
+        beams x n sequences sharing its prompt's KV cache; n also multiplies its output tokens. ``tap`` sees
+        every step the engine schedules (its chunks, decodes and their context) before it is priced."""
+        step, config, blocks = self.step_time.fn, self.config, self.num_blocks
+        seqs = beams * n
+        if seqs > 1:  # a step of D decodes runs D x seqs sequences: tables that long
+            wide = step_time(self.deployment, self.budget * seqs, self.config.max_num_seqs).fn
+            step, config, blocks = _shared_prompt(wide, config, blocks, requests, seqs)
+        if tap is not None:
+            priced = step
+
+            def step(chunks, decodes, context):
+                tap(chunks, decodes, context)
+                return priced(chunks, decodes, context)
+
+        trace = run(requests, step, config, num_blocks=blocks, budget=self.budget,
                     replicas=self.replicas, routing=routing, prefix_len=prefix_len, max_concurrency=max_concurrency,
                     progress=progress)
+        trace = with_request_overhead(trace, self.deployment.efficiency.request_overhead_s)
         header = self.header()
         header["workload"] = {**(workload or {}), "routing": routing, "clipped": requests.clipped,
                               "realised": requests.realised()}
-        result = SimResult(header, summarize(trace, goodput), trace)
+        metrics = summarize(trace, goodput)
+        if n > 1:
+            metrics = _n_outputs(metrics, n)
+        result = SimResult(header, metrics, trace)
         check_finite(result.to_dict())
         return result
 
@@ -68,15 +89,22 @@ class Server:
         }
 
 
-def server(model: str | ModelSpec, hardware=None, *, engine: EngineConfig | None = None,
+def server(model: str | ModelSpec, hardware=None, *, engine: EngineConfig | dict[str, Any] | None = None,
            **deployment_options: Any) -> Server:
     """Prepare ``model`` on ``hardware`` (or ``system=``) behind an engine; ``deployment_options`` as
-    ``infercast.serving.steptime.deployment`` (tp, pp, dp, dtypes, memory, ...)."""
-    config = engine or EngineConfig()
+    ``infercast.serving.steptime.deployment`` (tp, pp, dp, dtypes, memory, framework, ...). ``engine``: a
+    whole config, or the fields set (flags), over the framework's defaults (its profile's ``engine``)."""
     if is_network_preset(model):
         raise InfercastError(f"simulate: {model} is not a decoder; the serving simulator runs language models (their "
                              f"prompts and tokens): use infercast estimate for its seconds per sample or image")
     dep = deployment(model, hardware, **deployment_options)
+    if isinstance(engine, EngineConfig):
+        config = engine
+    else:
+        defaults = engine_defaults(dep)
+        if (engine or {}).get("chunked_prefill") is False:  # prefill-first: its own budget, max(model len, 2048)
+            defaults.pop("max_num_batched_tokens", None)
+        config = make_engine_config(**{**defaults, **(engine or {})})
     context = dep.spec.max_position_embeddings
     max_model_len = config.max_model_len or context
     if max_model_len > context:
@@ -85,6 +113,51 @@ def server(model: str | ModelSpec, hardware=None, *, engine: EngineConfig | None
     blocks = config.num_gpu_blocks_override or kv_cache_blocks(dep, block_size=config.block_size, max_tokens=budget,
                                                                max_seqs=config.max_num_seqs)
     return Server(dep, config, step_time(dep, budget, config.max_num_seqs), blocks, budget, max_model_len)
+
+
+def _shared_prompt(step, config: EngineConfig, blocks: int, requests: Requests, seqs: int):
+    """A request decoding ``seqs`` sequences from one prompt (beam search, parallel sampling), as the engine's
+    one: each decode step computes ``seqs`` sequences over ``seqs`` contexts, max-num-seqs counts them, and
+    the cache holds the prompt once and each sequence's own tokens (its blocks scaled by the mean (isl + osl)
+    / (isl + seqs x osl): the engine keeps one block list a request)."""
+    def many(chunks, decodes, context):
+        return step(chunks, decodes * seqs, context * seqs)
+
+    isl, osl = float(np.mean(requests.isl)), float(np.mean(requests.osl))
+    shared = max(1, math.floor(blocks * (isl + osl) / (isl + seqs * osl)))
+    return many, config.model_copy(update={"max_num_seqs": max(1, config.max_num_seqs // seqs)}), shared
+
+
+def _n_outputs(metrics: dict[str, Any], n: int) -> dict[str, Any]:
+    """A run's metrics with ``n`` completions a request: n times the output tokens."""
+    out = dict(metrics)
+    out["total_output_tokens"] = metrics["total_output_tokens"] * n
+    for key in ("output_throughput", "total_token_throughput"):
+        if metrics[key] is not None:
+            extra = metrics["output_throughput"] * (n - 1)
+            out[key] = metrics[key] + extra
+    return out
+
+
+def with_request_overhead(trace: EngineTrace, overhead_s: float) -> EngineTrace:
+    """The trace as the client sees it: each request's first token and last token ``overhead_s`` later than
+    the engine produced them (the framework's API server, tokenization and streaming; the engine's steps
+    and the closed loop's sends are the engine's own times)."""
+    if not overhead_s:
+        return trace
+    done = trace.finish_s >= 0
+    return replace(trace, first_token_s=np.where(trace.first_token_s >= 0, trace.first_token_s + overhead_s,
+                                                 trace.first_token_s),
+                   finish_s=np.where(done, trace.finish_s + overhead_s, trace.finish_s))
+
+
+def engine_defaults(dep: Scenario) -> dict[str, Any]:
+    """The engine fields the deployment's framework sets by default (chunked prefill, its token budget, the
+    sequences it runs at once)."""
+    e = dep.framework.profile.engine
+    chunked = e.chunked_prefill.value
+    return {"max_num_seqs": int(e.max_num_seqs.value), "chunked_prefill": chunked,
+            **({"max_num_batched_tokens": int(e.max_num_batched_tokens.value)} if chunked else {})}
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

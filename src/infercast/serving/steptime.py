@@ -3,38 +3,43 @@
 A continuous-batching step runs one forward pass over a mix of work: prefill chunks (chunk i
 adds n_i prompt tokens to its sequence, whose cache then holds kv_i tokens, the new ones
 included) and D decode sequences (one token each, sequence j attending over L_j keys).
-Its time is what ``infercast.evaluate`` charges for those operators, split in three parts
-that are cheap to evaluate:
+Its time is what ``infercast.evaluate`` charges for those operators, split in parts that are
+cheap to evaluate:
 
-* token operators (embedding, norms, QKV and output projections, MLP or experts, residual
-  adds, TP all-reduces, PP transfers) depend on the step's tokens T = sum n_i + D only:
-  tabulated for every T up to the engine's token budget;
+* token operators (embedding, norms, projections, MLP or experts, residual adds, TP all-reduces,
+  PP transfers) depend on the step's tokens T = sum n_i + D only: tabulated for every T up to
+  the engine's token budget;
 * sequence operators (LM head, sampling, the logits all-gather) depend on the scheduled
   sequences B = chunks + D (vLLM V1 computes logits at the last position of every scheduled
   request): tabulated up to max-num-seqs;
+* multi-head latent attention (DeepSeek-V3) runs other operators in decode and in prefill: the
+  absorbed projections of the decode tokens (tabulated over D), and the up-projection of every
+  prefill chunk's cached latent (over the chunks' context tokens, priced when first met);
 * attention runs as one kernel per layer over every sequence of the step (vLLM V1's unified
   variable-length attention): time = max(sum of compute, sum of memory) + kernel overhead.
   Its FLOPs and bytes are the kernel's coefficients (``ops.Kernel``) times each sequence's
   (query, key) pairs, new tokens and cached tokens, with the compute efficiency of the
   sequence's smallest matrix dimension and keys per query; decodes enter through the running
-  totals D and sum L_j.
+  totals D and sum L_j. MLA's decode and prefill kernels differ (absorbed MQA over the latent,
+  MHA over up-projected K/V): a step with both runs both.
 
-No chip draws more than its TDP: a step whose dynamic energy (the same three parts) over its
-time exceeds TDP - idle takes energy / (TDP - idle), as ``evaluate`` charges a pass or step.
+No chip draws more than its TDP: a step whose dynamic energy (the same parts) over its time
+exceeds TDP - idle takes energy / (TDP - idle), as ``evaluate`` charges a pass or step.
 ``tests/test_serving_steptime.py`` checks the result against ``estimate()`` for pure decode and
 single-prompt prefill steps.
 
 Simplifications: a pipeline of pp stages runs one batch at a time (a step is one trip
-through every stage, as ``estimate(micro_batches=1)``); sliding windows are not applied
-(exact while every context is within the window); a decode whose context is shorter than the
-query heads sharing a KV head is charged the attention efficiency at min(group, head_dim)
-(``estimate`` at its context: a difference only for contexts of a few tokens).
+through every stage, as ``estimate(micro_batches=1)``); a sliding window's decodes are charged
+min(sum L_j, D x W) keys (exact when every context is on the same side of the window, as in a
+step of requests of similar lengths); a decode whose context is shorter than the query heads
+sharing a KV head is charged the attention efficiency at min(group, head_dim) (``estimate`` at
+its context: a difference only for contexts of a few tokens).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,24 +48,21 @@ from infercast.errors import InfercastError
 from infercast.evaluation import Pricer
 from infercast.memory import need
 from infercast.model import ModelSpec
-from infercast.ops import make_op
+from infercast.ops import Kernel, attention_kernels, causal_pairs, make_op
 from infercast.roofline import OpTable, times
 from infercast.scenario import Scenario, resolve
 
 SEQUENCE_OPS = frozenset({"lm_head", "sampling", "all_gather_logits"})
 """Kernels that run once per scheduled sequence (the last position's logits)."""
+DECODE_OPS = frozenset({"mla_absorb_q", "mla_absorb_o"})
+"""Kernels only a decode token runs (MLA's absorbed projections)."""
+CONTEXT_OPS = frozenset({"kv_b_proj"})
+"""Kernels a prefill chunk runs over its whole context (MLA's up-projection of the cached latent)."""
 
 
 def deployment(model: str | ModelSpec, hardware=None, **options: Any) -> Scenario:
-    """The scenario the simulator runs: ``resolve``'s, with the sliding window dropped (see the module
-    docstring). Each of the ``dp`` replicas is a tp x pp group."""
-    sc = resolve(model, hardware, **options)
-    if sc.spec.is_mla:
-        raise InfercastError(f"simulate: {sc.spec.name} uses multi-head latent attention, whose prefill and decode "
-                             f"run different kernels; the serving simulator does not model it yet")
-    if sc.spec.sliding_window is None:
-        return sc
-    return replace(sc, spec=sc.spec.model_copy(update={"sliding_window": None}), extra={})
+    """The scenario the simulator runs: ``resolve``'s. Each of the ``dp`` replicas is a tp x pp group."""
+    return resolve(model, hardware, **options)
 
 
 @dataclass(frozen=True)
@@ -84,24 +86,28 @@ class _AttentionTerm:
     """Dynamic J per byte (DRAM, and the linear SRAM term of a vector kernel)."""
     e_max: tuple[tuple[float, float], ...]
     """SRAM terms w max(bytes, k FLOPs), J (with the chip overhead)."""
+    group: int
+    """Query heads sharing a K/V head (stacked into the GEMMs' rows)."""
+    dim: int
+    window: int | None
 
 
 def _sum3(*cs: tuple[float, float, float]) -> tuple[float, float, float]:
     return tuple(sum(c[i] for c in cs) for i in range(3))
 
 
-def _attention_terms(pr: Pricer, dim: int) -> list[_AttentionTerm]:
-    """The step's attention kernels, from their coefficients (``ops.Kernel``) and the roofline."""
+def _attention_terms(pr: Pricer, decode: bool) -> list[_AttentionTerm]:
+    """The step's attention kernels (of decodes, or of prefill chunks), from their coefficients
+    (``ops.Kernel``) and the roofline."""
     sc, eff = pr.sc, pr.eff
-    first = sc.groups[0]
-    kernels = pr.kernels(first)
+    kernels = _kernels(pr, sc.groups[0], decode)
     layers = {k.name: 0 for k in kernels}
     for g in sc.groups:
-        for k in pr.kernels(g):
-            layers[k.name] += k.count * g.count
+        for k in _kernels(pr, g, decode):
+            layers[k.name] = layers.get(k.name, 0) + k.count * g.count
     out = []
-    m = np.arange(1, dim + 1, dtype=float)
     for k in kernels:
+        m = np.arange(1, k.dim + 1, dtype=float)
         # compute seconds per FLOP at each smallest dimension, keys per query far beyond half_len (factor 1)
         unit = make_op(k.name, k.kind, 1, flops=np.ones_like(m), min_dim=m if k.kind == "attention" else math.inf,
                        math=k.math if k.kind == "attention" else "fp32")
@@ -112,8 +118,9 @@ def _attention_terms(pr: Pricer, dim: int) -> list[_AttentionTerm]:
         e_flop = e_byte = 0.0
         e_max: tuple = ()
         if pr.er is not None:
-            pr.cost([k.op(1.0, 1.0, 2.0)], ("steptime", k.name))  # resolves the kernel's energy coefficients
-            coef = pr.coefs[("steptime", k.name)]
+            key = ("steptime", k.name, decode)
+            pr.cost([k.op(1.0, 1.0, 2.0)], key)  # resolves the kernel's energy coefficients
+            coef = pr.coefs[key]
             er = pr.er
             kk = er.chip_overhead * er.node_scale
             sram = coef.sram
@@ -124,8 +131,43 @@ def _attention_terms(pr: Pricer, dim: int) -> list[_AttentionTerm]:
         out.append(_AttentionTerm(layers[k.name], k.flops, _sum3(k.act, k.kv, k.write), [math.inf] + spf.tolist(),
                                   eff.attention_half_len if k.kind == "attention" else 0.0,
                                   float(np.ravel(tb.memory_s)[0]), float(np.ravel(tb.overhead_s)[0]), e_flop, e_byte,
-                                  e_max))
+                                  e_max, k.group, k.dim, k.window))
     return out
+
+
+def _kernels(pr: Pricer, g, decode: bool) -> list[Kernel]:
+    sc = pr.sc
+    return attention_kernels(g.stage.spec, sc.precision, sc.attention, decode=decode)
+
+
+def _chunk_arrays(term: _AttentionTerm, n: np.ndarray, kv: np.ndarray):
+    """(compute, memory, FLOPs, bytes) of a prefill kernel for each chunk of n new tokens over kv keys."""
+    (fp, fn, fc), (bp, bn, bc), h, W = term.flops, term.bytes, term.half_len, term.window
+    n, kv = n.astype(float), kv.astype(float)
+    pairs = causal_pairs(n, kv, W)
+    cached = kv - n if W is None else np.minimum(kv - n, W)
+    keys = kv if W is None else np.minimum(kv, W)
+    dim = np.minimum(np.minimum(n * term.group, keys), term.dim).astype(np.int64)
+    spf = np.asarray(term.s_per_flop)[dim]
+    flops = fp * pairs + fn * n + fc * cached
+    nbytes = bp * pairs + bn * n + bc * cached
+    return (fp * (pairs + h * n) + fn * n + fc * cached) * spf, nbytes * term.s_per_byte, flops, nbytes
+
+
+def _kernel_j_arrays(term: _AttentionTerm, flops, nbytes):
+    e = term.e_flop * flops + term.e_byte * nbytes
+    for w, k in term.e_max:
+        e = e + w * np.maximum(nbytes, k * flops)
+    return term.layers * e
+
+
+def _kernel_j(layers, flops, nbytes, energy):
+    e_f, e_b, maxes = energy
+    e = e_f * flops + e_b * nbytes
+    for w, k in maxes:
+        kf = k * flops
+        e += w * (nbytes if nbytes > kf else kf)
+    return layers * e
 
 
 class StepTime:
@@ -139,10 +181,19 @@ class StepTime:
 
     def __init__(self, token_s: list[float], seq_s: list[float], fixed_s: float, terms: list[_AttentionTerm],
                  group: int, head_dim: int, token_j: list[float] | None = None, seq_j: list[float] | None = None,
-                 power_w: float | None = None) -> None:
+                 power_w: float | None = None, *, prefill_terms: list[_AttentionTerm] | None = None,
+                 decode_s: list[float] | None = None, decode_j: list[float] | None = None,
+                 context=None, launch_s: tuple[float, float] = (0.0, 0.0)) -> None:
         self.token_s, self.seq_s, self.fixed_s, self.terms = token_s, seq_s, fixed_s, terms
+        self.prefill_terms = prefill_terms
+        """The prefill chunks' kernels where they differ from the decodes' (MLA); None: the same kernels."""
         self.group, self.head_dim = group, head_dim
         self.token_j, self.seq_j, self.power_w = token_j, seq_j, power_w
+        self.decode_s, self.decode_j, self.context = decode_s, decode_j, context
+        """Decode-only operators by D (MLA), and a function of the chunks' context tokens -> (s, J)."""
+        self.launch_s = launch_s
+        """What a step with prefill chunks adds for launching its kernels where decode steps replay a CUDA
+        graph: (for the kernels every such step runs, for the decodes' own kernels when it has decodes)."""
         # a decode is a chunk of one token over L keys (pairs L, new 1, cached L - 1) whose smallest
         # dimension min(group, L, head_dim) is min(group, head_dim) once L reaches it
         self.decode_dim = min(group, head_dim)
@@ -159,71 +210,164 @@ class StepTime:
     def __call__(self, chunks: list[tuple[int, int]], decodes: int, decode_context: int) -> float:
         return self.fn(chunks, decodes, decode_context)
 
+    def many(self, decodes: np.ndarray, context: np.ndarray, chunk_step: np.ndarray, chunk_n: np.ndarray,
+             chunk_kv: np.ndarray) -> np.ndarray:
+        """The seconds of many steps at once: step i has ``decodes[i]`` decodes of total context ``context[i]``
+        and the chunks j with ``chunk_step[j] == i`` (``chunk_n`` new tokens over ``chunk_kv`` keys each);
+        equal to calling the step function on each (a replayed run re-prices its steps so)."""
+        D, C = np.asarray(decodes, np.int64), np.asarray(context, float)
+        cs, cn, ckv = np.asarray(chunk_step, np.int64), np.asarray(chunk_n, np.int64), np.asarray(chunk_kv, np.int64)
+        steps = len(D)
+
+        def per_step(x):
+            out = np.zeros(steps)
+            np.add.at(out, cs, x)
+            return out
+
+        chunk_tokens = per_step(cn).astype(np.int64)
+        n_chunks = per_step(np.ones(len(cs))).astype(np.int64)
+        has_chunk, has_decode = n_chunks > 0, D > 0
+        T, B = D + chunk_tokens, D + n_chunks
+        capped = self.power_w is not None
+        t = np.asarray(self.token_s)[T] + np.asarray(self.seq_s)[B] + self.fixed_s
+        e = np.asarray(self.token_j)[T] + np.asarray(self.seq_j)[B] if capped else 0.0
+        if self.decode_s is not None:
+            t = t + np.asarray(self.decode_s)[D]
+            if capped:
+                e = e + np.asarray(self.decode_j)[D]
+        launch_chunk, launch_decodes = self.launch_s
+        t = t + has_chunk * (launch_chunk + has_decode * launch_decodes)
+        if self.context is not None:
+            cs_, cj_ = self.context.many(per_step(ckv).astype(np.int64))
+            t = t + cs_
+            if capped:
+                e = e + cj_
+        split = self.prefill_terms is not None
+        decode = [self._decode_arrays(term, D, C) for term in self.terms]
+        chunk_terms = self.prefill_terms if split else self.terms
+        for i, term in enumerate(chunk_terms):
+            compute, memory, flops, nbytes = (per_step(x) for x in _chunk_arrays(term, cn, ckv))
+            if not split:  # one kernel runs the decodes and the chunks
+                dc, dm, df, db = decode[i]
+                compute, memory, flops, nbytes = compute + dc, memory + dm, flops + df, nbytes + db
+            runs = has_chunk if split else (has_chunk | has_decode)
+            t = t + term.layers * (np.maximum(compute, memory) + term.overhead_s) * runs
+            if capped:
+                e = e + runs * _kernel_j_arrays(term, flops, nbytes)
+        if split:
+            for term, (dc, dm, df, db) in zip(self.terms, decode, strict=True):
+                t = t + term.layers * (np.maximum(dc, dm) + term.overhead_s) * has_decode
+                if capped:
+                    e = e + has_decode * _kernel_j_arrays(term, df, db)
+        if capped:
+            t = np.maximum(t, e / self.power_w)
+        return t
+
+    @staticmethod
+    def _decode_arrays(term: _AttentionTerm, D: np.ndarray, C: np.ndarray):
+        """(compute, memory, FLOPs, bytes) of a decode kernel over each step's D decodes of total context C."""
+        (fp, fn, fc), (bp, bn, bc), h = term.flops, term.bytes, term.half_len
+        spf, spb = term.s_per_flop[min(term.group, term.dim)], term.s_per_byte
+        if term.window is None:
+            P, extra = C, 0.0
+        else:
+            beyond = C > D * term.window
+            P, extra = np.where(beyond, D * term.window, C), np.where(beyond, D, 0)
+        flops = (fp + fc) * P + (fn - fc) * D + fc * extra
+        nbytes = (bp + bc) * P + (bn - bc) * D + bc * extra
+        compute = spf * (flops + h * (fp + fc) * D)
+        return compute, spb * nbytes, flops, nbytes
+
     def _compile(self):
-        token_s, seq_s, fixed_s, group, d, m = (self.token_s, self.seq_s, self.fixed_s, self.group, self.head_dim,
-                                                self.decode_dim)
+        token_s, seq_s, fixed_s = self.token_s, self.seq_s, self.fixed_s
         capped = self.power_w is not None
         token_j, seq_j, power = self.token_j, self.seq_j, self.power_w
-        terms, decode_terms = [], []
-        for t in self.terms:
+        n_base = min(len(seq_s), len(token_s))
+        dec_s = self.decode_s or [0.0] * n_base
+        dec_j = self.decode_j or [0.0] * n_base
+        context = self.context
+        split = self.prefill_terms is not None  # MLA: decodes and chunks run different kernels
+        launch_chunk, launch_decodes = self.launch_s
+
+        def decode_term(t: _AttentionTerm):
             (fp, fn, fc), (bp, bn, bc), spf, spb, h = t.flops, t.bytes, t.s_per_flop, t.s_per_byte, t.half_len
-            # a decode's compute and memory seconds, per key of context and per sequence; its key-length
-            # factor (L + h) / L on FLOPs (fp + fc) L adds (fp + fc) h per sequence
+            m = min(t.group, t.dim)
+            # a decode's compute and memory seconds, per key of context and per sequence (cached = L - 1);
+            # its key-length factor (L + h) / L on FLOPs (fp + fc) L adds (fp + fc) h per sequence. Beyond
+            # the window W, pairs and cached are W each: fc, bc more per sequence than at L = W.
             per_L = (spf[m] * (fp + fc), spb * (bp + bc))
             per_seq = (spf[m] * (fn - fc + h * (fp + fc)), spb * (bn - bc))
-            # its FLOPs and bytes, per key of context and per sequence (for the energy)
-            work = ((fp + fc), (bp + bc), (fn - fc), (bn - bc))
-            energy = (t.e_flop, t.e_byte, t.e_max)
-            decode_terms.append((t.layers, *per_L, *per_seq, *work, energy))
-            terms.append((t.layers, *per_L, *per_seq, fp, fn, fc, bp, bn, bc, spf, h, spb, t.overhead_s, work,
-                          energy))
-        terms, decode_terms = tuple(terms), tuple(decode_terms)
+            beyond = (spf[m] * fc, spb * bc)
+            work = ((fp + fc), (bp + bc), (fn - fc), (bn - bc), fc, bc)
+            return (t.layers, t.window, *per_L, *per_seq, *beyond, work, (t.e_flop, t.e_byte, t.e_max))
+
+        def chunk_term(t: _AttentionTerm):
+            return (t.layers, t.flops, t.bytes, t.s_per_flop, t.half_len, t.s_per_byte, t.overhead_s, t.group,
+                    t.dim, t.window, (t.e_flop, t.e_byte, t.e_max))
+
+        decode_terms = tuple(decode_term(t) for t in self.terms)
+        chunk_terms = tuple(chunk_term(t) for t in (self.prefill_terms if split else self.terms))
         # a decode-only step (the common one under load): all but the attention max, by D
         overheads = sum(t.layers * t.overhead_s for t in self.terms)
-        decode_base = [token_s[D] + seq_s[D] + fixed_s + overheads for D in range(min(len(seq_s), len(token_s)))]
-        decode_base_j = ([token_j[D] + seq_j[D] for D in range(min(len(seq_s), len(token_s)))] if capped else None)
+        decode_base = [token_s[D] + seq_s[D] + dec_s[D] + fixed_s + (overheads if D else 0.0) for D in range(n_base)]
+        decode_base_j = [token_j[D] + seq_j[D] + dec_j[D] for D in range(n_base)] if capped else None
 
-        def kernel_j(layers, flops, nbytes, energy):
-            e_f, e_b, maxes = energy
-            e = e_f * flops + e_b * nbytes
-            for w, k in maxes:
-                kf = k * flops
-                e += w * (nbytes if nbytes > kf else kf)
-            return layers * e
+        def decode_parts(D: int, ctx: int):
+            """(compute, memory, FLOPs, bytes) of each decode kernel over D decodes of total context ctx."""
+            for (layers, window, cL, mL, cD, mD, cB, mB, work, energy) in decode_terms:
+                if window is None or ctx <= D * window:
+                    P, extra = ctx, 0
+                else:
+                    P, extra = D * window, D
+                wf, wb, wfd, wbd, wfb, wbb = work
+                yield (layers, cL * P + cD * D + cB * extra, mL * P + mD * D + mB * extra,
+                       wf * P + wfd * D + wfb * extra, wb * P + wbd * D + wbb * extra, energy)
 
         def step(chunks: list[tuple[int, int]], decodes: int, decode_context: int) -> float:
             if not chunks:
                 t = decode_base[decodes]
                 e = decode_base_j[decodes] if capped else 0.0
-                for layers, compute_L, memory_L, compute_D, memory_D, wf, wb, wfd, wbd, energy in decode_terms:
-                    compute = compute_L * decode_context + compute_D * decodes
-                    memory = memory_L * decode_context + memory_D * decodes
+                for layers, compute, memory, flops, nbytes, energy in decode_parts(decodes, decode_context):
                     t += layers * (compute if compute > memory else memory)
                     if capped:
-                        e += kernel_j(layers, wf * decode_context + wfd * decodes,
-                                      wb * decode_context + wbd * decodes, energy)
+                        e += _kernel_j(layers, flops, nbytes, energy)
                 if capped and e > t * power:
                     return e / power
                 return t
             tokens = decodes
-            for n, _ in chunks:
+            ctx_tokens = 0
+            for n, kv in chunks:
                 tokens += n
+                ctx_tokens += kv
             seqs = decodes + len(chunks)
-            t = token_s[tokens] + seq_s[seqs] + fixed_s
-            e = token_j[tokens] + seq_j[seqs] if capped else 0.0
-            for (layers, compute_L, memory_L, compute_D, memory_D, fp, fn, fc, bp, bn, bc, spf, h, spb,
-                 overhead, work, energy) in terms:
-                compute = compute_L * decode_context + compute_D * decodes
-                memory = memory_L * decode_context + memory_D * decodes
-                wf, wb, wfd, wbd = work
-                flops = wf * decode_context + wfd * decodes
-                nbytes = wb * decode_context + wbd * decodes
+            t = token_s[tokens] + seq_s[seqs] + fixed_s + dec_s[decodes] + launch_chunk
+            if decodes:
+                t += launch_decodes
+            e = token_j[tokens] + seq_j[seqs] + dec_j[decodes] if capped else 0.0
+            if context is not None:
+                cs, cj = context(ctx_tokens)
+                t += cs
+                e += cj
+            shared = {}  # a unified kernel's decode share, by term, for the chunks to add to
+            if decodes:
+                for i, (layers, compute, memory, flops, nbytes, energy) in enumerate(decode_parts(decodes,
+                                                                                                   decode_context)):
+                    if split:
+                        t += layers * ((compute if compute > memory else memory) + self.terms[i].overhead_s)
+                        if capped:
+                            e += _kernel_j(layers, flops, nbytes, energy)
+                    else:
+                        shared[i] = (compute, memory, flops, nbytes)
+            for i, (layers, (fp, fn, fc), (bp, bn, bc), spf, h, spb, overhead, group, d, window,
+                    energy) in enumerate(chunk_terms):
+                compute, memory, flops, nbytes = shared.get(i, (0.0, 0.0, 0.0, 0.0))
                 for n, kv in chunks:
-                    pairs = n * kv - n * (n - 1) / 2  # causal: query i of the chunk sees kv - n + 1 + i keys
-                    cached = kv - n
+                    pairs = causal_pairs(n, kv, window)  # query i of the chunk sees kv - n + 1 + i keys (<= W)
+                    cached = kv - n if window is None or kv - n < window else window
+                    keys = kv if window is None or kv < window else window
                     dim = n * group  # the kernel's smallest matrix dimension, as ops stacks GQA heads
-                    if kv < dim:
-                        dim = kv
+                    if keys < dim:
+                        dim = keys
                     if d < dim:
                         dim = d
                     # FLOPs are fp x pairs when h > 0; at pairs / n keys per query they take (pairs + h n) / pairs
@@ -234,7 +378,7 @@ class StepTime:
                     nbytes += b
                 t += layers * ((compute if compute > memory else memory) + overhead)
                 if capped:
-                    e += kernel_j(layers, flops, nbytes, energy)
+                    e += _kernel_j(layers, flops, nbytes, energy)
             if capped and e > t * power:
                 return e / power
             return t
@@ -243,31 +387,108 @@ class StepTime:
 
 
 def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
-    """The step-time function of one replica for steps of up to ``max_tokens`` tokens and ``max_seqs`` sequences."""
-    pr = Pricer(sc)
-    kernel = pr.kernels(sc.groups[0])[0]
+    """The step-time function of one replica for steps of up to ``max_tokens`` tokens and ``max_seqs`` sequences.
+
+    Its tables are priced at a decode step's efficiencies; a step with prefill chunks pays the difference
+    of the prefill's per-kernel time for each kernel it runs (the framework launches those steps' kernels
+    where it replays decode steps from CUDA graphs)."""
+    decode_eff = sc.phase_efficiency(sc.efficiency, True)
+    pr = Pricer(sc, sc.rates, decode_eff, sc.energy_rates)
+    extra_per_kernel = sc.phase_efficiency(sc.efficiency, False).kernel_overhead_s - decode_eff.kernel_overhead_s
+    kernel = _kernels(pr, sc.groups[0], True)[0]
     group, head_dim = kernel.group, kernel.dim
     T = np.arange(1, max_tokens + 1, dtype=float)
     B = np.arange(1, max_seqs + 1, dtype=float)
     token_s, seq_s = np.zeros(max_tokens + 1), np.zeros(max_seqs + 1)
     token_j, seq_j = np.zeros(max_tokens + 1), np.zeros(max_seqs + 1)
+    mla = sc.spec.is_mla
+    dec_s, dec_j = np.zeros(max_seqs + 1), np.zeros(max_seqs + 1)
     for i, g in enumerate(sc.groups):
         ops = pr.stage_ops(g, 1.0, T, T, with_attention=False, decode=False)
-        token = pr.cost([op for op in ops if op.name not in SEQUENCE_OPS], ("token", i))
+        token = pr.cost([op for op in ops if op.name not in SEQUENCE_OPS | CONTEXT_OPS], ("token", i))
         token_s[1:] += g.count * token.time_s
-        seq = pr.cost([op for op in pr.stage_ops(g, B, 1.0, 1.0, with_attention=False, decode=True)
-                       if op.name in SEQUENCE_OPS],
-                      ("seq", i))
+        per_seq = pr.stage_ops(g, B, 1.0, 1.0, with_attention=False, decode=True)
+        seq = pr.cost([op for op in per_seq if op.name in SEQUENCE_OPS], ("seq", i))
         if seq.table.ops:
             seq_s[1:] += g.count * seq.time_s
+        if mla:
+            dec = pr.cost([op for op in per_seq if op.name in DECODE_OPS], ("decode_only", i))
+            dec_s[1:] += g.count * dec.time_s
+            if pr.er is not None:
+                dec_j[1:] += g.count * dec.energy_j
         if pr.er is not None:
             token_j[1:] += g.count * token.energy_j
             if seq.table.ops:
                 seq_j[1:] += g.count * seq.energy_j
     fixed = sc.efficiency.step_overhead_s  # once a pass (at the last stage, where the token is sampled), as estimate()
     power = None if pr.power is None else float(pr.power)
-    return StepTime(token_s.tolist(), seq_s.tolist(), fixed, _attention_terms(pr, head_dim), group, head_dim,
-                    token_j.tolist() if power else None, seq_j.tolist() if power else None, power)
+    extra: dict[str, Any] = {}
+    terms = _attention_terms(pr, True)
+    if mla:
+        extra = dict(prefill_terms=_attention_terms(pr, False), decode_s=dec_s.tolist(),
+                     decode_j=dec_j.tolist() if power else None, context=_context_ops(pr))
+    if extra_per_kernel:
+        extra["launch_s"] = _launches(pr, extra.get("prefill_terms"), terms, extra_per_kernel)
+    return StepTime(token_s.tolist(), seq_s.tolist(), fixed, terms, group, head_dim,
+                    token_j.tolist() if power else None, seq_j.tolist() if power else None, power, **extra)
+
+
+def _launches(pr: Pricer, prefill_terms, decode_terms, per_kernel: float) -> tuple[float, float]:
+    """(seconds, seconds) a step with prefill chunks adds at ``per_kernel`` a kernel: for the kernels every such
+    step runs (token and sequence operators, the chunks' attention and context operators), and, when it has
+    decodes, for theirs (MLA's absorbed projections and decode attention)."""
+    sc = pr.sc
+    kernels = decoding = 0
+    for g in sc.groups:
+        for op in pr.stage_ops(g, 1.0, 1.0, 1.0, with_attention=False, decode=False):
+            if op.kind != "comm":
+                kernels += g.count * op.count
+        if prefill_terms is not None:
+            decoding += g.count * sum(op.count for op in pr.stage_ops(g, 1.0, 1.0, 1.0, with_attention=False,
+                                                                        decode=True) if op.name in DECODE_OPS)
+    kernels += sum(t.layers for t in (prefill_terms if prefill_terms is not None else decode_terms))
+    if prefill_terms is not None:
+        decoding += sum(t.layers for t in decode_terms)
+    return kernels * per_kernel, decoding * per_kernel
+
+
+class _ContextOps:
+    """(seconds, J) of the operators a step's prefill chunks run over their context tokens, by the total of
+    those tokens: priced when a total is first met (``__call__``), or for many totals at once (``many``)."""
+
+    def __init__(self, pr: Pricer):
+        self.pr = pr
+        self.memo: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}
+
+    def _price(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pr, s, j = self.pr, np.zeros(len(tokens)), np.zeros(len(tokens))
+        T = tokens.astype(float)
+        for i, g in enumerate(pr.sc.groups):
+            ops = [op for op in pr.stage_ops(g, 1.0, T, T, with_attention=False, decode=False)
+                   if op.name in CONTEXT_OPS]
+            c = pr.cost(ops, ("context", i))
+            s = s + g.count * c.time_s
+            if c.energy is not None:
+                j = j + g.count * c.energy_j
+        return s, j
+
+    def __call__(self, tokens: int) -> tuple[float, float]:
+        hit = self.memo.get(tokens)
+        if hit is None:
+            s, j = self._price(np.array([tokens]))
+            hit = self.memo[tokens] = (float(s[0]), float(j[0]))
+        return hit
+
+    def many(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values, where = np.unique(tokens, return_inverse=True)
+        s, j = self._price(np.maximum(values, 1))
+        zero = values == 0
+        s, j = np.where(zero, 0.0, s), np.where(zero, 0.0, j)
+        return s[where], j[where]
+
+
+def _context_ops(pr: Pricer) -> _ContextOps:
+    return _ContextOps(pr)
 
 
 def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs: int | None = None) -> int:
@@ -278,7 +499,10 @@ def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs:
     profile run uses max-num-batched-tokens) and the logits of ``max_seqs`` sampled sequences (the
     scenario's max_num_seqs by default); what is left holds blocks of ``block_size``
     tokens at the chip's KV bytes per token (``infercast.memory``). The replica takes the
-    smallest count over its pipeline stages (vLLM takes the minimum over workers).
+    smallest count over its pipeline stages (vLLM takes the minimum over workers). A block holds a token
+    of every layer, windowed layers too: where a sliding window caps some layers (gpt-oss) the engine here
+    keeps their tokens beyond the window, which ``estimate``'s memory model does not (a cache that holds
+    up to half as many tokens of gpt-oss as vLLM's hybrid manager).
     """
     opts = sc.memory.model_copy(update={"max_num_batched_tokens": max_tokens, "block_size": block_size,
                                         **({"max_num_seqs": max_seqs} if max_seqs is not None else {})})

@@ -86,6 +86,11 @@ class Workload(BaseModel):
     enable_prefix_caching makes it count (without it each prompt is computed whole, as in vLLM)."""
     seed: int = Field(default=0, ge=0)
     """Seed of every random draw (vLLM --seed, default 0; numpy takes no negative seed)."""
+    beam_width: int = Field(default=1, ge=1, le=1024)
+    """Beams of a beam search per request (vLLM's use_beam_search with best_of): each decodes that many
+    sequences sharing the prompt's KV cache and returns the best."""
+    n: int = Field(default=1, ge=1, le=1024)
+    """Completions sampled in parallel per request (vLLM's n), sharing the prompt's KV cache."""
 
     @field_validator("num_prompts")
     @classmethod
