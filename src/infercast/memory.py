@@ -281,7 +281,7 @@ def min_chips(table: PlanTable, batch, isl, kept, usable, opts: MemoryOptions) -
     scalar = all(np.ndim(x) == 0 for x in (batch, isl, kept, usable))
     cap = plan_capacity(table, isl, kept, usable, opts)  # [plans, *ctx]
     n_plans, ctx_shape = cap.shape[0], cap.shape[1:]
-    b = np.asarray(batch, float)
+    b = np.asarray(batch, float).reshape(-1) if scalar else np.asarray(batch, float)  # [1] for one configuration
     shape = np.broadcast_shapes(b.shape, ctx_shape)
     b = np.broadcast_to(b, shape)
     # the first plan (fewest chips) holding b: where the running maximum of the capacities first reaches b,
@@ -310,5 +310,5 @@ def min_chips(table: PlanTable, batch, isl, kept, usable, opts: MemoryOptions) -
         tp[idx] = np.where(ok, table.tp[k], 0.0)
         pp[idx] = np.where(ok, table.pp[k], 0.0)
     if scalar:
-        return MinChips(float(chips), float(tp), float(pp), float(dp))
+        return MinChips(float(chips[0]), float(tp[0]), float(pp[0]), float(dp[0]))
     return MinChips(chips, tp, pp, dp)
