@@ -98,7 +98,10 @@ def test_format_and_sparsity_claims(claims):
     assert not c13["s30_bf16_dense_fits"]  # 352 GB of BF16 weights on 4 x 60 GB
     speeds = [c13[f"s30_int8_sparsity_{s}_tokens_per_s"] for s in ("0", "0.5", "0.75", "0.875")]
     assert speeds == sorted(speeds)  # more sparsity, fewer bytes per token, faster
-    assert c13["s30_int8_sparsity_for_25_tokens_per_s"] < c13["s30_int8_sparsity_for_40_tokens_per_s"]
+    # 25 tokens/s is reachable (97% sparsity under the shipped fit); 40 needs more, or is beyond 99.5% (None)
+    # where the per-kernel overheads (20 us a launch for a chip no row measures) cap a step at any sparsity
+    need25, need40 = c13["s30_int8_sparsity_for_25_tokens_per_s"], c13["s30_int8_sparsity_for_40_tokens_per_s"]
+    assert need25 is not None and (need40 is None or need25 < need40)
     c14 = claims["C14"].figures
     # BERT-Large at 384 tokens from the engine's operators: 24 x (24 x 1024^2 x 384 + 4 x 384^2 x 1024) FLOPs of
     # GEMMs and attention, plus softmax, norms, GELU and the span head (under 2% more)

@@ -116,8 +116,9 @@ def test_estimate_json_metric_definitions(llama2_7b_json):
     assert r["decode"]["tokens_per_s"] == pytest.approx(batch * (osl - 1) / r["decode"]["latency_s"], rel=1e-9)
     assert r["throughput_tokens_per_s"] == pytest.approx(batch * osl / r["e2e_latency_s"], rel=1e-9)
     # a 7B model at batch 1: 128 prompt tokens sit at the A100's ridge (FLOPs and weight bytes take about
-    # as long), decode is bandwidth-bound
-    assert r["prefill"]["bound"] in ("compute", "memory")
+    # as long, 3-4 ms), where the generic engine's launches (356 kernels at the fit's 20 us each, 7 ms) can
+    # outweigh both; decode is bandwidth-bound
+    assert r["prefill"]["bound"] in ("compute", "memory", "overhead")
     assert r["decode"]["bound"] == "memory"
     for u in r["utilization"].values():
         assert 0 < u <= 1

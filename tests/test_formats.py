@@ -87,7 +87,10 @@ def test_fp8_on_a100_saves_bytes_but_not_math():
     # A100 has no FP8 units: FP8 math runs at its FP16 rate, while FP8 weights still halve the bytes
     dec16 = estimate("llama-2-70b", "a100-sxm-80gb", batch=1, isl=1024, osl=128)
     dec8 = estimate("llama-2-70b", "a100-sxm-80gb", batch=1, isl=1024, osl=128, weight_dtype="fp8")
-    assert dec16.tpot_s / dec8.tpot_s > 1.7  # memory-bound: about half the bytes per step
+    assert dec16.decode.bytes / dec8.decode.bytes > 1.95  # half the bytes per step (the KV cache stays fp16)
+    # memory-bound, so the step gains nearly 2x; the per-kernel launches (80 layers of about 11 kernels) do not
+    # shrink with the bytes
+    assert 1.6 < dec16.tpot_s / dec8.tpot_s < 2.0
     kw = dict(batch=16, isl=1024, osl=2)
     pre16 = estimate("llama-2-70b", "a100-sxm-80gb", **kw)
     pre8 = estimate("llama-2-70b", "a100-sxm-80gb", dtype="fp8", **kw)

@@ -79,7 +79,10 @@ def test_decode_is_memory_bound_and_large_prefill_compute_bound():
     eff = default_efficiency(A100)
     for op in forward_ops(spec, 1, 1, 512, FP16):
         if op.name in ("qkv_proj", "mlp_gate_up", "mlp_down", "out_proj"):
-            assert op_time(op, A100, eff).bound == "memory"
+            t = op_time(op, A100, eff)
+            # one token: the weights' bytes take over 10x the math; the smallest GEMM (out_proj, 33.5 MB in
+            # 19 us) may be as short as a launch of the generic engine (the fit's 20 us)
+            assert t.memory_s > 10 * t.compute_s and t.bound in ("memory", "overhead")
     for op in forward_ops(spec, 4, 2048, 2048, FP16):
         if op.name in ("qkv_proj", "mlp_gate_up", "mlp_down"):
             assert op_time(op, A100, eff).bound == "compute"
