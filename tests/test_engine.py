@@ -196,3 +196,18 @@ def test_rates_as_arrays_with_a_scalar_workload(model, plan):
         one = evaluate(sc, batch=4, isl=512, osl=64, rates={"mem_bw_bytes_per_s": float(bw[0, j])})
         for key in ("ttft_s", "decode.tpot_s", "energy.joules_per_token", "cost.usd_per_million_tokens"):
             assert cols[key][0, j] == pytest.approx(one[key], rel=1e-9), key
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-10**6, 10**6).map(lambda x: x / 1e3),
+                          st.integers(-10**4, 10**4).map(lambda x: x / 1e3)), min_size=1, max_size=60),
+       st.integers(0, 400), st.integers(0, 400))
+def test_sum_max_equals_the_sum_of_the_envelope_step_by_step(lines, lo, n):
+    """The closed form of sum_{L=lo}^{hi} max_k (a_k + b_k L), by crossings or (few integers, many lines) by
+    the envelope at each integer, equals the step-by-step sum; hi = lo - 1 is an empty range."""
+    from infercast.series import max_lines_at, sum_max
+
+    a, b = [x for x, _ in lines], [y for _, y in lines]
+    hi = lo + n - 1
+    ref = sum(float(max_lines_at(a, b, L)) for L in range(lo, hi + 1))
+    assert float(sum_max(a, b, lo, hi)) == pytest.approx(ref, rel=1e-9, abs=1e-6)

@@ -82,6 +82,15 @@ def sum_max(a: list, b: list, lo, hi):
     A = np.stack([np.broadcast_to(x, shape) for x in a])  # [K, *shape]
     B = np.stack([np.broadcast_to(x, shape) for x in b])
     lo, hi = np.broadcast_to(lo, shape), np.broadcast_to(hi, shape)
+    steps = int(np.max(hi - lo + 1, initial=0))
+    if steps <= len(a) ** 2:
+        # fewer integers than crossings (a deep pipeline's envelope has hundreds of lines): the envelope at
+        # each integer, K x steps, instead of K^2 crossings each scanned over K lines
+        total = np.zeros(shape)
+        for j in range(steps):
+            L = lo + j
+            total = total + np.where(L <= hi, np.max(A + B * L[None], axis=0), 0.0)
+        return total
     start = lo - 1
     points = [start, np.maximum(hi, start)]
     for i in range(len(a)):
