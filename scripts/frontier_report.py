@@ -12,7 +12,8 @@ steady state of the static-batch estimate, non-dominated. The error of a point i
 tokens/s per chip at the point's tokens/s per user (linear between frontier points) over the measured one,
 less 1; a point faster per user than anything predicted lies beyond the frontier and is counted apart.
 
-The engine has no framework profiles yet: one prediction serves SGLang, TensorRT-LLM and ATOM alike.
+The frontier runs the generic framework profile (search has no framework axis yet): one prediction serves
+SGLang, TensorRT-LLM and ATOM alike.
 """
 
 from __future__ import annotations
@@ -333,9 +334,12 @@ uniformly in [0.8 L, L]). A measured run is a point: the whole system's output t
 measured figure, less 1 (positive: the engine predicts more); a run faster per user than the whole predicted
 frontier is counted as beyond it.
 
-**Framework profiles do not exist in the engine yet**: SGLang, TensorRT-LLM and ATOM runs are all compared
-with the same prediction, at the engine's default (calibrated) efficiencies; the differences between
-frameworks on one chip are what a profile would have to carry.
+**Search and pareto have no framework axis yet**: SGLang, TensorRT-LLM and ATOM runs are all compared with one
+prediction under the `generic` framework profile, which launches every kernel from the host (no CUDA graphs) at
+the generic fit's per-kernel time; a DeepSeek-R1 decode step has about 1,200 kernels, so this frontier is
+overhead-bound where the frameworks replay graphs. `infercast validate`, which runs each row under its own
+framework's profile, predicts the same InferenceX rows within 10% median on throughput and TPOT
+(docs/validation.md); the gap between the two is the framework's, and search needs `--framework` to close it.
 
 ## Summary
 
@@ -378,11 +382,12 @@ calibrated floor differs by chip family, which alone reorders the chips at low a
 
 {floor}
 
-- **No framework profiles.** One prediction per chip and precision; what a framework does (CUDA graphs, fused
-  MoE and attention kernels, SGLang's DP-attention, ATOM's AITER kernels, its scheduler) is only in the
-  calibrated efficiencies, fitted on the first round of public data (none of these runs).
-- **DeepSeek-R1 is MLA and MoE.** The serving simulator does not model MLA yet, so the frontier is the analytic
-  steady state, not a simulated one; DP-attention runs (`-dpa-`) are compared with the same TP frontier.
+- **No framework axis in search.** One prediction per chip and precision under the generic profile; what a
+  framework does (CUDA graphs, fused MoE and attention kernels, SGLang's DP-attention, ATOM's AITER kernels,
+  its scheduler) is in its profile and fit, which `infercast validate` uses row by row but the frontier does not.
+- **DeepSeek-R1 is MLA and MoE.** The frontier is the analytic steady state, not a simulated one (the simulator
+  runs MLA, search does not call it for MLA models); DP-attention runs (`-dpa-`) are compared with the same TP
+  frontier.
 - **Steady-state estimate.** TPOT at concurrency B adds to the static decode step the share of the prompts
   that arrive during a request's decode; real schedulers chunk prompts (SGLang, vLLM) or run them in separate
   iterations, and InferenceX reports median TPOT, which hides the slow tail this average carries.

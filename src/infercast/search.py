@@ -529,12 +529,12 @@ def _memory_gap(spec, d: Deployment) -> Closest:
 def _confirm(spec, choices: list[Choice], slo_ms: dict[str, float], *, qps, concurrency, isl, osl, top_k,
              num_prompts, seed, simulate, rejected: Counter) -> tuple[list[Choice], list[str]]:
     """The first ``top_k`` choices the simulator confirms (at most 3 x top_k simulations)."""
-    notes = [("framework profiles do not exist yet: figures are for the engine's default efficiencies "
-              "(framework: null)")]
+    notes = [("search is not a framework axis yet: every deployment runs the generic framework profile's "
+              "defaults and fit (framework: null)")]
     if not simulate or spec.is_mla:
         if spec.is_mla:
-            notes.append(f"{spec.name} uses multi-head latent attention, which the serving simulator does not model "
-                         f"yet: figures are analytic (simulated: false)")
+            notes.append(f"{spec.name} uses multi-head latent attention: search ranks it analytically and does not "
+                         f"confirm it with the simulator (simulated: false); run infercast simulate on a choice")
         return choices[:top_k], notes
     ranked: list[Choice] = []
     tried = 0
