@@ -134,7 +134,8 @@ def test_inferencex_points_are_per_chip_and_per_user():
 
 
 def test_the_package_carries_the_inferencex_rows_of_the_shared_data():
-    """catalog/measured/inferencex.csv is shared/data/measured-public.csv's InferenceX throughput and TPOT rows."""
+    """The Pareto view's measured points are shared/data/measured-public.csv's InferenceX throughput and TPOT rows
+    (read from the package's copy of the file)."""
     import csv
     from pathlib import Path
 

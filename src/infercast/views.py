@@ -17,9 +17,9 @@ from infercast.errors import InfercastError
 
 INFERENCEX_COLUMNS = ("id", "source", "model", "hardware", "num_chips", "tp", "weight_dtype", "framework", "batch",
                       "isl", "osl", "metric", "value")
-"""catalog/measured/inferencex.csv: the InferenceX runs of shared/data/measured-public.csv (ids ``ix-``), their
-output tokens/s and TPOT rows, in the columns a frontier's measured point needs (the package carries them: the
-page and ``infercast plot pareto`` draw them wherever infercast is installed)."""
+"""The columns a frontier's measured point needs, of the InferenceX runs (ids ``ix-``) in the package's copy of
+measured-public.csv (catalog/measured/public.csv): the page and ``infercast plot pareto`` draw them wherever
+infercast is installed."""
 
 
 # --- infercast estimate and compare ------------------------------------------------------------------
@@ -162,11 +162,12 @@ def pareto_view(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def measured_rows() -> list[dict[str, str]]:
-    """InferenceX's measured runs as the package carries them (``INFERENCEX_COLUMNS``)."""
+    """InferenceX's output tokens/s and TPOT rows of the bundled public data (``INFERENCEX_COLUMNS``)."""
     from importlib import resources
 
-    text = (resources.files("infercast") / "catalog" / "measured" / "inferencex.csv").read_text(encoding="utf-8")
-    return list(csv.DictReader(io.StringIO(text, newline="")))
+    text = (resources.files("infercast") / "catalog" / "measured" / "public.csv").read_text(encoding="utf-8")
+    return [{k: r[k] for k in INFERENCEX_COLUMNS} for r in csv.DictReader(io.StringIO(text, newline=""))
+            if r["id"].startswith("ix-") and r["metric"] in ("output_tokens_per_s", "tpot_s")]
 
 
 def measured_points(model: str, isl: int, osl: int) -> list[dict[str, Any]]:
