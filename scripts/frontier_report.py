@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import statistics
 import sys
 from collections import defaultdict
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from report_tables import pct as report_pct
+from report_tables import table
 
 from infercast.search import (CONCURRENCY, Deployment, evaluate_deployment, interpolate, non_dominated, points_of,
                               steady_state)
@@ -62,6 +63,11 @@ class Run:
     @property
     def lengths(self) -> str:
         return f"{_k(self.isl)}/{_k(self.osl)}"
+
+
+def pct(x: float | None, signed: bool = False) -> str:
+    """Whole percentages (the frontier's errors are tens of percent)."""
+    return report_pct(x, signed, digits=0)
 
 
 def _k(n: int) -> str:
@@ -156,16 +162,6 @@ def errors(runs: list[Run]) -> list[tuple[Run, Error]]:
     return out
 
 
-def pct(x: float | None, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{100 * x:+.0f}%" if signed else f"{100 * x:.0f}%"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _medians(values: list[float | None]) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from report_tables import pct, table
 
 from infercast.claims import c5_training_memory
 from infercast.train import train
@@ -27,16 +28,6 @@ CALIBRATION = Path(__file__).resolve().parents[1] / "src" / "infercast" / "catal
 TARGETS = {"median": 0.12, "p90": 0.30, "memory_median": 0.10}
 
 
-def pct(x: float | None, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return "-"
-    return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def error_table(ins: dict, loso: dict, key: str) -> str:

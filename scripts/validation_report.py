@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from report_tables import pct, table
 
 from infercast.calibration import efficiency_for, load_calibration, vendor_of
 from infercast.framework import framework_of_text
@@ -36,16 +37,6 @@ FIT_COMMAND = ("infercast calibrate --fit public --iterations 10 --output "
                "src/infercast/catalog/calibration/default.yaml --force")
 
 
-def pct(x: float | None, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return "-"
-    return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def stats(errors: list[float]) -> tuple[int, float | None, float | None]:

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
+from report_tables import pct, table
 
 from infercast.calibration import network_profile
 from infercast.claims import c11_memory_tiers, c14_mlperf, c20_diffusion
@@ -32,15 +33,6 @@ TARGETS = {"bert": 0.15, "resnet": 0.15, "diffusion": 0.20, "offload": 0.25}
 FOLDS = (("in_sample", "in sample"), ("loso", "leave one source out"), ("loco", "leave one chip out"))
 
 
-def pct(x, signed: bool = False) -> str:
-    if x is None:
-        return "-"
-    return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def fold_table(summary: dict, key: str, label: str) -> str:
