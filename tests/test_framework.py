@@ -170,6 +170,30 @@ def test_cli_takes_a_framework_and_refuses_an_unknown_one():
     assert shown.returncode == 0 and '"value": "flash-per-head"' in shown.stdout
 
 
+
+def test_a_framework_runs_only_on_the_vendors_it_has_backends_for():
+    from infercast.hardware import chip_ids, load_chip
+
+    vendors = {load_chip(c).vendor for c in chip_ids()}
+    for name in framework_names():  # every vendor a profile names is a catalog chip's vendor (no typo excludes one)
+        fw = load_framework(name)
+        assert (fw.runs_on is None) == (name == GENERIC), name
+        if fw.runs_on is not None:
+            assert set(fw.runs_on.vendors) <= vendors and fw.runs_on.source, name
+    # TensorRT-LLM is CUDA-only, ATOM is ROCm-only: a deployment of either on the other vendor's chip is refused
+    # in one line naming --framework and the frameworks that do run there
+    with pytest.raises(InfercastError, match=r"--framework trtllm: TensorRT-LLM runs on NVIDIA chips .*mi300x is "
+                                             r"AMD's: use one that runs on it \(atom, .*sglang, vllm\)"):
+        resolve("llama-3-8b", "mi300x", framework="trtllm")
+    with pytest.raises(InfercastError, match=r"--framework atom@0.1: AMD ATOM runs on AMD chips"):
+        resolve("llama-3-8b", "h100-sxm", framework="atom@0.1")
+    with pytest.raises(InfercastError, match=r"Optimum Habana\) runs on Intel \(Habana\) chips"):
+        resolve("llama-3-8b", system="hgx-h100", framework="optimum-habana")
+    assert resolve("llama-3-8b", "gaudi3", framework="optimum-habana").framework.name == "optimum-habana"
+    assert resolve("llama-3-8b", "tpu-v6e", framework="vllm").framework.name == "vllm"
+    bad = _cli("estimate", "--model", "llama-3-8b", "--hardware", "mi300x", "--framework", "trtllm")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: --framework trtllm")
+
 def test_validate_runs_an_unknown_framework_text_as_generic_and_says_so(tmp_path):
     # a llama.cpp decode row whose framework column names an engine the alias table does not know
     text = (resources.files("infercast") / "catalog" / "measured" / "public.csv").read_text()

@@ -128,6 +128,69 @@ def test_search_json_from_the_command_line():
     assert doc["ranked"][0]["hardware"] == "h100-sxm" and doc["objective"] == "usd_per_mtok"
 
 
+
+# --- the framework axis ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def framework_doc():
+    return search(qps=6.0, framework="vllm,sglang,trtllm,atom", usd_per_chip_hour="mi300x=2",
+                  **{**SMALL, "hardware": "h100-sxm,mi300x", "dtype": "fp8", "top_k": 3})
+
+
+def test_frameworks_are_an_axis_on_the_chips_they_run_on(framework_doc):
+    doc = framework_doc
+    assert doc["frameworks"] == ["vllm", "sglang", "trtllm", "atom"]
+    # 2 chips x 4 frameworks x 1 precision x 7 plans (tp 1, 2, 4, 8; 8 x pp 2, 4, 8)
+    assert doc["candidates_evaluated"] == 2 * 4 * 7
+    # TensorRT-LLM has no AMD backend and ATOM no NVIDIA one: each pairing's 7 plans are counted, not run
+    assert doc["rejected"]["trtllm does not run on AMD chips"] == 7
+    assert doc["rejected"]["atom does not run on NVIDIA chips"] == 7
+    pairs = {(r["hardware"], r["framework"]) for r in doc["ranked"] + doc["pareto"]}
+    assert pairs and pairs.isdisjoint({("mi300x", "trtllm"), ("h100-sxm", "atom")})
+    assert {f for _, f in pairs} <= {"vllm", "sglang", "trtllm", "atom"}
+    assert not any("generic framework profile" in n for n in doc["notes"])
+
+
+def test_a_framework_result_equals_estimate_and_simulate_under_that_framework(framework_doc):
+    """One answer per quantity: search's figures for a deployment are estimate()'s and the simulator's for the same
+    deployment under the same framework (its profile's engine defaults: max-num-seqs, chunked prefill)."""
+    from infercast.serving import Workload, server
+    from infercast.serving.workload import synthetic
+
+    r = framework_doc["ranked"][0]
+    kw = dict(tp=r["tp"], pp=r["pp"], dtype=r["weight_dtype"], framework=r["framework"])
+    est = estimate("llama-3-8b", r["hardware"], batch=r["concurrency"], isl=512, osl=128, **kw)
+    assert r["joules_per_token"] == pytest.approx(est.energy.joules_per_token, rel=1e-12)
+    srv = server("llama-3-8b", r["hardware"], **kw)
+    m = srv.run(synthetic(Workload(num_prompts=300, request_rate=6.0 / r["dp"], isl=512, osl=128, seed=0),
+                          srv.max_model_len)).metrics
+    assert r["ttft_p99_s"] == pytest.approx(m["ttft_ms"]["p99"] / 1e3, rel=1e-12)
+    assert r["tpot_p99_s"] == pytest.approx(m["tpot_ms"]["p99"] / 1e3, rel=1e-12)
+
+
+def test_a_framework_sets_the_concurrency_a_replica_runs():
+    """Concurrency per replica goes up to the framework's max-num-seqs: vLLM's 256, TensorRT-LLM's 8,192."""
+    doc = pareto("llama-3-8b", isl=512, osl=128, hardware="h100-sxm", dtype="fp8", tp=[1], framework="vllm,trtllm",
+                 group_by="framework")
+    top = {f["group"]: max(p["concurrency"] for p in f["points"]) for f in doc["frontiers"]}
+    assert top["h100-sxm vllm"] <= 256 < top["h100-sxm trtllm"]
+    # the default is the generic profile's, which is vLLM's scheduler
+    assert pareto("llama-3-8b", isl=512, osl=128, hardware="h100-sxm", dtype="fp8", tp=[1])["frameworks"] == \
+        ["generic"]
+
+
+def test_frameworks_all_and_bad_names():
+    from infercast.framework import framework_names
+    from infercast.search import parse_frameworks
+
+    assert parse_frameworks("all") == [n for n in framework_names() if n != "generic"]
+    assert parse_frameworks("trtllm@0.6, vllm") == ["trtllm@0.6", "vllm"]
+    with pytest.raises(Exception, match="--framework: unknown framework 'vlm'.*did you mean vllm"):
+        parse_frameworks("vlm")
+    with pytest.raises(Exception, match="--framework: vllm is named twice"):
+        parse_frameworks("vllm,vllm")
+
 @pytest.mark.parametrize("args, words", [
     (["--qps", "2", "--concurrency", "4"], "give exactly one of --qps"),
     ([], "give exactly one of --qps"),
@@ -139,6 +202,7 @@ def test_search_json_from_the_command_line():
     (["--qps", "2", "--usd-per-chip-hour", "h100=2,foo=1"], "--usd-per-chip-hour: unknown hardware 'foo'"),
     (["--qps", "2", "--isl", "8000", "--osl", "1000"], "exceeds llama-3-8b's context of 8192 tokens"),
     (["--qps", "2", "--max-chips", "0"], "--max-chips must be a whole number of at least 1"),
+    (["--qps", "2", "--framework", "tensorrt"], "--framework: unknown framework 'tensorrt'"),
 ])
 def test_bad_input_is_one_line_naming_the_flag(args, words):
     from test_sweep import main

@@ -70,6 +70,11 @@ SAME = [
     ("search", {"model": "llama-3-8b", "isl": 512, "osl": 128, "qps": 4, "slo": "ttft_p99:2000,tpot_p99:200",
                 "hardware": "h100-sxm,b200", "top_k": 2, "num_prompts": 200, "usd_per_chip_hour": ["h100-sxm=2.5"]}),
     ("pareto", {"model": "llama-3-8b", "isl": 512, "osl": 128, "hardware": "h100-sxm,b200", "tp": "1,2"}),
+    ("search", {"model": "llama-3-8b", "isl": 512, "osl": 128, "qps": 4, "slo": "ttft_p99:2000,tpot_p99:200",
+                "hardware": "h100-sxm,mi300x", "framework": "vllm,trtllm", "top_k": 1, "num_prompts": 200,
+                "usd_per_chip_hour": ["h100-sxm=2.5", "mi300x=2"]}),
+    ("pareto", {"model": "llama-3-8b", "isl": 512, "osl": 128, "hardware": "h100-sxm,mi300x", "tp": "1",
+                "framework": "all", "group_by": "framework"}),
 ]
 
 
@@ -84,7 +89,7 @@ def test_the_api_answers_the_cli_document_byte_for_byte(web_url, endpoint, body)
 @pytest.mark.parametrize("path, args", [
     ("/api/models", ["models", "list"]), ("/api/hardware", ["hardware", "list"]),
     ("/api/systems", ["hardware", "systems"]), ("/api/models/mixtral-8x7b", ["models", "show", "mixtral-8x7b"]),
-    ("/api/hardware/mi300x", ["hardware", "show", "mi300x"]),
+    ("/api/hardware/mi300x", ["hardware", "show", "mi300x"]), ("/api/frameworks", ["frameworks", "list"]),
 ])
 def test_the_catalog_answers_the_cli_listings(web_url, path, args):
     response = httpx.get(web_url + path, timeout=60)

@@ -140,18 +140,19 @@ def test_the_estimate_view_shows_the_cli_numbers_and_draws_every_chart(page, tmp
 
 
 def test_a_shared_url_reproduces_the_view(page, browser, web_url):
-    run_view(page, "estimate", {"model": "mixtral-8x7b", "hardware": "a100-sxm-80gb", "dtype": "fp8"},
+    run_view(page, "estimate", {"model": "mixtral-8x7b", "hardware": "a100-sxm-80gb", "dtype": "fp8", "framework": "vllm"},
              {"num_chips": "2", "tp": "2", "batch": "16"})
     url = page.url
-    assert "model=mixtral-8x7b" in url and "tp=2" in url and "dtype=fp8" in url
+    assert "model=mixtral-8x7b" in url and "tp=2" in url and "dtype=fp8" in url and "framework=vllm" in url
     ttft = page.get_attribute("#v-ttft", "data-value")
     other = browser.new_page()
     other.goto(url)  # a link: nobody touches the form
     wait(other)
     assert other.get_attribute("#v-ttft", "data-value") == ttft
     assert other.input_value("#model") == "mixtral-8x7b" and other.input_value("#dtype") == "fp8"
+    assert other.input_value("#framework") == "vllm"
     doc = cli_doc("estimate", "--model", "mixtral-8x7b", "--hardware", "a100-sxm-80gb", "--num-chips", "2", "--tp", "2",
-                  "--dtype", "fp8", "--batch", "16", "--isl", "1024", "--osl", "128")
+                  "--dtype", "fp8", "--framework", "vllm", "--batch", "16", "--isl", "1024", "--osl", "128")
     assert float(ttft) == doc["ttft_s"]
     other.close()
 
@@ -193,9 +194,11 @@ def test_the_pareto_view_shows_the_frontiers_and_the_measured_points(page, tmp_p
     from infercast.views import measured_points
 
     run_view(page, "pareto", {"model": "deepseek-v3"},
-             {"isl": "1024", "osl": "1024", "chips": "b200,h200-sxm,mi355x,mi300x"})
+             {"isl": "1024", "osl": "1024", "chips": "b200,h200-sxm,mi355x,mi300x", "frameworks": "sglang,trtllm,atom"})
+    # InferenceX's frameworks, each on the chips it runs on (TensorRT-LLM on NVIDIA's, ATOM on AMD's)
     doc = cli_doc("pareto", "--model", "deepseek-v3", "--isl", "1024", "--osl", "1024", "--hardware",
-                  "b200,h200-sxm,mi355x,mi300x")
+                  "b200,h200-sxm,mi355x,mi300x", "--framework", "sglang,trtllm,atom")
+    assert doc["frameworks"] == ["sglang", "trtllm", "atom"]
     table = page.locator("#pareto-table tbody tr")
     assert table.count() == len(doc["frontiers"])
     measured = measured_points("deepseek-v3", 1024, 1024)

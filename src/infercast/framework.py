@@ -142,6 +142,13 @@ class Version(Spec):
     source: str
 
 
+class RunsOn(Spec):
+    """The chip vendors a framework has backends for (as ``Chip.vendor`` names them) and where it is stated."""
+
+    vendors: tuple[str, ...] = Field(min_length=1)
+    source: str
+
+
 class Framework(Spec):
     """A framework's profile file."""
 
@@ -149,6 +156,8 @@ class Framework(Spec):
     name: str
     title: str
     description: str
+    runs_on: RunsOn | None = None
+    """The vendors whose chips it runs on (None: any chip, as the generic profile)."""
     profile: Profile
     versions: tuple[Version, ...] = ()
     """Changes by version, oldest first."""
@@ -161,6 +170,10 @@ class Framework(Spec):
         for v in self.versions:
             _merge(self.profile, v.changes, f"versions[{v.since}].changes")
         return self
+
+    def runs(self, vendor: str) -> bool:
+        """Whether the framework runs on a chip of ``vendor``."""
+        return self.runs_on is None or vendor in self.runs_on.vendors
 
     @property
     def latest(self) -> str | None:
@@ -208,6 +221,21 @@ def framework_names() -> tuple[str, ...]:
     names = sorted(p.name.removesuffix(".yaml") for p in _FOLDER.iterdir()
                    if p.name.endswith(".yaml") and p.name != "aliases.yaml")
     return (GENERIC, *[n for n in names if n != GENERIC])
+
+
+def frameworks_on(vendor: str) -> tuple[str, ...]:
+    """The named frameworks (generic left out) that run on a chip of ``vendor``."""
+    return tuple(n for n in framework_names() if n != GENERIC and load_framework(n).runs(vendor))
+
+
+def check_runs(framework: FrameworkRef, chip_id: str, vendor: str) -> None:
+    """One line naming --framework when the framework has no backend for the chip's vendor."""
+    fw = load_framework(framework.name)
+    if not fw.runs(vendor):
+        others = ", ".join(frameworks_on(vendor)) or "generic"
+        raise InfercastError(f"--framework {framework.label}: {fw.title} runs on {' and '.join(fw.runs_on.vendors)} "
+                             f"chips ({fw.runs_on.source}); {chip_id} is {vendor}'s: use one that runs on it "
+                             f"({others})")
 
 
 @cache

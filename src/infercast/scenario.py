@@ -25,7 +25,7 @@ from infercast.energy import EnergyOptions, EnergyRates, energy_rates
 from infercast.energy import merge_options as energy_options
 from infercast.errors import InfercastError, did_you_mean, with_overrides
 from infercast.formats import SCHEMES, element_bytes, get_format
-from infercast.framework import FrameworkRef, resolve_framework
+from infercast.framework import FrameworkRef, check_runs, resolve_framework
 from infercast.hardware import Chip, is_catalog_id, load_chip
 from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, share_of_free, stage_loads
 from infercast.model import ModelSpec, is_network_preset, load_model
@@ -326,6 +326,7 @@ def resolve(
     imbalance = _moe_imbalance(spec, moe_imbalance)
     sparsity = make_sparsity(weight_sparsity, sparsity_pattern, activation_sparsity, sparse_storage)
     chip, sys_ = resolve_system(hardware, system, num_chips, nodes, plan_chips, chip)
+    check_runs(fw, chip.id, chip.vendor)
     p = resolve_precision(spec, dtype, weight_dtype, act_dtype, kv_cache_dtype, quantization, expert_dtype)
     for fmt in (p.gemm_math, p.attention_math, p.expert_math):
         chip.native_format(fmt)  # the chip runs the formats (or a wider one): else one line naming the key

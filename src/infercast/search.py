@@ -7,7 +7,7 @@
    chip has units for; a replica is ``tp x pp`` chips of the chip's default system (a node of up to 8 over its
    own link, InfiniBand between nodes), and replicas (dp) are added for the load.
 2. **Filter and rank analytically.** One ``evaluate`` over the concurrency per replica B = 1 ..
-   ``MAX_CONCURRENCY`` (vLLM's max-num-seqs) gives the static-batch figures at each B; from them, the
+   the framework's max-num-seqs (256 for vLLM and the generic profile) gives the static-batch figures at each B; from them, the
    continuous-batching steady state a replica runs at concurrency B is estimated as
 
        TPOT(B) = tpot_static(B) + (B - 1) / B x ttft_static(B) / (osl - 1)
@@ -54,14 +54,16 @@ PIPELINE = (1, 2, 4, 8)
 """Pipeline stages of a replica: more than one only with a full node of tensor parallelism (TP inside a node,
 PP across nodes), and each doubling only where the plan with half the stages is bound by memory (stages add
 capacity, never speed)."""
-MAX_CONCURRENCY = 256
-"""Requests a replica runs at once: vLLM's default max-num-seqs."""
 CONCURRENCY = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224,
-               256)
-"""Concurrencies per replica evaluated (every 1/8 to 1/4 of a doubling): the operating point is one of them."""
+               256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120,
+               6144, 7168, 8192)
+"""Concurrencies per replica evaluated (every 1/8 to 1/4 of a doubling), up to the framework's max-num-seqs (the
+requests its scheduler runs at once: 256 for vLLM and the generic profile, 512 for SGLang and ATOM, 8,192 for
+TensorRT-LLM): the operating point is one of them."""
 DEFAULT_TOP_K = 5
 DEFAULT_NUM_PROMPTS = 1000
 DEFAULT_MAX_CHIPS = 4096
+GENERIC = "generic"
 KEYS = ("hardware", "num_chips", "tp", "pp", "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype", "framework",
         "concurrency", "ttft_p99_s", "tpot_p99_s", "output_tokens_per_s_per_chip", "output_tokens_per_s_per_user",
         "usd_per_million_tokens", "tco_usd", "joules_per_token", "binding", "simulated")
@@ -187,6 +189,8 @@ class Deployment:
     pp: int
     ep: int
     precision: dict[str, str]
+    framework: str = GENERIC
+    """``NAME[@VERSION]``: the framework profile the replica runs."""
     weight_dtype: str = ""
     act_dtype: str = ""
     kv_dtype: str = ""
@@ -201,6 +205,8 @@ class Deployment:
     joules_per_token: np.ndarray | None = field(default=None, repr=False)
     years: float = 5.0
     mla: bool = False
+    max_num_seqs: int = 0
+    """The framework's max-num-seqs: the largest concurrency a replica runs."""
 
     @property
     def chips(self) -> int:
@@ -209,7 +215,8 @@ class Deployment:
     @property
     def label(self) -> str:
         ep = f" ep{self.ep}" if self.ep > 1 else ""
-        return f"{self.hardware} tp{self.tp} pp{self.pp}{ep} {self.weight_dtype}"
+        fw = f" {self.framework}" if self.framework != GENERIC else ""
+        return f"{self.hardware} tp{self.tp} pp{self.pp}{ep} {self.weight_dtype}{fw}"
 
 
 def plans(spec, chips_limit: int) -> list[tuple[int, int, int]]:
@@ -235,35 +242,43 @@ def steady_state(B: np.ndarray, ttft_static: np.ndarray, tpot_static: np.ndarray
     return ttft_static[0] + tpot, tpot
 
 
-def concurrencies(total: int | None = None) -> np.ndarray:
-    """CONCURRENCY, and for a closed loop of ``total`` requests every ceil(total / replicas) up to
-    MAX_CONCURRENCY (so the operating point is evaluated, not interpolated)."""
-    values = set(CONCURRENCY)
+def concurrencies(total: int | None = None, max_num_seqs: int = 256) -> np.ndarray:
+    """CONCURRENCY up to ``max_num_seqs``, and for a closed loop of ``total`` requests every ceil(total /
+    replicas) up to it (so the operating point is evaluated, not interpolated)."""
+    values = {c for c in CONCURRENCY if c <= max_num_seqs}
     if total is not None:
-        r = np.arange(max(1, total // MAX_CONCURRENCY), total + 1)
-        values |= {int(v) for v in np.unique(np.ceil(total / r)) if v <= MAX_CONCURRENCY}
+        r = np.arange(max(1, total // max_num_seqs), total + 1)
+        values |= {int(v) for v in np.unique(np.ceil(total / r)) if v <= max_num_seqs}
     return np.array(sorted(values), dtype=float)
 
 
+def max_num_seqs(framework: str) -> int:
+    """The requests the framework's scheduler runs at once by default (its profile's engine)."""
+    from infercast.framework import resolve_framework
+
+    return int(resolve_framework(framework).profile.engine.max_num_seqs.value)
+
+
 def evaluate_deployment(model_spec, d: Deployment, isl: int, osl: int, B: np.ndarray | None = None,
-                        memory: dict | None = None) -> str | None:
-    """Fill ``d``'s figures at the concurrencies ``B`` (CONCURRENCY by default; B[0] = 1); a reason string if
-    the deployment cannot run."""
+                        memory: dict | None = None, total: int | None = None) -> str | None:
+    """Fill ``d``'s figures at the concurrencies ``B`` (by default ``concurrencies(total)`` up to the framework's
+    max-num-seqs; B[0] = 1); a reason string if the deployment cannot run."""
     from infercast.evaluation import evaluate
     from infercast.memory import need
     from infercast.scenario import resolve
 
     try:
         sc = resolve(model_spec, d.hardware, tp=d.tp, pp=d.pp, ep=d.ep, usd_per_chip_hour=d.price, memory=memory,
-                     **d.precision)
+                     framework=d.framework, **d.precision)
     except InfercastError as exc:
         return str(exc).split(";")[0]
+    d.max_num_seqs = int(sc.framework.profile.engine.max_num_seqs.value)
     d.weight_dtype, d.act_dtype, d.kv_dtype = sc.precision.weight, sc.precision.act, sc.precision.kv
     d.mla = sc.spec.is_mla
     usable = sc.rates.mem_capacity_bytes * sc.memory.gpu_memory_utilization
     if any(need(load, 1.0, 1.0, 0.0, sc.memory).total_bytes > usable for load in sc.loads):
         return "weights do not fit in memory"
-    B = concurrencies() if B is None else B
+    B = concurrencies(total, d.max_num_seqs) if B is None else B
     cols = evaluate(sc, batch=B, isl=isl, osl=osl)
     d.B = B
     d.fits = np.asarray(cols["memory.fits"], dtype=bool)
@@ -322,7 +337,7 @@ class Choice:
         d = self.d
         return {"hardware": d.hardware, "num_chips": self.num_chips, "tp": d.tp, "pp": d.pp, "ep": d.ep,
                 "dp": self.replicas, "weight_dtype": d.weight_dtype, "act_dtype": d.act_dtype, "kv_dtype": d.kv_dtype,
-                "framework": None, "concurrency": self.concurrency, "ttft_p99_s": self.ttft_s,
+                "framework": d.framework, "concurrency": self.concurrency, "ttft_p99_s": self.ttft_s,
                 "tpot_p99_s": self.tpot_s, "output_tokens_per_s_per_chip": self.per_chip,
                 "output_tokens_per_s_per_user": self.per_user, "usd_per_million_tokens": self.usd_per_mtok,
                 "tco_usd": self.tco_usd, "joules_per_token": self.joules_per_token, "binding": self.binding,
@@ -361,10 +376,11 @@ def operate(d: Deployment, ok: dict[str, np.ndarray], *, qps: float | None, conc
 
 
 def enumerate_deployments(spec, hardware: list[str], dtypes: list[str], prices: dict[str, float],
-                          max_chips: int, need_price: bool, need_energy: bool,
-                          rejected: Counter) -> list[Deployment]:
-    """Every chip x plan x precision the chip runs; those that cannot be priced for the objective are counted
-    in ``rejected`` and left out."""
+                          max_chips: int, need_price: bool, need_energy: bool, rejected: Counter,
+                          frameworks: list[str] = (GENERIC,)) -> list[Deployment]:
+    """Every chip x framework x plan x precision the chip runs; those the framework does not run on, or that
+    cannot be priced for the objective, are counted in ``rejected`` and left out."""
+    from infercast.framework import load_framework
     from infercast.hardware import load_chip
 
     out = []
@@ -372,16 +388,42 @@ def enumerate_deployments(spec, hardware: list[str], dtypes: list[str], prices: 
         chip = load_chip(hw)
         has_price = hw in prices or (chip.price_usd is not None and chip.price_usd.value is not None)
         has_power = chip.tdp_w is not None and chip.tdp_w.value is not None
-        for dtype in dtypes:
-            for tp, pp, ep in plans(spec, max_chips):
-                if not chip_runs(chip, dtype):
-                    rejected[f"the chip has no {dtype} units"] += 1
-                elif need_price and not has_price:
-                    rejected[NO_PRICE] += 1
-                elif need_energy and not has_power:
-                    rejected[NO_POWER] += 1
-                else:
-                    out.append(Deployment(hw, tp, pp, ep, precision_of(dtype), price=prices.get(hw)))
+        for fw in frameworks:
+            runs = load_framework(fw.partition("@")[0]).runs(chip.vendor)
+            for dtype in dtypes:
+                for tp, pp, ep in plans(spec, max_chips):
+                    if not runs:
+                        rejected[f"{fw.partition('@')[0]} does not run on {chip.vendor} chips"] += 1
+                    elif not chip_runs(chip, dtype):
+                        rejected[f"the chip has no {dtype} units"] += 1
+                    elif need_price and not has_price:
+                        rejected[NO_PRICE] += 1
+                    elif need_energy and not has_power:
+                        rejected[NO_POWER] += 1
+                    else:
+                        out.append(Deployment(hw, tp, pp, ep, precision_of(dtype), framework=fw,
+                                              price=prices.get(hw)))
+    return out
+
+
+def parse_frameworks(value: str | list[str] | None) -> list[str]:
+    """Framework labels ``NAME[@VERSION]``: None the generic profile; 'all' every named framework (generic left
+    out), each on the chips it runs on; or a comma list. An unknown name is one line naming --framework."""
+    from infercast.framework import framework_names, resolve_framework
+
+    if value is None:
+        return [GENERIC]
+    if value == "all" or value == ["all"]:
+        return [n for n in framework_names() if n != GENERIC]
+    names = [x.strip() for x in (value.split(",") if isinstance(value, str) else value) if x.strip()]
+    if not names:
+        raise InfercastError("--framework: the list is empty; give framework names (vllm,sglang,trtllm) or 'all'")
+    out = []
+    for n in names:
+        label = resolve_framework(n).label
+        if label in out:
+            raise InfercastError(f"--framework: {n} is named twice")
+        out.append(label)
     return out
 
 
@@ -389,18 +431,18 @@ MEMORY = ("weights do not fit in memory", "one request does not fit in memory (K
 DEEPER = "a deeper pipeline adds only memory, and half its stages already hold every concurrency"
 
 
-def evaluated(spec, deployments: list[Deployment], isl: int, osl: int, B: np.ndarray, rejected: Counter,
+def evaluated(spec, deployments: list[Deployment], isl: int, osl: int, total: int | None, rejected: Counter,
               near: list | None = None):
-    """The deployments that run, evaluated at the concurrencies ``B``; the others counted in ``rejected`` by
-    reason. A plan of pp > 1 stages is evaluated only where the plan with half the stages (same chip,
+    """The deployments that run, evaluated at ``concurrencies(total)`` up to each one's max-num-seqs; the others
+    counted in ``rejected`` by reason. A plan of pp > 1 stages is evaluated only where the plan with half the stages (same chip,
     precision and tp) is bound by memory."""
     bound: dict[tuple, bool] = {}
     for d in deployments:
-        key = (d.hardware, tuple(sorted(d.precision.items())), d.tp, d.ep)
+        key = (d.hardware, d.framework, tuple(sorted(d.precision.items())), d.tp, d.ep)
         if d.pp > 1 and not bound.get((*key, d.pp // 2), False):
             rejected[DEEPER] += 1
             continue
-        why = evaluate_deployment(spec, d, isl, osl, B)
+        why = evaluate_deployment(spec, d, isl, osl, total=total)
         bound[(*key, d.pp)] = why in MEMORY or (why is None and not d.fits[-1])
         if why is not None:
             rejected[why] += 1
@@ -432,10 +474,12 @@ def search(model: str, *, isl: int, osl: int, slo: str | dict, qps: float | None
            concurrency: int | None = None, hardware: str | list[str] | None = None,
            dtype: str | list[str] | None = None, max_chips: int = DEFAULT_MAX_CHIPS,
            objective: str = "usd_per_mtok", usd_per_chip_hour: str | dict | None = None, top_k: int = DEFAULT_TOP_K,
-           num_prompts: int = DEFAULT_NUM_PROMPTS, seed: int = 0, simulate: bool = True) -> dict[str, Any]:
+           num_prompts: int = DEFAULT_NUM_PROMPTS, seed: int = 0, simulate: bool = True,
+           framework: str | list[str] | None = None) -> dict[str, Any]:
     """The ranked deployments of ``model`` serving ``qps`` requests/s (Poisson) or ``concurrency`` requests in
     flight (a closed loop) of ``isl`` prompt and ``osl`` output tokens within ``slo`` ('ttft_p99:2000,tpot_p99:50',
-    ms): the document of ``infercast search --output json`` (DESIGN.md)."""
+    ms), under ``framework`` (a list or 'all' makes it an axis; None: the generic profile): the document of
+    ``infercast search --output json`` (DESIGN.md)."""
     from infercast.model import load_model
 
     spec = load_model(model)
@@ -450,14 +494,15 @@ def search(model: str, *, isl: int, osl: int, slo: str | dict, qps: float | None
     chips = parse_hardware(hardware)
     dtypes = parse_dtypes(dtype)
     prices = parse_prices(usd_per_chip_hour, chips)
+    frameworks = parse_frameworks(framework)
     rejected: Counter = Counter()
     deployments = enumerate_deployments(spec, chips, dtypes, prices, max_chips,
                                         objective in ("usd_per_mtok", "tco_usd"), objective == "joules_per_token",
-                                        rejected)
+                                        rejected, frameworks)
     n_candidates = len(deployments) + sum(rejected.values())
     choices: list[Choice] = []
     near: list[Closest] = []
-    for d in evaluated(spec, deployments, isl, osl, concurrencies(concurrency), rejected, near):
+    for d in evaluated(spec, deployments, isl, osl, concurrency, rejected, near):
         ok = limits(d, slo_ms, osl)
         got = operate(d, ok, qps=qps, concurrency=concurrency, osl=osl)
         if isinstance(got, str):
@@ -476,7 +521,8 @@ def search(model: str, *, isl: int, osl: int, slo: str | dict, qps: float | None
 
     choices.sort(key=rank)
     ranked, notes = _confirm(spec, choices, slo_ms, qps=qps, concurrency=concurrency, isl=isl, osl=osl,
-                             top_k=top_k, num_prompts=num_prompts, seed=seed, simulate=simulate, rejected=rejected)
+                             top_k=top_k, num_prompts=num_prompts, seed=seed, simulate=simulate, rejected=rejected,
+                             frameworks=frameworks)
     ranked.sort(key=rank)  # by the simulated figures where there are some
     front = non_dominated([c.row() for c in choices], "output_tokens_per_s_per_user",
                           OBJECTIVE_KEY[objective], minimize_y=True)
@@ -491,6 +537,7 @@ def search(model: str, *, isl: int, osl: int, slo: str | dict, qps: float | None
         "rejected": dict(sorted(rejected.items(), key=lambda kv: -kv[1])),
         "closest": None,
         "notes": notes,
+        "frameworks": frameworks,
     }
     if not ranked:
         doc["closest"] = min(near, key=lambda c: c.value / c.limit).to_dict() if near else None
@@ -520,17 +567,18 @@ def _memory_gap(spec, d: Deployment) -> Closest:
     from infercast.memory import need
     from infercast.scenario import resolve
 
-    sc = resolve(spec, d.hardware, tp=d.tp, pp=d.pp, ep=d.ep, **d.precision)
+    sc = resolve(spec, d.hardware, tp=d.tp, pp=d.pp, ep=d.ep, framework=d.framework, **d.precision)
     usable = sc.rates.mem_capacity_bytes * sc.memory.gpu_memory_utilization
     worst = max(need(load, 1.0, 1.0, 0.0, sc.memory).total_bytes for load in sc.loads)
     return Closest("memory", d.label, worst, usable)
 
 
 def _confirm(spec, choices: list[Choice], slo_ms: dict[str, float], *, qps, concurrency, isl, osl, top_k,
-             num_prompts, seed, simulate, rejected: Counter) -> tuple[list[Choice], list[str]]:
+             num_prompts, seed, simulate, rejected: Counter, frameworks: list[str]) -> tuple[list[Choice], list[str]]:
     """The first ``top_k`` choices the simulator confirms (at most 3 x top_k simulations)."""
-    notes = [("search is not a framework axis yet: every deployment runs the generic framework profile's "
-              "defaults and fit (framework: null)")]
+    notes = [] if frameworks != [GENERIC] else [
+        "every deployment runs the generic framework profile (kernels launched one by one, no CUDA graphs): "
+        "give --framework vllm,sglang,trtllm (or all) to search over serving engines"]
     if not simulate or spec.is_mla:
         if spec.is_mla:
             notes.append(f"{spec.name} uses multi-head latent attention: search ranks it analytically and does not "
@@ -566,14 +614,14 @@ class Simulated:
 def simulate_choice(spec, c: Choice, slo_ms: dict[str, float], *, qps, concurrency, isl, osl, num_prompts,
                     seed) -> Simulated | None:
     """One replica of ``c`` on the serving simulator at its share of the load (None: it cannot be simulated)."""
-    from infercast.serving import EngineConfig, Workload, server
+    from infercast.serving import Workload, server
     from infercast.serving.metrics import slo_value
     from infercast.serving.workload import synthetic
 
     d = c.d
     try:
-        srv = server(spec, d.hardware, engine=EngineConfig(max_num_seqs=MAX_CONCURRENCY), tp=d.tp, pp=d.pp, ep=d.ep,
-                     usd_per_chip_hour=d.price, **d.precision)
+        srv = server(spec, d.hardware, tp=d.tp, pp=d.pp, ep=d.ep, usd_per_chip_hour=d.price, framework=d.framework,
+                     **d.precision)
     except InfercastError:
         return None
     if qps is not None:
@@ -599,6 +647,9 @@ def simulate_choice(spec, c: Choice, slo_ms: dict[str, float], *, qps, concurren
 # --- Pareto frontiers --------------------------------------------------------------------------------------
 
 
+GROUPS = ("hardware", "precision", "framework", "deployment")
+
+
 def non_dominated(points: list[dict[str, Any]], x: str, y: str, *, minimize_y: bool = False) -> list[dict[str, Any]]:
     """The points no other point beats on both ``x`` (higher is better) and ``y`` (higher, or lower with
     ``minimize_y``), sorted by ``x``; points missing either value are left out. Ties keep the first."""
@@ -618,28 +669,31 @@ def non_dominated(points: list[dict[str, Any]], x: str, y: str, *, minimize_y: b
 def pareto(model: str, *, isl: int, osl: int, hardware: str | list[str] | None = None,
            dtype: str | list[str] | None = None, max_chips: int = MAX_TP * PIPELINE[-1],
            usd_per_chip_hour: str | dict | None = None, group_by: str = "hardware",
-           tp: list[int] | None = None) -> dict[str, Any]:
-    """Per group (``hardware``, or ``deployment``: chip, plan and precision), the frontiers of output tokens/s
+           tp: list[int] | None = None, framework: str | list[str] | None = None) -> dict[str, Any]:
+    """Per group (``hardware``; ``precision``: chip and precision; ``framework``: chip and framework;
+    ``deployment``: chip, plan, precision and framework), the frontiers of output tokens/s
     per chip and of USD per million tokens against output tokens/s per user, over every plan, precision and
-    concurrency 1 .. MAX_CONCURRENCY (the steady-state estimate of the module docstring). Plain data:
+    concurrency 1 .. the framework's max-num-seqs (the steady-state estimate of the module docstring). Plain data:
     {model, workload, frontiers: [{group, metric, points: [...]}]}, each point with KEYS' deployment fields."""
     from infercast.model import load_model
 
     spec = load_model(model)
     _check_workload(spec, isl, osl, 1.0, None)
-    if group_by not in ("hardware", "deployment", "precision"):
-        raise InfercastError(f"--group-by must be hardware, precision or deployment, got {group_by!r}")
+    if group_by not in GROUPS:
+        raise InfercastError(f"--group-by must be one of {', '.join(GROUPS)}, got {group_by!r}")
     chips = parse_hardware(hardware)
     prices = parse_prices(usd_per_chip_hour, chips)
+    frameworks = parse_frameworks(framework)
     rejected: Counter = Counter()
-    deployments = enumerate_deployments(spec, chips, parse_dtypes(dtype), prices, max_chips, False, False, rejected)
+    deployments = enumerate_deployments(spec, chips, parse_dtypes(dtype), prices, max_chips, False, False, rejected,
+                                        frameworks)
     if tp is not None:
         deployments = [d for d in deployments if d.tp in tp]
     groups: dict[str, list[dict[str, Any]]] = {}
-    for d in evaluated(spec, deployments, isl, osl, concurrencies(), rejected):
+    for d in evaluated(spec, deployments, isl, osl, None, rejected):
         for p in points_of(d, osl):
             key = {"hardware": d.hardware, "precision": f"{d.hardware} {d.weight_dtype}",
-                   "deployment": d.label}[group_by]
+                   "framework": f"{d.hardware} {d.framework}", "deployment": d.label}[group_by]
             groups.setdefault(key, []).append(p)
     frontiers = []
     for key, pts in groups.items():
@@ -648,7 +702,7 @@ def pareto(model: str, *, isl: int, osl: int, hardware: str | list[str] | None =
             if front:
                 frontiers.append({"group": key, "metric": metric, "points": front})
     return {"model": spec.name, "workload": {"isl": isl, "osl": osl}, "group_by": group_by,
-            "frontiers": frontiers, "rejected": dict(rejected)}
+            "frontiers": frontiers, "rejected": dict(rejected), "frameworks": frameworks}
 
 
 def points_of(d: Deployment, osl: int) -> list[dict[str, Any]]:
@@ -660,7 +714,7 @@ def points_of(d: Deployment, osl: int) -> list[dict[str, Any]]:
             float(d.usd_per_chip_hour[i]) * d.chips / 3600 / tokens_per_s * 1e6
         out.append({"hardware": d.hardware, "num_chips": d.chips, "tp": d.tp, "pp": d.pp, "ep": d.ep, "dp": 1,
                     "weight_dtype": d.weight_dtype, "act_dtype": d.act_dtype, "kv_dtype": d.kv_dtype,
-                    "framework": None, "concurrency": int(d.B[i]), "ttft_s": float(d.ttft[i]),
+                    "framework": d.framework, "concurrency": int(d.B[i]), "ttft_s": float(d.ttft[i]),
                     "tpot_s": float(d.tpot[i]), "output_tokens_per_s_per_chip": tokens_per_s / d.chips,
                     "output_tokens_per_s_per_user": 1 / float(d.tpot[i]) if d.tpot[i] > 0 else None,
                     "usd_per_million_tokens": usd,

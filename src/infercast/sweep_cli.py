@@ -169,7 +169,8 @@ def _fmt_ms(s: float | None) -> str:
 def _short(r: dict[str, Any]) -> dict[str, Any]:
     """A ranked entry as a table row: milliseconds, the plan in one cell."""
     ep = f" ep{r['ep']}" if r["ep"] > 1 else ""
-    return {"chip": r["hardware"], "chips": r["num_chips"], "plan": f"tp{r['tp']} pp{r['pp']}{ep} x{r['dp']}",
+    return {"chip": r["hardware"], "framework": r["framework"], "chips": r["num_chips"],
+            "plan": f"tp{r['tp']} pp{r['pp']}{ep} x{r['dp']}",
             "w/a/kv": f"{r['weight_dtype']}/{r['act_dtype']}/{r['kv_dtype']}", "conc.": r["concurrency"],
             "TTFT p99 ms": _fmt_ms(r["ttft_p99_s"]), "TPOT p99 ms": _fmt_ms(r["tpot_p99_s"]),
             "tok/s/chip": r["output_tokens_per_s_per_chip"], "tok/s/user": r["output_tokens_per_s_per_user"],
@@ -187,6 +188,9 @@ def _short(r: dict[str, Any]) -> dict[str, Any]:
 @click.option("--hardware", default="all", show_default=True, metavar="LIST|all", help="Chips to consider.")
 @click.option("--dtype", metavar="LIST", help="Precisions (weights and activations; FP4 keeps an FP8 KV cache) "
                                               "[bf16,fp8,fp4, where the chip has the units].")
+@click.option("--framework", metavar="LIST|all", help="Serving engines to search over, NAME[@VERSION] each (vllm, "
+                                                     "sglang, trtllm, atom, ...; 'all': every one, on the chips it "
+                                                     "runs on) [generic: no framework's graphs or kernels].")
 @click.option("--max-chips", type=int, default=4096, show_default=True, help="Most chips in the deployment.")
 @click.option("--objective", type=click.Choice(["usd_per_mtok", "tco_usd", "chips", "joules_per_token"]),
               default="usd_per_mtok", show_default=True, help="What the ranking minimises.")
@@ -199,14 +203,14 @@ def _short(r: dict[str, Any]) -> dict[str, Any]:
                                                             "deployments (objective vs tokens/s per user) too.")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
 def search(model: str, isl: int, osl: int, qps: float | None, concurrency: int | None, slo: str, hardware: str,
-           dtype: str | None, max_chips: int, objective: str, prices: tuple[str, ...], top_k: int, num_prompts: int,
-           show_pareto: bool, output: str) -> None:
+           dtype: str | None, framework: str | None, max_chips: int, objective: str, prices: tuple[str, ...],
+           top_k: int, num_prompts: int, show_pareto: bool, output: str) -> None:
     """The cheapest deployments of a model that serve a load within latency SLOs, confirmed by the simulator."""
     from infercast.documents import search_document
 
     doc = search_document(model=model, isl=isl, osl=osl, qps=qps, concurrency=concurrency, slo=slo,
-                          hardware=hardware, dtype=dtype, max_chips=max_chips, objective=objective,
-                          usd_per_chip_hour=prices or None, top_k=top_k, num_prompts=num_prompts)
+                          hardware=hardware, dtype=dtype, framework=framework, max_chips=max_chips,
+                          objective=objective, usd_per_chip_hour=prices or None, top_k=top_k, num_prompts=num_prompts)
     if output == "json":
         _json(doc)
         return
@@ -216,7 +220,7 @@ def search(model: str, isl: int, osl: int, qps: float | None, concurrency: int |
     load = f"{qps:g} requests/s (Poisson)" if qps is not None else f"{concurrency} requests in flight"
     slos = ", ".join(f"{k.removesuffix('_s')} {v * 1e3:g} ms" for k, v in doc["slo"].items())
     click.echo(f"{doc['model']}: isl {isl}, osl {osl}, {load}; SLO {slos}; objective {objective}; "
-               f"{doc['candidates_evaluated']:,} candidates (chip x plan x precision)")
+               f"{doc['candidates_evaluated']:,} candidates (chip x framework x plan x precision)")
     if doc["ranked"]:
         _table([{"#": i + 1, **_short(r)} for i, r in enumerate(doc["ranked"])])
     if show_pareto and doc["pareto"]:
@@ -247,17 +251,19 @@ def _csv(rows: list[dict[str, Any]]) -> None:
 @click.option("--hardware", default="all", show_default=True, metavar="LIST|all", help="Chips to consider.")
 @click.option("--dtype", metavar="LIST", help="Precisions [bf16,fp8,fp4, where the chip has the units].")
 @click.option("--tp", metavar="LIST", help="Tensor-parallel degrees to keep [1,2,4,8].")
+@click.option("--framework", metavar="LIST|all", help="Serving engines, NAME[@VERSION] each ('all': every one, on "
+                                                     "the chips it runs on) [generic].")
 @click.option("--usd-per-chip-hour", "prices", metavar="CHIP=P,...", multiple=True,
               help="Cloud price per chip-hour (else owned hardware at the catalog price, or no cost).")
-@click.option("--group-by", type=click.Choice(["hardware", "precision", "deployment"]), default="hardware",
-              show_default=True, help="One frontier per chip, per chip and precision, or per chip, plan and "
-                                      "precision.")
+@click.option("--group-by", type=click.Choice(["hardware", "precision", "framework", "deployment"]),
+              default="hardware", show_default=True, help="One frontier per chip, per chip and precision, per chip "
+                                                          "and framework, or per chip, plan, precision and framework.")
 @click.option("--out", metavar="FILE.parquet|FILE.csv|FILE.json", help="Write the points to a file (by its "
                                                                         "extension) instead of printing them.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--output", type=OUTPUT, default="table", show_default=True)
-def pareto(model: str, isl: int, osl: int, hardware: str, dtype: str | None, tp: str | None, prices: tuple[str, ...],
-           group_by: str, out: str | None, force: bool, output: str) -> None:
+def pareto(model: str, isl: int, osl: int, hardware: str, dtype: str | None, tp: str | None, framework: str | None,
+           prices: tuple[str, ...], group_by: str, out: str | None, force: bool, output: str) -> None:
     """Frontiers of output tokens/s per chip, and of USD per million tokens, against tokens/s per user."""
     from infercast.documents import pareto_document, pareto_rows
 
@@ -270,7 +276,7 @@ def pareto(model: str, isl: int, osl: int, hardware: str, dtype: str | None, tp:
         from infercast.sweep import parse_values
 
         tps = list(parse_values("--tp", tp, int))
-    doc = pareto_document(model=model, isl=isl, osl=osl, hardware=hardware, dtype=dtype, tp=tps,
+    doc = pareto_document(model=model, isl=isl, osl=osl, hardware=hardware, dtype=dtype, tp=tps, framework=framework,
                           usd_per_chip_hour=prices or None, group_by=group_by)
     rows = pareto_rows(doc)
     if out:
@@ -290,7 +296,8 @@ def pareto(model: str, isl: int, osl: int, hardware: str, dtype: str | None, tp:
                             "tok/s/user range": f"{pts[0]['output_tokens_per_s_per_user']:,.3g}.."
                                                 f"{pts[-1]['output_tokens_per_s_per_user']:,.3g}",
                             "best": best[metric], "at tok/s/user": best["output_tokens_per_s_per_user"],
-                            "plan": f"tp{best['tp']} pp{best['pp']} {best['weight_dtype']} c{best['concurrency']}"})
+                            "plan": f"tp{best['tp']} pp{best['pp']} {best['weight_dtype']} {best['framework']} "
+                                    f"c{best['concurrency']}"})
         _table(summary, title=f"{doc['model']}, isl {isl}, osl {osl}: frontiers (use --output csv|json or --out for "
                               f"the points)")
 

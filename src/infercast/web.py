@@ -453,6 +453,7 @@ def create_app(*, light_budget_s: float = LIGHT_BUDGET_S, heavy_budget_s: float 
     listing("/api/models", documents.models_document, "infercast models list --output json")
     listing("/api/hardware", documents.chips_document, "infercast hardware list --output json")
     listing("/api/systems", documents.systems_document, "infercast hardware systems --output json")
+    listing("/api/frameworks", documents.frameworks_document, "infercast frameworks list --output json")
 
     @app.get("/api/models/{name}", responses=documented(obj), summary="infercast models show NAME --output json")
     async def model_show(name: str) -> Response:

@@ -8,14 +8,15 @@ const INTS = new Set(["num_chips", "compare_num_chips", "tp", "pp", "ep", "dp", 
 const PRECISION = ["dtype", "weight_dtype", "act_dtype", "kv_cache_dtype", "quantization"];
 // each view: the form's elements it reads (by id) and the request key each one fills
 const VIEWS = {
-  estimate: ["model", "target", "hardware", "num_chips", "system", "tp", "pp", "ep", "dp", ...PRECISION, "batch", "isl",
+  estimate: ["model", "target", "hardware", "num_chips", "system", "tp", "pp", "ep", "dp", ...PRECISION, "framework",
+    "batch", "isl", "osl"],
+  compare: ["model", "systems", "compare_num_chips", "tp", "pp", "ep", "dp", ...PRECISION, "framework", "batch", "isl",
     "osl"],
-  compare: ["model", "systems", "compare_num_chips", "tp", "pp", "ep", "dp", ...PRECISION, "batch", "isl", "osl"],
-  simulate: ["model", "target", "hardware", "num_chips", "system", "tp", "pp", "ep", "dp", ...PRECISION, "isl", "osl",
-    "request_rate", "num_prompts", "max_num_seqs", "seed"],
-  pareto: ["model", "isl", "osl", "chips", "dtypes", "group_by"],
+  simulate: ["model", "target", "hardware", "num_chips", "system", "tp", "pp", "ep", "dp", ...PRECISION, "framework",
+    "isl", "osl", "request_rate", "num_prompts", "max_num_seqs", "seed"],
+  pareto: ["model", "isl", "osl", "chips", "dtypes", "frameworks", "group_by"],
 };
-const KEY = {compare_num_chips: "num_chips", chips: "hardware", dtypes: "dtype"};
+const KEY = {compare_num_chips: "num_chips", chips: "hardware", dtypes: "dtype", frameworks: "framework"};
 const CHARTS = {estimate: ["memory", "roofline", "breakdown", "energy"], compare: ["compare"],
   simulate: ["timeline", "latency"], pareto: ["pareto"]};
 
@@ -171,7 +172,7 @@ const SHOW = {
       const best = f.metric.endsWith("per_chip") ? f.points.reduce((a, b) => b[f.metric] > a[f.metric] ? b : a) :
         f.points.reduce((a, b) => b[f.metric] < a[f.metric] ? b : a);
       return [f.group, f.metric, f.points.length, fmt(best[f.metric]), fmt(best.output_tokens_per_s_per_user),
-        `tp${best.tp} pp${best.pp} ${best.weight_dtype} c${best.concurrency}`];
+        `tp${best.tp} pp${best.pp} ${best.weight_dtype} ${best.framework} c${best.concurrency}`];
     });
     const t = table(rows, ["group", "metric", "points", "best", "at tok/s/user", "plan"]);
     t.id = "pareto-table";
@@ -235,14 +236,17 @@ async function run(push) {
 }
 
 async function catalog() {
-  const [models, chips, systems] = await Promise.all(["/api/models", "/api/hardware", "/api/systems"].map(
-    (u) => fetch(u).then((r) => r.json())));
+  const [models, chips, systems, frameworks] = await Promise.all(
+    ["/api/models", "/api/hardware", "/api/systems", "/api/frameworks"].map((u) => fetch(u).then((r) => r.json())));
   options($("model"), models.map((m) => m.id), models.map((m) => `${m.id} (${m.params_b} B)`));
   options($("hardware"), chips.map((c) => c.id));
   options($("system"), systems.map((s) => s.id), systems.map((s) => `${s.id} (${s.chips_per_node} x ${s.chip})`));
   for (const id of PRECISION) options($(id), id === "quantization" ? SCHEMES : DTYPES);
   $("system-ids").replaceChildren(...[...systems.map((s) => s.id), ...chips.map((c) => c.id)].map((v) => new Option(v)));
   $("chip-ids").replaceChildren(...chips.map((c) => new Option(c.id)));
+  options($("framework"), ["", ...frameworks.map((f) => f.framework)],
+    ["default (generic)", ...frameworks.map((f) => `${f.framework} (${f.title}; ${f.runs_on})`)]);
+  $("framework-ids").replaceChildren(...["all", ...frameworks.map((f) => f.framework)].map((v) => new Option(v)));
   $("model").value = "llama-3-8b";
   $("hardware").value = "h100-sxm";
   $("system").value = "hgx-h100";
