@@ -72,6 +72,7 @@ OBJECTIVE_KEY = {"usd_per_mtok": "usd_per_million_tokens", "tco_usd": "tco_usd",
                  "joules_per_token": "joules_per_token"}
 NO_PRICE = "no price in the catalog: give --usd-per-chip-hour CHIP=P"
 NO_POWER = "no power figure (TDP) in the catalog: energy unknown"
+NO_BACKEND = "the framework has no backend for the chip's vendor (infercast frameworks list: runs_on)"
 
 
 # --- inputs -------------------------------------------------------------------------------------------
@@ -393,7 +394,7 @@ def enumerate_deployments(spec, hardware: list[str], dtypes: list[str], prices: 
             for dtype in dtypes:
                 for tp, pp, ep in plans(spec, max_chips):
                     if not runs:
-                        rejected[f"{fw.partition('@')[0]} does not run on {chip.vendor} chips"] += 1
+                        rejected[NO_BACKEND] += 1
                     elif not chip_runs(chip, dtype):
                         rejected[f"the chip has no {dtype} units"] += 1
                     elif need_price and not has_price:
