@@ -501,3 +501,28 @@ def test_pageable_copies_slow_only_the_frameworks_that_make_them():
     finally:
         tiers.PAGEABLE_COPY_SHARE = share
     assert pinned > pageable * 1.2
+
+
+@pytest.mark.parametrize(("line", "within"), [
+    # rows of shared/data/measured-offload.csv, verbatim less source and notes; the pageable share was fitted on
+    # 31 rows including the first two (scripts/offload_fit.py), the third copies nothing from host memory
+    ("flexgen-t2-512-deepspeed-opt-6.7b,opt-6.7b,t4,208 GB DRAM (Intel Xeon 2.00GHz),\"1.5 TB NVMe SSD (~2 GB/s "
+     "read, ~1 GB/s write)\",DeepSpeed ZeRO-Inference: best policy found (see paper Tables 15/16 for placement %),"
+     "fp16,512,32,max feasible,generation_tokens_per_s,9.28", 0.15),
+    ("zeroinf-zero-inference-yesno-opt-175b,opt-175b,rtx-a6000,252 GB,PNY CS3040 2TB NVMe (5600 MB/s seq read),"
+     "ZeRO-Inference; weights -> cpu_offload; 4-bit weight quant=Yes; KV cache offload to CPU=No,4-bit weights,512,"
+     "32,8,generation_tokens_per_s,1.12", 0.15),
+    ("flexgen-t2-1024-accelerate-opt-6.7b,opt-6.7b,t4,208 GB DRAM (Intel Xeon 2.00GHz),\"1.5 TB NVMe SSD (~2 GB/s "
+     "read, ~1 GB/s write)\",Accelerate: best policy found (see paper Tables 15/16 for placement %),fp16,1024,32,"
+     "max feasible,generation_tokens_per_s,13.01", 0.05),
+])
+def test_measured_offload_rows_within_their_error(line, within):
+    import csv
+
+    from infercast.validate_offload import predict
+
+    keys = ["id", "model", "hardware", "host_memory", "storage", "offload_policy", "precision", "prompt_len",
+            "gen_len", "batch", "metric", "value"]
+    row = {**dict(zip(keys, next(csv.reader([line])))), "source": "s", "workload": "w", "notes": ""}
+    value, why, _ = predict(row)
+    assert why is None and value == pytest.approx(float(row["value"]), rel=within)
