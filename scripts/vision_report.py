@@ -206,7 +206,10 @@ sequence is the paper's OOM row).
 {offload_section(data_dir)}
 
 Median |error| of the 74 rows: 16.3% in sample, 17.0% when each source's rows are predicted with the pageable
-share fitted without them (`python scripts/offload_fit.py`).
+share fitted without them (`python scripts/offload_fit.py`), 27.3% when each system's are (`--by system`): fitted
+on Accelerate's and diffusers' six rows alone the share is 0.34, and DeepSpeed's rows then miss by 41.8%. The
+share does not carry from Accelerate's hooks to DeepSpeed's prefetch: Accelerate pays something per module
+beyond the staged copy.
 
 What misses, and why: Accelerate's OPT-30B on the T4 (+62%, 8 sequences, 90% of the weights copied from pageable
 DRAM with the compute in series) runs at an effective 4.8 GB/s where DeepSpeed's pageable copies on the same

@@ -42,7 +42,8 @@ copy is initiated"). How much slower depends on the host's memcpy rate, which no
 (``python scripts/offload_fit.py``) to the 31 rows of measured-offload.csv whose copies are pageable (Accelerate,
 diffusers' sequential offload, DeepSpeed ZeRO-Inference with weights in DRAM): 0.54 to 0.60 with any one source
 left out (T4 PCIe 3.0 and RTX A6000 / A100 PCIe 4.0 hosts), median |error| of the 74 rows 16.3% in sample,
-17.0% leaving each source out. A drive's reads land in a pinned bounce buffer (DeepSpeed's aio, GPUDirect) and
+17.0% leaving each source out; 27.3% leaving each system out (``--by system``: Accelerate's and diffusers' rows
+alone give 0.34, so the share is mostly DeepSpeed's). A drive's reads land in a pinned bounce buffer (DeepSpeed's aio, GPUDirect) and
 keep the pinned rate."""
 TENSORS = ("weights", "kv", "act")
 
