@@ -437,3 +437,92 @@ def test_an_sdxl_offload_row_says_whether_its_weights_were_offloaded():
     seq, _, seq_note = predict({**row, "offload_policy": "sequential CPU offload"})
     assert base_note == "no offload: the weights stay on the GPU"
     assert seq_note.startswith("sequential offload") and seq > base
+
+
+def test_a_pageable_copy_runs_at_its_share_of_the_pinned_rate():
+    """1 GB host -> T4 over PCIe 3.0 x16 (the catalog's 16e9 B/s per direction). Pinned: 16e9 x 12.89 / 15.75 =
+    13.0946e9 B/s, 1e9 / 13.0946e9 = 0.076367 s. Pageable: x 0.56 = 7.33299e9 B/s, 1e9 / 7.33299e9 = 0.136371 s.
+    A drive read at 2 GB/s lands in a pinned bounce buffer either way: 1e9 / 2e9 = 0.5 s."""
+    from infercast.hardware import load_chip
+
+    t4 = load_chip("t4")
+    assert parse_offload("weights=cpu").transfer_s(t4, "weights", 1e9) == pytest.approx(0.076367, rel=1e-4)
+    pageable = parse_offload("weights=cpu,pinned=0")
+    assert not pageable.pinned and pageable.describe().endswith("pinned=0")
+    assert pageable.transfer_s(t4, "weights", 1e9) == pytest.approx(0.136371, rel=1e-4)
+    assert parse_offload("weights=nvme,nvme_gbps=2,pinned=0").transfer_s(t4, "weights", 1e9) == pytest.approx(0.5)
+    with pytest.raises(InfercastError, match="pinned=2"):
+        parse_offload("weights=cpu,pinned=2")
+
+
+def _flexgen_baseline(system: str, model: str, prompt: int) -> dict[str, str]:
+    return {"id": f"flexgen-t2-{prompt}-{system.split()[0].lower()}-{model}", "source": "s", "workload": "w",
+            "model": model, "hardware": "t4", "host_memory": "208 GB DRAM",
+            "storage": "1.5 TB NVMe SSD (~2 GB/s read, ~1 GB/s write)",
+            "offload_policy": f"{system}: best policy found", "precision": "fp16", "prompt_len": str(prompt),
+            "gen_len": "32", "batch": "max feasible", "metric": "generation_tokens_per_s", "value": "1", "notes": ""}
+
+
+def test_flexgen_baselines_run_the_batch_and_placement_their_authors_state():
+    """FlexGen's README: DeepSpeed ran OPT-30B at 4 sequences with weights in DRAM at prompt 512 (+32 generated);
+    at prompt 1024 the GPU memory that held 4 x 544 tokens per sequence holds floor(4 x 544 / 1056) = 2 sequences,
+    and OPT-175B's 1 at prompt 512 becomes floor(544 / 1056) = 0 (the paper reports OOM there). Accelerate's OPT-6.7B
+    ran with every weight on the GPU; its OPT-30B ran 8 sequences with weights copied from pageable DRAM."""
+    from infercast.validate_offload import predict
+
+    _, _, note = predict(_flexgen_baseline("DeepSpeed ZeRO-Inference", "opt-30b", 512))
+    assert note.startswith("batch 4 (the source states it), weights 100% off the GPU (pageable)")
+    _, _, note = predict(_flexgen_baseline("DeepSpeed ZeRO-Inference", "opt-30b", 1024))
+    assert note.startswith("batch 2 ")
+    value, why, _ = predict(_flexgen_baseline("DeepSpeed ZeRO-Inference", "opt-175b", 1024))
+    assert value is None and why.startswith("not one sequence fits")
+    _, _, note = predict(_flexgen_baseline("Accelerate", "opt-6.7b", 512))
+    assert note.startswith("batch 2 (the source states it), weights 0% off the GPU,")
+    _, _, note = predict(_flexgen_baseline("Accelerate", "opt-30b", 512))
+    assert note.startswith("batch 8 (the source states it)") and "(pageable)" in note
+
+
+def test_pageable_copies_slow_only_the_frameworks_that_make_them():
+    """ZeRO-Inference's OPT-30B with 4-bit weights in DRAM (KV on the GPU, batch 24, A6000 workstation) copies
+    pageable weights: at the pinned rate it would be faster; a FlexGen row of the same machine pins its weights."""
+    import infercast.tiers as tiers
+    from infercast.validate_offload import predict
+
+    row = {"id": "zeroinf-x", "source": "s", "workload": "w", "model": "opt-30b", "hardware": "rtx-a6000",
+           "host_memory": "252 GB", "storage": "PNY CS3040 2TB NVMe (5600 MB/s seq read)",
+           "offload_policy": "ZeRO-Inference; weights -> cpu_offload; 4-bit weight quant=Yes; KV cache offload to "
+                             "CPU=No", "precision": "4-bit weights", "prompt_len": "512", "gen_len": "32",
+           "batch": "24", "metric": "generation_tokens_per_s", "value": "21.84", "notes": ""}
+    pageable, _, _ = predict(row)
+    share = tiers.PAGEABLE_COPY_SHARE
+    try:
+        tiers.PAGEABLE_COPY_SHARE = 1.0
+        pinned, _, _ = predict(row)
+    finally:
+        tiers.PAGEABLE_COPY_SHARE = share
+    assert pinned > pageable * 1.2
+
+
+@pytest.mark.parametrize(("line", "within"), [
+    # rows of shared/data/measured-offload.csv, verbatim less source and notes; the pageable share was fitted on
+    # 31 rows including the first two (scripts/offload_fit.py), the third copies nothing from host memory
+    ("flexgen-t2-512-deepspeed-opt-6.7b,opt-6.7b,t4,208 GB DRAM (Intel Xeon 2.00GHz),\"1.5 TB NVMe SSD (~2 GB/s "
+     "read, ~1 GB/s write)\",DeepSpeed ZeRO-Inference: best policy found (see paper Tables 15/16 for placement %),"
+     "fp16,512,32,max feasible,generation_tokens_per_s,9.28", 0.15),
+    ("zeroinf-zero-inference-yesno-opt-175b,opt-175b,rtx-a6000,252 GB,PNY CS3040 2TB NVMe (5600 MB/s seq read),"
+     "ZeRO-Inference; weights -> cpu_offload; 4-bit weight quant=Yes; KV cache offload to CPU=No,4-bit weights,512,"
+     "32,8,generation_tokens_per_s,1.12", 0.15),
+    ("flexgen-t2-1024-accelerate-opt-6.7b,opt-6.7b,t4,208 GB DRAM (Intel Xeon 2.00GHz),\"1.5 TB NVMe SSD (~2 GB/s "
+     "read, ~1 GB/s write)\",Accelerate: best policy found (see paper Tables 15/16 for placement %),fp16,1024,32,"
+     "max feasible,generation_tokens_per_s,13.01", 0.05),
+])
+def test_measured_offload_rows_within_their_error(line, within):
+    import csv
+
+    from infercast.validate_offload import predict
+
+    keys = ["id", "model", "hardware", "host_memory", "storage", "offload_policy", "precision", "prompt_len",
+            "gen_len", "batch", "metric", "value"]
+    row = {**dict(zip(keys, next(csv.reader([line])))), "source": "s", "workload": "w", "notes": ""}
+    value, why, _ = predict(row)
+    assert why is None and value == pytest.approx(float(row["value"]), rel=within)

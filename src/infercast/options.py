@@ -51,8 +51,8 @@ HARDWARE = (
     Option("system", "Named system (infercast hardware systems) or a system YAML path."),
     Option("nodes", "Nodes of --system (scale out over its inter-node link).", int),
     Option("offload", "Place tensors on memory tiers beyond the chip's: TENSOR=TIER[:FRACTION][+TIER:FRACTION] for "
-                      "weights, kv, act (tiers cpu, cxl, nvme), overlap=0..1, TIER_gb=N, TIER_gbps=N; e.g. "
-                      "weights=cpu:0.5,kv=cpu."),
+                      "weights, kv, act (tiers cpu, cxl, nvme), overlap=0..1, pinned=0|1, TIER_gb=N, TIER_gbps=N; "
+                      "e.g. weights=cpu:0.5,kv=cpu."),
     Option("chip", "Change one figure of the chip or design, e.g. dram_bandwidth=2x, sram_bytes=200e6, clock=1.2x "
                    "or peak_flops.fp8=4e15 (repeatable; keys: infercast whatif --help).", pairs=True, numbers=False,
            metavar="KEY=VALUE"),

@@ -32,6 +32,19 @@ PCIE_COPY_EFFICIENCY = 12.89 / 15.75
 15.75 on the FlexGen paper's T4 machine (flexgen 0.1.8 ``experimental/cost_model.py``, ``ctog_bdw``, fitted to
 real runs), 0.82; carried to every PCIe generation (the same 128b/130b encoding and packet framing). An
 NVLink-C2C host link keeps its line rate (no measurement here)."""
+PAGEABLE_COPY_SHARE = 0.56
+"""Share of the pinned rate (``PCIE_COPY_EFFICIENCY`` of the line rate) that a host-to-GPU copy from pageable,
+not page-locked, memory reaches. The GPU's DMA engine cannot read pageable memory: the CUDA driver first copies
+the data on the CPU into a page-locked staging buffer and DMAs it from there, and the call returns only once
+the staging copy is done (CUDA C++ Best Practices Guide, "Pinned Memory"; CUDA Runtime API, "API synchronization
+behavior": "for transfers from pageable host memory to device memory, a stream sync is performed before the
+copy is initiated"). How much slower depends on the host's memcpy rate, which no datasheet gives; 0.56 is fitted
+(``python scripts/offload_fit.py``) to the 31 rows of measured-offload.csv whose copies are pageable (Accelerate,
+diffusers' sequential offload, DeepSpeed ZeRO-Inference with weights in DRAM): 0.54 to 0.60 with any one source
+left out (T4 PCIe 3.0 and RTX A6000 / A100 PCIe 4.0 hosts), median |error| of the 74 rows 16.3% in sample,
+17.0% leaving each source out; 27.3% leaving each system out (``--by system``: Accelerate's and diffusers' rows
+alone give 0.34, so the share is mostly DeepSpeed's). A drive's reads land in a pinned bounce buffer (DeepSpeed's aio, GPUDirect) and
+keep the pinned rate."""
 TENSORS = ("weights", "kv", "act")
 
 
@@ -63,8 +76,9 @@ class Tier:
     """min(the tier's own bandwidth, what a copy reaches over the chip's host link per direction)."""
 
 
-def chip_tier(chip: Chip, name: str, capacity_bytes: float | None = None, bandwidth: float | None = None) -> Tier:
-    """Tier ``name`` behind ``chip``."""
+def chip_tier(chip: Chip, name: str, capacity_bytes: float | None = None, bandwidth: float | None = None,
+              pinned: bool = True) -> Tier:
+    """Tier ``name`` behind ``chip``; host-memory tiers (cpu, cxl) copied from pinned or pageable memory."""
     spec = tier_catalog()[name]
     link = chip.host_link.bandwidth_bytes_per_s_per_direction.value
     if link is None:
@@ -74,6 +88,8 @@ def chip_tier(chip: Chip, name: str, capacity_bytes: float | None = None, bandwi
     cap = capacity_bytes if capacity_bytes is not None else spec.capacity_bytes.value
     if "pcie" in chip.host_link.name.lower():
         link *= PCIE_COPY_EFFICIENCY
+    if not pinned and name != "nvme":  # a drive is read into a pinned bounce buffer (or straight to the GPU)
+        link *= PAGEABLE_COPY_SHARE
     return Tier(name, cap, min(own, link))
 
 
@@ -90,13 +106,16 @@ class Offload:
     """Tier capacities per chip that replace the catalog's."""
     bandwidth_bytes_per_s: dict[str, float] = field(default_factory=dict)
     """Tier read bandwidths that replace the catalog's (a RAID of drives); the host link still bounds them."""
+    pinned: bool = True
+    """Whether host-memory copies come from page-locked memory (FlexGen pins its weights; Accelerate's hooks and
+    DeepSpeed's ``offload_param`` before 0.19 keep them pageable: ``tiers.PAGEABLE_COPY_SHARE``)."""
 
     def fraction(self, tensor: str) -> float:
         """Share of ``tensor`` off the chip, on every tier together."""
         return sum(f for _, f in self.place.get(tensor, ()))
 
     def tier(self, chip: Chip, name: str) -> Tier:
-        return chip_tier(chip, name, self.capacity_bytes.get(name), self.bandwidth_bytes_per_s.get(name))
+        return chip_tier(chip, name, self.capacity_bytes.get(name), self.bandwidth_bytes_per_s.get(name), self.pinned)
 
     def transfer_s(self, chip: Chip, tensor: str, size_bytes):
         """Time to bring ``size_bytes`` of ``tensor`` (its whole size) to the chip: each tier's part over its
@@ -116,7 +135,7 @@ class Offload:
 
     def describe(self) -> str:
         parts = [f"{t}=" + "+".join(f"{n}:{f:g}" for n, f in ps) for t, ps in self.place.items()]
-        return ",".join(parts + [f"overlap={self.overlap:g}"])
+        return ",".join(parts + [f"overlap={self.overlap:g}"] + ([] if self.pinned else ["pinned=0"]))
 
 
 def parse_offload(value: str | dict | Offload | None) -> Offload | None:
@@ -125,7 +144,7 @@ def parse_offload(value: str | dict | Offload | None) -> Offload | None:
     if value is None or value == "" or isinstance(value, Offload):
         return value or None
     items = value.items() if isinstance(value, dict) else [p.partition("=")[::2] for p in str(value).split(",")]
-    place, caps, bws, overlap = {}, {}, {}, 1.0
+    place, caps, bws, overlap, pinned = {}, {}, {}, 1.0, True
     for key, raw in items:
         key, raw = str(key).strip(), str(raw).strip()
         if key in TENSORS:
@@ -148,6 +167,10 @@ def parse_offload(value: str | dict | Offload | None) -> Offload | None:
             if not 0 <= overlap <= 1:
                 raise InfercastError(f"--offload overlap={raw}: must be from 0 (no overlap) to 1 (transfers hidden "
                                      f"behind compute)")
+        elif key == "pinned":
+            if raw not in ("0", "1"):
+                raise InfercastError(f"--offload pinned={raw}: 1 (page-locked host memory) or 0 (pageable)")
+            pinned = raw == "1"
         elif key.endswith("_gb") and key[:-3] in TIER_NAMES:
             gb = _number(f"--offload {key}={raw}", raw)
             if not 0 < gb <= 1e6:
@@ -160,10 +183,10 @@ def parse_offload(value: str | dict | Offload | None) -> Offload | None:
             bws[key[:-5]] = rate * 1e9
         else:
             raise InfercastError(f"--offload {key!r}: unknown key; use weights=, kv= or act= TIER[:FRACTION] "
-                                 f"(tiers {', '.join(TIER_NAMES)}), overlap=0..1, TIER_gb=N or TIER_gbps=N")
+                                 f"(tiers {', '.join(TIER_NAMES)}), overlap=0..1, pinned=0|1, TIER_gb=N or TIER_gbps=N")
     if not place:
         raise InfercastError("--offload: place at least one of weights, kv or act on a tier, e.g. weights=cpu:0.5")
-    return Offload(place, overlap, caps, bws)
+    return Offload(place, overlap, caps, bws, pinned)
 
 
 def _number(where: str, raw: str) -> float:

@@ -10,12 +10,16 @@ batch,metric,value,notes``. Each row names a framework's policy; the prediction 
   rows that state the batch and placement run that policy; "4 T4 GPUs" rows are a pipeline over four such
   machines;
 * DeepSpeed ZeRO-Inference: every weight off the GPU (DRAM, or the SSD beyond it), prefetched (overlap 1),
-  KV cache on the GPU unless the row says it is offloaded; "DeepSpeed (4 GPUs)" is four data-parallel copies;
-* Hugging Face Accelerate: weights off the GPU, copied by hooks before each layer runs (overlap 0);
-* a row's stated batch is kept; "max feasible" means the throughput-optimal batch that fits.
+  copied from pageable DRAM (``offload_param.pin_memory`` defaults to False), KV cache on the GPU unless the row
+  says it is offloaded; "DeepSpeed (4 GPUs)" is four data-parallel copies;
+* Hugging Face Accelerate: ``device_map="auto"`` fills the GPU, then DRAM, then disk; hooks copy each module's
+  pageable weights before it runs (overlap 0);
+* a row's stated batch is kept; "max feasible" means the throughput-optimal batch that fits, except the FlexGen
+  paper's one-T4 baselines, whose batch and lowest offload device FlexGen's README states (``BASELINES``).
 
-Every PCIe copy runs at the measured share of the line rate (``tiers.PCIE_COPY_EFFICIENCY``). Rows the engine
-cannot describe are skipped with the reason.
+Every PCIe copy runs at the measured share of the line rate (``tiers.PCIE_COPY_EFFICIENCY``), a copy from
+pageable memory at a share of that (``tiers.PAGEABLE_COPY_SHARE``). Rows the engine cannot describe are skipped
+with the reason.
 """
 
 from __future__ import annotations
@@ -35,6 +39,20 @@ from infercast.scenario import resolve
 from infercast.validate import RowResult
 
 HEADER = {"offload_policy", "host_memory", "storage"}
+BASELINE_PROMPT, BASELINE_GEN = 512, 32
+BASELINES = {
+    ("accelerate", "opt-6.7b"): (2, "gpu"), ("accelerate", "opt-30b"): (8, "cpu"),
+    ("accelerate", "opt-175b"): (2, "disk"),
+    ("zero", "opt-6.7b"): (16, "cpu"), ("zero", "opt-30b"): (4, "cpu"), ("zero", "opt-175b"): (1, "disk"),
+}
+"""The batch and the weights' home of the FlexGen paper's one-T4 baselines at prompt 512, generation 32, as its
+authors state them beside the throughputs ("Hugging Face Accelerate 25.12 (2 on GPU), 0.62 (8 on CPU), 0.01 (2 on
+disk); DeepSpeed ZeRO-Inference 9.28 (16 on CPU), 0.60 (4 on CPU), 0.01 (1 on disk)": flexgen 0.1.8 on PyPI,
+README.md, "Generation throughput" table: "the corresponding effective batch sizes and lowest offloading devices are
+in parentheses"; "the batch size is tuned to a large value that maximizes the generation throughput for each
+system"). Accelerate's ``device_map="auto"`` fills the GPU first, then host DRAM, then disk; ZeRO-3's
+``offload_param`` moves every weight to one device, cpu or nvme."""
+GPU_FILL = tuple(i / 20 for i in range(21))
 BATCHES = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 GPU_SHARES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -85,8 +103,8 @@ def _kind(row: dict[str, str]) -> str:
 
 
 def _decoder(row, batch: int, gpu_share: float, kv_on: str, host_bytes: float | None, disk_gbps: float | None,
-             overlap: float, weights_tier: str) -> dict[str, Any] | None:
-    """Columns of one placement, or None if it does not fit."""
+             overlap: float, weights_tier: str, pinned: bool = True, stated: bool = False) -> dict[str, Any] | None:
+    """Columns of one placement, or None if it does not fit (``stated``: the source says it ran, so it did)."""
     prec = _precision(row)
     probe = resolve(row["model"], row["hardware"], **prec)
     w = float(evaluate(probe, batch=1, isl=2, osl=1)["memory.weights_bytes"])
@@ -110,13 +128,13 @@ def _decoder(row, batch: int, gpu_share: float, kv_on: str, host_bytes: float | 
         extra["nvme_gbps"] = disk_gbps
     off = None
     if spec:
-        off = spec + f",overlap={overlap:g}" + "".join(f",{k}={v:g}" for k, v in extra.items())
+        off = spec + f",overlap={overlap:g},pinned={pinned:d}" + "".join(f",{k}={v:g}" for k, v in extra.items())
     isl, osl = int(row["prompt_len"]), int(row["gen_len"])
     sc = resolve(row["model"], row["hardware"], offload=off, efficiency=measured_gpu(row), **prec)
     cols = evaluate(sc, batch=batch, isl=isl, osl=osl)
     if sc.offload is not None:
         cols = offloaded(sc, cols)
-    return cols if cols["memory.fits"] else None
+    return cols if cols["memory.fits"] or stated else None
 
 
 def host_of(row: dict[str, str]) -> Host:
@@ -182,7 +200,9 @@ def predict(row: dict[str, str]) -> tuple[float | None, str | None, str | None]:
         one, why, note = predict({**row, "offload_policy": "DeepSpeed ZeRO-Inference: best policy found"})
         return (None if one is None else 4 * one), why, note and f"4 data-parallel machines, each: {note}"
     if row["model"] in ("sdxl-base-1.0",):
-        off = "weights=cpu,overlap=0" if "sequential" in row["offload_policy"] else None
+        # enable_sequential_cpu_offload is accelerate's cpu_offload on each component: hooks copy every submodule's
+        # pageable weights before it runs (``state_dict = {n: p.to("cpu") ...}``, accelerate big_modeling.py)
+        off = "weights=cpu,overlap=0,pinned=0" if "sequential" in row["offload_policy"] else None
         sc = resolve(row["model"], row["hardware"], dtype="fp16", offload=off)
         c = evaluate_network(sc, batch=int(row["batch"]))
         return c["latency_s"] * 1e3, None, ("sequential offload: every pass's weights copied before it runs" if off
@@ -197,21 +217,41 @@ def predict(row: dict[str, str]) -> tuple[float | None, str | None, str | None]:
         ("cpu",) if "KV cache offload to CPU=Yes" in pol else ("gpu",))
     shares = GPU_SHARES if kind == "flexgen" else (0.0,)
     batches = (int(row["batch"]),) if row["batch"].isdigit() else BATCHES
+    stated = BASELINES.get((kind, row["model"])) if row["id"].startswith("flexgen-t2") else None
+    if stated is not None:
+        b512, home = stated
+        # the batch was tuned at prompt 512 until the GPU was full; the cache and the activations that filled it grow
+        # with the tokens each sequence holds, so at another prompt length as many fewer sequences fit
+        b = math.floor(b512 * (BASELINE_PROMPT + BASELINE_GEN) / (int(row["prompt_len"]) + int(row["gen_len"])))
+        if b < 1:
+            return None, f"not one sequence fits: {b512} at prompt {BASELINE_PROMPT} scales to {b}", None
+        batches = (b,)
+        # "on GPU": every weight stayed there (the engine's 10% reserve and 1 GiB overhead would refuse OPT-6.7B's
+        # 13.3 GB on the 16 GB T4; the source ran it)
+        shares = (1.0,) if home == "gpu" else GPU_FILL if kind == "accelerate" else (0.0,)
+        weights_tier = "nvme" if kind == "zero" and home == "disk" else "cpu"
     overlap = 0.0 if kind == "accelerate" else 1.0
+    # Accelerate's hooks copy from the state dict's pageable CPU tensors (accelerate hooks.py, AlignDevicesHook:
+    # ``param.to("cpu")``, then ``set_module_tensor_to_device`` before each forward); DeepSpeed's offload_param
+    # pins only when asked (``pin_memory: bool = False`` in deepspeed 0.8.0, runtime/zero/offload_config.py)
+    pinned = kind == "flexgen"
     metric = row["metric"]
     best, best_note = None, None
     for b in batches:
         for g in shares:
             for kv in kv_options:
                 try:
-                    c = _decoder(row, b, g, kv, host_bytes, disk, overlap, weights_tier)
+                    c = _decoder(row, b, g, kv, host_bytes, disk, overlap, weights_tier, pinned,
+                                 stated is not None and stated[1] == "gpu")
                 except InfercastError:
                     c = None
                 if c is None:
                     continue
                 v = c["decode.tokens_per_s"] if metric == "decoding_tokens_per_s" else c["throughput_tokens_per_s"]
                 if best is None or v > best:
-                    best, best_note = v, f"batch {b}, weights {100 * (1 - g):.0f}% off the GPU, KV on {kv}"
+                    how = "" if pinned or g == 1 else " (pageable)"
+                    best, best_note = v, (f"batch {b}{' (the source states it)' if stated else ''}, weights "
+                                          f"{100 * (1 - g):.0f}% off the GPU{how}, KV on {kv}")
     if best is None:
         return None, "no placement of this model fits the GPU and the host (the engine's memory model)", None
     return float(best), None, best_note
