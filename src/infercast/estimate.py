@@ -276,8 +276,11 @@ class Estimate:
 
 def plain(x):
     """A JSON value: numpy scalars to Python, NaN and infinity to None."""
-    if type(x) is float:
+    t = type(x)
+    if t is float:
         return x if math.isfinite(x) else None
+    if t is str or t is bool or t is int or x is None:
+        return x
     if isinstance(x, (np.generic, np.ndarray)):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
@@ -292,9 +295,10 @@ def _int(x) -> int:
 def _rows(cols: Columns) -> list[OpRow]:
     out = []
     for phase, rows in cols.rows.items():
+        bounds = rows.bounds()
         for i, name in enumerate(rows.names):
             out.append(OpRow(name, phase, float(rows.flops[i]), float(rows.bytes[i]), float(rows.time_s[i]),
-                             str(rows.bound(i)), rows.tiers[i], float(rows.weight_bytes[i]), rows.kinds[i]))
+                             str(bounds[i]), rows.tiers[i], float(rows.weight_bytes[i]), rows.kinds[i]))
     return out
 
 
@@ -317,11 +321,19 @@ def _grouped(cols: Columns) -> dict[str, dict[str, Any]]:
     """The columns by their first key part ('' for top-level keys), values made plain."""
     out: dict[str, dict[str, Any]] = {}
     for key, value in cols.items():
-        head, dot, rest = key.partition(".")
-        if not dot:
-            head, rest = "", key
-        out.setdefault(head, {})[rest] = plain(value)
+        parts = _PARTS.get(key)
+        if parts is None:
+            head, dot, rest = key.partition(".")
+            parts = _PARTS[key] = (head, rest) if dot else ("", key)
+        group = out.get(parts[0])
+        if group is None:
+            group = out[parts[0]] = {}
+        group[parts[1]] = plain(value)
     return out
+
+
+_PARTS: dict[str, tuple[str, str]] = {}
+"""Column keys split at their first dot (the columns' keys are a fixed set)."""
 
 
 def from_columns(sc: Scenario, cols: Columns) -> Estimate:

@@ -232,6 +232,8 @@ class _Run(Pricer):
 # --- rows -----------------------------------------------------------------------------------------------
 
 
+_SPLIT_WHOLE = 1 << 20
+"""Elements of an [ops, *shape] product of ``Rows.of`` made in one piece; a larger one is made row by row."""
 _ROW_FIELDS = ("flops", "bytes", "weight_bytes", "time_s", "compute_s", "memory_s", "overhead_s")
 
 
@@ -259,7 +261,15 @@ class Rows:
         n = tb.count * steps
 
         def split(x) -> list:
-            return list(x * n)
+            rows = len(tb.ops)
+            if np.ndim(x) <= 1 and np.ndim(n) <= 1:  # one configuration: Python floats, cheaper downstream
+                return np.broadcast_to(x * n, (rows,)).tolist()
+            shape = np.broadcast_shapes(np.shape(x), np.shape(n))
+            if math.prod(shape) <= _SPLIT_WHOLE:
+                return list(x * n)
+            # a grid: row by row, never the [ops, *grid] product (hundreds of MB of fresh pages on every call)
+            xs, ns = np.broadcast_to(x, (rows,) + np.shape(x)[1:]), np.broadcast_to(n, (rows,) + np.shape(n)[1:])
+            return [xs[i] * ns[i] for i in range(rows)]
 
         energy = None if pc.energy is None else {k: split(getattr(pc.energy, k)) for k in _ENERGY_PARTS}
         rows = cls([op.name for op in tb.ops], [op.kind for op in tb.ops], [op.tier for op in tb.ops],
@@ -320,11 +330,25 @@ class Rows:
             return "overhead" if o > max(c, m) else ("compute" if c >= m else "memory")
         return np.where(o > np.maximum(c, m), "overhead", np.where(c >= m, "compute", "memory"))
 
+    def bounds(self) -> list:
+        """Every row's ``bound``."""
+        out = []
+        for i, (c, m, o) in enumerate(zip(self.compute_s, self.memory_s, self.overhead_s, strict=True)):
+            if type(c) is float and type(m) is float and type(o) is float and self.kinds[i] not in _OWN_BOUND:
+                out.append("overhead" if o > max(c, m) else ("compute" if c >= m else "memory"))
+            else:
+                out.append(self.bound(i))
+        return out
+
     def total(self, name: str):
         return _sum(getattr(self, name))
 
     def energy_total(self) -> dict[str, Any]:
         return {k: _sum(v) for k, v in self.energy.items()}
+
+
+_OWN_BOUND = ("comm", "wait", "power")
+"""Kinds of row whose bound is their kind's (``Rows.bound``)."""
 
 
 def _sum(xs: list):
@@ -401,9 +425,8 @@ def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, 
     energy = None
     if run.er is not None:
         chips_per_stage = sc.plan.tp * sc.plan.dp
-        energy = {k: sum(g.count * chips_per_stage * run.m * r.energy_total()[k] for g, r in zip(groups, rows,
-                                                                                                 strict=True))
-                  for k in _ENERGY_PARTS}
+        totals = [(g.count * chips_per_stage * run.m, r.energy_total()) for g, r in zip(groups, rows, strict=True)]
+        energy = {k: sum(n * t[k] for n, t in totals) for k in _ENERGY_PARTS}
     throttled = _any([c > r * (1 + 1e-12) for c, r in zip(capped, roof, strict=True)])
     return Phase(float(latency) if ndim(latency) == 0 else latency, top, energy, throttled)
 
@@ -658,10 +681,10 @@ class _DecodeTotals:
             for kl in kls:
                 combos = [(a + kl.count * t[0], b + kl.count * t[1]) for a, b in combos for t in (kl.compute, kl.memory)]
             caps = []
+            kes = [_KernelEnergy(run, p.group, kl.index) for kl in kls] if run.er is not None else []
             if run.er is not None:
                 e_combos = [(p.base_j, 0.0)]
-                for kl in kls:
-                    ke = _KernelEnergy(run, p.group, kl.index)
+                for kl, ke in zip(kls, kes, strict=True):
                     e_combos = [(a + kl.count * x[0], b + kl.count * x[1]) for a, b in e_combos
                                 for x in ke.lines(kl.flops, kl.bytes)]
                 caps = [(a / run.power, b / run.power) for a, b in e_combos]
@@ -673,7 +696,7 @@ class _DecodeTotals:
             self.capped[gi] = self.capped[gi] + capped_sum
             group_capped.append(capped_sum)
             rows = self.kernel_rows[gi]
-            for kl in kls:
+            for j, kl in enumerate(kls):
                 c, m = kl.compute, kl.memory
                 time = sum_max2(c[0], c[1], m[0], m[1], lo, hi) + kl.overhead * n
                 vals = {"flops": sum_line(*kl.flops, lo, hi), "bytes": sum_line(*kl.bytes, lo, hi),
@@ -681,7 +704,7 @@ class _DecodeTotals:
                         "compute_s": sum_line(*c, lo, hi), "memory_s": sum_line(*m, lo, hi),
                         "overhead_s": kl.overhead * n}
                 if run.er is not None:
-                    ke = _KernelEnergy(run, p.group, kl.index)
+                    ke = kes[j]
                     f, d = kl.flops, kl.bytes
                     maxes = [sum_max2(d[0], d[1], kf * f[0], kf * f[1], lo, hi) for _, kf in ke.maxes]
                     vals.update({f"e_{k}": v for k, v in ke.parts(vals["flops"], vals["bytes"], maxes).items()})
@@ -1049,9 +1072,28 @@ def _phase_bound(rows: Rows):
             else:
                 over = o > np.maximum(c, m)
                 comp = ~over & (c >= m)
-                sums[0] = sums[0] + np.where(comp, t, 0.0)
-                sums[2] = sums[2] + np.where(over, t, 0.0)
-                sums[1] = sums[1] + np.where(over | comp, 0.0, t)
+                for k, mask in ((0, comp), (2, over), (1, ~(over | comp))):
+                    sums[k] = _add_where(sums[k], t, mask)
     if all(ndim(v) == 0 for v in sums):
         return BOUNDS[max(range(len(BOUNDS)), key=lambda k: (sums[k], -k))]
-    return np.array(BOUNDS)[np.argmax(np.stack(np.broadcast_arrays(*sums)), axis=0)]
+    # the first largest, as argmax over the stacked sums, without stacking them: a later bound takes a
+    # configuration only with a strictly larger share (shares are never negative, so an empty one never does)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in sums))
+    best = np.zeros(shape, dtype=np.intp)
+    top = np.array(np.broadcast_to(sums[0], shape))
+    for k in range(1, len(BOUNDS)):
+        v = sums[k]
+        if type(v) is float and v == 0.0:
+            continue
+        np.copyto(best, k, where=v > top)
+        np.maximum(top, v, out=top)
+    return np.array(BOUNDS)[best]
+
+
+def _add_where(total, x, mask):
+    """total + where(mask, x, 0), added in place where ``total`` is an array of the full shape (it is always
+    one of ours: a sum this function or an addition made)."""
+    if isinstance(total, np.ndarray) and total.shape == np.broadcast_shapes(total.shape, np.shape(x), mask.shape):
+        np.add(total, x, out=total, where=mask)
+        return total
+    return total + np.where(mask, x, 0.0)
