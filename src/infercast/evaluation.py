@@ -259,16 +259,17 @@ class Rows:
         """Rows of a pass repeated ``steps`` times, with a framework row if ``framework_s``."""
         t, tb = pc.times, pc.table
         n = tb.count * steps
+        rows = len(tb.ops)
 
         def split(x) -> list:
-            rows = len(tb.ops)
-            if np.ndim(x) <= 1 and np.ndim(n) <= 1:  # one configuration: Python floats, cheaper downstream
-                return np.broadcast_to(x * n, (rows,)).tolist()
-            shape = np.broadcast_shapes(np.shape(x), np.shape(n))
-            if math.prod(shape) <= _SPLIT_WHOLE:
+            x = np.asarray(x)
+            if n.ndim <= 1 and x.ndim <= 1:  # one configuration: Python floats, cheaper downstream
+                a = x * n
+                return (a if a.shape == (rows,) else np.broadcast_to(a, (rows,))).tolist()
+            if x.ndim != n.ndim or math.prod(max(a, b) for a, b in zip(x.shape, n.shape)) <= _SPLIT_WHOLE:
                 return list(x * n)
             # a grid: row by row, never the [ops, *grid] product (hundreds of MB of fresh pages on every call)
-            xs, ns = np.broadcast_to(x, (rows,) + np.shape(x)[1:]), np.broadcast_to(n, (rows,) + np.shape(n)[1:])
+            xs, ns = np.broadcast_to(x, (rows,) + x.shape[1:]), np.broadcast_to(n, (rows,) + n.shape[1:])
             return [xs[i] * ns[i] for i in range(rows)]
 
         energy = None if pc.energy is None else {k: split(getattr(pc.energy, k)) for k in _ENERGY_PARTS}
@@ -1093,7 +1094,8 @@ def _phase_bound(rows: Rows):
 def _add_where(total, x, mask):
     """total + where(mask, x, 0), added in place where ``total`` is an array of the full shape (it is always
     one of ours: a sum this function or an addition made)."""
-    if isinstance(total, np.ndarray) and total.shape == np.broadcast_shapes(total.shape, np.shape(x), mask.shape):
+    if isinstance(total, np.ndarray) and (total.shape == mask.shape == np.shape(x) or total.shape == np.broadcast_shapes(
+            total.shape, np.shape(x), mask.shape)):
         np.add(total, x, out=total, where=mask)
         return total
     return total + np.where(mask, x, 0.0)

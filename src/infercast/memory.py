@@ -335,7 +335,7 @@ def min_chips(table: PlanTable, batch, isl, kept, usable, opts: MemoryOptions) -
     is split over the data-parallel replicas of the plan that needs the fewest chips in all:
     tp x pp x ceil(batch / sequences per replica).
     """
-    scalar = all(np.ndim(x) == 0 for x in (batch, isl, kept, usable))
+    scalar = not any(isinstance(x, np.ndarray) and x.ndim for x in (batch, isl, kept, usable))
     cap = plan_capacity(table, isl, kept, usable, opts)  # [plans, *ctx]
     n_plans, ctx_shape = cap.shape[0], cap.shape[1:]
     b = np.asarray(batch, float).reshape(-1) if scalar else np.asarray(batch, float)  # [1] for one configuration

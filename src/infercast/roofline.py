@@ -92,13 +92,23 @@ class Efficiency(BaseModel):
         ``graph_kernel_overhead_s`` where it is set; launched steps keep ``kernel_overhead_s``."""
         if not graphs or self.graph_kernel_overhead_s is None:
             return self
-        return self.model_copy(update={"kernel_overhead_s": self.graph_kernel_overhead_s})
+        # kept per efficiency object, so that the roofline's per-efficiency cache (``_KEPT``) finds it again
+        hit = _FOR_GRAPHS.get(id(self))
+        if hit is None or hit[0] is not self:
+            if len(_FOR_GRAPHS) > 4096:
+                _FOR_GRAPHS.clear()
+            hit = _FOR_GRAPHS[id(self)] = (self, self.model_copy(update={"kernel_overhead_s":
+                                                                         self.graph_kernel_overhead_s}))
+        return hit[1]
 
     def compute_fraction(self, op: Op, units: float | None = None, native: str | None = None):
         """Achievable fraction of the peak for one operator on a chip with ``units`` compute units whose
         ``native`` format runs its math (default: the op's own); ``compute_fraction`` of a one-row table."""
         return fraction(OpTable.of([op]), self, units, {op.math: native or op.math})[0]
 
+
+_FOR_GRAPHS: dict[int, tuple[Efficiency, Efficiency]] = {}
+"""``Efficiency.for_steps(True)`` by efficiency object (held, so that an id stays its own)."""
 
 IDEAL = Efficiency(gemm_max=1.0, gemm_half_dim=0.0, wave_quantization=False, attention_max=1.0, bandwidth=1.0,
                    kernel_overhead_s=0.0)
@@ -282,10 +292,12 @@ def _columns(values: list[tuple]) -> dict[str, np.ndarray]:
     """The ``_COLUMNS`` of the operators' figures, each [ops, *shape]."""
     if not values:
         return {k: np.zeros(0) for k in _COLUMNS}
-    try:  # every figure a float (one workload), or arrays of one shape: one numpy call
-        return dict(zip(_COLUMNS, np.moveaxis(np.array(values, dtype=float), 1, 0), strict=True))
-    except ValueError:
-        return {k: _stack(list(v)) for k, v in zip(_COLUMNS, zip(*values, strict=True), strict=True)}
+    if not any(type(v) is np.ndarray for v in values[0]):
+        try:  # every figure a float (one workload): one numpy call
+            return dict(zip(_COLUMNS, np.moveaxis(np.array(values, dtype=float), 1, 0), strict=True))
+        except ValueError:
+            pass
+    return {k: _stack(list(v)) for k, v in zip(_COLUMNS, zip(*values, strict=True), strict=True)}
 
 
 _STRUCTURES: dict[tuple, tuple] = {}
@@ -309,13 +321,13 @@ def _finite(d):
 
 def _stack(values: list) -> np.ndarray:
     """[ops, *shape]: one row per operator, broadcast to a common shape."""
-    try:  # floats, or arrays of one shape
+    shapes = {v.shape if type(v) is np.ndarray else () for v in values}
+    if len(shapes) == 1:  # floats, or arrays of one shape
         return np.array(values, dtype=float)
-    except ValueError:
-        out = np.empty((len(values),) + np.broadcast_shapes(*(np.shape(v) for v in values)))
-        for i, v in enumerate(values):
-            out[i] = v
-        return out
+    out = np.empty((len(values),) + np.broadcast_shapes(*shapes))
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
 
 
 @dataclass(frozen=True)
