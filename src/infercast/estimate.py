@@ -394,8 +394,8 @@ def from_columns(sc: Scenario, cols: Columns) -> Estimate:
         communication_share=g["communication_share"], efficiency=g["efficiency"], comm=g["comm"],
         energy=energy, cost=cost, breakdown=_rows(cols), warnings=warnings,
         energy_unavailable=cols.unavailable.get("energy"), cost_unavailable=cols.unavailable.get("cost"),
-        offload={k[8:]: plain(v) if not isinstance(v, dict) else {n: plain(x) for n, x in v.items()}
-                 for k, v in cols.items() if k.startswith("offload.")} or None,
+        offload={k: v if not isinstance(v, dict) else {n: plain(x) for n, x in v.items()}
+                 for k, v in g.get("offload", {}).items()} or None,
         plan=plan, precision=p, sparsity_effect=effect, peak_flops=plain(sc.rates.peak(p.gemm_math, sc.chip.id)),
         peak_bandwidth=plain(sc.rates.mem_bw_bytes_per_s), framework=sc.framework.label,
     )

@@ -492,8 +492,20 @@ def _line(x1, x2, L1: float, L2: float) -> tuple:
 def _kernel_lines(run: _Run, g: StageGroup, kernels: list[Kernel], L1: float, L2: float) -> list[KernelLines]:
     """Each kernel's lines on a regime of KV lengths holding L1 < L2: one evaluation at both, on a leading
     axis of two, exact since the kernel's cost and time are affine in L there (``ops.Kernel``)."""
+    if run.ndim == 1 and ndim(run.mb) == 0:  # one configuration: the kernels at L1, then at L2, as rows of a table
+        n = len(kernels)
+        c = run.cost([k.op(run.mb, 1.0, L) for L in (L1, L2) for k in kernels], ("kernel_lines", g.indices))
+        t, b = c.times, c.table
+
+        def row_line(x: np.ndarray, i: int) -> tuple:
+            return _line(float(x[i]), float(x[n + i]), L1, L2)
+
+        return [KernelLines(k.name, k.kind, float(k.count), row_line(t.compute_s, i), row_line(t.memory_s, i),
+                            row_line(t.overhead_s, i)[0], row_line(b.flops, i), row_line(b.bytes, i),
+                            row_line(b.weight_bytes, i), i)
+                for i, k in enumerate(kernels)]
     L = np.array([L1, L2]).reshape((2,) + (1,) * (run.ndim - 1))  # before the workload's axes
-    c = run.cost([k.op(run.mb, 1.0, L) for k in kernels], ("kernels", g.indices))
+    c = run.cost([k.op(run.mb, 1.0, L) for k in kernels], ("kernel_lines", g.indices))
     t, b = c.times, c.table
 
     def line(x: np.ndarray, i: int) -> tuple:
@@ -523,7 +535,7 @@ class _KernelEnergy:
     """
 
     def __init__(self, run: _Run, g: StageGroup, i: int):
-        er, coef = run.er, run.coefs[("kernels", g.indices)]
+        er, coef = run.er, run.coefs[("kernel_lines", g.indices)]
         scale = er.node_scale
         sr = coef.sram
         self.scale, self.k, self.dram = scale, er.chip_overhead, er.dram_j_per_byte

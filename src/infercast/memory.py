@@ -326,6 +326,22 @@ class MinChips:
     dp: np.ndarray | float
 
 
+def _min_chips_one(table: PlanTable, cap: np.ndarray, b: float) -> MinChips:
+    """``min_chips`` of one configuration, from its plans' capacities ``cap`` [plans]: the same search on one row."""
+    top = float(2**40)
+    best = np.minimum(np.maximum.accumulate(cap), top - 1)
+    first = int(np.searchsorted(best, min(b, top - 1), side="left"))
+    if first < len(cap):
+        return MinChips(float(table.chips[first]), float(table.tp[first]), float(table.pp[first]), 1.0)
+    with np.errstate(divide="ignore"):
+        replicas = np.where(cap > 0, np.ceil(b / np.where(cap > 0, cap, 1.0)), np.inf)
+    total = table.chips * replicas
+    k = int(np.argmin(total))
+    if not math.isfinite(total[k]):
+        return MinChips(0.0, 0.0, 0.0, 0.0)
+    return MinChips(float(total[k]), float(table.tp[k]), float(table.pp[k]), float(replicas[k]))
+
+
 def min_chips(table: PlanTable, batch, isl, kept, usable, opts: MemoryOptions) -> MinChips:
     """The fewest chips of this kind that hold ``batch`` sequences, and the plan.
 
@@ -337,6 +353,8 @@ def min_chips(table: PlanTable, batch, isl, kept, usable, opts: MemoryOptions) -
     """
     scalar = not any(isinstance(x, np.ndarray) and x.ndim for x in (batch, isl, kept, usable))
     cap = plan_capacity(table, isl, kept, usable, opts)  # [plans, *ctx]
+    if scalar:
+        return _min_chips_one(table, cap, float(batch))
     n_plans, ctx_shape = cap.shape[0], cap.shape[1:]
     b = np.asarray(batch, float).reshape(-1) if scalar else np.asarray(batch, float)  # [1] for one configuration
     shape = np.broadcast_shapes(b.shape, ctx_shape)
