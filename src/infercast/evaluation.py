@@ -832,9 +832,11 @@ def memory_columns(run: _Run) -> dict[str, Any]:
                               "comm_buffer_bytes")}
     total = pick("total_bytes") if len(needs) > 1 else needs[0].total_bytes
     fixed = n["weights_bytes"] + opts.runtime_overhead_bytes
-    binding = np.where(fixed > usable, "weights",
-                       np.where(fixed + n["activation_bytes"] + n["comm_buffer_bytes"] > usable, "activations",
-                                "kv_cache"))
+    step = fixed + n["activation_bytes"] + n["comm_buffer_bytes"]
+    if ndim(fixed) == 0 and ndim(step) == 0 and ndim(usable) == 0:
+        binding = "weights" if fixed > usable else ("activations" if step > usable else "kv_cache")
+    else:
+        binding = np.where(fixed > usable, "weights", np.where(step > usable, "activations", "kv_cache"))
     per_replica = _max_min([max_sequences(load, run.isl, kept, usable, opts) for load in sc.loads])
     mc = min_chips(sc.plan_table, run.batch, run.isl, kept, usable, opts)
     fits = _all([t <= usable for t in totals])

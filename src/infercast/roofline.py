@@ -294,7 +294,7 @@ def _columns(values: list[tuple]) -> dict[str, np.ndarray]:
         return {k: np.zeros(0) for k in _COLUMNS}
     if not any(type(v) is np.ndarray for v in values[0]):
         try:  # every figure a float (one workload): one numpy call
-            return dict(zip(_COLUMNS, np.moveaxis(np.array(values, dtype=float), 1, 0), strict=True))
+            return dict(zip(_COLUMNS, np.array(values, dtype=float).T, strict=True))
         except ValueError:
             pass
     return {k: _stack(list(v)) for k, v in zip(_COLUMNS, zip(*values, strict=True), strict=True)}
@@ -448,6 +448,8 @@ class _Rates:
     bandwidth: Any
     overhead: np.ndarray
     vector_rate: Any
+    any_comm: bool = True
+    """Whether any operator is a collective (without one, no time is replaced by its own)."""
 
 
 _KEPT: dict[tuple, tuple] = {}
@@ -464,7 +466,7 @@ def _rates(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str) -> _
                  ceilings=_Ceilings.of(table, eff, rates.compute_units, rates.native),
                  bandwidth=_expand(rates.mem_bw_bytes_per_s) * _expand(eff.bandwidth),
                  overhead=np.where(comm, 0.0, _expand(eff.kernel_overhead_s)),
-                 vector_rate=_expand(rates.vector_flops_per_s))
+                 vector_rate=_expand(rates.vector_flops_per_s), any_comm=bool(comm.any()))
     if table.key:
         if len(_KEPT) > 1024:
             _KEPT.clear()
@@ -478,12 +480,14 @@ def times(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str = "the
     r = _rates(table, rates, eff, chip_id)
     comm = r.comm
     compute = table.flops / (r.peak * _fraction(table, r.ceilings)) * table.compute_factor
-    if np.any(table.vector_flops):
+    if table.vector_flops.any():
         compute = compute + table.vector_flops / r.vector_rate
-    compute = np.where(comm, 0.0, compute)
     memory = table.bytes / r.bandwidth
     if type(table.sram_bytes) is not float:  # weights held in SRAM (infercast.tiling sets an array)
         memory = memory + table.sram_bytes / (_expand(rates.sram_bw_bytes_per_s) * _expand(eff.bandwidth))
+    if not r.any_comm:
+        return Times(compute, memory, r.overhead, np.maximum(compute, memory) + r.overhead, comm)
+    compute = np.where(comm, 0.0, compute)
     memory = np.where(comm, 0.0, memory)
     time = np.where(comm, table.comm_s, np.maximum(compute, memory) + r.overhead)
     return Times(compute, memory, r.overhead, time, comm)
