@@ -297,9 +297,16 @@ def _rows(cols: Columns) -> list[OpRow]:
     for phase, rows in cols.rows.items():
         bounds = rows.bounds()
         for i, name in enumerate(rows.names):
-            out.append(OpRow(name, phase, float(rows.flops[i]), float(rows.bytes[i]), float(rows.time_s[i]),
-                             str(bounds[i]), rows.tiers[i], float(rows.weight_bytes[i]), rows.kinds[i]))
+            # the frozen dataclass's fields in one update of its __dict__ (its __init__ sets them one at a time)
+            row = _new_row(OpRow)
+            row.__dict__.update(op=name, phase=phase, flops=float(rows.flops[i]), bytes=float(rows.bytes[i]),
+                                time_s=float(rows.time_s[i]), bound=str(bounds[i]), tier=rows.tiers[i],
+                                weight_bytes=float(rows.weight_bytes[i]), kind=rows.kinds[i])
+            out.append(row)
     return out
+
+
+_new_row = object.__new__
 
 
 def _reason(m: dict[str, Any], fits: bool) -> str:

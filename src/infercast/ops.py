@@ -410,6 +410,20 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
     writes the score matrix (act format) and reads it back, three kernels. MLA attends over the
     latent in decode (absorbed, MQA-style) and over up-projected per-head K/V in prefill.
     """
+    # kept per (model, precision) object (both frozen; held, so that their ids stay their own)
+    key = (id(spec), id(p), attention, decode)
+    hit = _KERNELS.get(key)
+    if hit is None or hit[0] is not spec or hit[1] is not p:
+        if len(_KERNELS) > 4096:
+            _KERNELS.clear()
+        hit = _KERNELS[key] = (spec, p, tuple(_attention_kernels(spec, p, attention, decode)))
+    return list(hit[2])
+
+
+_KERNELS: dict[tuple, tuple] = {}
+
+
+def _attention_kernels(spec: ModelSpec, p: Precision, attention: Attention, decode: bool) -> list[Kernel]:
     H = spec.num_heads
     if not spec.is_mla:
         d_qk = d_v = spec.head_dim
