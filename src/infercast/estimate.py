@@ -279,6 +279,9 @@ def plain(x):
     t = type(x)
     if t is float:
         return x if math.isfinite(x) else None
+    if t is np.float64:
+        x = float(x)
+        return x if math.isfinite(x) else None
     if t is str or t is bool or t is int or x is None:
         return x
     if isinstance(x, (np.generic, np.ndarray)):

@@ -259,23 +259,29 @@ class Rows:
         """Rows of a pass repeated ``steps`` times, with a framework row if ``framework_s``."""
         t, tb = pc.times, pc.table
         n = tb.count * steps
-        rows = len(tb.ops)
+        count = len(tb.ops)
 
         def split(x) -> list:
             x = np.asarray(x)
             if n.ndim <= 1 and x.ndim <= 1:  # one configuration: Python floats, cheaper downstream
                 a = x * n
-                return (a if a.shape == (rows,) else np.broadcast_to(a, (rows,))).tolist()
+                return (a if a.shape == (count,) else np.broadcast_to(a, (count,))).tolist()
             if x.ndim != n.ndim or math.prod(max(a, b) for a, b in zip(x.shape, n.shape)) <= _SPLIT_WHOLE:
                 return list(x * n)
             # a grid: row by row, never the [ops, *grid] product (hundreds of MB of fresh pages on every call)
-            xs, ns = np.broadcast_to(x, (rows,) + x.shape[1:]), np.broadcast_to(n, (rows,) + n.shape[1:])
-            return [xs[i] * ns[i] for i in range(rows)]
+            xs, ns = np.broadcast_to(x, (count,) + x.shape[1:]), np.broadcast_to(n, (count,) + n.shape[1:])
+            return [xs[i] * ns[i] for i in range(count)]
 
-        energy = None if pc.energy is None else {k: split(getattr(pc.energy, k)) for k in _ENERGY_PARTS}
+        fields = [tb.flops, tb.bytes, tb.weight_bytes, t.time_s, t.compute_s, t.memory_s, t.overhead_s]
+        if pc.energy is not None:
+            fields += [getattr(pc.energy, k) for k in _ENERGY_PARTS]
+        if n.shape == (count,) and all(type(x) is np.ndarray and x.shape == (count,) for x in fields):
+            values = (np.array(fields) * n).tolist()  # one configuration: every field in one product
+        else:
+            values = [split(x) for x in fields]
+        energy = None if pc.energy is None else dict(zip(_ENERGY_PARTS, values[7:], strict=True))
         rows = cls([op.name for op in tb.ops], [op.kind for op in tb.ops], [op.tier for op in tb.ops],
-                   split(tb.flops), split(tb.bytes), split(tb.weight_bytes), split(t.time_s), split(t.compute_s),
-                   split(t.memory_s), split(t.overhead_s), energy)
+                   *values[:7], energy)
         if any_(framework_s):
             rows.add_row("framework", "framework", framework_s * steps, "overhead")
         return rows
