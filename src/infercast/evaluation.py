@@ -423,7 +423,11 @@ def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, 
     busiest = np.argmax(np.stack(np.broadcast_arrays(*capped)), axis=0) if len(capped) > 1 else 0
     top = _group_rows(rows, busiest).scaled(run.m)
     throttle = run.m * (_select(capped, busiest) - _select(roof, busiest))
-    if any_(throttle > 1e-15 * np.abs(latency)):
+    if ndim(throttle) == 0 and ndim(latency) == 0:
+        throttled_any = float(throttle) > 1e-15 * abs(float(latency))
+    else:
+        throttled_any = any_(throttle > 1e-15 * np.abs(latency))
+    if throttled_any:
         top.add_row("power_throttle", "power", np.maximum(throttle, 0.0), "power")
     if sc.plan.pp > 1:
         wait = latency - top.total("time_s")

@@ -266,7 +266,8 @@ class OpTable:
         kind, count, maths, matrix = _structure(key)
         nan = float("nan")
         values = [(op.flops, op.weight_bytes, op.weight_bytes + op.act_bytes + op.kv_bytes + op.write_bytes,
-                   _finite(op.min_dim) if m else 1.0, op.vector_flops, op.compute_factor,
+                   _finite(op.min_dim) if m else 1.0,
+                   op.vector_flops, op.compute_factor,
                    op.tiles if op.tiles is not None else nan, op.seq_len if op.seq_len is not None else nan,
                    op.comm_s if op.comm_s is not None else 0.0) for op, m in zip(ops, matrix, strict=True)]
         stacked = _columns(values)
@@ -383,6 +384,8 @@ class _Ceilings:
     half_dim: Any
     units: Any
     """Compute units for wave quantization; None without it."""
+    ceiling: Any = None
+    """attention_max for attention kernels, ``top`` for the others: where no key-length term applies."""
 
     @classmethod
     def of(cls, table: OpTable, eff: Efficiency, units, native: Mapping[str, str]) -> _Ceilings:
@@ -398,19 +401,21 @@ class _Ceilings:
             expert = np.array([op.name in EXPERT_GEMMS for op in table.ops]).reshape(kind.shape)
             top = np.where(expert, top * _expand(eff.moe_gemm_efficiency), top)
         half_len = _expand(eff.attention_half_len)
-        return cls(vector=kind == "vector", attention=kind == "attention", top=top,
-                   attention_max=_expand(eff.attention_max), half_len=half_len if np.any(half_len) else None,
+        attention, attention_max = kind == "attention", _expand(eff.attention_max)
+        return cls(vector=kind == "vector", attention=attention, top=top,
+                   attention_max=attention_max, half_len=half_len if np.any(half_len) else None,
                    half_dim=_expand(eff.gemm_half_dim),
-                   units=_expand(units) if eff.wave_quantization and units is not None else None)
+                   units=_expand(units) if eff.wave_quantization and units is not None else None,
+                   ceiling=np.where(attention, attention_max, top))
 
 
 def _fraction(table: OpTable, c: _Ceilings) -> np.ndarray:
-    a_top = c.attention_max
+    ceiling = c.ceiling
     if c.half_len is not None:
         s = np.where(np.isnan(table.seq_len), 1.0, table.seq_len)
-        a_top = a_top * s / (s + c.half_len)
+        ceiling = np.where(c.attention, c.attention_max * s / (s + c.half_len), c.top)
     d = table.min_dim
-    frac = np.where(c.attention, a_top, c.top) * d / (d + c.half_dim)
+    frac = ceiling * d / (d + c.half_dim)
     if c.units is not None:
         tiles = table.tiles
         has = ~np.isnan(tiles)
