@@ -1012,10 +1012,16 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
         dec_latency = np.where(run.osl > 1, dec_latency, 0.0)
     e2e = ttft + dec_latency
     steps = run.osl - 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tpot = np.where(steps > 0, dec_latency / np.where(steps > 0, steps, 1.0), np.nan)
-        dec_tps = np.where(steps > 0, run.batch * run.n * steps / np.where(dec_latency > 0, dec_latency, 1.0),
-                           np.nan)
+    one = not shape  # one configuration: the same arithmetic on floats
+    if one:
+        dec_latency = float(dec_latency)
+        tpot = dec_latency / steps if steps > 0 else math.nan
+        dec_tps = run.batch * run.n * steps / (dec_latency if dec_latency > 0 else 1.0) if steps > 0 else math.nan
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tpot = np.where(steps > 0, dec_latency / np.where(steps > 0, steps, 1.0), np.nan)
+            dec_tps = np.where(steps > 0, run.batch * run.n * steps / np.where(dec_latency > 0, dec_latency, 1.0),
+                               np.nan)
     throughput = run.batch * run.n * run.osl / e2e
     peak = r.peak(sc.precision.gemm_math, sc.chip.id)
     p, plan, spec = sc.precision, sc.plan, sc.spec
@@ -1047,17 +1053,29 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
     cols["decode.tpot_s"] = tpot
     cols["decode.tokens_per_s"] = dec_tps
     cols.update({"ttft_s": ttft, "e2e_latency_s": e2e, "throughput_tokens_per_s": throughput})
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dl = np.where(dec_latency > 0, dec_latency, np.nan)
-        cols.update({"utilization.prefill_compute": cols["prefill.flops"] / (ttft * peak),
-                     "utilization.decode_compute": cols["decode.flops"] / (dl * peak),
-                     "utilization.decode_bandwidth": cols["decode.bytes"] / (dl * r.mem_bw_bytes_per_s)})
+    if one and ndim(ttft) == 0 and ndim(peak) == 0 and ndim(r.mem_bw_bytes_per_s) == 0:
+        dl = dec_latency if dec_latency > 0 else math.nan
+        cols.update({"utilization.prefill_compute": float(cols["prefill.flops"] / (ttft * peak)),
+                     "utilization.decode_compute": float(cols["decode.flops"] / (dl * peak)),
+                     "utilization.decode_bandwidth": float(cols["decode.bytes"] / (dl * r.mem_bw_bytes_per_s))})
         for name, ph in phases.items():
             comm = 0.0 if ph is None else _comm_time(ph.rows)
-            lat = cols[f"{name}.latency_s"]
-            cols[f"communication_share.{name}"] = np.where(lat > 0, comm / np.where(lat > 0, lat, 1.0), 0.0)
-    cols.update({f"efficiency.{k}": v for k, v in dict(eff).items()})
-    cols.update({f"comm.{k}": v for k, v in dict(sc.comm).items()})
+            lat = float(cols[f"{name}.latency_s"])
+            cols[f"communication_share.{name}"] = float(comm / lat) if lat > 0 else 0.0
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dl = np.where(dec_latency > 0, dec_latency, np.nan)
+            cols.update({"utilization.prefill_compute": cols["prefill.flops"] / (ttft * peak),
+                         "utilization.decode_compute": cols["decode.flops"] / (dl * peak),
+                         "utilization.decode_bandwidth": cols["decode.bytes"] / (dl * r.mem_bw_bytes_per_s)})
+            for name, ph in phases.items():
+                comm = 0.0 if ph is None else _comm_time(ph.rows)
+                lat = cols[f"{name}.latency_s"]
+                cols[f"communication_share.{name}"] = np.where(lat > 0, comm / np.where(lat > 0, lat, 1.0), 0.0)
+    # the scenario's efficiency is frozen and kept; a what-if's (arrays) is this call's own
+    cols.update(_prefixed("efficiency.", eff) if eff is sc.efficiency else {f"efficiency.{k}": v
+                                                                            for k, v in dict(eff).items()})
+    cols.update(_prefixed("comm.", sc.comm))
     average_power = None
     if er is not None:
         cols.update(energy_columns(run, pre, dec, e2e, cols["prefill.flops"] + cols["decode.flops"]))
@@ -1074,6 +1092,19 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
         if isinstance(v, np.ndarray) and v.ndim == 0:
             cols[k] = v.item()
     return cols
+
+
+def _prefixed(prefix: str, spec) -> dict[str, Any]:
+    """A frozen spec's fields as columns under ``prefix``, kept per spec object (held, so its id stays its own)."""
+    hit = _PREFIXED.get((prefix, id(spec)))
+    if hit is None or hit[0] is not spec:
+        if len(_PREFIXED) > 4096:
+            _PREFIXED.clear()
+        hit = _PREFIXED[(prefix, id(spec))] = (spec, {f"{prefix}{k}": v for k, v in dict(spec).items()})
+    return hit[1]
+
+
+_PREFIXED: dict[tuple, tuple] = {}
 
 
 def _comm_time(rows: Rows):
