@@ -117,6 +117,20 @@ class PassCost:
     def energy_j(self):
         return None if self.energy is None else self.table.per_pass(self.energy.total_j)
 
+    def head(self, n: int) -> PassCost:
+        """The first ``n`` operators' costs (a pass priced together with other operators in one table)."""
+        tb, t, e = self.table, self.times, self.energy
+        sram = tb.sram_bytes if type(tb.sram_bytes) is float else tb.sram_bytes[:n]
+        table = replace(tb, ops=tb.ops[:n], count=tb.count[:n], kind=tb.kind[:n], flops=tb.flops[:n],
+                        weight_bytes=tb.weight_bytes[:n], bytes=tb.bytes[:n], min_dim=tb.min_dim[:n],
+                        vector_flops=tb.vector_flops[:n], compute_factor=tb.compute_factor[:n], tiles=tb.tiles[:n],
+                        seq_len=tb.seq_len[:n], comm_s=tb.comm_s[:n], maths=tb.maths[:n], key=tb.key[:n],
+                        sram_bytes=sram)
+        times_ = Times(t.compute_s[:n], t.memory_s[:n], t.overhead_s[:n], t.time_s[:n], t.comm[:n])
+        energy = None if e is None else OpEnergy(e.compute_j[:n], e.sram_j[:n], e.dram_j[:n], e.interconnect_j[:n],
+                                                 e.overhead_j[:n])
+        return PassCost(table, times_, energy)
+
 
 _COEFFICIENTS: dict[tuple, tuple] = {}
 """Energy coefficients by operator-list structure; the rates and system are kept so that ids stay theirs."""
@@ -492,6 +506,8 @@ class KernelLines:
     bytes: tuple
     weight_bytes: tuple
     index: int
+    coef: Any = None
+    """The energy coefficients of the table the kernel was priced in (``index`` is its row there)."""
 
 
 def _line(x1, x2, L1: float, L2: float) -> tuple:
@@ -499,24 +515,41 @@ def _line(x1, x2, L1: float, L2: float) -> tuple:
     return (x1 - b * L1, b)
 
 
+def _one_configuration(run: _Run) -> bool:
+    return run.ndim == 1 and ndim(run.mb) == 0
+
+
+def _line_ops(run: _Run, kernels: list[Kernel], lengths: list[tuple[float, float]]) -> list[Op]:
+    """One configuration's kernels at each regime's L1, then at its L2, as rows of a table."""
+    return [k.op(run.mb, 1.0, L) for L1, L2 in lengths for L in (L1, L2) for k in kernels]
+
+
+def _rows_lines(run: _Run, c: PassCost, key: tuple, kernels: list[Kernel], L1: float, L2: float,
+                at: int) -> list[KernelLines]:
+    """The lines of ``kernels`` priced at L1 in rows ``at`` .. and at L2 in the next ``len(kernels)`` rows of ``c``."""
+    n = len(kernels)
+    t, b = c.times, c.table
+    coef = run.coefs.get(key)
+
+    def row_line(x: np.ndarray, i: int) -> tuple:
+        return _line(float(x[at + i]), float(x[at + n + i]), L1, L2)
+
+    return [KernelLines(k.name, k.kind, float(k.count), row_line(t.compute_s, i), row_line(t.memory_s, i),
+                        row_line(t.overhead_s, i)[0], row_line(b.flops, i), row_line(b.bytes, i),
+                        row_line(b.weight_bytes, i), at + i, coef)
+            for i, k in enumerate(kernels)]
+
+
 def _kernel_lines(run: _Run, g: StageGroup, kernels: list[Kernel], L1: float, L2: float) -> list[KernelLines]:
     """Each kernel's lines on a regime of KV lengths holding L1 < L2: one evaluation at both, on a leading
     axis of two, exact since the kernel's cost and time are affine in L there (``ops.Kernel``)."""
-    if run.ndim == 1 and ndim(run.mb) == 0:  # one configuration: the kernels at L1, then at L2, as rows of a table
-        n = len(kernels)
-        c = run.cost([k.op(run.mb, 1.0, L) for L in (L1, L2) for k in kernels], ("kernel_lines", g.indices))
-        t, b = c.times, c.table
-
-        def row_line(x: np.ndarray, i: int) -> tuple:
-            return _line(float(x[i]), float(x[n + i]), L1, L2)
-
-        return [KernelLines(k.name, k.kind, float(k.count), row_line(t.compute_s, i), row_line(t.memory_s, i),
-                            row_line(t.overhead_s, i)[0], row_line(b.flops, i), row_line(b.bytes, i),
-                            row_line(b.weight_bytes, i), i)
-                for i, k in enumerate(kernels)]
+    key = ("kernel_lines", g.indices)
+    if _one_configuration(run):
+        return _rows_lines(run, run.cost(_line_ops(run, kernels, [(L1, L2)]), key), key, kernels, L1, L2, 0)
     L = np.array([L1, L2]).reshape((2,) + (1,) * (run.ndim - 1))  # before the workload's axes
-    c = run.cost([k.op(run.mb, 1.0, L) for k in kernels], ("kernel_lines", g.indices))
+    c = run.cost([k.op(run.mb, 1.0, L) for k in kernels], key)
     t, b = c.times, c.table
+    coef = run.coefs.get(key)
 
     def line(x: np.ndarray, i: int) -> tuple:
         xi = x[i]
@@ -529,7 +562,8 @@ def _kernel_lines(run: _Run, g: StageGroup, kernels: list[Kernel], L1: float, L2
         return _line(x1, x2, L1, L2)
 
     return [KernelLines(k.name, k.kind, float(k.count), line(t.compute_s, i), line(t.memory_s, i),
-                        line(t.overhead_s, i)[0], line(b.flops, i), line(b.bytes, i), line(b.weight_bytes, i), i)
+                        line(t.overhead_s, i)[0], line(b.flops, i), line(b.bytes, i), line(b.weight_bytes, i), i,
+                        coef)
             for i, k in enumerate(kernels)]
 
 
@@ -544,8 +578,8 @@ class _KernelEnergy:
         overhead = (k - 1) (compute + sram)
     """
 
-    def __init__(self, run: _Run, g: StageGroup, i: int):
-        er, coef = run.er, run.coefs[("kernel_lines", g.indices)]
+    def __init__(self, run: _Run, kl: KernelLines):
+        er, coef, i = run.er, kl.coef, kl.index
         scale = er.node_scale
         sr = coef.sram
         self.scale, self.k, self.dram = scale, er.chip_overhead, er.dram_j_per_byte
@@ -614,12 +648,30 @@ def decode(run: _Run) -> Phase | None:
     if all_(hi < lo):
         return None
     groups = sc.groups
-    parts = []
+    kernels = [run.kernels(g) for g in groups]
+    start, regimes = _regimes([k for ks in kernels for k in ks])  # every stage's windows
+    active = []  # (range, L1, L2) of each regime some configuration's steps reach
+    for a, b in regimes:
+        r_lo, r_hi = maximum(lo, a), minimum(hi, b)
+        if not all_(r_hi < r_lo):
+            active.append((r_lo, r_hi, a, b if math.isfinite(b) and b > a else a + _FAR))
+    # one configuration: each group's token operators and its kernels at every regime's ends priced in one table
+    merged = _one_configuration(run)
+    parts, lines = [], []
     for i, g in enumerate(groups):
-        token = run.cost(run.ops(g, 1.0, 1.0, with_attention=False, decode=True), ("decode", i))
-        e = token.energy_j
-        parts.append(_GroupDecode(g, token, token.time_s + run.framework_s(g), e, run.kernels(g)))
-    start, regimes = _regimes([k for p in parts for k in p.kernels])  # every stage's windows
+        token_ops = run.ops(g, 1.0, 1.0, with_attention=False, decode=True)
+        if merged and kernels[i] and active:
+            lengths = [(L1, L2) for _, _, L1, L2 in active]
+            key = ("decode_lines", i, tuple(lengths))
+            c = run.cost(token_ops + _line_ops(run, kernels[i], lengths), key)
+            token = c.head(len(token_ops))
+            n, k2 = len(token_ops), 2 * len(kernels[i])
+            lines.append([_rows_lines(run, c, key, kernels[i], L1, L2, n + r * k2)
+                          for r, (L1, L2) in enumerate(lengths)])
+        else:
+            token = run.cost(token_ops, ("decode", i))
+            lines.append(None)
+        parts.append(_GroupDecode(g, token, token.time_s + run.framework_s(g), token.energy_j, kernels[i]))
     steps = count(lo, hi)
     acc = _DecodeTotals(run, parts, steps)
     # contexts shorter than the saturation length: the kernels' shape still changes with L, step by step
@@ -628,13 +680,9 @@ def decode(run: _Run) -> Phase | None:
         inside = (lo <= L) & (L <= hi)
         if any_(inside):
             acc.add_step(L, inside)
-    for a, b in regimes:
-        r_lo, r_hi = maximum(lo, a), minimum(hi, b)
-        if all_(r_hi < r_lo):
-            continue
-        L1 = a
-        L2 = b if math.isfinite(b) and b > a else a + _FAR
-        acc.add_regime([_kernel_lines(run, p.group, p.kernels, L1, L2) for p in parts], r_lo, r_hi)
+    for r, (r_lo, r_hi, L1, L2) in enumerate(active):
+        acc.add_regime([ls[r] if ls is not None else _kernel_lines(run, p.group, p.kernels, L1, L2)
+                        for p, ls in zip(parts, lines, strict=True)], r_lo, r_hi)
     return acc.phase()
 
 
@@ -704,7 +752,7 @@ class _DecodeTotals:
             for kl in kls:
                 combos = [(a + kl.count * t[0], b + kl.count * t[1]) for a, b in combos for t in (kl.compute, kl.memory)]
             caps = []
-            kes = [_KernelEnergy(run, p.group, kl.index) for kl in kls] if run.er is not None else []
+            kes = [_KernelEnergy(run, kl) for kl in kls] if run.er is not None else []
             if run.er is not None:
                 e_combos = [(p.base_j, 0.0)]
                 for kl, ke in zip(kls, kes, strict=True):
