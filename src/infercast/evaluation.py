@@ -465,7 +465,12 @@ def _any(conds: list):
 
 def _at_tdp(run: _Run, time_s, energy_j):
     """A stage's work slowed, where it would draw more than TDP, to (dynamic energy) / (TDP - idle)."""
-    return time_s if energy_j is None else np.maximum(time_s, energy_j / run.power)
+    if energy_j is None:
+        return time_s
+    capped = energy_j / run.power
+    if type(time_s) is float and type(capped) is float:  # np.maximum's answer, NaN included, without numpy
+        return time_s if time_s >= capped or time_s != time_s else capped
+    return np.maximum(time_s, capped)
 
 
 def _pipeline_pass(run: _Run, groups: list[StageGroup], pass_s: list):

@@ -262,7 +262,7 @@ class OpTable:
     def of(cls, ops: list[Op], ndim: int = 1) -> OpTable:
         """The operators stacked, every array of at least ``ndim`` dimensions (1 + the workload's, so that rates
         of the workload's shape broadcast against a table whose operators' figures are all scalars)."""
-        key = tuple((op.kind, op.math, op.count) for op in ops)
+        key = tuple([(op.kind, op.math, op.count) for op in ops])
         kind, count, maths, matrix = _structure(key)
         nan = float("nan")
         values = [(op.flops, op.weight_bytes, op.weight_bytes + op.act_bytes + op.kv_bytes + op.write_bytes,
