@@ -938,17 +938,27 @@ def energy_columns(run: _Run, pre: Phase, dec: Phase | None, e2e, flops_per_chip
     tokens = run.batch * run.n * run.osl
     split = {k: pre.energy_j[k] + (dec.energy_j[k] if dec is not None else 0.0) for k in _ENERGY_PARTS}
     # at most TDP: a throttled chip draws exactly TDP, up to the rounding of energy / time
-    avg = np.minimum(total / (n * e2e), er.tdp_w)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dec_w = np.where(dec_latency > 0, np.minimum(decode_j / (n * np.where(dec_latency > 0, dec_latency, 1.0)),
-                                                     er.tdp_w), np.nan)
-        delivered = flops_per_chip / e2e / 1e15
-        w_per_pflops = np.where(delivered > 0, avg / np.where(delivered > 0, delivered, 1.0), np.nan)
+    scalars = (total, e2e, decode_j, dec_latency, flops_per_chip, prefill_j, pre.latency_s, er.tdp_w)
+    if all(type(x) is float or (type(x) is np.float64) for x in scalars):  # one configuration: on floats
+        total_, e2e_, dec_j, dec_s, flops_, pre_j, pre_s, tdp = (float(x) for x in scalars)
+        avg = _minimum(total_ / (n * e2e_), tdp)
+        dec_w = _minimum(dec_j / (n * dec_s), tdp) if dec_s > 0 else math.nan
+        delivered = flops_ / e2e_ / 1e15
+        w_per_pflops = avg / delivered if delivered > 0 else math.nan
+        prefill_w = _minimum(pre_j / (n * pre_s), tdp)
+    else:
+        avg = np.minimum(total / (n * e2e), er.tdp_w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dec_w = np.where(dec_latency > 0, np.minimum(decode_j / (n * np.where(dec_latency > 0, dec_latency, 1.0)),
+                                                         er.tdp_w), np.nan)
+            delivered = flops_per_chip / e2e / 1e15
+            w_per_pflops = np.where(delivered > 0, avg / np.where(delivered > 0, delivered, 1.0), np.nan)
+        prefill_w = np.minimum(prefill_j / (n * pre.latency_s), er.tdp_w)
     throttle = pre.throttled if dec is None else (pre.throttled | dec.throttled)
     return {
         "energy.joules_per_token": total / tokens, "energy.tokens_per_joule": tokens / total, "energy.total_j": total,
         "energy.prefill_j": prefill_j, "energy.decode_j": decode_j, "energy.output_tokens": tokens,
-        "energy.average_power_w": avg, "energy.prefill_power_w": np.minimum(prefill_j / (n * pre.latency_s), er.tdp_w),
+        "energy.average_power_w": avg, "energy.prefill_power_w": prefill_w,
         "energy.decode_power_w": dec_w, "energy.power_capped": throttle,
         "energy.split.compute_j": split["compute_j"], "energy.split.memory_j": split["dram_j"] + split["sram_j"],
         "energy.split.interconnect_j": split["interconnect_j"], "energy.split.static_j": static_pre + static_dec,
@@ -957,6 +967,11 @@ def energy_columns(run: _Run, pre: Phase, dec: Phase | None, e2e, flops_per_chip
         "energy.idle_w": er.idle_w, "energy.tdp_w": er.tdp_w, "energy.node_scale": er.node_scale,
         "energy.chip_overhead": er.chip_overhead,
     }
+
+
+def _minimum(a: float, b: float) -> float:
+    """``np.minimum`` of two floats (NaN if either is)."""
+    return a if a <= b or a != a else b
 
 
 _COST_FIELDS = ("usd_per_chip_hour", "chip_price_usd", "server_usd_per_chip", "network_usd_per_chip", "years",
