@@ -34,7 +34,7 @@ class ModelSpec(BaseModel):
         if hit is None or hit[0] is not self:
             if len(_HASHES) > 4096:
                 _HASHES.clear()
-            hit = _HASHES[id(self)] = (self, hash(tuple(self.__dict__.values())))
+            hit = _HASHES[id(self)] = (self, hash(tuple(self.__dict__[k] for k in type(self).model_fields)))
         return hit[1]
 
     name: str
