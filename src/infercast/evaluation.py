@@ -680,7 +680,7 @@ def decode(run: _Run) -> Phase | None:
     steps = count(lo, hi)
     acc = _DecodeTotals(run, parts, steps)
     # contexts shorter than the saturation length: the kernels' shape still changes with L, step by step
-    first = float(np.min(lo))
+    first = float(lo) if ndim(lo) == 0 else float(np.min(lo))
     for L in np.arange(first, float(start)):
         inside = (lo <= L) & (L <= hi)
         if any_(inside):

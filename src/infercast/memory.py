@@ -205,7 +205,7 @@ def _fixed_bytes(load: StageLoad, opts: MemoryOptions):
 
 
 def _any_positive(x) -> bool:
-    return bool(np.all(np.asarray(x) > 0))
+    return x > 0 if type(x) is float else bool(np.all(np.asarray(x) > 0))
 
 
 def _inf_like(x):
