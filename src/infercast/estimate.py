@@ -276,8 +276,14 @@ class Estimate:
 
 def plain(x):
     """A JSON value: numpy scalars to Python, NaN and infinity to None."""
-    if type(x) is float:
+    t = type(x)
+    if t is float:
         return x if math.isfinite(x) else None
+    if t is np.float64:
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if t is str or t is bool or t is int or x is None:
+        return x
     if isinstance(x, (np.generic, np.ndarray)):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
@@ -292,10 +298,18 @@ def _int(x) -> int:
 def _rows(cols: Columns) -> list[OpRow]:
     out = []
     for phase, rows in cols.rows.items():
+        bounds = rows.bounds()
         for i, name in enumerate(rows.names):
-            out.append(OpRow(name, phase, float(rows.flops[i]), float(rows.bytes[i]), float(rows.time_s[i]),
-                             str(rows.bound(i)), rows.tiers[i], float(rows.weight_bytes[i]), rows.kinds[i]))
+            # the frozen dataclass's fields in one update of its __dict__ (its __init__ sets them one at a time)
+            row = _new_row(OpRow)
+            row.__dict__.update(op=name, phase=phase, flops=float(rows.flops[i]), bytes=float(rows.bytes[i]),
+                                time_s=float(rows.time_s[i]), bound=str(bounds[i]), tier=rows.tiers[i],
+                                weight_bytes=float(rows.weight_bytes[i]), kind=rows.kinds[i])
+            out.append(row)
     return out
+
+
+_new_row = object.__new__
 
 
 def _reason(m: dict[str, Any], fits: bool) -> str:
@@ -317,11 +331,19 @@ def _grouped(cols: Columns) -> dict[str, dict[str, Any]]:
     """The columns by their first key part ('' for top-level keys), values made plain."""
     out: dict[str, dict[str, Any]] = {}
     for key, value in cols.items():
-        head, dot, rest = key.partition(".")
-        if not dot:
-            head, rest = "", key
-        out.setdefault(head, {})[rest] = plain(value)
+        parts = _PARTS.get(key)
+        if parts is None:
+            head, dot, rest = key.partition(".")
+            parts = _PARTS[key] = (head, rest) if dot else ("", key)
+        group = out.get(parts[0])
+        if group is None:
+            group = out[parts[0]] = {}
+        group[parts[1]] = plain(value)
     return out
+
+
+_PARTS: dict[str, tuple[str, str]] = {}
+"""Column keys split at their first dot (the columns' keys are a fixed set)."""
 
 
 def from_columns(sc: Scenario, cols: Columns) -> Estimate:
@@ -382,8 +404,8 @@ def from_columns(sc: Scenario, cols: Columns) -> Estimate:
         communication_share=g["communication_share"], efficiency=g["efficiency"], comm=g["comm"],
         energy=energy, cost=cost, breakdown=_rows(cols), warnings=warnings,
         energy_unavailable=cols.unavailable.get("energy"), cost_unavailable=cols.unavailable.get("cost"),
-        offload={k[8:]: plain(v) if not isinstance(v, dict) else {n: plain(x) for n, x in v.items()}
-                 for k, v in cols.items() if k.startswith("offload.")} or None,
+        offload={k: v if not isinstance(v, dict) else {n: plain(x) for n, x in v.items()}
+                 for k, v in g.get("offload", {}).items()} or None,
         plan=plan, precision=p, sparsity_effect=effect, peak_flops=plain(sc.rates.peak(p.gemm_math, sc.chip.id)),
         peak_bandwidth=plain(sc.rates.mem_bw_bytes_per_s), framework=sc.framework.label,
     )

@@ -117,6 +117,20 @@ class PassCost:
     def energy_j(self):
         return None if self.energy is None else self.table.per_pass(self.energy.total_j)
 
+    def head(self, n: int) -> PassCost:
+        """The first ``n`` operators' costs (a pass priced together with other operators in one table)."""
+        tb, t, e = self.table, self.times, self.energy
+        sram = tb.sram_bytes if type(tb.sram_bytes) is float else tb.sram_bytes[:n]
+        table = replace(tb, ops=tb.ops[:n], count=tb.count[:n], kind=tb.kind[:n], flops=tb.flops[:n],
+                        weight_bytes=tb.weight_bytes[:n], bytes=tb.bytes[:n], min_dim=tb.min_dim[:n],
+                        vector_flops=tb.vector_flops[:n], compute_factor=tb.compute_factor[:n], tiles=tb.tiles[:n],
+                        seq_len=tb.seq_len[:n], comm_s=tb.comm_s[:n], maths=tb.maths[:n], key=tb.key[:n],
+                        sram_bytes=sram)
+        times_ = Times(t.compute_s[:n], t.memory_s[:n], t.overhead_s[:n], t.time_s[:n], t.comm[:n])
+        energy = None if e is None else OpEnergy(e.compute_j[:n], e.sram_j[:n], e.dram_j[:n], e.interconnect_j[:n],
+                                                 e.overhead_j[:n])
+        return PassCost(table, times_, energy)
+
 
 _COEFFICIENTS: dict[tuple, tuple] = {}
 """Energy coefficients by operator-list structure; the rates and system are kept so that ids stay theirs."""
@@ -232,6 +246,8 @@ class _Run(Pricer):
 # --- rows -----------------------------------------------------------------------------------------------
 
 
+_SPLIT_WHOLE = 1 << 20
+"""Elements of an [ops, *shape] product of ``Rows.of`` made in one piece; a larger one is made row by row."""
 _ROW_FIELDS = ("flops", "bytes", "weight_bytes", "time_s", "compute_s", "memory_s", "overhead_s")
 
 
@@ -257,14 +273,29 @@ class Rows:
         """Rows of a pass repeated ``steps`` times, with a framework row if ``framework_s``."""
         t, tb = pc.times, pc.table
         n = tb.count * steps
+        count = len(tb.ops)
 
         def split(x) -> list:
-            return list(x * n)
+            x = np.asarray(x)
+            if n.ndim <= 1 and x.ndim <= 1:  # one configuration: Python floats, cheaper downstream
+                a = x * n
+                return (a if a.shape == (count,) else np.broadcast_to(a, (count,))).tolist()
+            if x.ndim != n.ndim or math.prod(max(a, b) for a, b in zip(x.shape, n.shape)) <= _SPLIT_WHOLE:
+                return list(x * n)
+            # a grid: row by row, never the [ops, *grid] product (hundreds of MB of fresh pages on every call)
+            xs, ns = np.broadcast_to(x, (count,) + x.shape[1:]), np.broadcast_to(n, (count,) + n.shape[1:])
+            return [xs[i] * ns[i] for i in range(count)]
 
-        energy = None if pc.energy is None else {k: split(getattr(pc.energy, k)) for k in _ENERGY_PARTS}
+        fields = [tb.flops, tb.bytes, tb.weight_bytes, t.time_s, t.compute_s, t.memory_s, t.overhead_s]
+        if pc.energy is not None:
+            fields += [getattr(pc.energy, k) for k in _ENERGY_PARTS]
+        if n.shape == (count,) and all(type(x) is np.ndarray and x.shape == (count,) for x in fields):
+            values = (np.array(fields) * n).tolist()  # one configuration: every field in one product
+        else:
+            values = [split(x) for x in fields]
+        energy = None if pc.energy is None else dict(zip(_ENERGY_PARTS, values[7:], strict=True))
         rows = cls([op.name for op in tb.ops], [op.kind for op in tb.ops], [op.tier for op in tb.ops],
-                   split(tb.flops), split(tb.bytes), split(tb.weight_bytes), split(t.time_s), split(t.compute_s),
-                   split(t.memory_s), split(t.overhead_s), energy)
+                   *values[:7], energy)
         if any_(framework_s):
             rows.add_row("framework", "framework", framework_s * steps, "overhead")
         return rows
@@ -320,11 +351,25 @@ class Rows:
             return "overhead" if o > max(c, m) else ("compute" if c >= m else "memory")
         return np.where(o > np.maximum(c, m), "overhead", np.where(c >= m, "compute", "memory"))
 
+    def bounds(self) -> list:
+        """Every row's ``bound``."""
+        out = []
+        for i, (c, m, o) in enumerate(zip(self.compute_s, self.memory_s, self.overhead_s, strict=True)):
+            if type(c) is float and type(m) is float and type(o) is float and self.kinds[i] not in _OWN_BOUND:
+                out.append("overhead" if o > max(c, m) else ("compute" if c >= m else "memory"))
+            else:
+                out.append(self.bound(i))
+        return out
+
     def total(self, name: str):
         return _sum(getattr(self, name))
 
     def energy_total(self) -> dict[str, Any]:
         return {k: _sum(v) for k, v in self.energy.items()}
+
+
+_OWN_BOUND = ("comm", "wait", "power")
+"""Kinds of row whose bound is their kind's (``Rows.bound``)."""
 
 
 def _sum(xs: list):
@@ -392,7 +437,11 @@ def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, 
     busiest = np.argmax(np.stack(np.broadcast_arrays(*capped)), axis=0) if len(capped) > 1 else 0
     top = _group_rows(rows, busiest).scaled(run.m)
     throttle = run.m * (_select(capped, busiest) - _select(roof, busiest))
-    if any_(throttle > 1e-15 * np.abs(latency)):
+    if ndim(throttle) == 0 and ndim(latency) == 0:
+        throttled_any = float(throttle) > 1e-15 * abs(float(latency))
+    else:
+        throttled_any = any_(throttle > 1e-15 * np.abs(latency))
+    if throttled_any:
         top.add_row("power_throttle", "power", np.maximum(throttle, 0.0), "power")
     if sc.plan.pp > 1:
         wait = latency - top.total("time_s")
@@ -401,9 +450,8 @@ def _phase(run: _Run, groups: list[StageGroup], rows: list[Rows], capped: list, 
     energy = None
     if run.er is not None:
         chips_per_stage = sc.plan.tp * sc.plan.dp
-        energy = {k: sum(g.count * chips_per_stage * run.m * r.energy_total()[k] for g, r in zip(groups, rows,
-                                                                                                 strict=True))
-                  for k in _ENERGY_PARTS}
+        totals = [(g.count * chips_per_stage * run.m, r.energy_total()) for g, r in zip(groups, rows, strict=True)]
+        energy = {k: sum(n * t[k] for n, t in totals) for k in _ENERGY_PARTS}
     throttled = _any([c > r * (1 + 1e-12) for c, r in zip(capped, roof, strict=True)])
     return Phase(float(latency) if ndim(latency) == 0 else latency, top, energy, throttled)
 
@@ -417,7 +465,12 @@ def _any(conds: list):
 
 def _at_tdp(run: _Run, time_s, energy_j):
     """A stage's work slowed, where it would draw more than TDP, to (dynamic energy) / (TDP - idle)."""
-    return time_s if energy_j is None else np.maximum(time_s, energy_j / run.power)
+    if energy_j is None:
+        return time_s
+    capped = energy_j / run.power
+    if type(time_s) is float and type(capped) is float:  # np.maximum's answer, NaN included, without numpy
+        return time_s if time_s >= capped or time_s != time_s else capped
+    return np.maximum(time_s, capped)
 
 
 def _pipeline_pass(run: _Run, groups: list[StageGroup], pass_s: list):
@@ -458,6 +511,8 @@ class KernelLines:
     bytes: tuple
     weight_bytes: tuple
     index: int
+    coef: Any = None
+    """The energy coefficients of the table the kernel was priced in (``index`` is its row there)."""
 
 
 def _line(x1, x2, L1: float, L2: float) -> tuple:
@@ -465,12 +520,41 @@ def _line(x1, x2, L1: float, L2: float) -> tuple:
     return (x1 - b * L1, b)
 
 
+def _one_configuration(run: _Run) -> bool:
+    return run.ndim == 1 and ndim(run.mb) == 0
+
+
+def _line_ops(run: _Run, kernels: list[Kernel], lengths: list[tuple[float, float]]) -> list[Op]:
+    """One configuration's kernels at each regime's L1, then at its L2, as rows of a table."""
+    return [k.op(run.mb, 1.0, L) for L1, L2 in lengths for L in (L1, L2) for k in kernels]
+
+
+def _rows_lines(run: _Run, c: PassCost, key: tuple, kernels: list[Kernel], L1: float, L2: float,
+                at: int) -> list[KernelLines]:
+    """The lines of ``kernels`` priced at L1 in rows ``at`` .. and at L2 in the next ``len(kernels)`` rows of ``c``."""
+    n = len(kernels)
+    t, b = c.times, c.table
+    coef = run.coefs.get(key)
+
+    def row_line(x: np.ndarray, i: int) -> tuple:
+        return _line(float(x[at + i]), float(x[at + n + i]), L1, L2)
+
+    return [KernelLines(k.name, k.kind, float(k.count), row_line(t.compute_s, i), row_line(t.memory_s, i),
+                        row_line(t.overhead_s, i)[0], row_line(b.flops, i), row_line(b.bytes, i),
+                        row_line(b.weight_bytes, i), at + i, coef)
+            for i, k in enumerate(kernels)]
+
+
 def _kernel_lines(run: _Run, g: StageGroup, kernels: list[Kernel], L1: float, L2: float) -> list[KernelLines]:
     """Each kernel's lines on a regime of KV lengths holding L1 < L2: one evaluation at both, on a leading
     axis of two, exact since the kernel's cost and time are affine in L there (``ops.Kernel``)."""
+    key = ("kernel_lines", g.indices)
+    if _one_configuration(run):
+        return _rows_lines(run, run.cost(_line_ops(run, kernels, [(L1, L2)]), key), key, kernels, L1, L2, 0)
     L = np.array([L1, L2]).reshape((2,) + (1,) * (run.ndim - 1))  # before the workload's axes
-    c = run.cost([k.op(run.mb, 1.0, L) for k in kernels], ("kernels", g.indices))
+    c = run.cost([k.op(run.mb, 1.0, L) for k in kernels], key)
     t, b = c.times, c.table
+    coef = run.coefs.get(key)
 
     def line(x: np.ndarray, i: int) -> tuple:
         xi = x[i]
@@ -483,7 +567,8 @@ def _kernel_lines(run: _Run, g: StageGroup, kernels: list[Kernel], L1: float, L2
         return _line(x1, x2, L1, L2)
 
     return [KernelLines(k.name, k.kind, float(k.count), line(t.compute_s, i), line(t.memory_s, i),
-                        line(t.overhead_s, i)[0], line(b.flops, i), line(b.bytes, i), line(b.weight_bytes, i), i)
+                        line(t.overhead_s, i)[0], line(b.flops, i), line(b.bytes, i), line(b.weight_bytes, i), i,
+                        coef)
             for i, k in enumerate(kernels)]
 
 
@@ -498,8 +583,8 @@ class _KernelEnergy:
         overhead = (k - 1) (compute + sram)
     """
 
-    def __init__(self, run: _Run, g: StageGroup, i: int):
-        er, coef = run.er, run.coefs[("kernels", g.indices)]
+    def __init__(self, run: _Run, kl: KernelLines):
+        er, coef, i = run.er, kl.coef, kl.index
         scale = er.node_scale
         sr = coef.sram
         self.scale, self.k, self.dram = scale, er.chip_overhead, er.dram_j_per_byte
@@ -568,27 +653,41 @@ def decode(run: _Run) -> Phase | None:
     if all_(hi < lo):
         return None
     groups = sc.groups
-    parts = []
+    kernels = [run.kernels(g) for g in groups]
+    start, regimes = _regimes([k for ks in kernels for k in ks])  # every stage's windows
+    active = []  # (range, L1, L2) of each regime some configuration's steps reach
+    for a, b in regimes:
+        r_lo, r_hi = maximum(lo, a), minimum(hi, b)
+        if not all_(r_hi < r_lo):
+            active.append((r_lo, r_hi, a, b if math.isfinite(b) and b > a else a + _FAR))
+    # one configuration: each group's token operators and its kernels at every regime's ends priced in one table
+    merged = _one_configuration(run)
+    parts, lines = [], []
     for i, g in enumerate(groups):
-        token = run.cost(run.ops(g, 1.0, 1.0, with_attention=False, decode=True), ("decode", i))
-        e = token.energy_j
-        parts.append(_GroupDecode(g, token, token.time_s + run.framework_s(g), e, run.kernels(g)))
-    start, regimes = _regimes([k for p in parts for k in p.kernels])  # every stage's windows
+        token_ops = run.ops(g, 1.0, 1.0, with_attention=False, decode=True)
+        if merged and kernels[i] and active:
+            lengths = [(L1, L2) for _, _, L1, L2 in active]
+            key = ("decode_lines", i, tuple(lengths))
+            c = run.cost(token_ops + _line_ops(run, kernels[i], lengths), key)
+            token = c.head(len(token_ops))
+            n, k2 = len(token_ops), 2 * len(kernels[i])
+            lines.append([_rows_lines(run, c, key, kernels[i], L1, L2, n + r * k2)
+                          for r, (L1, L2) in enumerate(lengths)])
+        else:
+            token = run.cost(token_ops, ("decode", i))
+            lines.append(None)
+        parts.append(_GroupDecode(g, token, token.time_s + run.framework_s(g), token.energy_j, kernels[i]))
     steps = count(lo, hi)
     acc = _DecodeTotals(run, parts, steps)
     # contexts shorter than the saturation length: the kernels' shape still changes with L, step by step
-    first = float(np.min(lo))
+    first = float(lo) if ndim(lo) == 0 else float(np.min(lo))
     for L in np.arange(first, float(start)):
         inside = (lo <= L) & (L <= hi)
         if any_(inside):
             acc.add_step(L, inside)
-    for a, b in regimes:
-        r_lo, r_hi = maximum(lo, a), minimum(hi, b)
-        if all_(r_hi < r_lo):
-            continue
-        L1 = a
-        L2 = b if math.isfinite(b) and b > a else a + _FAR
-        acc.add_regime([_kernel_lines(run, p.group, p.kernels, L1, L2) for p in parts], r_lo, r_hi)
+    for r, (r_lo, r_hi, L1, L2) in enumerate(active):
+        acc.add_regime([ls[r] if ls is not None else _kernel_lines(run, p.group, p.kernels, L1, L2)
+                        for p, ls in zip(parts, lines, strict=True)], r_lo, r_hi)
     return acc.phase()
 
 
@@ -658,10 +757,10 @@ class _DecodeTotals:
             for kl in kls:
                 combos = [(a + kl.count * t[0], b + kl.count * t[1]) for a, b in combos for t in (kl.compute, kl.memory)]
             caps = []
+            kes = [_KernelEnergy(run, kl) for kl in kls] if run.er is not None else []
             if run.er is not None:
                 e_combos = [(p.base_j, 0.0)]
-                for kl in kls:
-                    ke = _KernelEnergy(run, p.group, kl.index)
+                for kl, ke in zip(kls, kes, strict=True):
                     e_combos = [(a + kl.count * x[0], b + kl.count * x[1]) for a, b in e_combos
                                 for x in ke.lines(kl.flops, kl.bytes)]
                 caps = [(a / run.power, b / run.power) for a, b in e_combos]
@@ -673,7 +772,7 @@ class _DecodeTotals:
             self.capped[gi] = self.capped[gi] + capped_sum
             group_capped.append(capped_sum)
             rows = self.kernel_rows[gi]
-            for kl in kls:
+            for j, kl in enumerate(kls):
                 c, m = kl.compute, kl.memory
                 time = sum_max2(c[0], c[1], m[0], m[1], lo, hi) + kl.overhead * n
                 vals = {"flops": sum_line(*kl.flops, lo, hi), "bytes": sum_line(*kl.bytes, lo, hi),
@@ -681,7 +780,7 @@ class _DecodeTotals:
                         "compute_s": sum_line(*c, lo, hi), "memory_s": sum_line(*m, lo, hi),
                         "overhead_s": kl.overhead * n}
                 if run.er is not None:
-                    ke = _KernelEnergy(run, p.group, kl.index)
+                    ke = kes[j]
                     f, d = kl.flops, kl.bytes
                     maxes = [sum_max2(d[0], d[1], kf * f[0], kf * f[1], lo, hi) for _, kf in ke.maxes]
                     vals.update({f"e_{k}": v for k, v in ke.parts(vals["flops"], vals["bytes"], maxes).items()})
@@ -796,9 +895,11 @@ def memory_columns(run: _Run) -> dict[str, Any]:
                               "comm_buffer_bytes")}
     total = pick("total_bytes") if len(needs) > 1 else needs[0].total_bytes
     fixed = n["weights_bytes"] + opts.runtime_overhead_bytes
-    binding = np.where(fixed > usable, "weights",
-                       np.where(fixed + n["activation_bytes"] + n["comm_buffer_bytes"] > usable, "activations",
-                                "kv_cache"))
+    step = fixed + n["activation_bytes"] + n["comm_buffer_bytes"]
+    if ndim(fixed) == 0 and ndim(step) == 0 and ndim(usable) == 0:
+        binding = "weights" if fixed > usable else ("activations" if step > usable else "kv_cache")
+    else:
+        binding = np.where(fixed > usable, "weights", np.where(step > usable, "activations", "kv_cache"))
     per_replica = _max_min([max_sequences(load, run.isl, kept, usable, opts) for load in sc.loads])
     mc = min_chips(sc.plan_table, run.batch, run.isl, kept, usable, opts)
     fits = _all([t <= usable for t in totals])
@@ -837,17 +938,27 @@ def energy_columns(run: _Run, pre: Phase, dec: Phase | None, e2e, flops_per_chip
     tokens = run.batch * run.n * run.osl
     split = {k: pre.energy_j[k] + (dec.energy_j[k] if dec is not None else 0.0) for k in _ENERGY_PARTS}
     # at most TDP: a throttled chip draws exactly TDP, up to the rounding of energy / time
-    avg = np.minimum(total / (n * e2e), er.tdp_w)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dec_w = np.where(dec_latency > 0, np.minimum(decode_j / (n * np.where(dec_latency > 0, dec_latency, 1.0)),
-                                                     er.tdp_w), np.nan)
-        delivered = flops_per_chip / e2e / 1e15
-        w_per_pflops = np.where(delivered > 0, avg / np.where(delivered > 0, delivered, 1.0), np.nan)
+    scalars = (total, e2e, decode_j, dec_latency, flops_per_chip, prefill_j, pre.latency_s, er.tdp_w)
+    if all(type(x) is float or (type(x) is np.float64) for x in scalars):  # one configuration: on floats
+        total_, e2e_, dec_j, dec_s, flops_, pre_j, pre_s, tdp = (float(x) for x in scalars)
+        avg = _minimum(total_ / (n * e2e_), tdp)
+        dec_w = _minimum(dec_j / (n * dec_s), tdp) if dec_s > 0 else math.nan
+        delivered = flops_ / e2e_ / 1e15
+        w_per_pflops = avg / delivered if delivered > 0 else math.nan
+        prefill_w = _minimum(pre_j / (n * pre_s), tdp)
+    else:
+        avg = np.minimum(total / (n * e2e), er.tdp_w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dec_w = np.where(dec_latency > 0, np.minimum(decode_j / (n * np.where(dec_latency > 0, dec_latency, 1.0)),
+                                                         er.tdp_w), np.nan)
+            delivered = flops_per_chip / e2e / 1e15
+            w_per_pflops = np.where(delivered > 0, avg / np.where(delivered > 0, delivered, 1.0), np.nan)
+        prefill_w = np.minimum(prefill_j / (n * pre.latency_s), er.tdp_w)
     throttle = pre.throttled if dec is None else (pre.throttled | dec.throttled)
     return {
         "energy.joules_per_token": total / tokens, "energy.tokens_per_joule": tokens / total, "energy.total_j": total,
         "energy.prefill_j": prefill_j, "energy.decode_j": decode_j, "energy.output_tokens": tokens,
-        "energy.average_power_w": avg, "energy.prefill_power_w": np.minimum(prefill_j / (n * pre.latency_s), er.tdp_w),
+        "energy.average_power_w": avg, "energy.prefill_power_w": prefill_w,
         "energy.decode_power_w": dec_w, "energy.power_capped": throttle,
         "energy.split.compute_j": split["compute_j"], "energy.split.memory_j": split["dram_j"] + split["sram_j"],
         "energy.split.interconnect_j": split["interconnect_j"], "energy.split.static_j": static_pre + static_dec,
@@ -856,6 +967,11 @@ def energy_columns(run: _Run, pre: Phase, dec: Phase | None, e2e, flops_per_chip
         "energy.idle_w": er.idle_w, "energy.tdp_w": er.tdp_w, "energy.node_scale": er.node_scale,
         "energy.chip_overhead": er.chip_overhead,
     }
+
+
+def _minimum(a: float, b: float) -> float:
+    """``np.minimum`` of two floats (NaN if either is)."""
+    return a if a <= b or a != a else b
 
 
 _COST_FIELDS = ("usd_per_chip_hour", "chip_price_usd", "server_usd_per_chip", "network_usd_per_chip", "years",
@@ -964,10 +1080,16 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
         dec_latency = np.where(run.osl > 1, dec_latency, 0.0)
     e2e = ttft + dec_latency
     steps = run.osl - 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tpot = np.where(steps > 0, dec_latency / np.where(steps > 0, steps, 1.0), np.nan)
-        dec_tps = np.where(steps > 0, run.batch * run.n * steps / np.where(dec_latency > 0, dec_latency, 1.0),
-                           np.nan)
+    one = not shape  # one configuration: the same arithmetic on floats
+    if one:
+        dec_latency = float(dec_latency)
+        tpot = dec_latency / steps if steps > 0 else math.nan
+        dec_tps = run.batch * run.n * steps / (dec_latency if dec_latency > 0 else 1.0) if steps > 0 else math.nan
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tpot = np.where(steps > 0, dec_latency / np.where(steps > 0, steps, 1.0), np.nan)
+            dec_tps = np.where(steps > 0, run.batch * run.n * steps / np.where(dec_latency > 0, dec_latency, 1.0),
+                               np.nan)
     throughput = run.batch * run.n * run.osl / e2e
     peak = r.peak(sc.precision.gemm_math, sc.chip.id)
     p, plan, spec = sc.precision, sc.plan, sc.spec
@@ -999,17 +1121,29 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
     cols["decode.tpot_s"] = tpot
     cols["decode.tokens_per_s"] = dec_tps
     cols.update({"ttft_s": ttft, "e2e_latency_s": e2e, "throughput_tokens_per_s": throughput})
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dl = np.where(dec_latency > 0, dec_latency, np.nan)
-        cols.update({"utilization.prefill_compute": cols["prefill.flops"] / (ttft * peak),
-                     "utilization.decode_compute": cols["decode.flops"] / (dl * peak),
-                     "utilization.decode_bandwidth": cols["decode.bytes"] / (dl * r.mem_bw_bytes_per_s)})
+    if one and ndim(ttft) == 0 and ndim(peak) == 0 and ndim(r.mem_bw_bytes_per_s) == 0:
+        dl = dec_latency if dec_latency > 0 else math.nan
+        cols.update({"utilization.prefill_compute": float(cols["prefill.flops"] / (ttft * peak)),
+                     "utilization.decode_compute": float(cols["decode.flops"] / (dl * peak)),
+                     "utilization.decode_bandwidth": float(cols["decode.bytes"] / (dl * r.mem_bw_bytes_per_s))})
         for name, ph in phases.items():
             comm = 0.0 if ph is None else _comm_time(ph.rows)
-            lat = cols[f"{name}.latency_s"]
-            cols[f"communication_share.{name}"] = np.where(lat > 0, comm / np.where(lat > 0, lat, 1.0), 0.0)
-    cols.update({f"efficiency.{k}": v for k, v in dict(eff).items()})
-    cols.update({f"comm.{k}": v for k, v in dict(sc.comm).items()})
+            lat = float(cols[f"{name}.latency_s"])
+            cols[f"communication_share.{name}"] = float(comm / lat) if lat > 0 else 0.0
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dl = np.where(dec_latency > 0, dec_latency, np.nan)
+            cols.update({"utilization.prefill_compute": cols["prefill.flops"] / (ttft * peak),
+                         "utilization.decode_compute": cols["decode.flops"] / (dl * peak),
+                         "utilization.decode_bandwidth": cols["decode.bytes"] / (dl * r.mem_bw_bytes_per_s)})
+            for name, ph in phases.items():
+                comm = 0.0 if ph is None else _comm_time(ph.rows)
+                lat = cols[f"{name}.latency_s"]
+                cols[f"communication_share.{name}"] = np.where(lat > 0, comm / np.where(lat > 0, lat, 1.0), 0.0)
+    # the scenario's efficiency is frozen and kept; a what-if's (arrays) is this call's own
+    cols.update(_prefixed("efficiency.", eff) if eff is sc.efficiency else {f"efficiency.{k}": v
+                                                                            for k, v in dict(eff).items()})
+    cols.update(_prefixed("comm.", sc.comm))
     average_power = None
     if er is not None:
         cols.update(energy_columns(run, pre, dec, e2e, cols["prefill.flops"] + cols["decode.flops"]))
@@ -1026,6 +1160,19 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
         if isinstance(v, np.ndarray) and v.ndim == 0:
             cols[k] = v.item()
     return cols
+
+
+def _prefixed(prefix: str, spec) -> dict[str, Any]:
+    """A frozen spec's fields as columns under ``prefix``, kept per spec object (held, so its id stays its own)."""
+    hit = _PREFIXED.get((prefix, id(spec)))
+    if hit is None or hit[0] is not spec:
+        if len(_PREFIXED) > 4096:
+            _PREFIXED.clear()
+        hit = _PREFIXED[(prefix, id(spec))] = (spec, {f"{prefix}{k}": v for k, v in dict(spec).items()})
+    return hit[1]
+
+
+_PREFIXED: dict[tuple, tuple] = {}
 
 
 def _comm_time(rows: Rows):
@@ -1049,9 +1196,29 @@ def _phase_bound(rows: Rows):
             else:
                 over = o > np.maximum(c, m)
                 comp = ~over & (c >= m)
-                sums[0] = sums[0] + np.where(comp, t, 0.0)
-                sums[2] = sums[2] + np.where(over, t, 0.0)
-                sums[1] = sums[1] + np.where(over | comp, 0.0, t)
+                for k, mask in ((0, comp), (2, over), (1, ~(over | comp))):
+                    sums[k] = _add_where(sums[k], t, mask)
     if all(ndim(v) == 0 for v in sums):
         return BOUNDS[max(range(len(BOUNDS)), key=lambda k: (sums[k], -k))]
-    return np.array(BOUNDS)[np.argmax(np.stack(np.broadcast_arrays(*sums)), axis=0)]
+    # the first largest, as argmax over the stacked sums, without stacking them: a later bound takes a
+    # configuration only with a strictly larger share (shares are never negative, so an empty one never does)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in sums))
+    best = np.zeros(shape, dtype=np.intp)
+    top = np.array(np.broadcast_to(sums[0], shape))
+    for k in range(1, len(BOUNDS)):
+        v = sums[k]
+        if type(v) is float and v == 0.0:
+            continue
+        np.copyto(best, k, where=v > top)
+        np.maximum(top, v, out=top)
+    return np.array(BOUNDS)[best]
+
+
+def _add_where(total, x, mask):
+    """total + where(mask, x, 0), added in place where ``total`` is an array of the full shape (it is always
+    one of ours: a sum this function or an addition made)."""
+    if isinstance(total, np.ndarray) and (total.shape == mask.shape == np.shape(x) or total.shape == np.broadcast_shapes(
+            total.shape, np.shape(x), mask.shape)):
+        np.add(total, x, out=total, where=mask)
+        return total
+    return total + np.where(mask, x, 0.0)

@@ -243,8 +243,14 @@ class Chip(Spec):
         return obj
 
     def __hash__(self) -> int:
-        # the efficiency dict is unhashable, and cached helpers (system.default_system) key on the chip
-        return hash(self.model_dump_json())
+        # the efficiency dict is unhashable, and cached helpers (system.default_system) key on the chip; a chip
+        # is frozen, so its hash is kept (by object: the chip is held so that its id stays its own)
+        hit = _HASHES.get(id(self))
+        if hit is None or hit[0] is not self:
+            if len(_HASHES) > 4096:
+                _HASHES.clear()
+            hit = _HASHES[id(self)] = (self, hash(self.model_dump_json()))
+        return hit[1]
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for math in ``dtype``, falling back to a wider native format."""
@@ -300,6 +306,7 @@ _RATE_FALLBACK = {
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where present: ~10x faster
 SpecT = TypeVar("SpecT", bound=BaseModel)
 _CATALOG = resources.files("infercast") / "catalog" / "hardware"
+_HASHES: dict[int, tuple[Chip, int]] = {}
 
 
 @cache
@@ -314,6 +321,7 @@ def _catalog_files() -> dict[str, str]:
     return names
 
 
+@cache
 def is_catalog_id(name: str) -> bool:
     """Whether ``name`` is a catalog id (its file exists; an alias is not one), without reading the catalog."""
     return is_package_file(_CATALOG, f"{name}.yaml")

@@ -178,7 +178,7 @@ def share_of_free(loads, capacity_bytes: float, fraction: float, opts: MemoryOpt
     return (fixed + fraction * (capacity_bytes - fixed)) / capacity_bytes
 
 
-def max_sequences(load: StageLoad, isl, kept, usable, opts: MemoryOptions):
+def max_sequences(load: StageLoad, isl, kept, usable, opts: MemoryOptions, fixed=None):
     """The most sequences one chip of a stage holds: the largest b with need(b) <= usable (0 if none).
 
     The reservation for a step is fixed; only materialised attention's scores grow with the prompts a pass
@@ -188,8 +188,8 @@ def max_sequences(load: StageLoad, isl, kept, usable, opts: MemoryOptions):
     budget = float(opts.max_num_batched_tokens)
     b1 = maximum(floor(budget / isl), 1.0)
     kv_seq = kept * load.kv_bytes_per_token
-    fixed = (load.weights_bytes + opts.runtime_overhead_bytes + opts.max_num_seqs * load.act_bytes_per_seq
-             + budget * (load.act_bytes_per_token + load.comm_bytes_per_token))
+    if fixed is None:
+        fixed = _fixed_bytes(load, opts)
     scores = load.scores_bytes_per_pair * minimum(isl, budget) * isl  # one prompt's (materialised attention)
     linear = minimum(floor((usable - fixed) / (scores + kv_seq)), b1)
     saturated = floor((usable - fixed - b1 * scores) / kv_seq) if _any_positive(kv_seq) else _inf_like(kv_seq)
@@ -197,8 +197,15 @@ def max_sequences(load: StageLoad, isl, kept, usable, opts: MemoryOptions):
     return maximum(best, 0.0)
 
 
+def _fixed_bytes(load: StageLoad, opts: MemoryOptions):
+    """What a chip of the stage holds whatever the batch: weights, runtime, the reservation of one step."""
+    budget = float(opts.max_num_batched_tokens)
+    return (load.weights_bytes + opts.runtime_overhead_bytes + opts.max_num_seqs * load.act_bytes_per_seq
+            + budget * (load.act_bytes_per_token + load.comm_bytes_per_token))
+
+
 def _any_positive(x) -> bool:
-    return bool(np.all(np.asarray(x) > 0))
+    return x > 0 if type(x) is float else bool(np.all(np.asarray(x) > 0))
 
 
 def _inf_like(x):
@@ -299,10 +306,22 @@ def plan_table(spec: ModelSpec, p: Precision, attention: Attention, max_tp: int)
 def plan_capacity(table: PlanTable, isl, kept, usable, opts: MemoryOptions) -> np.ndarray:
     """Sequences each plan's replica holds: [plans, *shape] (the min over its candidate stages)."""
     shape = np.broadcast_shapes(np.shape(isl), np.shape(kept), np.shape(usable))
+    if not shape:  # one configuration: the table's arrays as they are (their fixed bytes kept), the workload as floats
+        hit = _FIXED.get((id(table), opts))
+        if hit is None or hit[0] is not table:
+            load = _ArrayLoad(table.weights, table.kv_tok, table.act_tok, table.act_seq, table.scores)
+            if len(_FIXED) > 4096:
+                _FIXED.clear()
+            hit = _FIXED[(id(table), opts)] = (table, load, _fixed_bytes(load, opts))
+        return max_sequences(hit[1], float(isl), float(kept), float(usable), opts, hit[2]).min(axis=1)
     ex = (slice(None), slice(None)) + (None,) * len(shape)
     load = _ArrayLoad(table.weights[ex], table.kv_tok[ex], table.act_tok[ex], table.act_seq[ex], table.scores[ex])
     return max_sequences(load, np.asarray(isl, float), np.asarray(kept, float), np.asarray(usable, float),
                          opts).min(axis=1)
+
+
+_FIXED: dict[tuple, tuple] = {}
+"""A plan table's (loads, fixed bytes) by (table, memory options); the table is held so that its id stays its own."""
 
 
 @dataclass(frozen=True)
@@ -326,6 +345,22 @@ class MinChips:
     dp: np.ndarray | float
 
 
+def _min_chips_one(table: PlanTable, cap: np.ndarray, b: float) -> MinChips:
+    """``min_chips`` of one configuration, from its plans' capacities ``cap`` [plans]: the same search on one row."""
+    top = float(2**40)
+    best = np.minimum(np.maximum.accumulate(cap), top - 1)
+    first = int(np.searchsorted(best, min(b, top - 1), side="left"))
+    if first < len(cap):
+        return MinChips(float(table.chips[first]), float(table.tp[first]), float(table.pp[first]), 1.0)
+    with np.errstate(divide="ignore"):
+        replicas = np.where(cap > 0, np.ceil(b / np.where(cap > 0, cap, 1.0)), np.inf)
+    total = table.chips * replicas
+    k = int(np.argmin(total))
+    if not math.isfinite(total[k]):
+        return MinChips(0.0, 0.0, 0.0, 0.0)
+    return MinChips(float(total[k]), float(table.tp[k]), float(table.pp[k]), float(replicas[k]))
+
+
 def min_chips(table: PlanTable, batch, isl, kept, usable, opts: MemoryOptions) -> MinChips:
     """The fewest chips of this kind that hold ``batch`` sequences, and the plan.
 
@@ -335,8 +370,10 @@ def min_chips(table: PlanTable, batch, isl, kept, usable, opts: MemoryOptions) -
     is split over the data-parallel replicas of the plan that needs the fewest chips in all:
     tp x pp x ceil(batch / sequences per replica).
     """
-    scalar = all(np.ndim(x) == 0 for x in (batch, isl, kept, usable))
+    scalar = not any(isinstance(x, np.ndarray) and x.ndim for x in (batch, isl, kept, usable))
     cap = plan_capacity(table, isl, kept, usable, opts)  # [plans, *ctx]
+    if scalar:
+        return _min_chips_one(table, cap, float(batch))
     n_plans, ctx_shape = cap.shape[0], cap.shape[1:]
     b = np.asarray(batch, float).reshape(-1) if scalar else np.asarray(batch, float)  # [1] for one configuration
     shape = np.broadcast_shapes(b.shape, ctx_shape)

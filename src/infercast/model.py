@@ -27,6 +27,16 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def __hash__(self) -> int:
+        # the hash of the fields, as pydantic's frozen models compute it, kept per spec object (specs key the
+        # caches of stages, precisions and plan tables, several times per estimate; held so its id stays its own)
+        hit = _HASHES.get(id(self))
+        if hit is None or hit[0] is not self:
+            if len(_HASHES) > 4096:
+                _HASHES.clear()
+            hit = _HASHES[id(self)] = (self, hash(tuple(self.__dict__[k] for k in type(self).model_fields)))
+        return hit[1]
+
     name: str
     """Preset id or the path the config came from."""
     architecture: str
@@ -236,6 +246,8 @@ class ModelSpec(BaseModel):
 
 
 # --- the normaliser -------------------------------------------------------------------
+
+_HASHES: dict[int, tuple[ModelSpec, int]] = {}
 
 _ALIASES = {
     "hidden_size": ("hidden_size", "n_embd", "n_embed", "d_model"),

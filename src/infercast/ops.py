@@ -206,10 +206,24 @@ class Op:
 
 def make_op(name, kind, count, *, flops, weight=0.0, act=0.0, kv=0.0, write=0.0, min_dim=math.inf, math="fp32",
             vector_flops=0.0, compute_factor=1.0, tiles=None, seq_len=None, gemm_shape=None, query_bytes=None) -> Op:
-    return Op(name, kind, count, num(flops), num(weight), num(act), num(kv), num(write), num(min_dim), math,
-              vector_flops=num(vector_flops), compute_factor=compute_factor, tiles=None if tiles is None else num(tiles),
-              seq_len=None if seq_len is None else num(seq_len), gemm_shape=gemm_shape,
-              query_bytes=None if query_bytes is None else num(query_bytes))
+    # the hot constructor (tens of operators per pass): the frozen dataclass's fields filled in one update of its
+    # __dict__, as its __init__ would set them one object.__setattr__ at a time at several times the cost
+    op = _new_op(Op)
+    op.__dict__.update(
+        name=name, kind=kind, count=count, flops=_num(flops), weight_bytes=_num(weight), act_bytes=_num(act),
+        kv_bytes=_num(kv), write_bytes=_num(write), min_dim=_num(min_dim), math=math, comm_s=None,
+        vector_flops=_num(vector_flops), compute_factor=compute_factor, tier=None,
+        tiles=None if tiles is None else _num(tiles), seq_len=None if seq_len is None else _num(seq_len),
+        gemm_shape=gemm_shape, query_bytes=None if query_bytes is None else _num(query_bytes))
+    return op
+
+
+_new_op = object.__new__
+
+
+def _num(x):
+    """``num``, answering a Python float without a call."""
+    return x if type(x) is float else num(x)
 
 
 def gemm_op(name: str, count: int, M, N: int, K: int, p: Precision, *, weight_elems=None, bias: bool = False,
@@ -396,6 +410,20 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
     writes the score matrix (act format) and reads it back, three kernels. MLA attends over the
     latent in decode (absorbed, MQA-style) and over up-projected per-head K/V in prefill.
     """
+    # kept per (model, precision) object (both frozen; held, so that their ids stay their own)
+    key = (id(spec), id(p), attention, decode)
+    hit = _KERNELS.get(key)
+    if hit is None or hit[0] is not spec or hit[1] is not p:
+        if len(_KERNELS) > 4096:
+            _KERNELS.clear()
+        hit = _KERNELS[key] = (spec, p, tuple(_attention_kernels(spec, p, attention, decode)))
+    return list(hit[2])
+
+
+_KERNELS: dict[tuple, tuple] = {}
+
+
+def _attention_kernels(spec: ModelSpec, p: Precision, attention: Attention, decode: bool) -> list[Kernel]:
     H = spec.num_heads
     if not spec.is_mla:
         d_qk = d_v = spec.head_dim

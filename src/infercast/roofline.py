@@ -92,13 +92,23 @@ class Efficiency(BaseModel):
         ``graph_kernel_overhead_s`` where it is set; launched steps keep ``kernel_overhead_s``."""
         if not graphs or self.graph_kernel_overhead_s is None:
             return self
-        return self.model_copy(update={"kernel_overhead_s": self.graph_kernel_overhead_s})
+        # kept per efficiency object, so that the roofline's per-efficiency cache (``_KEPT``) finds it again
+        hit = _FOR_GRAPHS.get(id(self))
+        if hit is None or hit[0] is not self:
+            if len(_FOR_GRAPHS) > 4096:
+                _FOR_GRAPHS.clear()
+            hit = _FOR_GRAPHS[id(self)] = (self, self.model_copy(update={"kernel_overhead_s":
+                                                                         self.graph_kernel_overhead_s}))
+        return hit[1]
 
     def compute_fraction(self, op: Op, units: float | None = None, native: str | None = None):
         """Achievable fraction of the peak for one operator on a chip with ``units`` compute units whose
         ``native`` format runs its math (default: the op's own); ``compute_fraction`` of a one-row table."""
         return fraction(OpTable.of([op]), self, units, {op.math: native or op.math})[0]
 
+
+_FOR_GRAPHS: dict[int, tuple[Efficiency, Efficiency]] = {}
+"""``Efficiency.for_steps(True)`` by efficiency object (held, so that an id stays its own)."""
 
 IDEAL = Efficiency(gemm_max=1.0, gemm_half_dim=0.0, wave_quantization=False, attention_max=1.0, bandwidth=1.0,
                    kernel_overhead_s=0.0)
@@ -252,11 +262,12 @@ class OpTable:
     def of(cls, ops: list[Op], ndim: int = 1) -> OpTable:
         """The operators stacked, every array of at least ``ndim`` dimensions (1 + the workload's, so that rates
         of the workload's shape broadcast against a table whose operators' figures are all scalars)."""
-        key = tuple((op.kind, op.math, op.count) for op in ops)
+        key = tuple([(op.kind, op.math, op.count) for op in ops])
         kind, count, maths, matrix = _structure(key)
         nan = float("nan")
         values = [(op.flops, op.weight_bytes, op.weight_bytes + op.act_bytes + op.kv_bytes + op.write_bytes,
-                   _finite(op.min_dim) if m else 1.0, op.vector_flops, op.compute_factor,
+                   _finite(op.min_dim) if m else 1.0,
+                   op.vector_flops, op.compute_factor,
                    op.tiles if op.tiles is not None else nan, op.seq_len if op.seq_len is not None else nan,
                    op.comm_s if op.comm_s is not None else 0.0) for op, m in zip(ops, matrix, strict=True)]
         stacked = _columns(values)
@@ -282,10 +293,12 @@ def _columns(values: list[tuple]) -> dict[str, np.ndarray]:
     """The ``_COLUMNS`` of the operators' figures, each [ops, *shape]."""
     if not values:
         return {k: np.zeros(0) for k in _COLUMNS}
-    try:  # every figure a float (one workload), or arrays of one shape: one numpy call
-        return dict(zip(_COLUMNS, np.moveaxis(np.array(values, dtype=float), 1, 0), strict=True))
-    except ValueError:
-        return {k: _stack(list(v)) for k, v in zip(_COLUMNS, zip(*values, strict=True), strict=True)}
+    if not any(type(v) is np.ndarray for v in values[0]):
+        try:  # every figure a float (one workload): one numpy call
+            return dict(zip(_COLUMNS, np.array(values, dtype=float).T, strict=True))
+        except ValueError:
+            pass
+    return {k: _stack(list(v)) for k, v in zip(_COLUMNS, zip(*values, strict=True), strict=True)}
 
 
 _STRUCTURES: dict[tuple, tuple] = {}
@@ -309,13 +322,13 @@ def _finite(d):
 
 def _stack(values: list) -> np.ndarray:
     """[ops, *shape]: one row per operator, broadcast to a common shape."""
-    try:  # floats, or arrays of one shape
+    shapes = {v.shape if type(v) is np.ndarray else () for v in values}
+    if len(shapes) == 1:  # floats, or arrays of one shape
         return np.array(values, dtype=float)
-    except ValueError:
-        out = np.empty((len(values),) + np.broadcast_shapes(*(np.shape(v) for v in values)))
-        for i, v in enumerate(values):
-            out[i] = v
-        return out
+    out = np.empty((len(values),) + np.broadcast_shapes(*shapes))
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
 
 
 @dataclass(frozen=True)
@@ -371,6 +384,8 @@ class _Ceilings:
     half_dim: Any
     units: Any
     """Compute units for wave quantization; None without it."""
+    ceiling: Any = None
+    """attention_max for attention kernels, ``top`` for the others: where no key-length term applies."""
 
     @classmethod
     def of(cls, table: OpTable, eff: Efficiency, units, native: Mapping[str, str]) -> _Ceilings:
@@ -386,19 +401,21 @@ class _Ceilings:
             expert = np.array([op.name in EXPERT_GEMMS for op in table.ops]).reshape(kind.shape)
             top = np.where(expert, top * _expand(eff.moe_gemm_efficiency), top)
         half_len = _expand(eff.attention_half_len)
-        return cls(vector=kind == "vector", attention=kind == "attention", top=top,
-                   attention_max=_expand(eff.attention_max), half_len=half_len if np.any(half_len) else None,
+        attention, attention_max = kind == "attention", _expand(eff.attention_max)
+        return cls(vector=kind == "vector", attention=attention, top=top,
+                   attention_max=attention_max, half_len=half_len if np.any(half_len) else None,
                    half_dim=_expand(eff.gemm_half_dim),
-                   units=_expand(units) if eff.wave_quantization and units is not None else None)
+                   units=_expand(units) if eff.wave_quantization and units is not None else None,
+                   ceiling=np.where(attention, attention_max, top))
 
 
 def _fraction(table: OpTable, c: _Ceilings) -> np.ndarray:
-    a_top = c.attention_max
+    ceiling = c.ceiling
     if c.half_len is not None:
         s = np.where(np.isnan(table.seq_len), 1.0, table.seq_len)
-        a_top = a_top * s / (s + c.half_len)
+        ceiling = np.where(c.attention, c.attention_max * s / (s + c.half_len), c.top)
     d = table.min_dim
-    frac = np.where(c.attention, a_top, c.top) * d / (d + c.half_dim)
+    frac = ceiling * d / (d + c.half_dim)
     if c.units is not None:
         tiles = table.tiles
         has = ~np.isnan(tiles)
@@ -436,6 +453,8 @@ class _Rates:
     bandwidth: Any
     overhead: np.ndarray
     vector_rate: Any
+    any_comm: bool = True
+    """Whether any operator is a collective (without one, no time is replaced by its own)."""
 
 
 _KEPT: dict[tuple, tuple] = {}
@@ -452,7 +471,7 @@ def _rates(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str) -> _
                  ceilings=_Ceilings.of(table, eff, rates.compute_units, rates.native),
                  bandwidth=_expand(rates.mem_bw_bytes_per_s) * _expand(eff.bandwidth),
                  overhead=np.where(comm, 0.0, _expand(eff.kernel_overhead_s)),
-                 vector_rate=_expand(rates.vector_flops_per_s))
+                 vector_rate=_expand(rates.vector_flops_per_s), any_comm=bool(comm.any()))
     if table.key:
         if len(_KEPT) > 1024:
             _KEPT.clear()
@@ -466,12 +485,14 @@ def times(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str = "the
     r = _rates(table, rates, eff, chip_id)
     comm = r.comm
     compute = table.flops / (r.peak * _fraction(table, r.ceilings)) * table.compute_factor
-    if np.any(table.vector_flops):
+    if table.vector_flops.any():
         compute = compute + table.vector_flops / r.vector_rate
-    compute = np.where(comm, 0.0, compute)
     memory = table.bytes / r.bandwidth
     if type(table.sram_bytes) is not float:  # weights held in SRAM (infercast.tiling sets an array)
         memory = memory + table.sram_bytes / (_expand(rates.sram_bw_bytes_per_s) * _expand(eff.bandwidth))
+    if not r.any_comm:
+        return Times(compute, memory, r.overhead, np.maximum(compute, memory) + r.overhead, comm)
+    compute = np.where(comm, 0.0, compute)
     memory = np.where(comm, 0.0, memory)
     time = np.where(comm, table.comm_s, np.maximum(compute, memory) + r.overhead)
     return Times(compute, memory, r.overhead, time, comm)

@@ -359,7 +359,7 @@ def resolve(
         base_comm = base_comm.model_copy(update={"allreduce_floor_s": floor})
     comm_opts = with_overrides(base_comm, comm, "--comm ")
     engine = fw.profile.engine
-    mem_opts = with_overrides(MemoryOptions(**_memory_defaults(engine)), memory, "memory ")
+    mem_opts = with_overrides(_memory_defaults(engine), memory, "memory ")
     given = memory.model_fields_set if isinstance(memory, MemoryOptions) else set(memory or {})
     if engine.kv_free_fraction is not None and "gpu_memory_utilization" not in given:
         share = share_of_free(stage_loads(spec, plan, p, attention), rates.mem_capacity_bytes,
@@ -413,11 +413,20 @@ def _resolve_network(net: Network, hardware, system, num_chips, nodes, dp: int, 
                     offload=parse_offload(offload))
 
 
-def _memory_defaults(engine) -> dict[str, Any]:
-    """The engine's defaults of the memory model (its memory share, token budget and sequences)."""
-    return {"gpu_memory_utilization": engine.gpu_memory_utilization.value,
-            "max_num_batched_tokens": int(engine.max_num_batched_tokens.value),
-            "max_num_seqs": int(engine.max_num_seqs.value)}
+def _memory_defaults(engine) -> MemoryOptions:
+    """The engine's defaults of the memory model (its memory share, token budget and sequences), kept per engine
+    profile (frozen, loaded once; held so that its id stays its own)."""
+    hit = _MEMORY_DEFAULTS.get(id(engine))
+    if hit is None or hit[0] is not engine:
+        if len(_MEMORY_DEFAULTS) > 4096:
+            _MEMORY_DEFAULTS.clear()
+        hit = _MEMORY_DEFAULTS[id(engine)] = (engine, MemoryOptions(
+            gpu_memory_utilization=engine.gpu_memory_utilization.value,
+            max_num_batched_tokens=int(engine.max_num_batched_tokens.value), max_num_seqs=int(engine.max_num_seqs.value)))
+    return hit[1]
+
+
+_MEMORY_DEFAULTS: dict[int, tuple[Any, MemoryOptions]] = {}
 
 
 def _moe_imbalance(spec: ModelSpec, value) -> float:

@@ -92,13 +92,18 @@ def sum_max(a: list, b: list, lo, hi):
             total = total + np.where(L <= hi, np.max(A + B * L[None], axis=0), 0.0)
         return total
     start = lo - 1
-    points = [start, np.maximum(hi, start)]
+    end = np.maximum(hi, start)
+    points = [start, end]
     for i in range(len(a)):
         for j in range(i + 1, len(a)):
             db = B[i] - B[j]
             with np.errstate(divide="ignore", invalid="ignore"):
                 x = np.where(db != 0, (A[j] - A[i]) / np.where(db != 0, db, 1.0), start)
-            points.append(np.clip(x, start, np.maximum(hi, start)))
+            x = np.clip(x, start, end)
+            # a pair that crosses inside no configuration's range only repeats its ends: segments without an
+            # integer, which add nothing (most pairs, most often: their sort was most of the time)
+            if not ((x <= start) | (x >= end)).all():
+                points.append(x)
     P = np.sort(np.stack(points), axis=0)  # [n_points, *shape]
     f = np.floor(P)
     total = np.zeros(shape)

@@ -160,6 +160,8 @@ def make_sparsity(weight: float | None = None, pattern: str | None = None, activ
     """A validated ``Sparsity`` from the CLI/API keywords; one line naming the flag on bad input."""
     fields = {k: v for k, v in dict(weight=weight, pattern=pattern, activation=activation, storage=storage).items()
               if v is not None}
+    if not fields:
+        return _DENSE
     flags = {"weight": "--weight-sparsity", "pattern": "--sparsity-pattern", "activation": "--activation-sparsity",
              "storage": "--sparse-storage"}
     try:
@@ -171,3 +173,7 @@ def make_sparsity(weight: float | None = None, pattern: str | None = None, activ
         if err["type"] in ("greater_than_equal", "less_than"):
             msg = "must be a fraction from 0 up to (not including) 1, e.g. 0.5"
         raise InfercastError(f"{flags.get(field, 'sparsity')}: {msg}") from None
+
+
+_DENSE = Sparsity()
+"""No sparsity (every scenario without the flags shares it: a ``Sparsity`` is frozen)."""

@@ -24,7 +24,9 @@ cheap to evaluate:
   MHA over up-projected K/V): a step with both runs both.
 
 No chip draws more than its TDP: a step whose dynamic energy (the same parts) over its time
-exceeds TDP - idle takes energy / (TDP - idle), as ``evaluate`` charges a pass or step.
+exceeds TDP - idle takes energy / (TDP - idle), as ``evaluate`` charges a pass or step. A pipeline's
+stages are capped each at its own chips' TDP, as ``evaluate`` caps them: its step is the sum over the
+stage groups of each group's step (``PipelineStepTime``).
 ``tests/test_serving_steptime.py`` checks the result against ``estimate()`` for pure decode and
 single-prompt prefill steps.
 
@@ -96,15 +98,15 @@ def _sum3(*cs: tuple[float, float, float]) -> tuple[float, float, float]:
     return tuple(sum(c[i] for c in cs) for i in range(3))
 
 
-def _attention_terms(pr: Pricer, decode: bool) -> list[_AttentionTerm]:
+def _attention_terms(pr: Pricer, decode: bool, groups: list | None = None) -> list[_AttentionTerm]:
     """The step's attention kernels (of decodes, or of prefill chunks), from their coefficients
-    (``ops.Kernel``) and the roofline."""
+    (``ops.Kernel``) and the roofline: over every stage, or one chip of each of ``groups``."""
     sc, eff = pr.sc, pr.eff
-    kernels = _kernels(pr, sc.groups[0], decode)
+    kernels = _kernels(pr, (groups or sc.groups)[0], decode)
     layers = {k.name: 0 for k in kernels}
-    for g in sc.groups:
+    for g, count in _counted(sc, groups):
         for k in _kernels(pr, g, decode):
-            layers[k.name] = layers.get(k.name, 0) + k.count * g.count
+            layers[k.name] = layers.get(k.name, 0) + k.count * count
     out = []
     for k in kernels:
         m = np.arange(1, k.dim + 1, dtype=float)
@@ -133,6 +135,12 @@ def _attention_terms(pr: Pricer, decode: bool) -> list[_AttentionTerm]:
                                   float(np.ravel(tb.memory_s)[0]), float(np.ravel(tb.overhead_s)[0]), e_flop, e_byte,
                                   e_max, k.group, k.dim, k.window))
     return out
+
+
+def _counted(sc: Scenario, groups: list | None) -> list[tuple[Any, int]]:
+    """(stage group, chips of the pipeline it stands for): every group and its stage count, or one of each of
+    ``groups``."""
+    return [(g, g.count) for g in sc.groups] if groups is None else [(g, 1) for g in groups]
 
 
 def _kernels(pr: Pricer, g, decode: bool) -> list[Kernel]:
@@ -386,16 +394,54 @@ class StepTime:
         return step
 
 
+class PipelineStepTime(StepTime):
+    """A pipeline's step, one batch through every stage: the sum over stage groups of (stages in the group) x
+    (the step of one chip of the group, capped at its own TDP), as ``evaluate`` caps each stage."""
+
+    def __init__(self, parts: list[tuple[int, StepTime]]) -> None:
+        self.parts = parts
+        first = parts[0][1]
+        self.group, self.head_dim = first.group, first.head_dim
+        self.token_s, self.seq_s, self.power_w = first.token_s, first.seq_s, first.power_w
+        self.fn = self._compile()
+
+    def many(self, decodes, context, chunk_step, chunk_n, chunk_kv) -> np.ndarray:
+        total = 0.0
+        for count, st_ in self.parts:
+            total = total + count * st_.many(decodes, context, chunk_step, chunk_n, chunk_kv)
+        return total
+
+    def _compile(self):
+        parts = [(count, st_.fn) for count, st_ in self.parts]
+
+        def step(chunks: list[tuple[int, int]], decodes: int, decode_context: int) -> float:
+            t = 0.0
+            for count, fn in parts:
+                t += count * fn(chunks, decodes, decode_context)
+            return t
+
+        return step
+
+
 def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
     """The step-time function of one replica for steps of up to ``max_tokens`` tokens and ``max_seqs`` sequences.
 
     Its tables are priced at a decode step's efficiencies; a step with prefill chunks pays the difference
     of the prefill's per-kernel time for each kernel it runs (the framework launches those steps' kernels
-    where it replays decode steps from CUDA graphs)."""
+    where it replays decode steps from CUDA graphs). A pipeline whose chips' power is known sums a step
+    function per stage group, each capped at its own TDP (``PipelineStepTime``)."""
     decode_eff = sc.phase_efficiency(sc.efficiency, True)
     pr = Pricer(sc, sc.rates, decode_eff, sc.energy_rates)
+    if sc.plan.pp > 1 and pr.power is not None:
+        return PipelineStepTime([(g.count, _step_time(sc, pr, max_tokens, max_seqs, [g])) for g in sc.groups])
+    return _step_time(sc, pr, max_tokens, max_seqs, None)
+
+
+def _step_time(sc: Scenario, pr: Pricer, max_tokens: int, max_seqs: int, groups: list | None) -> StepTime:
+    """``step_time`` over every stage (``groups`` None), or over one chip of each of ``groups``."""
+    decode_eff = pr.eff
     extra_per_kernel = sc.phase_efficiency(sc.efficiency, False).kernel_overhead_s - decode_eff.kernel_overhead_s
-    kernel = _kernels(pr, sc.groups[0], True)[0]
+    kernel = _kernels(pr, (groups or sc.groups)[0], True)[0]
     group, head_dim = kernel.group, kernel.dim
     T = np.arange(1, max_tokens + 1, dtype=float)
     B = np.arange(1, max_seqs + 1, dtype=float)
@@ -403,48 +449,52 @@ def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
     token_j, seq_j = np.zeros(max_tokens + 1), np.zeros(max_seqs + 1)
     mla = sc.spec.is_mla
     dec_s, dec_j = np.zeros(max_seqs + 1), np.zeros(max_seqs + 1)
-    for i, g in enumerate(sc.groups):
+    for g, count in _counted(sc, groups):
+        i = g.indices
         ops = pr.stage_ops(g, 1.0, T, T, with_attention=False, decode=False)
         token = pr.cost([op for op in ops if op.name not in SEQUENCE_OPS | CONTEXT_OPS], ("token", i))
-        token_s[1:] += g.count * token.time_s
+        token_s[1:] += count * token.time_s
         per_seq = pr.stage_ops(g, B, 1.0, 1.0, with_attention=False, decode=True)
         seq = pr.cost([op for op in per_seq if op.name in SEQUENCE_OPS], ("seq", i))
         if seq.table.ops:
-            seq_s[1:] += g.count * seq.time_s
+            seq_s[1:] += count * seq.time_s
         if mla:
             dec = pr.cost([op for op in per_seq if op.name in DECODE_OPS], ("decode_only", i))
-            dec_s[1:] += g.count * dec.time_s
+            dec_s[1:] += count * dec.time_s
             if pr.er is not None:
-                dec_j[1:] += g.count * dec.energy_j
+                dec_j[1:] += count * dec.energy_j
         if pr.er is not None:
-            token_j[1:] += g.count * token.energy_j
+            token_j[1:] += count * token.energy_j
             if seq.table.ops:
-                seq_j[1:] += g.count * seq.energy_j
-    fixed = sc.efficiency.step_overhead_s  # once a pass (at the last stage, where the token is sampled), as estimate()
+                seq_j[1:] += count * seq.energy_j
+    # once a pass (at the last stage, where the token is sampled), as estimate()
+    last = groups is None or any(g.stage.last for g in groups)
+    fixed = sc.efficiency.step_overhead_s if last else 0.0
     power = None if pr.power is None else float(pr.power)
     extra: dict[str, Any] = {}
-    terms = _attention_terms(pr, True)
+    terms = _attention_terms(pr, True, groups)
     if mla:
-        extra = dict(prefill_terms=_attention_terms(pr, False), decode_s=dec_s.tolist(),
-                     decode_j=dec_j.tolist() if power else None, context=_context_ops(pr))
+        extra = dict(prefill_terms=_attention_terms(pr, False, groups), decode_s=dec_s.tolist(),
+                     decode_j=dec_j.tolist() if power else None, context=_context_ops(pr, groups))
     if extra_per_kernel:
-        extra["launch_s"] = _launches(pr, extra.get("prefill_terms"), terms, extra_per_kernel)
+        extra["launch_s"] = _launches(pr, extra.get("prefill_terms"), terms, extra_per_kernel, groups)
     return StepTime(token_s.tolist(), seq_s.tolist(), fixed, terms, group, head_dim,
                     token_j.tolist() if power else None, seq_j.tolist() if power else None, power, **extra)
 
 
-def _launches(pr: Pricer, prefill_terms, decode_terms, per_kernel: float) -> tuple[float, float]:
+def _launches(pr: Pricer, prefill_terms, decode_terms, per_kernel: float,
+              groups: list | None = None) -> tuple[float, float]:
     """(seconds, seconds) a step with prefill chunks adds at ``per_kernel`` a kernel: for the kernels every such
     step runs (token and sequence operators, the chunks' attention and context operators), and, when it has
     decodes, for theirs (MLA's absorbed projections and decode attention)."""
     sc = pr.sc
     kernels = decoding = 0
-    for g in sc.groups:
+    for g, count in _counted(sc, groups):
         for op in pr.stage_ops(g, 1.0, 1.0, 1.0, with_attention=False, decode=False):
             if op.kind != "comm":
-                kernels += g.count * op.count
+                kernels += count * op.count
         if prefill_terms is not None:
-            decoding += g.count * sum(op.count for op in pr.stage_ops(g, 1.0, 1.0, 1.0, with_attention=False,
+            decoding += count * sum(op.count for op in pr.stage_ops(g, 1.0, 1.0, 1.0, with_attention=False,
                                                                         decode=True) if op.name in DECODE_OPS)
     kernels += sum(t.layers for t in (prefill_terms if prefill_terms is not None else decode_terms))
     if prefill_terms is not None:
@@ -456,20 +506,20 @@ class _ContextOps:
     """(seconds, J) of the operators a step's prefill chunks run over their context tokens, by the total of
     those tokens: priced when a total is first met (``__call__``), or for many totals at once (``many``)."""
 
-    def __init__(self, pr: Pricer):
-        self.pr = pr
+    def __init__(self, pr: Pricer, groups: list | None = None):
+        self.pr, self.groups = pr, groups
         self.memo: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}
 
     def _price(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pr, s, j = self.pr, np.zeros(len(tokens)), np.zeros(len(tokens))
         T = tokens.astype(float)
-        for i, g in enumerate(pr.sc.groups):
+        for g, count in _counted(pr.sc, self.groups):
             ops = [op for op in pr.stage_ops(g, 1.0, T, T, with_attention=False, decode=False)
                    if op.name in CONTEXT_OPS]
-            c = pr.cost(ops, ("context", i))
-            s = s + g.count * c.time_s
+            c = pr.cost(ops, ("context", g.indices))
+            s = s + count * c.time_s
             if c.energy is not None:
-                j = j + g.count * c.energy_j
+                j = j + count * c.energy_j
         return s, j
 
     def __call__(self, tokens: int) -> tuple[float, float]:
@@ -487,8 +537,8 @@ class _ContextOps:
         return s[where], j[where]
 
 
-def _context_ops(pr: Pricer) -> _ContextOps:
-    return _ContextOps(pr)
+def _context_ops(pr: Pricer, groups: list | None = None) -> _ContextOps:
+    return _ContextOps(pr, groups)
 
 
 def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs: int | None = None) -> int:
@@ -524,4 +574,4 @@ def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs:
     return n
 
 
-__all__ = ["StepTime", "deployment", "kv_cache_blocks", "step_time"]
+__all__ = ["PipelineStepTime", "StepTime", "deployment", "kv_cache_blocks", "step_time"]
