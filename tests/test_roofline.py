@@ -100,3 +100,33 @@ def test_wave_quantization_by_hand():
     assert float(eff.compute_fraction(op, 132)) == pytest.approx(
         float(eff.compute_fraction(op, None)) * 320 / 396)
 
+
+
+def test_a_routed_experts_gemm_keeps_its_own_ceiling_in_the_kept_rates():
+    """Two operator lists alike in kinds, formats and executions, one of them a routed expert's GEMM: the roofline
+    keeps its per-structure rates by a key that tells them apart, so the expert's ceiling carries
+    moe_gemm_efficiency and the dense GEMM's does not, whichever is priced first. A 4096^3 FP16 GEMM, compute
+    bound on the H100: at gemm_max 0.8 it takes 2 x 4096^3 / (989.4e12 x 0.8 x d/(d + half_dim)); with
+    moe_gemm_efficiency 0.5 the expert's takes exactly twice as long."""
+    from infercast.hardware import load_chip as chip_of
+    from infercast.ops import make_op
+    from infercast.roofline import OpTable, times
+    from infercast.scenario import ChipRates
+
+    chip = chip_of("h100-sxm")
+    rates = ChipRates.of(chip)
+    eff = default_efficiency(chip).model_copy(update={"gemm_max": 0.8, "moe_gemm_efficiency": 0.5,
+                                                      "kernel_overhead_s": 0.0, "wave_quantization": False})
+    n = 4096.0
+
+    def gemm(name):
+        return make_op(name, "gemm", 1, flops=2 * n**3, weight=2 * n * n, act=4 * n * n, min_dim=n, math="fp16")
+
+    dense, expert = OpTable.of([gemm("mlp_up")]), OpTable.of([gemm("moe_up")])
+    t_dense = float(times(dense, rates, eff, chip.id).compute_s.ravel()[0])
+    t_expert = float(times(expert, rates, eff, chip.id).compute_s.ravel()[0])
+    assert t_expert == pytest.approx(2 * t_dense, rel=1e-12)
+    # and in the other order, with fresh tables
+    t_expert2 = float(times(OpTable.of([gemm("moe_up")]), rates, eff, chip.id).compute_s.ravel()[0])
+    t_dense2 = float(times(OpTable.of([gemm("mlp_up")]), rates, eff, chip.id).compute_s.ravel()[0])
+    assert (t_expert2, t_dense2) == (t_expert, t_dense)

@@ -254,7 +254,8 @@ class OpTable:
     """Time of a collective; 0 for other operators."""
     maths: tuple[str, ...]
     key: tuple = field(repr=False, default=())
-    """The operators' kinds, formats and executions: what the workload's sizes do not change."""
+    """The operators' kinds, formats, executions and whether each is a routed expert's GEMM (its ceiling carries
+    ``moe_gemm_efficiency``): what the workload's sizes do not change."""
     sram_bytes: np.ndarray | float = 0.0
     """Weight bytes read from on-chip SRAM where they are held resident instead of from DRAM (``bytes``)."""
 
@@ -262,7 +263,7 @@ class OpTable:
     def of(cls, ops: list[Op], ndim: int = 1) -> OpTable:
         """The operators stacked, every array of at least ``ndim`` dimensions (1 + the workload's, so that rates
         of the workload's shape broadcast against a table whose operators' figures are all scalars)."""
-        key = tuple([(op.kind, op.math, op.count) for op in ops])
+        key = tuple([(op.kind, op.math, op.count, op.name in EXPERT_GEMMS) for op in ops])
         kind, count, maths, matrix = _structure(key)
         nan = float("nan")
         values = [(op.flops, op.weight_bytes, op.weight_bytes + op.act_bytes + op.kv_bytes + op.write_bytes,
@@ -310,8 +311,8 @@ def _structure(key: tuple) -> tuple:
     if hit is None:
         if len(_STRUCTURES) > 4096:
             _STRUCTURES.clear()
-        hit = _STRUCTURES[key] = (np.array([k for k, _, _ in key]), np.array([float(c) for _, _, c in key]),
-                                  tuple(m for _, m, _ in key), [k in ("gemm", "attention") for k, _, _ in key])
+        hit = _STRUCTURES[key] = (np.array([k[0] for k in key]), np.array([float(k[2]) for k in key]),
+                                  tuple(k[1] for k in key), [k[0] in ("gemm", "attention") for k in key])
     return hit
 
 
