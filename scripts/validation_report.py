@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from report_tables import pct, table
 
-from infercast.calibration import efficiency_for, load_calibration, vendor_of
+from infercast.calibration import efficiency_for, fit_record, load_calibration, vendor_of
 from infercast.framework import framework_of_text
 from infercast.hardware import load_chip
 from infercast.validate import validate
@@ -166,7 +166,7 @@ def report() -> str:
     profile = load_calibration()
     results = validate()
     rows = bundled_rows()
-    fit = profile.fit or {}
+    fit = fit_record(profile) or {}
     held = fit.get("row_errors", {})
     predicted = [r for r in results if r.predicted is not None]
     out = ["# Validation", "",

@@ -178,3 +178,24 @@ def test_held_out_errors_of_exact_data_are_small(tmp_path):
     held = report.held_out["leave_one_source_out"]
     assert len(held) == len(rows) and max(abs(held)) < 0.03
     assert set(report.profile.fit["leave_one_source_out"]["by_framework"]) == {"generic"}
+
+
+def test_the_fit_record_is_parsed_when_asked_for_and_kept_whole(tmp_path):
+    """The shipped profile's fit record (nine tenths of its text) is read only when a report asks for it: the profile
+    then equals the whole file's parse, and writing it back loses nothing. A file whose fit is not its last key is
+    parsed whole; a fit record that is not a mapping is one line naming --calibration."""
+    import yaml
+
+    from infercast.calibration import _PROFILES, _parse, fit_record
+
+    text = (_PROFILES / "default.yaml").read_text(encoding="utf-8")
+    whole = yaml.safe_load(text)
+    profile = _parse(text, "default")
+    assert profile.fit is None  # not parsed yet
+    assert fit_record(profile) == whole["fit"] and profile.fit == whole["fit"]
+    assert yaml.safe_load(_parse(text, "default").to_yaml()) == whole
+    reordered = "fit:\n  rows: 3\n" + text.partition("\nfit:")[0] + "\n"
+    assert _parse(reordered, "x").fit == {"rows": 3}
+    bad = _parse(text.partition("\nfit:")[0] + "\nfit: 3\n", "mine.yaml")
+    with pytest.raises(InfercastError, match=r"^--calibration mine.yaml: fit must be a mapping"):
+        fit_record(bad)

@@ -127,7 +127,11 @@ class Calibration(BaseModel):
                 **self.frameworks.get(framework, {}), **self.cells.get(f"{chip.family}/{framework}", {})}
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, width=110)
+        data = self.model_dump(exclude_none=True)
+        record = fit_record(self)
+        if record is not None:
+            data["fit"] = record
+        return yaml.safe_dump(data, sort_keys=False, width=110)
 
 
 def vendor_of(family: str) -> str:
@@ -156,7 +160,40 @@ _PROFILES = resources.files("infercast") / "catalog" / "calibration"
 
 
 def _parse(text: str, origin: str) -> Calibration:
-    return parse_spec(text, f"--calibration {origin}", Calibration)
+    """The profile; a ``fit`` record that is the file's last top-level key (as ``to_yaml`` writes it: nine tenths
+    of the shipped profile's text) is parsed only when asked for (``fit_record``), not by every estimate."""
+    where = f"--calibration {origin}"
+    head, sep, tail = text.partition("\nfit:")
+    if not sep or any(line[:1] not in ("", " ", "#", "-") for line in tail.splitlines()[1:]):
+        return parse_spec(text, where, Calibration)
+    profile = parse_spec(head, where, Calibration)
+    if len(_LAZY_FIT) > 64:
+        _LAZY_FIT.clear()
+    _LAZY_FIT[id(profile)] = (profile, "fit:" + tail, where)
+    return profile
+
+
+_LAZY_FIT: dict[int, tuple[Calibration, str, str]] = {}
+"""Profiles whose ``fit`` record is still text: (the profile, the text, where it came from), by id."""
+
+
+def fit_record(profile: Calibration) -> dict[str, Any] | None:
+    """The profile's fit record (how it was fitted, its errors), parsed from its file on the first request."""
+    if profile.fit is not None:
+        return profile.fit
+    hit = _LAZY_FIT.get(id(profile))
+    if hit is None or hit[0] is not profile:
+        return None
+    _, text, where = hit
+    try:
+        record = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["fit"]
+    except yaml.YAMLError as exc:
+        raise InfercastError(f"{where}: the fit record is not valid YAML ({exc.__class__.__name__})") from None
+    if record is not None and not isinstance(record, dict):
+        raise InfercastError(f"{where}: fit must be a mapping (the fit's record), got {shown(record)}")
+    object.__setattr__(profile, "fit", record)  # the record, kept: the profile is frozen to its callers
+    del _LAZY_FIT[id(profile)]
+    return record
 
 
 @cache
