@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from infercast.errors import InfercastError, did_you_mean
+from infercast.framework import GENERIC
 
 OBJECTIVES = ("usd_per_mtok", "tco_usd", "chips", "joules_per_token")
 DEFAULT_DTYPES = ("bf16", "fp8", "fp4")
@@ -63,7 +64,6 @@ TensorRT-LLM): the operating point is one of them."""
 DEFAULT_TOP_K = 5
 DEFAULT_NUM_PROMPTS = 1000
 DEFAULT_MAX_CHIPS = 4096
-GENERIC = "generic"
 KEYS = ("hardware", "num_chips", "tp", "pp", "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype", "framework",
         "concurrency", "ttft_p99_s", "tpot_p99_s", "output_tokens_per_s_per_chip", "output_tokens_per_s_per_user",
         "usd_per_million_tokens", "tco_usd", "joules_per_token", "binding", "simulated")
@@ -253,8 +253,9 @@ def concurrencies(total: int | None = None, max_num_seqs: int = 256) -> np.ndarr
     return np.array(sorted(values), dtype=float)
 
 
-def max_num_seqs(framework: str) -> int:
-    """The requests the framework's scheduler runs at once by default (its profile's engine)."""
+def max_num_seqs(framework) -> int:
+    """The requests the framework (``NAME[@VERSION]`` or a resolved one) runs at once by default (its profile's
+    engine)."""
     from infercast.framework import resolve_framework
 
     return int(resolve_framework(framework).profile.engine.max_num_seqs.value)
@@ -273,7 +274,7 @@ def evaluate_deployment(model_spec, d: Deployment, isl: int, osl: int, B: np.nda
                      framework=d.framework, **d.precision)
     except InfercastError as exc:
         return str(exc).split(";")[0]
-    d.max_num_seqs = int(sc.framework.profile.engine.max_num_seqs.value)
+    d.max_num_seqs = max_num_seqs(sc.framework)
     d.weight_dtype, d.act_dtype, d.kv_dtype = sc.precision.weight, sc.precision.act, sc.precision.kv
     d.mla = sc.spec.is_mla
     usable = sc.rates.mem_capacity_bytes * sc.memory.gpu_memory_utilization
@@ -381,21 +382,22 @@ def enumerate_deployments(spec, hardware: list[str], dtypes: list[str], prices: 
                           frameworks: list[str] = (GENERIC,)) -> list[Deployment]:
     """Every chip x framework x plan x precision the chip runs; those the framework does not run on, or that
     cannot be priced for the objective, are counted in ``rejected`` and left out."""
-    from infercast.framework import load_framework
+    from infercast.framework import load_framework, resolve_framework
     from infercast.hardware import load_chip
 
+    replica_plans = plans(spec, max_chips)
     out = []
     for hw in hardware:
         chip = load_chip(hw)
         has_price = hw in prices or (chip.price_usd is not None and chip.price_usd.value is not None)
         has_power = chip.tdp_w is not None and chip.tdp_w.value is not None
         for fw in frameworks:
-            runs = load_framework(fw.partition("@")[0]).runs(chip.vendor)
+            if not load_framework(resolve_framework(fw).name).runs(chip.vendor):
+                rejected[NO_BACKEND] += len(dtypes) * len(replica_plans)
+                continue
             for dtype in dtypes:
-                for tp, pp, ep in plans(spec, max_chips):
-                    if not runs:
-                        rejected[NO_BACKEND] += 1
-                    elif not chip_runs(chip, dtype):
+                for tp, pp, ep in replica_plans:
+                    if not chip_runs(chip, dtype):
                         rejected[f"the chip has no {dtype} units"] += 1
                     elif need_price and not has_price:
                         rejected[NO_PRICE] += 1
