@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "src" / "infercast"
 
 LAYERS = [
-    ("errors/units", ["errors", "arrays", "series", "files"]),
+    ("errors/units", ["errors", "arrays", "series", "files", "keep"]),
     ("specs", ["model", "hardware", "system", "formats", "sparsity", "tiers"]),
     ("ops", ["ops", "ops_vision", "networks"]),
     ("parallel", ["parallel"]),
@@ -137,3 +137,21 @@ def test_the_package_names_stay_the_functions_whatever_was_imported_first():
             "print(estimate('llama-2-7b', 'h100-sxm').decode.tpot_s > 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+
+
+def test_a_kept_value_belongs_to_its_objects():
+    """``keep`` answers from its store only for the very objects it was made for: an object with the id of a
+    collected one (CPython reuses ids) gets its own value, and the store is emptied past its limit."""
+    from infercast.keep import keep
+
+    store: dict = {}
+    a = [1]
+    assert keep(store, (a,), lambda: "a") == "a"
+    assert keep(store, (a,), lambda: "again") == "a"
+    assert keep(store, (a,), lambda: "other key", ("k",)) == "other key"
+    b = [1]
+    store[(id(b),)] = ((a,), "stale")  # b's id under another object's entry, as a reused id would be
+    assert keep(store, (b,), lambda: "b") == "b"
+    for i in range(3):
+        keep(store, (a,), lambda: i, (i,), limit=2)
+    assert len(store) <= 3

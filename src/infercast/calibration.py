@@ -38,6 +38,7 @@ from infercast.errors import InfercastError, did_you_mean, pydantic_error_line, 
 from infercast.files import is_package_file, read_text
 from infercast.framework import GENERIC, framework_names
 from infercast.hardware import Chip, Family, catalog_id, chip_ids, parse_spec
+from infercast.keep import keep
 from infercast.parallel import CommOptions
 from infercast.roofline import NARROW_MATH, ChipRates, Efficiency
 
@@ -218,31 +219,26 @@ def efficiency_for(chip: Chip, calibration: Calibration | str | None = None, fra
     measured), then the profile's entry for the chip."""
     profile = resolve(calibration)
     own = tuple(sorted((chip.efficiency or {}).items()))
-    key = (id(profile), chip.id, chip.family, own, framework)
-    hit = _EFFICIENCY.get(key)
-    if hit is not None and hit[0] is profile:
-        return hit[1]
-    fields = {**profile.efficiency_fields(chip, framework), **dict(own), **profile.chips.get(chip.id, {})}
-    try:
-        eff = Efficiency(**fields)
-    except ValidationError as exc:
-        raise InfercastError(f"hardware {chip.id}: efficiency.{pydantic_error_line(exc)}") from None
-    _EFFICIENCY[key] = (profile, eff)
-    return eff
+
+    def make() -> Efficiency:
+        fields = {**profile.efficiency_fields(chip, framework), **dict(own), **profile.chips.get(chip.id, {})}
+        try:
+            return Efficiency(**fields)
+        except ValidationError as exc:
+            raise InfercastError(f"hardware {chip.id}: efficiency.{pydantic_error_line(exc)}") from None
+
+    return keep(_EFFICIENCY, (profile,), make, (chip.id, chip.family, own, framework))
 
 
-_EFFICIENCY: dict[tuple, tuple[Calibration, Efficiency]] = {}
-"""Resolved efficiencies by (profile, chip): the profile is kept with its entry, so an id is never reused."""
-_COMM: dict[int, tuple[Calibration, CommOptions]] = {}
+_EFFICIENCY: dict[tuple, tuple] = {}
+"""Resolved efficiencies by (profile, chip, framework)."""
+_COMM: dict[tuple, tuple] = {}
 
 
 def comm_for(calibration: Calibration | str | None = None) -> CommOptions:
     """The ``CommOptions`` under ``calibration`` (the shipped profile by default)."""
     profile = resolve(calibration)
-    hit = _COMM.get(id(profile))
-    if hit is None or hit[0] is not profile:
-        hit = _COMM[id(profile)] = (profile, CommOptions(**profile.comm))
-    return hit[1]
+    return keep(_COMM, (profile,), lambda: CommOptions(**profile.comm))
 
 
 default_efficiency = efficiency_for

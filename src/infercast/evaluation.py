@@ -37,6 +37,7 @@ from infercast.arrays import all_, any_, maximum, minimum, ndim
 from infercast.cost import HOURS_PER_YEAR, capex_per_chip_usd, owned_chip_hour
 from infercast.energy import EnergyRates, OpEnergy, energy_rates, op_energy, op_energy_coefficients
 from infercast.errors import InfercastError
+from infercast.keep import keep
 from infercast.memory import kept_tokens, max_sequences, min_chips, need
 from infercast.ops import Kernel, Op, attention_kernels, forward_ops
 from infercast.parallel import comm_ops
@@ -181,17 +182,11 @@ class Pricer:
         system, options), which the workload's sizes do not change."""
         sc = self.sc
         key = (tuple((op.name, op.kind, op.tier) for op in table.ops), table.kind.ndim, sc.precision.gemm_math,
-               sc.precision.attention_math, sc.precision.expert, id(self.rates), id(sc.system), sc.energy, sc.plan.tp,
-               sc.plan.ep_across_dp, sc.comm.host_staging)
-        hit = _COEFFICIENTS.get(key)
-        if hit is not None and hit[0] is self.rates and hit[1] is sc.system:
-            return hit[2]
-        coef = op_energy_coefficients(table, sc.precision, self.rates, sc.system, sc.energy, sc.plan.tp,
-                                      max(sc.plan.ep_across_dp, 1), sc.comm.host_staging)
-        if len(_COEFFICIENTS) > 4096:
-            _COEFFICIENTS.clear()
-        _COEFFICIENTS[key] = (self.rates, sc.system, coef)
-        return coef
+               sc.precision.attention_math, sc.precision.expert, sc.energy, sc.plan.tp, sc.plan.ep_across_dp,
+               sc.comm.host_staging)
+        return keep(_COEFFICIENTS, (self.rates, sc.system),
+                    lambda: op_energy_coefficients(table, sc.precision, self.rates, sc.system, sc.energy, sc.plan.tp,
+                                                   max(sc.plan.ep_across_dp, 1), sc.comm.host_staging), key)
 
     def kernels(self, g: StageGroup) -> list[Kernel]:
         """The group's decode attention kernels (their ``count`` is the stage's layers)."""
@@ -1163,13 +1158,8 @@ def evaluate(scenario: Scenario, *, batch=1, isl=128, osl=128, rates: Mapping[st
 
 
 def _prefixed(prefix: str, spec) -> dict[str, Any]:
-    """A frozen spec's fields as columns under ``prefix``, kept per spec object (held, so its id stays its own)."""
-    hit = _PREFIXED.get((prefix, id(spec)))
-    if hit is None or hit[0] is not spec:
-        if len(_PREFIXED) > 4096:
-            _PREFIXED.clear()
-        hit = _PREFIXED[(prefix, id(spec))] = (spec, {f"{prefix}{k}": v for k, v in dict(spec).items()})
-    return hit[1]
+    """A frozen spec's fields as columns under ``prefix``, kept per spec object."""
+    return keep(_PREFIXED, (spec,), lambda: {f"{prefix}{k}": v for k, v in dict(spec).items()}, (prefix,))
 
 
 _PREFIXED: dict[tuple, tuple] = {}

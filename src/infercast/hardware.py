@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infercast.errors import InfercastError, UnknownName, did_you_mean, pydantic_error_line
 from infercast.files import exists, is_package_file, read_text
+from infercast.keep import keep
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp6", "fp4")
 
@@ -245,12 +246,7 @@ class Chip(Spec):
     def __hash__(self) -> int:
         # the efficiency dict is unhashable, and cached helpers (system.default_system) key on the chip; a chip
         # is frozen, so its hash is kept (by object: the chip is held so that its id stays its own)
-        hit = _HASHES.get(id(self))
-        if hit is None or hit[0] is not self:
-            if len(_HASHES) > 4096:
-                _HASHES.clear()
-            hit = _HASHES[id(self)] = (self, hash(self.model_dump_json()))
-        return hit[1]
+        return keep(_HASHES, (self,), lambda: hash(self.model_dump_json()))
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for math in ``dtype``, falling back to a wider native format."""

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from infercast.arrays import ceil, floor, maximum, minimum, where
 from infercast.errors import InfercastError
 from infercast.formats import element_bytes
+from infercast.keep import keep
 from infercast.model import ModelSpec
 from infercast.ops import Attention, Precision
 from infercast.parallel import Plan, make_plan, stage_layers, stage_weight_bytes, stage_weight_params, tp_shard
@@ -307,13 +308,8 @@ def plan_capacity(table: PlanTable, isl, kept, usable, opts: MemoryOptions) -> n
     """Sequences each plan's replica holds: [plans, *shape] (the min over its candidate stages)."""
     shape = np.broadcast_shapes(np.shape(isl), np.shape(kept), np.shape(usable))
     if not shape:  # one configuration: the table's arrays as they are (their fixed bytes kept), the workload as floats
-        hit = _FIXED.get((id(table), opts))
-        if hit is None or hit[0] is not table:
-            load = _ArrayLoad(table.weights, table.kv_tok, table.act_tok, table.act_seq, table.scores)
-            if len(_FIXED) > 4096:
-                _FIXED.clear()
-            hit = _FIXED[(id(table), opts)] = (table, load, _fixed_bytes(load, opts))
-        return max_sequences(hit[1], float(isl), float(kept), float(usable), opts, hit[2]).min(axis=1)
+        load, fixed = keep(_FIXED, (table,), lambda: _array_load(table, opts), (opts,))
+        return max_sequences(load, float(isl), float(kept), float(usable), opts, fixed).min(axis=1)
     ex = (slice(None), slice(None)) + (None,) * len(shape)
     load = _ArrayLoad(table.weights[ex], table.kv_tok[ex], table.act_tok[ex], table.act_seq[ex], table.scores[ex])
     return max_sequences(load, np.asarray(isl, float), np.asarray(kept, float), np.asarray(usable, float),
@@ -321,7 +317,12 @@ def plan_capacity(table: PlanTable, isl, kept, usable, opts: MemoryOptions) -> n
 
 
 _FIXED: dict[tuple, tuple] = {}
-"""A plan table's (loads, fixed bytes) by (table, memory options); the table is held so that its id stays its own."""
+"""A plan table's (loads, fixed bytes) by (table, memory options)."""
+
+
+def _array_load(table: PlanTable, opts: MemoryOptions) -> tuple:
+    load = _ArrayLoad(table.weights, table.kv_tok, table.act_tok, table.act_seq, table.scores)
+    return load, _fixed_bytes(load, opts)
 
 
 @dataclass(frozen=True)

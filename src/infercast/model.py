@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from infercast.errors import InfercastError, UnknownName, did_you_mean, pydantic_error_line, shown
 from infercast.files import exists, read_text
+from infercast.keep import keep
 
 
 class ModelSpec(BaseModel):
@@ -30,12 +31,7 @@ class ModelSpec(BaseModel):
     def __hash__(self) -> int:
         # the hash of the fields, as pydantic's frozen models compute it, kept per spec object (specs key the
         # caches of stages, precisions and plan tables, several times per estimate; held so its id stays its own)
-        hit = _HASHES.get(id(self))
-        if hit is None or hit[0] is not self:
-            if len(_HASHES) > 4096:
-                _HASHES.clear()
-            hit = _HASHES[id(self)] = (self, hash(tuple(self.__dict__[k] for k in type(self).model_fields)))
-        return hit[1]
+        return keep(_HASHES, (self,), lambda: hash(tuple(self.__dict__[k] for k in type(self).model_fields)))
 
     name: str
     """Preset id or the path the config came from."""

@@ -26,6 +26,7 @@ import numpy as np
 
 from infercast.arrays import ceil, clip, minimum, num
 from infercast.formats import element_bytes, get_format, math_dtype, weight_bits
+from infercast.keep import keep
 from infercast.model import ModelSpec
 
 Attention = Literal["flash", "flash-per-head", "materialized"]
@@ -410,14 +411,9 @@ def attention_kernels(spec: ModelSpec, p: Precision, attention: Attention = "fla
     writes the score matrix (act format) and reads it back, three kernels. MLA attends over the
     latent in decode (absorbed, MQA-style) and over up-projected per-head K/V in prefill.
     """
-    # kept per (model, precision) object (both frozen; held, so that their ids stay their own)
-    key = (id(spec), id(p), attention, decode)
-    hit = _KERNELS.get(key)
-    if hit is None or hit[0] is not spec or hit[1] is not p:
-        if len(_KERNELS) > 4096:
-            _KERNELS.clear()
-        hit = _KERNELS[key] = (spec, p, tuple(_attention_kernels(spec, p, attention, decode)))
-    return list(hit[2])
+    # kept per (model, precision) object (both frozen)
+    return list(keep(_KERNELS, (spec, p), lambda: tuple(_attention_kernels(spec, p, attention, decode)),
+                     (attention, decode)))
 
 
 _KERNELS: dict[tuple, tuple] = {}

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infercast.errors import InfercastError
 from infercast.hardware import Chip
+from infercast.keep import keep
 from infercast.ops import Op
 
 NARROW_MATH = ("fp8", "int8", "fp6", "int4", "fp4")
@@ -93,13 +94,8 @@ class Efficiency(BaseModel):
         if not graphs or self.graph_kernel_overhead_s is None:
             return self
         # kept per efficiency object, so that the roofline's per-efficiency cache (``_KEPT``) finds it again
-        hit = _FOR_GRAPHS.get(id(self))
-        if hit is None or hit[0] is not self:
-            if len(_FOR_GRAPHS) > 4096:
-                _FOR_GRAPHS.clear()
-            hit = _FOR_GRAPHS[id(self)] = (self, self.model_copy(update={"kernel_overhead_s":
-                                                                         self.graph_kernel_overhead_s}))
-        return hit[1]
+        return keep(_FOR_GRAPHS, (self,),
+                    lambda: self.model_copy(update={"kernel_overhead_s": self.graph_kernel_overhead_s}))
 
     def compute_fraction(self, op: Op, units: float | None = None, native: str | None = None):
         """Achievable fraction of the peak for one operator on a chip with ``units`` compute units whose
@@ -153,14 +149,7 @@ class ChipRates:
 
     @classmethod
     def of(cls, chip: Chip) -> ChipRates:
-        hit = _RATES.get(id(chip))
-        if hit is not None and hit[0] is chip:
-            return hit[1]
-        rates = cls._of(chip)
-        if len(_RATES) > 4096:
-            _RATES.clear()
-        _RATES[id(chip)] = (chip, rates)
-        return rates
+        return keep(_RATES, (chip,), lambda: cls._of(chip))
 
     @classmethod
     def _of(cls, chip: Chip) -> ChipRates:
@@ -463,21 +452,19 @@ _KEPT: dict[tuple, tuple] = {}
 
 
 def _rates(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str) -> _Rates:
-    key = (table.key, table.kind.ndim, id(rates), id(eff), chip_id)
-    hit = _KEPT.get(key) if table.key else None
-    if hit is not None and hit[0] is rates and hit[1] is eff:
-        return hit[2]
+    if not table.key:
+        return _make_rates(table, rates, eff, chip_id)
+    return keep(_KEPT, (rates, eff), lambda: _make_rates(table, rates, eff, chip_id),
+                (table.key, table.kind.ndim, chip_id), limit=1024)
+
+
+def _make_rates(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str) -> _Rates:
     comm = table.kind == "comm"
-    out = _Rates(comm=comm, peak=op_peaks(table, rates, chip_id),
-                 ceilings=_Ceilings.of(table, eff, rates.compute_units, rates.native),
-                 bandwidth=_expand(rates.mem_bw_bytes_per_s) * _expand(eff.bandwidth),
-                 overhead=np.where(comm, 0.0, _expand(eff.kernel_overhead_s)),
-                 vector_rate=_expand(rates.vector_flops_per_s), any_comm=bool(comm.any()))
-    if table.key:
-        if len(_KEPT) > 1024:
-            _KEPT.clear()
-        _KEPT[key] = (rates, eff, out)
-    return out
+    return _Rates(comm=comm, peak=op_peaks(table, rates, chip_id),
+                  ceilings=_Ceilings.of(table, eff, rates.compute_units, rates.native),
+                  bandwidth=_expand(rates.mem_bw_bytes_per_s) * _expand(eff.bandwidth),
+                  overhead=np.where(comm, 0.0, _expand(eff.kernel_overhead_s)),
+                  vector_rate=_expand(rates.vector_flops_per_s), any_comm=bool(comm.any()))
 
 
 def times(table: OpTable, rates: ChipRates, eff: Efficiency, chip_id: str = "the chip") -> Times:

@@ -27,6 +27,7 @@ from infercast.errors import InfercastError, did_you_mean, with_overrides
 from infercast.formats import SCHEMES, element_bytes, get_format
 from infercast.framework import FrameworkRef, check_runs, resolve_framework
 from infercast.hardware import Chip, is_catalog_id, load_chip
+from infercast.keep import keep
 from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, share_of_free, stage_loads
 from infercast.model import ModelSpec, is_network_preset, load_model
 from infercast.ops import Attention, Precision
@@ -110,19 +111,16 @@ class Scenario:
     @cached_property
     def energy_rates(self) -> EnergyRates | None:
         """The chip's energy coefficients, or None where a figure is unknown (``extra['energy_unavailable']``)."""
-        key = (id(self.rates), self.energy, self.chip.id, self.gemm_max_16bit)
-        hit = _ENERGY_RATES.get(key)
-        if hit is None or hit[0] is not self.rates:
+        def make() -> tuple[EnergyRates | None, str | None]:
             try:
-                hit = (self.rates, energy_rates(self.rates, self.energy, self.chip.id, self.gemm_max_16bit), None)
+                return energy_rates(self.rates, self.energy, self.chip.id, self.gemm_max_16bit), None
             except InfercastError as exc:
-                hit = (self.rates, None, str(exc))
-            if len(_ENERGY_RATES) > 4096:
-                _ENERGY_RATES.clear()
-            _ENERGY_RATES[key] = hit
-        if hit[2] is not None:
-            self.extra["energy_unavailable"] = hit[2]
-        return hit[1]
+                return None, str(exc)
+
+        rates, why = keep(_ENERGY_RATES, (self.rates,), make, (self.energy, self.chip.id, self.gemm_max_16bit))
+        if why is not None:
+            self.extra["energy_unavailable"] = why
+        return rates
 
     def phase_efficiency(self, eff: Efficiency, decode: bool) -> Efficiency:
         """``eff`` for a prefill pass or a decode step: a kernel of a step the framework replays from CUDA
@@ -415,15 +413,10 @@ def _resolve_network(net: Network, hardware, system, num_chips, nodes, dp: int, 
 
 def _memory_defaults(engine) -> MemoryOptions:
     """The engine's defaults of the memory model (its memory share, token budget and sequences), kept per engine
-    profile (frozen, loaded once; held so that its id stays its own)."""
-    hit = _MEMORY_DEFAULTS.get(id(engine))
-    if hit is None or hit[0] is not engine:
-        if len(_MEMORY_DEFAULTS) > 4096:
-            _MEMORY_DEFAULTS.clear()
-        hit = _MEMORY_DEFAULTS[id(engine)] = (engine, MemoryOptions(
-            gpu_memory_utilization=engine.gpu_memory_utilization.value,
-            max_num_batched_tokens=int(engine.max_num_batched_tokens.value), max_num_seqs=int(engine.max_num_seqs.value)))
-    return hit[1]
+    profile (frozen, loaded once)."""
+    return keep(_MEMORY_DEFAULTS, (engine,), lambda: MemoryOptions(
+        gpu_memory_utilization=engine.gpu_memory_utilization.value,
+        max_num_batched_tokens=int(engine.max_num_batched_tokens.value), max_num_seqs=int(engine.max_num_seqs.value)))
 
 
 _MEMORY_DEFAULTS: dict[int, tuple[Any, MemoryOptions]] = {}
