@@ -225,3 +225,28 @@ def test_a_pipeline_whose_stages_throttle_apart_steps_as_estimate(prompt):
                     np.array([prompt]))[0] == pytest.approx(e.ttft_s, rel=1e-9)
     e = estimate("gpt-oss-120b", **kw, micro_batches=1, batch=8, isl=prompt - 1, osl=2)
     assert st_([], 8, 8 * prompt) == pytest.approx(e.tpot_s, rel=1e-9)
+
+
+def test_resolve_keeps_a_deployment_named_by_catalog_ids_only():
+    """A loop over workloads resolves the same deployment again: catalog ids and plain values give the same frozen
+    Scenario back; a dict of overrides, a model object or a calibration file resolve afresh (the caller could change
+    them), and a different plain value is a different deployment."""
+    a = resolve("llama-2-7b", "h100-sxm", tp=2, dtype="fp8")
+    assert resolve("llama-2-7b", "h100-sxm", tp=2, dtype="fp8") is a
+    assert resolve("llama-2-7b", "h100-sxm", tp=2, dtype="fp16") is not a
+    assert resolve("llama-2-7b", "h100-sxm", tp=2, dtype="fp8", efficiency={"gemm_max": 0.5}) is not a
+    spec = a.spec
+    assert resolve(spec, "h100-sxm", tp=2, dtype="fp8") is not a
+    # the kept scenario answers as a fresh one does, to the bit
+    fresh = resolve(spec, "h100-sxm", tp=2, dtype="fp8")
+    assert estimate("llama-2-7b", "h100-sxm", tp=2, dtype="fp8", batch=8) == evaluate_estimate(fresh, 8)
+    # bad input is still refused every time (nothing kept for it)
+    for _ in range(2):
+        with pytest.raises(InfercastError, match="--tp"):
+            resolve("llama-2-7b", "h100-sxm", tp=3)
+
+
+def evaluate_estimate(sc, batch: int):
+    from infercast.estimate import _estimate
+
+    return _estimate(sc, batch, 128, 128, {"beam_width": 1, "n": 1})

@@ -585,6 +585,12 @@ def is_network_preset(name: object) -> bool:
     return isinstance(name, str) and (_PRESETS / name / "model_index.json").is_file()
 
 
+def is_preset(name: object) -> bool:
+    """Whether ``name`` is a decoder preset's id (a folder of the package with a config.json): ``load_model``
+    reads it before any path of that name."""
+    return isinstance(name, str) and "/" not in name and bool(name) and (_PRESETS / name / "config.json").is_file()
+
+
 def model_ids() -> list[str]:
     """Ids of the presets shipped in the package."""
     return sorted(p.name for p in _PRESETS.iterdir() if (p / "config.json").is_file())

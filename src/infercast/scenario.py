@@ -29,7 +29,7 @@ from infercast.framework import FrameworkRef, check_runs, resolve_framework
 from infercast.hardware import Chip, is_catalog_id, load_chip
 from infercast.keep import keep
 from infercast.memory import MemoryOptions, PlanTable, StageLoad, plan_table, share_of_free, stage_loads
-from infercast.model import ModelSpec, is_network_preset, load_model
+from infercast.model import ModelSpec, is_network_preset, is_preset, load_model
 from infercast.ops import Attention, Precision
 from infercast.parallel import CommOptions, Plan, Stage, make_plan, p2p_tier, stages_of
 from infercast.roofline import ChipRates, Efficiency
@@ -287,7 +287,46 @@ def resolve(
     instead of as owned hardware. ``offload`` places tensors on memory tiers (``infercast.tiers.parse_offload``).
     A non-decoder model (``infercast.networks``) runs data-parallel: one replica per chip, ``dp`` (or
     ``num_chips``) of them, its kernels as the network profile and ``--eager`` say (no framework profile).
+
+    A deployment named by catalog ids and plain values alone is kept: asked again, the same frozen Scenario
+    comes back (with what evaluating it keeps per scenario), as a loop over workloads asks for it.
     """
+    args = locals()
+    key = _kept_key(args)
+    if key is None:
+        return _resolve(**args)
+    hit = _RESOLVED.get(key)
+    if hit is None:
+        if len(_RESOLVED) > _RESOLVED_LIMIT:
+            _RESOLVED.clear()
+        hit = _RESOLVED[key] = _resolve(**args)
+    return hit
+
+
+_RESOLVED: dict[tuple, Scenario] = {}
+_RESOLVED_LIMIT = 1024
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _kept_key(args: dict[str, Any]) -> tuple | None:
+    """The memo key of ``resolve``'s arguments, or None unless the model and chip are catalog ids (files of the
+    package, which do not change while it runs), no system, calibration file or chip change is named, and every
+    other argument is a plain value (not a dict or object the caller could change)."""
+    if not (is_preset(args["model"]) and isinstance(args["hardware"], str) and is_catalog_id(args["hardware"])):
+        return None
+    if args["system"] is not None or args["calibration"] is not None or args["chip"] is not None:
+        return None
+    for v in args.values():
+        if type(v) not in _PLAIN and not (type(v) is tuple and all(type(x) is int for x in v)):
+            return None
+    return tuple(args.values())
+
+
+def _resolve(model, hardware, *, chip, system, num_chips, nodes, dtype, weight_dtype, act_dtype, kv_cache_dtype,
+             quantization, expert_dtype, attention, efficiency, memory, comm, tp, pp, ep, dp, pp_stages,
+             sequence_parallel, micro_batches, weight_sparsity, sparsity_pattern, activation_sparsity,
+             sparse_storage, moe_imbalance, energy, cost, usd_per_chip_hour, calibration, offload,
+             framework) -> Scenario:
     if not isinstance(model, (str, ModelSpec)) or is_network_preset(model):
         from infercast.networks import load_network  # imported when a network is asked for: a fast CLI
 
