@@ -20,7 +20,9 @@ Prints, in one run (targets of issue 11 in brackets):
 4. ``infercast estimate --model llama-3-8b --hardware h100-sxm ...`` wall time in a fresh process, median of
    15 runs [<= 0.3 s].
 
-Times are wall-clock on this machine, which is shared: run it twice and read the better.
+Times are wall-clock on this machine, which is shared: run it twice and read the better. Line 0 measures the
+machine itself (a pure-Python loop and one small numpy operation), so that figures taken on different machines
+or days can be compared: the engine's time is mostly Python and small numpy calls.
 """
 
 from __future__ import annotations
@@ -39,6 +41,23 @@ CHIPS = ["h100-sxm", "h200-sxm", "b200", "b300", "gb200", "a100-sxm-80gb", "a100
          "l40s", "mi300x", "mi325x", "mi355x", "gaudi3", "gaudi2", "rtx-4090", "rtx-pro-6000", "l40", "a10", "h20"]
 PLANS = [dict(tp=1), dict(tp=2), dict(tp=4), dict(tp=8), dict(pp=2), dict(tp=2, pp=2)]
 PRECISIONS = [dict(dtype="fp16"), dict(dtype="fp8"), dict(quantization="awq")]
+
+
+def machine_reference() -> tuple[float, float]:
+    """(seconds for 5,000,000 Python additions, microseconds per numpy multiply of two 8-float arrays): best of 3."""
+    loops, ops = [], []
+    a = np.ones(8)
+    for _ in range(3):
+        t = time.perf_counter()
+        s = 0
+        for i in range(5_000_000):
+            s += i
+        loops.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for _ in range(100_000):
+            a * a
+        ops.append((time.perf_counter() - t) / 100_000 * 1e6)
+    return min(loops), min(ops)
 
 
 def bench_estimate(calls: int) -> float:
@@ -114,6 +133,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer repetitions.")
     args = parser.parse_args()
+    loop_s, op_us = machine_reference()
+    print(f"0. this machine: 5,000,000 Python additions in {loop_s:.3f} s; a numpy multiply of 8 floats "
+          f"{op_us:.2f} us")
     median = bench_estimate(200 if args.quick else 2000)
     print(f"1. estimate('llama-2-7b', 'h100-sxm'): median {median * 1e3:.3f} ms in-process (target <= 0.5 ms)")
     n, first, again = bench_grid(3 if args.quick else 5)

@@ -173,12 +173,17 @@ A factor multiplies gemm_max (and attention_max) for `wide` math, gemm_max_narro
 ## What the misses are
 
 - **Turing and Volta diffusion** (T4 factor well below the others): diffusers on sm_70/75 runs SDPA's memory-efficient
-  kernel, not FlashAttention, and the T4 sustains far less than its 65 TFLOPS at 70 W (FlexGen's authors measured
-  21 TFLOPS on its prefill GEMMs, `catalog/hosts.yaml`); the energy model does not bind the 70 W cap and the
-  decoder fit has no Turing family, so the family factor carries both. Left out (one T4 row stays), the generic
-  factor over-predicts the T4 several-fold.
-- **Power-capped parts of a family** (L4 at 72 W beside the L40 at 300 W, H100 PCIe at 350 W beside the SXM at
-  700 W): one family factor cannot fit both while the energy model leaves them uncapped.
+  kernel, not FlashAttention, and the decoder fit has no Turing family, so the family factor carries it. The T4's
+  70 W now binds: it takes the V100's energy per operation (`energy.power_basis` in its YAML: the same 12 nm node),
+  so a large FP16 GEMM runs at 22 TFLOPS under its cap, where FlexGen's authors measured 21 (`catalog/hosts.yaml`).
+  Left out, the generic factor over-predicts the T4's diffusion rows by 79% (157% while its TDP did not bind).
+- **Power-capped parts** take the energy per operation of the same die (or architecture and node) at full power:
+  T4, L4, A10, H100 PCIe and NVL, A100 PCIe and A30 (`energy.power_basis`), so their TDP binds 16-bit matrix work.
+  INT8 work stays below their TDP in the energy model, which prices INT8 arithmetic at Horowitz's integer figures
+  (a fraction of an FP16 multiply-add) while each chip's overhead is set on FP16. MLPerf's INT8 rows of these parts
+  fall nearer their TDP ratio than their peak ratio (per chip, H100 PCIe / SXM ResNet-50: 0.62 measured, 0.50 TDP,
+  0.76 peak; A10 / A40 BERT: 0.61, 0.50, 0.84), so the L4 and H100 PCIe rows are still over-predicted when their
+  source or chip is left out.
 - **hfblog SDXL rows**: at 50 steps with guidance they would need 238 TFLOP/s (76% of the A100's dense FP16 peak)
   in eager PyTorch, more than any other row reaches; the steps or the card may differ from the notes' defaults.
 - **ToMe's 'Vanilla' rows** are modelled with materialised attention (the column beside '+ xFormers'); the A100

@@ -296,9 +296,12 @@ class EnergyRates:
     options: EnergyOptions
 
 
-def energy_rates(rates: ChipRates, options: EnergyOptions, chip_id: str, gemm_max: float) -> EnergyRates:
+def energy_rates(rates: ChipRates, options: EnergyOptions, chip_id: str, gemm_max: float,
+                 basis: tuple[ChipRates, float, str] | None = None) -> EnergyRates:
     """The chip's energy coefficients (``gemm_max``: its calibrated 16-bit GEMM efficiency, for the default
-    chip overhead); a figure the catalog lacks (TDP, process node) is one clear error."""
+    chip overhead); a figure the catalog lacks (TDP, process node) is one clear error. ``basis``: the rates,
+    16-bit GEMM efficiency and id of the chip whose energy per operation this one shares (its power basis,
+    ``hardware.PowerBasis``): the default overhead is that chip's at its TDP, not this one's."""
     tdp = tdp_w(rates, chip_id)
     idle = idle_w(rates, options, chip_id)
     if np.any(np.asarray(idle) >= np.asarray(tdp)):
@@ -307,6 +310,8 @@ def energy_rates(rates: ChipRates, options: EnergyOptions, chip_id: str, gemm_ma
         raise InfercastError(f"hardware {chip_id}: process_nm is unknown, so energy cannot be scaled; set "
                              f"process_nm or energy.node_energy_scale in the chip YAML")
     k = options.chip_overhead if options.chip_overhead is not None else rates.chip_overhead
+    if k is None and basis is not None:
+        k = float(np.maximum(chip_overhead_at_tdp(basis[0], basis[1], options, basis[2]), 1.0))
     if k is None:
         k = np.maximum(chip_overhead_at_tdp(rates, gemm_max, options, chip_id), 1.0)
         k = float(k) if np.ndim(k) == 0 else k
@@ -412,7 +417,8 @@ class OverheadFit:
     value: float
     """The median of ``per_chip`` (for comparison: each chip uses its own by default)."""
     per_chip: dict[str, float]
-    """(TDP - idle - DRAM power) / bare on-chip power of a large 16-bit GEMM at the achievable rate."""
+    """(TDP - idle - DRAM power) / bare on-chip power of a large 16-bit GEMM at the achievable rate; a power-capped
+    part (``hardware.PowerBasis``) has its basis chip's, as the engine uses it."""
 
 
 def gemm_power_w(chip: Chip | ChipRates, gemm_max: float, options: EnergyOptions = DEFAULT_OPTIONS,
@@ -449,6 +455,8 @@ def derive_chip_overhead(gemm_max_of: Callable[[Chip], float],
     per_chip = {}
     for cid in chip_ids():
         chip = load_chip(cid)
+        if chip.energy is not None and chip.energy.power_basis is not None:
+            chip = load_chip(chip.energy.power_basis.chip)  # a power-capped part: its basis chip's overhead
         try:
             per_chip[cid] = chip_overhead_at_tdp(chip, gemm_max_of(chip), options)
         except InfercastError:

@@ -151,6 +151,16 @@ class SparsitySupport(Spec):
         return self
 
 
+class PowerBasis(Spec):
+    """The chip a power-capped part takes its energy per operation from, and why."""
+
+    chip: str
+    """Catalog id of the chip (its TDP is what its best sustained matrix work is built for)."""
+    source: str
+    """The documents that give both chips' die or architecture and process node."""
+    note: str | None = None
+
+
 class EnergySpec(Spec):
     """A chip's own energy figures; each replaces the default ``infercast.energy`` would use."""
 
@@ -164,6 +174,10 @@ class EnergySpec(Spec):
     chip_overhead: Sourced | None = None
     """The chip's energy beyond its bare datapath (``EnergyOptions.chip_overhead``), replacing the one its TDP
     implies: a design whose TDP was derived from an overhead states it."""
+    power_basis: PowerBasis | None = None
+    """A catalog chip whose energy per operation this one shares (the same die, or the same architecture on the
+    same node, sold at a higher TDP): its overhead is that chip's, so its own lower TDP binds (a power-capped part
+    clocks down under matrix work) instead of being assumed to fit its best GEMM."""
 
 
 def parse_pattern(pattern: str) -> tuple[int, int]:

@@ -111,13 +111,16 @@ class Scenario:
     @cached_property
     def energy_rates(self) -> EnergyRates | None:
         """The chip's energy coefficients, or None where a figure is unknown (``extra['energy_unavailable']``)."""
+        basis = self.power_basis
+
         def make() -> tuple[EnergyRates | None, str | None]:
             try:
-                return energy_rates(self.rates, self.energy, self.chip.id, self.gemm_max_16bit), None
+                return energy_rates(self.rates, self.energy, self.chip.id, self.gemm_max_16bit, basis), None
             except InfercastError as exc:
                 return None, str(exc)
 
-        rates, why = keep(_ENERGY_RATES, (self.rates,), make, (self.energy, self.chip.id, self.gemm_max_16bit))
+        rates, why = keep(_ENERGY_RATES, (self.rates,), make, (self.energy, self.chip.id, self.gemm_max_16bit,
+                                                              basis and basis[1:]))
         if why is not None:
             self.extra["energy_unavailable"] = why
         return rates
@@ -127,6 +130,16 @@ class Scenario:
         graphs costs the graph's per-kernel time (``Efficiency.for_steps``)."""
         p = self.framework.profile
         return eff.for_steps(p.cuda_graphs.value if decode else p.prefill_graphs.value)
+
+    @property
+    def power_basis(self) -> tuple[ChipRates, float, str] | None:
+        """(rates, calibrated 16-bit GEMM efficiency, id) of the chip whose energy per operation this chip shares
+        (``hardware.PowerBasis``); None for a chip whose own TDP is what its best GEMM draws."""
+        pb = self.chip.energy.power_basis if self.chip.energy is not None else None
+        if pb is None:
+            return None
+        basis = load_chip(pb.chip)
+        return ChipRates.of(basis), efficiency_for(basis, self.extra.get("calibration")).gemm_max, basis.id
 
     @property
     def gemm_max_16bit(self) -> float:
