@@ -102,7 +102,6 @@ def test_chip_overhead_default_is_each_chips_own():
     assert estimate("llama-2-7b", "h100-sxm", energy={"chip_overhead": 5}).energy.chip_overhead == 5
 
 
-
 POWER_BASES = {"t4": "v100-sxm-16gb", "l4": "l40s", "a10": "a40", "h100-pcie": "h100-sxm", "h100-nvl": "h100-sxm",
                "a100-pcie-80gb": "a100-sxm-80gb", "a30": "a100-sxm-80gb"}
 
@@ -136,6 +135,7 @@ def test_t4_sustains_what_flexgen_measured_under_its_70_w():
     uncapped = estimate("llama-2-7b", "t4", batch=8, isl=1024, osl=1, energy={"chip_overhead": chip_overhead_at_tdp(
         load_chip("t4"), default_efficiency(load_chip("t4")).gemm_max)})
     assert uncapped.prefill.flops / uncapped.prefill.latency_s > 1.8 * delivered
+
 
 def _uncapped_prefill_w(model, chip, batch, **kw):
     r = estimate(model, chip, batch=batch, isl=2048, osl=1, **kw)

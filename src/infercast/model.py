@@ -588,7 +588,7 @@ def is_network_preset(name: object) -> bool:
 def is_preset(name: object) -> bool:
     """Whether ``name`` is a decoder preset's id (a folder of the package with a config.json): ``load_model``
     reads it before any path of that name."""
-    return isinstance(name, str) and "/" not in name and bool(name) and (_PRESETS / name / "config.json").is_file()
+    return isinstance(name, str) and "/" not in name and (_PRESETS / name / "config.json").is_file()
 
 
 def model_ids() -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -305,34 +305,29 @@ def resolve(
     comes back (with what evaluating it keeps per scenario), as a loop over workloads asks for it.
     """
     args = locals()
-    key = _kept_key(args)
-    if key is None:
+    if not _keepable(args):
         return _resolve(**args)
-    hit = _RESOLVED.get(key)
-    if hit is None:
-        if len(_RESOLVED) > _RESOLVED_LIMIT:
-            _RESOLVED.clear()
-        hit = _RESOLVED[key] = _resolve(**args)
-    return hit
+    # each value with its type: True and 1, or 1 and 1.0, are equal keys but not the same argument
+    return _resolve_kept(tuple((k, type(v), v) for k, v in args.items()))
 
 
-_RESOLVED: dict[tuple, Scenario] = {}
-_RESOLVED_LIMIT = 1024
+@lru_cache(maxsize=1024)
+def _resolve_kept(items: tuple) -> Scenario:
+    return _resolve(**{k: v for k, _, v in items})
+
+
 _PLAIN = (str, int, float, bool, type(None))
 
 
-def _kept_key(args: dict[str, Any]) -> tuple | None:
-    """The memo key of ``resolve``'s arguments, or None unless the model and chip are catalog ids (files of the
-    package, which do not change while it runs), no system, calibration file or chip change is named, and every
-    other argument is a plain value (not a dict or object the caller could change)."""
+def _keepable(args: dict[str, Any]) -> bool:
+    """Whether ``resolve``'s arguments may be kept: the model and chip are catalog ids (files of the package, which
+    do not change while it runs), no system, calibration file or chip change is named, and every other argument is
+    a plain value (not a dict or object the caller could change)."""
     if not (is_preset(args["model"]) and isinstance(args["hardware"], str) and is_catalog_id(args["hardware"])):
-        return None
+        return False
     if args["system"] is not None or args["calibration"] is not None or args["chip"] is not None:
-        return None
-    for v in args.values():
-        if type(v) not in _PLAIN and not (type(v) is tuple and all(type(x) is int for x in v)):
-            return None
-    return tuple(args.values())
+        return False
+    return all(type(v) in _PLAIN or (type(v) is tuple and all(type(x) is int for x in v)) for v in args.values())
 
 
 def _resolve(model, hardware, *, chip, system, num_chips, nodes, dtype, weight_dtype, act_dtype, kv_cache_dtype,
