@@ -24,14 +24,16 @@ cheap to evaluate:
   MHA over up-projected K/V): a step with both runs both.
 
 No chip draws more than its TDP: a step whose dynamic energy (the same parts) over its time
-exceeds TDP - idle takes energy / (TDP - idle), as ``evaluate`` charges a pass or step. A pipeline's
-stages are capped each at its own chips' TDP, as ``evaluate`` caps them: its step is the sum over the
-stage groups of each group's step (``PipelineStepTime``).
+exceeds TDP - idle takes energy / (TDP - idle), as ``evaluate`` charges a pass or step. A pipeline of pp
+stages runs a step's sequences as min(pp, sequences) micro-batches in flight together, as ``evaluate``'s
+default micro-batching: its step is the longer of the busiest stage's work on every micro-batch and one
+micro-batch's trip through every stage, each stage capped at its own chips' TDP (``PipelineStepTime``).
 ``tests/test_serving_steptime.py`` checks the result against ``estimate()`` for pure decode and
 single-prompt prefill steps.
 
-Simplifications: a pipeline of pp stages runs one batch at a time (a step is one trip
-through every stage, as ``estimate(micro_batches=1)``); a sliding window's decodes are charged
+Simplifications: a pipeline's micro-batches share a step's sequences as evenly as whole sequences
+allow, decodes with their context in proportion (a real engine's batches differ as its requests
+do), and each advances one token per step; a sliding window's decodes are charged
 min(sum L_j, D x W) keys (exact when every context is on the same side of the window, as in a
 step of requests of similar lengths); a decode whose context is shorter than the query heads
 sharing a KV head is charged the attention efficiency at min(group, head_dim) (``estimate`` at
@@ -395,30 +397,82 @@ class StepTime:
 
 
 class PipelineStepTime(StepTime):
-    """A pipeline's step, one batch through every stage: the sum over stage groups of (stages in the group) x
-    (the step of one chip of the group, capped at its own TDP), as ``evaluate`` caps each stage."""
+    """A pipeline's step: its batch split into m = min(pp, sequences) micro-batches that flow through the stages
+    together (vLLM runs pp scheduled batches at once, TensorRT-LLM pp micro-batches). Each chip of stage group g
+    runs its step of every micro-batch j, t_gj (capped at its own TDP, as ``evaluate`` caps each stage), and a
+    micro-batch's next token needs its trip through every stage, so a step takes
 
-    def __init__(self, parts: list[tuple[int, StepTime]]) -> None:
-        self.parts = parts
+        max(max_g sum_j t_gj, max_j sum_g (stages in g) x t_gj),
+
+    ``evaluate``'s max(m x the slowest stage, one trip) when the micro-batches are equal. The decodes are dealt
+    as evenly as whole sequences allow (the first D mod m micro-batches one more), with their context in
+    proportion; the prefill chunks one each in schedule order, from the first micro-batch with fewer decodes."""
+
+    def __init__(self, parts: list[tuple[int, StepTime]], pp: int) -> None:
+        self.parts, self.pp = parts, pp
         first = parts[0][1]
         self.group, self.head_dim = first.group, first.head_dim
         self.token_s, self.seq_s, self.power_w = first.token_s, first.seq_s, first.power_w
         self.fn = self._compile()
 
     def many(self, decodes, context, chunk_step, chunk_n, chunk_kv) -> np.ndarray:
-        total = 0.0
-        for count, st_ in self.parts:
-            total = total + count * st_.many(decodes, context, chunk_step, chunk_n, chunk_kv)
-        return total
+        D, C = np.asarray(decodes, np.int64), np.asarray(context, float)
+        cs, cn, ckv = np.asarray(chunk_step, np.int64), np.asarray(chunk_n, np.int64), np.asarray(chunk_kv, np.int64)
+        m = np.maximum(np.minimum(self.pp, D + np.bincount(cs, minlength=len(D))), 1)
+        order = np.argsort(cs, kind="stable")  # a chunk's rank among its step's, in schedule order
+        rank = np.empty(len(cs), np.int64)
+        rank[order] = np.arange(len(cs)) - np.searchsorted(cs[order], cs[order])
+        slot = (D % m)[cs] + rank
+        slot = slot % m[cs]
+        busy = [np.zeros(len(D)) for _ in self.parts]
+        trip = np.zeros(len(D))
+        for j in range(self.pp):
+            dj = D // m + (j < D % m)
+            cj = np.where(D > 0, C * dj / np.maximum(D, 1), 0.0)
+            mine = slot == j
+            runs = j < m
+            tr = 0.0
+            for g, (count, st_) in enumerate(self.parts):
+                x = np.where(runs, st_.many(dj, cj, cs[mine], cn[mine], ckv[mine]), 0.0)
+                busy[g] = busy[g] + x
+                tr = tr + count * x
+            trip = np.maximum(trip, tr)
+        return np.maximum(np.maximum.reduce(busy), trip)
 
     def _compile(self):
         parts = [(count, st_.fn) for count, st_ in self.parts]
+        pp = self.pp
 
-        def step(chunks: list[tuple[int, int]], decodes: int, decode_context: int) -> float:
+        def trip(chunks: list[tuple[int, int]], decodes: int, decode_context) -> float:
             t = 0.0
             for count, fn in parts:
                 t += count * fn(chunks, decodes, decode_context)
             return t
+
+        def step(chunks: list[tuple[int, int]], decodes: int, decode_context) -> float:
+            m = decodes + len(chunks)
+            if m > pp:
+                m = pp
+            if m <= 1:
+                return trip(chunks, decodes, decode_context)
+            share, extra = divmod(decodes, m)
+            dealt = [[] for _ in range(m)]
+            for c, chunk in enumerate(chunks):
+                dealt[(extra + c) % m].append(chunk)
+            busy = [0.0] * len(parts)
+            longest = 0.0
+            for j in range(m):
+                dj = share + 1 if j < extra else share
+                cj = decode_context * dj / decodes if decodes else 0.0
+                tr = 0.0
+                for g, (count, fn) in enumerate(parts):
+                    x = fn(dealt[j], dj, cj)
+                    busy[g] += x
+                    tr += count * x
+                if tr > longest:
+                    longest = tr
+            slowest = max(busy)
+            return slowest if slowest > longest else longest
 
         return step
 
@@ -432,8 +486,9 @@ def step_time(sc: Scenario, max_tokens: int, max_seqs: int) -> StepTime:
     function per stage group, each capped at its own TDP (``PipelineStepTime``)."""
     decode_eff = sc.phase_efficiency(sc.efficiency, True)
     pr = Pricer(sc, sc.rates, decode_eff, sc.energy_rates)
-    if sc.plan.pp > 1 and pr.power is not None:
-        return PipelineStepTime([(g.count, _step_time(sc, pr, max_tokens, max_seqs, [g])) for g in sc.groups])
+    if sc.plan.pp > 1:
+        return PipelineStepTime([(g.count, _step_time(sc, pr, max_tokens, max_seqs, [g])) for g in sc.groups],
+                                sc.plan.pp)
     return _step_time(sc, pr, max_tokens, max_seqs, None)
 
 
