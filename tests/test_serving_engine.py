@@ -40,6 +40,7 @@ class Req:
     generated: int = 0
     computed: int = 0
     blocks: int = 0  # the length of its block table, shared prefix blocks included
+    window: int = 0  # blocks held for its windowed layers while it runs
     target: int = 0  # tokens to prefill since its (re)admission
     prefix: bool = False  # its table starts with the shared cached prefix
     sent: float = -1.0
@@ -56,8 +57,10 @@ class Req:
 
 
 class RefReplica:
-    def __init__(self, cfg: EngineConfig, num_blocks: int, budget: int, step_fn, prefix_len: int) -> None:
+    def __init__(self, cfg: EngineConfig, num_blocks: int, budget: int, step_fn, prefix_len: int,
+                 window_blocks: int = 0) -> None:
         self.cfg, self.bs, self.budget, self.step_fn = cfg, cfg.block_size, budget, step_fn
+        self.wb, self.reserve = window_blocks, cfg.admission == "reserve"
         self.num_blocks = self.free = num_blocks
         self.waiting: list[Req] = []
         self.running: list[Req] = []
@@ -86,7 +89,8 @@ class RefReplica:
             req.prefix = False
         else:
             self.free += req.blocks
-        req.blocks = 0
+        self.free += req.window
+        req.blocks = req.window = 0
 
     def maybe_publish(self, req: Req, new: int) -> None:
         if self.K and not self.cached and not req.prefix and req.computed + new >= self.K * self.bs:
@@ -116,7 +120,7 @@ class RefReplica:
             req = self.running[i]
             new = min(req.tokens - req.computed, budget)
             while True:
-                need = ceil_div(req.computed + new, self.bs) - req.blocks
+                need = max(ceil_div(req.computed + new, self.bs) - req.blocks, 0)  # reserved: none
                 if need <= self.free:
                     self.take(need)
                     req.blocks += need
@@ -142,13 +146,14 @@ class RefReplica:
             hit = self.K * self.bs if self.K and self.cached else 0
             new = min(req.tokens - hit, budget)
             touch = self.K if hit and self.ref == 0 else 0
-            need = ceil_div(hit + new, self.bs) - hit // self.bs
+            table = ceil_div(req.isl + req.osl - 1 if self.reserve else hit + new, self.bs)
+            need = table - hit // self.bs + self.wb
             if need + touch > self.free:
                 break
             self.waiting.pop(0)
             self.running.append(req)
             req.computed, req.target = hit, req.tokens
-            req.blocks = ceil_div(hit + new, self.bs)
+            req.blocks, req.window = table, self.wb
             if hit:
                 self.free -= need + touch
                 self.ref += 1
@@ -165,14 +170,15 @@ class RefReplica:
         watermark = int(self.cfg.watermark * self.num_blocks)
         while self.waiting:
             req = self.waiting[0]
-            need = ceil_div(req.tokens, self.bs)
+            table = ceil_div(req.isl + req.osl - 1 if self.reserve else req.tokens, self.bs)
+            need = table + self.wb
             if (tokens + req.tokens > self.budget or len(self.running) >= self.cfg.max_num_seqs
                     or self.free - need < watermark):
                 break
             self.waiting.pop(0)
             self.running.append(req)
             self.free -= need
-            req.blocks, req.computed, req.target = need, 0, req.tokens
+            req.blocks, req.window, req.computed, req.target = table, self.wb, 0, req.tokens
             self.sched.append((req, req.tokens))
             tokens += req.tokens
         if self.sched:
@@ -181,7 +187,7 @@ class RefReplica:
         while i < len(self.running):
             req = self.running[i]
             scheduled = True
-            while ceil_div(req.computed + 1, self.bs) - req.blocks > self.free:
+            while max(ceil_div(req.computed + 1, self.bs) - req.blocks, 0) > self.free:
                 victim = self.running.pop()
                 self.preempt(victim)
                 preempted += 1
@@ -190,7 +196,7 @@ class RefReplica:
                     break
             if not scheduled:
                 break
-            need = ceil_div(req.computed + 1, self.bs) - req.blocks
+            need = max(ceil_div(req.computed + 1, self.bs) - req.blocks, 0)
             self.free -= need
             req.blocks += need
             self.sched.append((req, 1))
@@ -213,10 +219,11 @@ class RefReplica:
 
 
 def reference(requests: Requests, step_fn, cfg: EngineConfig, *, num_blocks: int, budget: int, replicas: int = 1,
-              routing: str = "round-robin", prefix_len: int = 0, max_concurrency: int | None = None):
+              routing: str = "round-robin", prefix_len: int = 0, max_concurrency: int | None = None,
+              window_blocks: int = 0):
     reqs = [Req(i, float(a), int(x), int(y)) for i, (a, x, y) in
             enumerate(zip(requests.arrival_s, requests.isl, requests.osl))]
-    reps = [RefReplica(cfg, num_blocks, budget, step_fn, prefix_len) for _ in range(replicas)]
+    reps = [RefReplica(cfg, num_blocks, budget, step_fn, prefix_len, window_blocks) for _ in range(replicas)]
     pending = list(reqs)
     limit = max_concurrency or len(reqs)
     in_flight = 0
@@ -303,13 +310,16 @@ def scenarios(draw):
     seqs = draw(st.integers(1, 8))
     budget = draw(st.integers(max(seqs, 1 if chunked else longest), (200 if chunked else longest + 200)))
     watermark = 0.0 if chunked else draw(st.sampled_from([0.0, 0.01, 0.2]))
-    least = ceil_div(longest, bs)
+    window = draw(st.sampled_from([0, 0, 1, 3]))  # blocks a request holds for windowed layers (gpt-oss)
+    reserve = draw(st.booleans())  # TensorRT-LLM's admission: whole requests' blocks, no preemption
+    least = ceil_div(longest, bs) + window
     blocks = draw(st.integers(least, 2 * least + 2))  # tight: preemption is common
     if watermark and blocks - int(watermark * blocks) < least:
         blocks = ceil_div(least, 1 - watermark) + 1
     cfg = EngineConfig(max_num_seqs=seqs, max_num_batched_tokens=budget, chunked_prefill=chunked,
-                       enable_prefix_caching=caching, block_size=bs, watermark=watermark)
-    kw = dict(num_blocks=blocks, budget=budget, replicas=draw(st.integers(1, 3)),
+                       enable_prefix_caching=caching, block_size=bs, watermark=watermark,
+                       admission="reserve" if reserve else "optimistic")
+    kw = dict(num_blocks=blocks, budget=budget, window_blocks=window, replicas=draw(st.integers(1, 3)),
               routing=draw(st.sampled_from(["round-robin", "least-outstanding"])), prefix_len=prefix,
               max_concurrency=draw(st.one_of(st.none(), st.integers(1, 6))))
     return Requests(arrival, isl, osl), cfg, kw
@@ -435,3 +445,17 @@ def test_runs_that_cannot_finish_are_refused():
         run(requests, toy_step, EngineConfig(max_num_seqs=4, chunked_prefill=False), num_blocks=50, budget=150)
     with pytest.raises(InfercastError, match="prefix-len"):
         run(requests, toy_step, EngineConfig(enable_prefix_caching=True), num_blocks=50, budget=256, prefix_len=100)
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_reserving_admission_never_preempts(chunked):
+    """The workload that preempts at least 8 times above, under TensorRT-LLM's GUARANTEED_NO_EVICT: a request of
+    100 + 60 tokens holds ceil(159 / 16) = 10 blocks from admission, so 40 blocks run 4 at once, and none is
+    ever preempted; with 2 window blocks a request (gpt-oss-like windowed layers), 40 // 12 = 3."""
+    requests = Requests(np.zeros(30), np.full(30, 100), np.full(30, 60))
+    for window, most in ((0, 4), (2, 3)):
+        cfg = EngineConfig(max_num_seqs=16, max_num_batched_tokens=256 if chunked else 512, chunked_prefill=chunked,
+                           watermark=0.0, admission="reserve")
+        fast, _ = compare(requests, REAL, cfg, num_blocks=40, budget=cfg.max_num_batched_tokens, window_blocks=window)
+        assert fast.preemptions == 0 and (fast.finish_s > 0).all()
+        assert fast.steps[:, 5].max() == most  # running requests (STEP_COLUMNS: ..., running, waiting, ...)

@@ -154,6 +154,29 @@ def test_kv_blocks_shrink_with_tp_shards_and_grow_with_fp8():
     assert fp16 < 1000
 
 
+def test_windowed_layers_hold_their_window_only():
+    """gpt-oss-120b: 18 of 36 layers attend within 128 tokens. A block holds 16 tokens of the 18 full-attention
+    layers (half a token's K/V bytes), so the cache has twice the blocks of a cache that kept every layer's tokens;
+    each running request also holds ceil(128 / 16) = 8 blocks of its windowed layers, the same size. A request of
+    33,791 tokens then holds 2,112 + 8 blocks where it held 2,112 blocks of twice the size: about 1.99x the
+    requests fit, as estimate's max batch counts them."""
+    from infercast import estimate
+    from infercast.serving.steptime import window_blocks
+
+    dep = deployment("gpt-oss-120b", "h200-sxm", dtype="fp8", kv_cache_dtype="bf16")
+    blocks = kv_cache_blocks(dep, block_size=16, max_tokens=8192)
+    assert window_blocks(dep, block_size=16) == 8
+    load = dep.loads[0]
+    usable = dep.rates.mem_capacity_bytes * dep.memory.gpu_memory_utilization
+    assert blocks * 16 * load.kv_bytes_per_token / 2 <= usable - load.weights_bytes  # half a token's bytes a slot
+    assert window_blocks(deployment("llama-2-7b", "a100-sxm-80gb"), block_size=16) == 0
+    assert window_blocks(deployment("mistral-7b", "a100-sxm-80gb"), block_size=16) == 0  # every layer windowed
+    # requests of 32,768 + 1,024 tokens at once: the cache's count, and estimate's max batch at the same memory
+    per_request = -(-(32768 + 1024 - 1) // 16) + 8
+    e = estimate("gpt-oss-120b", "h200-sxm", dtype="fp8", kv_cache_dtype="bf16", batch=1, isl=32768, osl=1024)
+    assert blocks // per_request == pytest.approx(e.memory.max_batch, abs=1)
+
+
 def test_a_model_that_does_not_fit_is_one_clear_line():
     with pytest.raises(InfercastError, match="no memory left for the KV cache"):
         kv_cache_blocks(deployment("llama-2-70b", "a100-sxm-80gb"), block_size=16, max_tokens=8192)

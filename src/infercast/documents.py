@@ -240,6 +240,7 @@ def frameworks_document() -> list[dict[str, Any]]:
                      "allreduce": p.allreduce.implementation, "max_num_seqs": int(e.max_num_seqs.value),
                      "max_num_batched_tokens": int(e.max_num_batched_tokens.value),
                      "chunked_prefill": e.chunked_prefill.value,
+                     "admission": e.admission.value if e.admission is not None else "optimistic",
                      "gpu_memory_utilization": e.gpu_memory_utilization.value,
                      "runs_on": ", ".join(fw.runs_on.vendors) if fw.runs_on else "any chip"})
     return rows

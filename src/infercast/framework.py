@@ -110,6 +110,10 @@ class Engine(Spec):
     """Prompts split over steps and batched with decodes."""
     gpu_memory_utilization: Sourced
     """Share of device memory the engine takes (weights, activations, KV cache)."""
+    admission: Choice | None = None
+    """How the scheduler admits a request against the KV cache: ``optimistic`` (vLLM, SGLang: on its prompt's
+    blocks, preempting by recompute when the cache runs out; the default) or ``reserve`` (TensorRT-LLM's
+    GUARANTEED_NO_EVICT: only when the blocks of its whole prompt and output fit; never preempts)."""
     kv_free_fraction: Sourced | None = None
     """Where the engine sizes its KV cache as a share of the memory left free after the weights, the runtime
     and the activations (TensorRT-LLM's ``free_gpu_memory_fraction``), that share; the engine's share of the

@@ -54,6 +54,10 @@ def _options(f):
                           "max(max-model-len, 2048)]."),
         click.option("--no-chunked-prefill", is_flag=True, help="Prefill-first scheduling (vLLM V0) instead of "
                                                                 "chunked prefill (V1) [the framework's]."),
+        click.option("--admission", type=click.Choice(["optimistic", "reserve"]),
+                     help="Admit a request on its prompt's KV blocks and preempt when the cache runs out (vLLM, "
+                          "SGLang), or only when its whole prompt and output fit (TensorRT-LLM's "
+                          "GUARANTEED_NO_EVICT) [the framework's]."),
         click.option("--enable-prefix-caching", is_flag=True, help="Share the blocks of the common prompt prefix."),
         click.option("--block-size", type=int, default=16, show_default=True, help="Tokens per KV-cache block."),
         click.option("--max-model-len", type=int, help="Longest request [the model's context]."),
@@ -95,7 +99,7 @@ def _split(kw: dict[str, Any], given: set[str]) -> dict[str, Any]:
         kw["request_rate"] = math.inf if offline else rate  # inf is offline too, as in vLLM
     if kw.pop("no_chunked_prefill"):
         kw["chunked_prefill"] = False
-    for key in ("max_num_seqs", "max_num_batched_tokens"):  # unset: the framework's default
+    for key in ("max_num_seqs", "max_num_batched_tokens", "admission"):  # unset: the framework's default
         if kw.get(key) is None:
             kw.pop(key, None)
     return kw
@@ -189,9 +193,12 @@ def _table(r: dict[str, Any]) -> None:
         work += f"; {w['clipped']:,} clipped to [1, max-model-len]"
     console.print(f"[bold]{r['model']}[/bold] on [bold]{r['hardware']}[/bold] ({r['system']}): tp {par['tp']} x pp "
                   f"{par['pp']}, {par['dp']} replica(s); {work}")
+    window = (f"; each running request also holds {e['window_blocks']} for its windowed layers"
+              if e.get("window_blocks") else "")
     console.print(f"engine: max-num-seqs {e['max_num_seqs']}, max-num-batched-tokens {e['max_num_batched_tokens']}, "
-                  f"{'chunked prefill' if e['chunked_prefill'] else 'prefill-first'}, {e['num_gpu_blocks']:,} KV blocks "
-                  f"of {e['block_size']} ({e['kv_cache_tokens']:,} tokens) per replica")
+                  f"{'chunked prefill' if e['chunked_prefill'] else 'prefill-first'}, "
+                  f"{e['admission']} admission, {e['num_gpu_blocks']:,} KV blocks of {e['block_size']} "
+                  f"({e['kv_cache_tokens']:,} tokens) per replica{window}")
     t = table("", "", show_header=False, box=None)
     t.add_row("completed", f"{r['completed']:,} in {r['duration_s']:,.1f} s")
     t.add_row("throughput", f"{r['request_throughput']:,.3g} req/s, {r['output_throughput']:,.0f} output tokens/s, "

@@ -14,7 +14,11 @@ chunked prefill, or the V0 prefill-first scheduler (vllm/core/scheduler.py,
   blocks above a 1% watermark allow, and runs them alone; only when nothing can be admitted
   does it run a decode step of every running request.
 
-The KV cache is paged: a request holds ceil(tokens / block_size) blocks. When a running
+The KV cache is paged: a request holds ceil(tokens / block_size) blocks (with ``admission="reserve"``,
+TensorRT-LLM's GUARANTEED_NO_EVICT, those of its last step from admission on: it is admitted only when they
+fit, and never preempted), and where a sliding window
+caps some of the layers (gpt-oss), ``window_blocks`` more while it runs, for those layers' last window
+of tokens (vLLM's hybrid KV-cache manager; ``steptime.window_blocks``). When a running
 request needs a block and none is free, the most recently admitted running request is
 preempted by recompute: its blocks are freed and it goes to the front of the waiting queue,
 to prefill its prompt and the tokens it generated again (a request that finds no other to
@@ -67,6 +71,7 @@ from infercast.serving.workload import Requests, from_flags
 StepFn = Callable[[list[tuple[int, int]], int, int], float]
 """(prefill chunks as (new tokens, context after), decodes, sum of decode contexts) -> step seconds."""
 Routing = Literal["round-robin", "least-outstanding"]
+Admission = Literal["optimistic", "reserve"]
 
 # vLLM v0.8 V1 defaults (vllm/engine/arg_utils.py, EngineArgs._set_default_args_v1): the OpenAI
 # server batches 8192 tokens on GPUs with >= 70 GiB (2048 on smaller ones, 16384 for the offline
@@ -88,6 +93,10 @@ class EngineConfig(BaseModel):
     """Token budget of one step (--max-num-batched-tokens) [8192 with chunked prefill, else max(max-model-len, 2048)]."""
     chunked_prefill: bool = True
     """Split prompts over steps and batch them with decodes (V1); False: prefill-first (V0)."""
+    admission: Admission = "optimistic"
+    """Admit a request on its prompt's blocks, preempting by recompute when the cache runs out (vLLM); or
+    ``reserve`` the blocks of its whole prompt and output at admission, never preempting (TensorRT-LLM's
+    GUARANTEED_NO_EVICT capacity scheduler)."""
     enable_prefix_caching: bool = False
     """Share the KV blocks of the common prompt prefix (--enable-prefix-caching)."""
     block_size: int = Field(default=16, gt=0)
@@ -145,11 +154,11 @@ PROGRESS_EVERY_S = 0.2
 
 def _preempt(need: int, free: int, last_decode_end: float, ds: int, partial: int, running: dict[int, None],
              waiting: deque, book: dict[str, list], cross: list[int],
-             prefix: PrefixCache | None) -> tuple[int, int, int, int, int]:
+             prefix: PrefixCache | None, wb: int = 0) -> tuple[int, int, int, int, int]:
     """Preempt the latest admitted running requests (recompute) until ``need`` blocks are free.
 
     Returns (need, free, decodes removed, their context, preemptions); ``partial`` is preempted first
-    if running (it is the latest admitted).
+    if running (it is the latest admitted). Each frees its ``wb`` window blocks too.
     """
     comp, c0, s0, gen, isl, fin = book["comp"], book["c0"], book["s0"], book["gen"], book["isl"], book["fin"]
     bs = len(cross)
@@ -171,7 +180,7 @@ def _preempt(need: int, free: int, last_decode_end: float, ds: int, partial: int
             fin[v] = -1
             if s0[v] < ds:  # it has decoded: its latest token came with the latest decode step
                 book["last_token"][v] = last_decode_end
-        free += prefix.release(v, tokens) if prefix else -(-tokens // bs)
+        free += (prefix.release(v, tokens) if prefix else -(-tokens // bs)) + wb
         comp[v] = 0
         waiting.appendleft(v)
         count += 1
@@ -179,8 +188,8 @@ def _preempt(need: int, free: int, last_decode_end: float, ds: int, partial: int
 
 
 def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineConfig, *, num_blocks: int,
-             budget: int, prefix: PrefixCache | None, waiting: deque, outstanding: list[int], records: bytearray,
-             preemptions: list[tuple[int, int]], pause_on_finish: bool,
+             window_blocks: int = 0, budget: int, prefix: PrefixCache | None, waiting: deque,
+             outstanding: list[int], records: bytearray, preemptions: list[tuple[int, int]], pause_on_finish: bool,
              feed: tuple[list[float], list[int]] | None = None):
     """One engine as a coroutine. ``send((t, horizon))``: at time t, apply the outputs of the step
     ending then (if any) and run steps for as long as each ends before ``horizon`` (when something
@@ -200,7 +209,9 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
     c0, s0, fin, last_token = book["c0"], book["s0"], book["fin"], book["last_token"]
     first_token_s, finish_s, itl_other = book["first_token_s"], book["finish_s"], book["itl_other"]
     bs, max_seqs, chunked = config.block_size, config.max_num_seqs, config.chunked_prefill
+    reserve = config.admission == "reserve"  # blocks for the whole request at admission: none after it
     watermark = int(config.watermark * num_blocks)
+    wb = window_blocks  # held by every running request for its windowed layers (hybrid KV cache)
     free = num_blocks
     running: dict[int, None] = {}  # admission order; popitem() takes the latest
     partial = -1  # the partially prefilled request, always the last running one
@@ -226,7 +237,7 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
                         cross[(s0[r] - c0[r]) % bs] -= 1
                         D -= 1
                         sum_L -= tokens
-                        free += prefix.release(r, tokens) if prefix else -(-tokens // bs)
+                        free += (prefix.release(r, tokens) if prefix else -(-tokens // bs)) + wb
                         del running[r]
                         fin[r] = -1
                         finish_s[r] = now
@@ -247,7 +258,7 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
             if r == partial:
                 partial = -1
             if g >= osl[r]:
-                free += prefix.release(r, c) if prefix else -(-c // bs)
+                free += (prefix.release(r, c) if prefix else -(-c // bs)) + wb
                 del running[r]
                 finish_s[r] = now
                 ended += 1
@@ -287,10 +298,10 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
         sched = []
         preempted = 0
         if chunked:  # V1: running requests first (decodes, then the partial prefill), then admissions
-            need = cross[ds % bs]
+            need = 0 if reserve else cross[ds % bs]
             if need > free:
                 need, free, removed, context, preempted = _preempt(need, free, last_decode_end, ds, partial,
-                                                                   running, waiting, book, cross, prefix)
+                                                                   running, waiting, book, cross, prefix, wb)
                 D -= removed
                 sum_L -= context
                 if partial not in running:
@@ -302,10 +313,10 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
                 n = isl[partial] + gen[partial] - have
                 if n > left:
                     n = left
-                blocks = -(-(have + n) // bs) + (have // -bs)
+                blocks = 0 if reserve else -(-(have + n) // bs) + (have // -bs)
                 if blocks > free:  # it must preempt itself: it is the last running request
                     del running[partial]
-                    free += prefix.release(partial, have) if prefix else -(-have // bs)
+                    free += (prefix.release(partial, have) if prefix else -(-have // bs)) + wb
                     comp[partial] = 0
                     waiting.appendleft(partial)
                     partial = -1
@@ -327,7 +338,8 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
                     n = total - hit
                     if n > left:
                         n = left
-                    blocks = -(-(hit + n) // bs) - hit // bs
+                    held = isl[w] + osl[w] - 1 if reserve else hit + n  # tokens it holds blocks for
+                    blocks = -(-held // bs) - hit // bs + wb
                     if blocks + touch > free:
                         break
                     waiting.popleft()
@@ -353,7 +365,7 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
             while waiting:
                 w = waiting[0]
                 total = isl[w] + gen[w]
-                blocks = -(-total // bs)
+                blocks = -(-(isl[w] + osl[w] - 1 if reserve else total) // bs) + wb
                 if prompt_tokens + total > budget or seqs >= max_seqs or free - blocks < watermark:
                     break
                 waiting.popleft()
@@ -366,10 +378,10 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
                 seqs += 1
             step_decodes = 0
             if not sched:
-                need = cross[ds % bs]
+                need = 0 if reserve else cross[ds % bs]
                 if need > free:
                     need, free, removed, context, preempted = _preempt(need, free, last_decode_end, ds, -1,
-                                                                       running, waiting, book, cross, None)
+                                                                       running, waiting, book, cross, None, wb)
                     D -= removed
                     sum_L -= context
                 free -= need
@@ -396,14 +408,15 @@ def _replica(k: int, book: dict[str, list], step_time: StepFn, config: EngineCon
         finished = 0
 
 
-def _check(requests: Requests, config: EngineConfig, num_blocks: int, budget: int, prefix_len: int) -> None:
+def _check(requests: Requests, config: EngineConfig, num_blocks: int, budget: int, prefix_len: int,
+           window_blocks: int = 0) -> None:
     """Reject runs vLLM would reject, or that could never finish (one line naming the flag)."""
     if budget < config.max_num_seqs:
         raise InfercastError(f"--max-num-batched-tokens {budget} is below --max-num-seqs {config.max_num_seqs}; "
                              f"vLLM requires at least one token per sequence")
     longest = int(np.max(requests.isl + requests.osl - 1))  # tokens in the cache at a request's last step
     usable = num_blocks - (0 if config.chunked_prefill else int(config.watermark * num_blocks))
-    if -(-longest // config.block_size) > usable:
+    if -(-longest // config.block_size) + window_blocks > usable:
         raise InfercastError(f"a request of {longest + 1} tokens needs more than the {num_blocks} KV-cache blocks of "
                              f"{config.block_size} tokens a replica has; shorten --isl/--osl or add memory")
     if not config.chunked_prefill and longest > budget:
@@ -506,6 +519,7 @@ def _route(arrival: list[float], engines: list, waiting: list[deque], outstandin
 
 
 def run(requests: Requests, step_time: StepFn, config: EngineConfig, *, num_blocks: int, budget: int,
+        window_blocks: int = 0,
         replicas: int = 1, routing: Routing = "round-robin", prefix_len: int = 0,
         max_concurrency: int | None = None, progress: Callable[[str], None] | None = None) -> EngineTrace:
     """Simulate ``replicas`` engines serving ``requests``.
@@ -519,7 +533,7 @@ def run(requests: Requests, step_time: StepFn, config: EngineConfig, *, num_bloc
     """
     if routing not in ("round-robin", "least-outstanding"):
         raise InfercastError(f"--routing must be round-robin or least-outstanding, got {routing!r}")
-    _check(requests, config, num_blocks, budget, prefix_len)
+    _check(requests, config, num_blocks, budget, prefix_len, window_blocks)
     n = len(requests)
     book: dict[str, list] = {
         "isl": requests.isl.tolist(), "osl": requests.osl.tolist(), "comp": [0] * n, "gen": [0] * n,
@@ -537,8 +551,8 @@ def run(requests: Requests, step_time: StepFn, config: EngineConfig, *, num_bloc
     static = limit == n and (replicas == 1 or routing == "round-robin")
     engines = []
     for k in range(replicas):
-        engine = _replica(k, book, step_time, config, num_blocks=num_blocks, budget=budget,
-                          prefix=PrefixCache(K, config.block_size, n) if K else None, waiting=waiting[k],
+        engine = _replica(k, book, step_time, config, num_blocks=num_blocks, window_blocks=window_blocks,
+                          budget=budget, prefix=PrefixCache(K, config.block_size, n) if K else None, waiting=waiting[k],
                           outstanding=outstanding, records=records[k], preemptions=preemptions[k],
                           pause_on_finish=limit < n,
                           feed=(arrival[k::replicas], list(range(k, n, replicas))) if static else None)

@@ -18,7 +18,7 @@ from infercast.model import ModelSpec, is_network_preset
 from infercast.serving.engine import EngineConfig, EngineTrace, Routing, make_engine_config, run
 from infercast.serving.metrics import SimResult, check_finite, summarize
 from infercast.scenario import Scenario
-from infercast.serving.steptime import StepTime, deployment, kv_cache_blocks, step_time
+from infercast.serving.steptime import StepTime, deployment, kv_cache_blocks, step_time, window_blocks
 from infercast.serving.workload import LENGTHS_REPLACE, Requests, Workload
 
 
@@ -34,6 +34,8 @@ class Server:
     budget: int
     """Token budget of a step (max-num-batched-tokens as resolved)."""
     max_model_len: int
+    window_blocks: int = 0
+    """Blocks each running request holds for its windowed layers (``steptime.window_blocks``)."""
 
     @property
     def replicas(self) -> int:
@@ -60,7 +62,7 @@ class Server:
                 tap(chunks, decodes, context)
                 return priced(chunks, decodes, context)
 
-        trace = run(requests, step, config, num_blocks=blocks, budget=self.budget,
+        trace = run(requests, step, config, num_blocks=blocks, window_blocks=self.window_blocks, budget=self.budget,
                     replicas=self.replicas, routing=routing, prefix_len=prefix_len, max_concurrency=max_concurrency,
                     progress=progress)
         trace = with_request_overhead(trace, self.deployment.efficiency.request_overhead_s)
@@ -82,10 +84,11 @@ class Server:
             "parallel": {"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "dp": plan.dp, "num_chips": plan.num_chips},
             "precision": {"weight_dtype": p.weight, "act_dtype": p.act, "kv_dtype": p.kv},
             "engine": {"max_num_seqs": c.max_num_seqs, "max_num_batched_tokens": self.budget,
-                       "chunked_prefill": c.chunked_prefill, "enable_prefix_caching": c.enable_prefix_caching,
+                       "chunked_prefill": c.chunked_prefill, "admission": c.admission,
+                       "enable_prefix_caching": c.enable_prefix_caching,
                        "block_size": c.block_size, "max_model_len": self.max_model_len,
                        "gpu_memory_utilization": d.memory.gpu_memory_utilization, "num_gpu_blocks": self.num_blocks,
-                       "kv_cache_tokens": self.num_blocks * c.block_size},
+                       "kv_cache_tokens": self.num_blocks * c.block_size, "window_blocks": self.window_blocks},
         }
 
 
@@ -112,7 +115,8 @@ def server(model: str | ModelSpec, hardware=None, *, engine: EngineConfig | dict
     budget = config.budget(max_model_len)
     blocks = config.num_gpu_blocks_override or kv_cache_blocks(dep, block_size=config.block_size, max_tokens=budget,
                                                                max_seqs=config.max_num_seqs)
-    return Server(dep, config, step_time(dep, budget, config.max_num_seqs), blocks, budget, max_model_len)
+    return Server(dep, config, step_time(dep, budget, config.max_num_seqs), blocks, budget, max_model_len,
+                  window_blocks(dep, block_size=config.block_size))
 
 
 def _shared_prompt(step, config: EngineConfig, blocks: int, requests: Requests, seqs: int):
@@ -153,11 +157,12 @@ def with_request_overhead(trace: EngineTrace, overhead_s: float) -> EngineTrace:
 
 def engine_defaults(dep: Scenario) -> dict[str, Any]:
     """The engine fields the deployment's framework sets by default (chunked prefill, its token budget, the
-    sequences it runs at once)."""
+    sequences it runs at once, how it admits against the KV cache)."""
     e = dep.framework.profile.engine
     chunked = e.chunked_prefill.value
     return {"max_num_seqs": int(e.max_num_seqs.value), "chunked_prefill": chunked,
-            **({"max_num_batched_tokens": int(e.max_num_batched_tokens.value)} if chunked else {})}
+            **({"max_num_batched_tokens": int(e.max_num_batched_tokens.value)} if chunked else {}),
+            **({"admission": e.admission.value} if e.admission is not None else {})}
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -596,6 +596,14 @@ def _context_ops(pr: Pricer, groups: list | None = None) -> _ContextOps:
     return _ContextOps(pr, groups)
 
 
+def _windowed_share(sc: Scenario) -> float:
+    """Share of the layers whose K/V a sliding window caps, where full-attention layers hold the rest (gpt-oss:
+    half); 0 with no window, or with every layer windowed (whose cache the engine charges token by token)."""
+    spec = sc.spec
+    share = spec.windowed_layers / spec.num_layers
+    return share if 0 < share < 1 else 0.0
+
+
 def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs: int | None = None) -> int:
     """KV-cache blocks of one replica, as vLLM sizes its cache at start-up and ``estimate`` its max batch.
 
@@ -604,19 +612,20 @@ def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs:
     profile run uses max-num-batched-tokens) and the logits of ``max_seqs`` sampled sequences (the
     scenario's max_num_seqs by default); what is left holds blocks of ``block_size``
     tokens at the chip's KV bytes per token (``infercast.memory``). The replica takes the
-    smallest count over its pipeline stages (vLLM takes the minimum over workers). A block holds a token
-    of every layer, windowed layers too: where a sliding window caps some layers (gpt-oss) the engine here
-    keeps their tokens beyond the window, which ``estimate``'s memory model does not (a cache that holds
-    up to half as many tokens of gpt-oss as vLLM's hybrid manager).
+    smallest count over its pipeline stages (vLLM takes the minimum over workers). Where a sliding window
+    caps some of the layers (gpt-oss: half), a block holds ``block_size`` tokens of the full-attention layers
+    and each running request also holds ``window_blocks`` of them for its windowed layers, as vLLM's hybrid
+    KV-cache manager and TensorRT-LLM's per-layer windows keep them, and as ``estimate``'s memory does.
     """
     opts = sc.memory.model_copy(update={"max_num_batched_tokens": max_tokens, "block_size": block_size,
                                         **({"max_num_seqs": max_seqs} if max_seqs is not None else {})})
     usable = sc.rates.mem_capacity_bytes * opts.gpu_memory_utilization
+    full = 1.0 - _windowed_share(sc)
     blocks = []
     for load in sc.loads:
         profile = need(load, 1.0, float(max_tokens), 0.0, opts)  # one pass of max_tokens tokens, one sequence
         free = usable - profile.total_bytes
-        blocks.append(math.floor(free / (block_size * load.kv_bytes_per_token)) if free > 0 else 0)
+        blocks.append(math.floor(free / (block_size * load.kv_bytes_per_token * full)) if free > 0 else 0)
     n = min(blocks)
     if n < 1:
         binding = min(range(len(blocks)), key=blocks.__getitem__)
@@ -629,4 +638,14 @@ def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs:
     return n
 
 
-__all__ = ["PipelineStepTime", "StepTime", "deployment", "kv_cache_blocks", "step_time"]
+def window_blocks(sc: Scenario, *, block_size: int) -> int:
+    """Blocks (of ``kv_cache_blocks``) a running request holds for its windowed layers: the window's
+    ceil(W / block_size) blocks of those layers, in blocks of the full-attention layers' size (gpt-oss-120b,
+    half its layers within 128 tokens: 8 of 16 tokens); 0 unless a window caps some layers but not all."""
+    share = _windowed_share(sc)
+    if not share:
+        return 0
+    return math.ceil(math.ceil(sc.spec.sliding_window / block_size) * share / (1.0 - share) - 1e-9)
+
+
+__all__ = ["PipelineStepTime", "StepTime", "deployment", "kv_cache_blocks", "step_time", "window_blocks"]
