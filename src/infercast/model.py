@@ -588,7 +588,13 @@ def is_network_preset(name: object) -> bool:
 def is_preset(name: object) -> bool:
     """Whether ``name`` is a decoder preset's id (a folder of the package with a config.json): ``load_model``
     reads it before any path of that name."""
-    return isinstance(name, str) and "/" not in name and (_PRESETS / name / "config.json").is_file()
+    return isinstance(name, str) and "/" not in name and _preset_file(name)
+
+
+@cache
+def _preset_file(name: str) -> bool:
+    """Kept per name: the package's files do not change while it runs."""
+    return (_PRESETS / name / "config.json").is_file()
 
 
 def model_ids() -> list[str]:
