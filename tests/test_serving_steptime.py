@@ -222,7 +222,7 @@ def test_a_pipeline_deals_its_step_into_micro_batches():
     st_ = step_time(deployment("llama-3-8b", "h100-sxm", num_chips=3, pp=3), 2048, 64)
     chunks = [(300, 300), (50, 1050)]
     dealt = [([], 3, 3000.0), ([(300, 300)], 2, 2000.0), ([(50, 1050)], 2, 2000.0)]
-    t = [[fn(*mb) for mb in dealt] for _, fn in ((c, s.fn) for c, s in st_.parts)]
+    t = [[s.fn(*mb) for mb in dealt] for _, s in st_.parts]
     busiest = max(sum(row) for row in t)
     trip = max(sum(c * t[g][j] for g, (c, _) in enumerate(st_.parts)) for j in range(3))
     assert st_(chunks, 7, 7000) == pytest.approx(max(busiest, trip), rel=1e-12)

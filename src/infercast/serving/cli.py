@@ -194,7 +194,7 @@ def _table(r: dict[str, Any]) -> None:
     console.print(f"[bold]{r['model']}[/bold] on [bold]{r['hardware']}[/bold] ({r['system']}): tp {par['tp']} x pp "
                   f"{par['pp']}, {par['dp']} replica(s); {work}")
     window = (f"; each running request also holds {e['window_blocks']} for its windowed layers"
-              if e.get("window_blocks") else "")
+              if e["window_blocks"] else "")
     console.print(f"engine: max-num-seqs {e['max_num_seqs']}, max-num-batched-tokens {e['max_num_batched_tokens']}, "
                   f"{'chunked prefill' if e['chunked_prefill'] else 'prefill-first'}, "
                   f"{e['admission']} admission, {e['num_gpu_blocks']:,} KV blocks of {e['block_size']} "

@@ -16,9 +16,9 @@ chunked prefill, or the V0 prefill-first scheduler (vllm/core/scheduler.py,
 
 The KV cache is paged: a request holds ceil(tokens / block_size) blocks (with ``admission="reserve"``,
 TensorRT-LLM's GUARANTEED_NO_EVICT, those of its last step from admission on: it is admitted only when they
-fit, and never preempted), and where a sliding window
-caps some of the layers (gpt-oss), ``window_blocks`` more while it runs, for those layers' last window
-of tokens (vLLM's hybrid KV-cache manager; ``steptime.window_blocks``). When a running
+fit, and never preempted), and where a sliding window caps some of the layers (gpt-oss), ``window_blocks``
+more while it runs, for those layers' last window of tokens (vLLM's hybrid KV-cache manager;
+``steptime.window_blocks``). When a running
 request needs a block and none is free, the most recently admitted running request is
 preempted by recompute: its blocks are freed and it goes to the front of the waiting queue,
 to prefill its prompt and the tokens it generated again (a request that finds no other to
@@ -519,8 +519,7 @@ def _route(arrival: list[float], engines: list, waiting: list[deque], outstandin
 
 
 def run(requests: Requests, step_time: StepFn, config: EngineConfig, *, num_blocks: int, budget: int,
-        window_blocks: int = 0,
-        replicas: int = 1, routing: Routing = "round-robin", prefix_len: int = 0,
+        window_blocks: int = 0, replicas: int = 1, routing: Routing = "round-robin", prefix_len: int = 0,
         max_concurrency: int | None = None, progress: Callable[[str], None] | None = None) -> EngineTrace:
     """Simulate ``replicas`` engines serving ``requests``.
 
@@ -528,7 +527,8 @@ def run(requests: Requests, step_time: StepFn, config: EngineConfig, *, num_bloc
     to the lowest index) and seen by the first step that starts at or after it. With
     ``max_concurrency`` a request is held until fewer are in flight and sent when one finishes (no
     client round trip), before the replica's next step starts. Replicas interact only through
-    routing and the concurrency limit; without either, each runs alone on its own arrivals. ``progress``
+    routing and the concurrency limit; without either, each runs alone on its own arrivals. Each running
+    request holds ``window_blocks`` blocks beside its tokens' (``steptime.window_blocks``). ``progress``
     receives a line at every 10% of a run of PROGRESS_MIN_REQUESTS requests or more.
     """
     if routing not in ("round-robin", "least-outstanding"):

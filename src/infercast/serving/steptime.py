@@ -596,12 +596,11 @@ def _context_ops(pr: Pricer, groups: list | None = None) -> _ContextOps:
     return _ContextOps(pr, groups)
 
 
-def _windowed_share(sc: Scenario) -> float:
-    """Share of the layers whose K/V a sliding window caps, where full-attention layers hold the rest (gpt-oss:
-    half); 0 with no window, or with every layer windowed (whose cache the engine charges token by token)."""
-    spec = sc.spec
-    share = spec.windowed_layers / spec.num_layers
-    return share if 0 < share < 1 else 0.0
+def _windowed_layers(sc: Scenario) -> int:
+    """Layers whose K/V a sliding window caps, where full-attention layers hold the rest (gpt-oss: 18 of 36);
+    0 with no window, or with every layer windowed (whose cache the engine charges token by token)."""
+    windowed = sc.spec.windowed_layers
+    return windowed if windowed < sc.spec.num_layers else 0
 
 
 def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs: int | None = None) -> int:
@@ -620,7 +619,7 @@ def kv_cache_blocks(sc: Scenario, *, block_size: int, max_tokens: int, max_seqs:
     opts = sc.memory.model_copy(update={"max_num_batched_tokens": max_tokens, "block_size": block_size,
                                         **({"max_num_seqs": max_seqs} if max_seqs is not None else {})})
     usable = sc.rates.mem_capacity_bytes * opts.gpu_memory_utilization
-    full = 1.0 - _windowed_share(sc)
+    full = 1.0 - _windowed_layers(sc) / sc.spec.num_layers  # share of a token's K/V a block slot holds
     blocks = []
     for load in sc.loads:
         profile = need(load, 1.0, float(max_tokens), 0.0, opts)  # one pass of max_tokens tokens, one sequence
@@ -642,10 +641,11 @@ def window_blocks(sc: Scenario, *, block_size: int) -> int:
     """Blocks (of ``kv_cache_blocks``) a running request holds for its windowed layers: the window's
     ceil(W / block_size) blocks of those layers, in blocks of the full-attention layers' size (gpt-oss-120b,
     half its layers within 128 tokens: 8 of 16 tokens); 0 unless a window caps some layers but not all."""
-    share = _windowed_share(sc)
-    if not share:
+    windowed = _windowed_layers(sc)
+    if not windowed:
         return 0
-    return math.ceil(math.ceil(sc.spec.sliding_window / block_size) * share / (1.0 - share) - 1e-9)
+    window = -(-sc.spec.sliding_window // block_size)  # blocks of the windowed layers
+    return -(-window * windowed // (sc.spec.num_layers - windowed))  # in blocks of the full-attention layers
 
 
 __all__ = ["PipelineStepTime", "StepTime", "deployment", "kv_cache_blocks", "step_time", "window_blocks"]
