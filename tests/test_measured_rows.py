@@ -36,8 +36,28 @@ def test_inferencex_notes_give_expert_parallelism_and_dp_attention():
     assert (options["tp"], options["dp"], options["ep"]) == (1, 4, 4)
     options, _ = row_deployment(ROWS["trtllm-1x-03e27c7-b200-gptoss120b-dep2-1000-1000-tput"])
     assert (options["expert_dtype"], options["weight_dtype"]) == ("mxfp4", "bf16")  # gpt-oss's own checkpoint
+    # its MXFP4 is weight-only: the row's assumed fp4 activations are read as bf16 (W4A16 experts)
+    assert options["act_dtype"] == "bf16" and ROWS["trtllm-1x-03e27c7-b200-gptoss120b-dep2-1000-1000-tput"][
+        "act_dtype"] == "fp4"
+    # a checkpoint quantized with its activations (DeepSeek's NVFP4 experts) keeps the row's fp4 activations
+    assert row_deployment(ROWS["trtllm-1x-03e27c7-b200-dsr1-dep4-1000-1000-tput"])[0]["act_dtype"] == "fp4"
     mi355 = next(r for r in ROWS.values() if r["hardware"] == "mi355x" and r["weight_dtype"] == "fp4")
     assert row_deployment(mi355)[0]["expert_dtype"] == "mxfp4"
+
+
+def test_a_modelopt_checkpoint_of_unstated_kv_dtype_runs_an_fp8_kv_cache():
+    # the 03e27c7 overview's Llama-3.3-70B rows write bf16 for a KV dtype the doc does not state; the v1.0
+    # overview's rows, on the same nvidia/Llama-3.3-70B-Instruct-FP4 checkpoint, write fp8
+    row = ROWS["trtllm-1x-03e27c7-b200-llama33-70b-tp1-1000-1000-tput"]
+    assert row["kv_dtype"] == "bf16"
+    options, said = row_deployment(row)
+    assert options["kv_cache_dtype"] == "fp8" and any("ModelOpt" in s for s in said)
+    assert row_deployment(ROWS["trtllm-v1.0-b200-llama3.3-70b-tp1-1000-1000-tput"])[0]["kv_cache_dtype"] == "fp8"
+    # a row that states its KV dtype keeps it, whatever checkpoint it names
+    stated = dict(row, notes=row["notes"].replace("KV dtype not stated", "KV dtype bf16 per the doc"))
+    assert row_deployment(stated)[0]["kv_cache_dtype"] == "bf16"
+    gaudi = next(r for r in ROWS.values() if r["id"].startswith("intel-gaudi2") and r["kv_dtype"] == "bf16")
+    assert row_deployment(gaudi)[0]["kv_cache_dtype"] == "bf16"  # not a ModelOpt checkpoint
 
 
 def test_inferencex_runs_are_closed_loops_of_ten_times_the_concurrency():

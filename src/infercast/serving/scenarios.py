@@ -11,7 +11,13 @@ scenarios (offline, server, interactive, concurrency) predicted with the simulat
 * the framework column maps onto a profile and version (``infercast.framework.framework_of_text``);
 * an MoE model's ``fp4`` weights are its experts' (MXFP4 on AMD chips and for gpt-oss, NVFP4 otherwise),
   the other linear layers stay in their checkpoint's format: FP8 for DeepSeek (block-scaled), bf16 for
-  gpt-oss (its config's ``modules_to_not_convert``).
+  gpt-oss (its config's ``modules_to_not_convert``). gpt-oss's MXFP4 is weight-only, so an ``fp4``
+  activation of a gpt-oss row (the TensorRT-LLM overview's rows assume it: their notes say the activation
+  precision is not stated) is read as bf16;
+* a row that names an NVIDIA ModelOpt checkpoint (``nvidia/...-FP8``, ``-FP4``) and says its KV dtype is not
+  stated runs an FP8 KV cache, as those checkpoints' quantization configs set it (and as the rows of the
+  TensorRT-LLM v1.0 overview, on the same checkpoints, assume): the 03e27c7 overview's Llama-3.3-70B rows
+  write bf16, under which ten of their 24 rows measure above the ideal roofline.
 
 ``predict_serving_row(row)`` returns (prediction or None, skipped_reason or None, note or None):
 
@@ -91,6 +97,11 @@ def _date(row: dict[str, str]) -> str | None:
     return match.group(1) if match else None
 
 
+_MODELOPT = re.compile(r"\bnvidia/[\w.-]+-FP[48]\b")
+"""An NVIDIA ModelOpt checkpoint named in a row's notes (nvidia/Llama-3.3-70B-Instruct-FP4, ...)."""
+_KV_UNSTATED = re.compile(r"\bKV[ _]dtype not stated", re.IGNORECASE)
+
+
 def row_deployment(row: dict[str, str]) -> tuple[dict[str, Any], list[str]] | str:
     """``resolve()`` options of a measured row and notes on how they were read, or why it has none."""
     notes_text = row.get("notes") or ""
@@ -118,6 +129,10 @@ def row_deployment(row: dict[str, str]) -> tuple[dict[str, Any], list[str]] | st
     dtypes = {k: row.get(c) or None for k, c in (("weight_dtype", "weight_dtype"), ("act_dtype", "act_dtype"),
                                                  ("kv_cache_dtype", "kv_dtype"))}
     options.update({k: v for k, v in dtypes.items() if v})
+    if _MODELOPT.search(notes_text) and _KV_UNSTATED.search(notes_text) and options.get("kv_cache_dtype") != "fp8":
+        options["kv_cache_dtype"] = "fp8"
+        said.append("KV fp8 (an NVIDIA ModelOpt FP8/FP4 checkpoint, whose quantization config carries an FP8 KV "
+                    "cache; the row's KV dtype is not stated)")
     if dtypes["weight_dtype"] == "fp4":
         try:
             spec = load_model(row["model"])
@@ -128,6 +143,11 @@ def row_deployment(row: dict[str, str]) -> tuple[dict[str, Any], list[str]] | st
             options["expert_dtype"] = "mxfp4" if amd else "nvfp4"
             options["weight_dtype"] = "bf16" if spec.architecture == "gpt_oss" else "fp8"
             said.append(f"experts {options['expert_dtype']}, other weights {options['weight_dtype']}")
+            if spec.architecture == "gpt_oss" and options.get("act_dtype") == "fp4":
+                # MXFP4 is weight-only in gpt-oss's checkpoint (config.json quantization_config): the experts'
+                # GEMMs take 16-bit activations; FP4 activations would need a re-quantized checkpoint
+                options["act_dtype"] = "bf16"
+                said.append("activations bf16 (gpt-oss's MXFP4 quantizes weights only)")
     return options, said
 
 
