@@ -96,7 +96,7 @@ def test_estimate_json_golden_memory(llama2_7b_json):
     # batch 1 x (128 + 128) tokens = 256 tokens. MHA model: the if-MHA figure is the same.
     assert m["kv_cache_bytes"] == 256 * 524_288
     assert m["kv_cache_bytes_if_mha"] == 256 * 524_288
-    assert m["capacity_per_chip_bytes"] == 80e9
+    assert m["capacity_per_chip_bytes"] == 80 * 2**30  # the A100's "80 GB" of HBM2e is 80 GiB
     assert m["fits"] is True
     assert m["min_chips"] == 1
     assert m["total_per_chip_bytes"] == pytest.approx(
@@ -166,7 +166,7 @@ def test_dtype_and_memory_flags_reach_the_engine():
     assert r["workload"]["weight_dtype"] == "fp16" and r["workload"]["kv_dtype"] == "fp8"
     # fp8 KV: 1 byte per element, half of 256 x 524,288
     assert r["memory"]["kv_cache_bytes"] == 256 * 262_144
-    assert r["memory"]["usable_per_chip_bytes"] == pytest.approx(0.5 * 80e9)
+    assert r["memory"]["usable_per_chip_bytes"] == pytest.approx(0.5 * 80 * 2**30)
     assert r["efficiency"]["bandwidth"] == 0.5
     r = run_json(*LLAMA2_7B_A100, "--dtype", "fp8", "--weight-dtype", "int4")
     assert (r["workload"]["weight_dtype"], r["workload"]["act_dtype"], r["workload"]["kv_dtype"]) == (
@@ -221,7 +221,8 @@ def test_hardware_list_in_every_format():
     assert len(rows) == 47  # DESIGN.md's hardware ids: 27 of the first round, 8 of the second, 11 older cards, rtx-a6000 (offload data)
     h100 = next(r for r in rows if r["id"] == "h100-sxm")
     assert h100["bf16_tflops"] == pytest.approx(989.4)
-    assert h100["memory_gb"] == pytest.approx(80)
+    # 80 GiB of HBM3: 85.9 GB in SI units, 80 in the vendor's (binary) gigabytes
+    assert (h100["memory_gb"], h100["memory_gib"]) == pytest.approx((85.899345920, 80))
     assert h100["bandwidth_gb_per_s"] == pytest.approx(3350)
     assert h100["tdp_w"] == 700
     table = run("hardware", "list")
@@ -246,7 +247,7 @@ def test_hardware_show_has_sources():
 def test_hardware_list_and_show_print_the_new_chips():
     # row b300 of shared/data/hardware-reference.csv: bf16 2250 dense, 270 GB, 7700 GB/s, 1100 W
     b300 = next(r for r in run_json("hardware", "list") if r["id"] == "b300")
-    assert (b300["bf16_tflops"], b300["memory_gb"], b300["bandwidth_gb_per_s"], b300["tdp_w"]) == \
+    assert (b300["bf16_tflops"], b300["memory_gib"], b300["bandwidth_gb_per_s"], b300["tdp_w"]) == \
         pytest.approx((2250, 270, 7700, 1100))
     table = run("hardware", "list")
     for cid in ("b300", "mi355x", "tpu-v6e", "trainium2", "t4", "jetson-agx-orin"):

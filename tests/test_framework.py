@@ -133,15 +133,16 @@ def test_the_engine_defaults_come_from_the_profile():
     assert srv.config.max_num_seqs == 8192 and srv.budget == 8192
     # TensorRT-LLM gives its KV cache 90% of what is free after the weights (16.06 GB), the runtime (1 GiB) and
     # the reservation of one step (8192 tokens' activations and 8192 sequences' fp32 logits, 8192 x 128,256 x 4 =
-    # 4.20 GB): the engine's share of the 80 GB is (fixed + 0.9 (80 GB - fixed)) / 80 GB
+    # 4.20 GB): the engine's share of the 80 GiB is (fixed + 0.9 (80 GiB - fixed)) / 80 GiB
     from infercast.memory import need
 
     sc = srv.deployment
     fixed = need(sc.loads[0], 1.0, 8192.0, 0.0, sc.memory).total_bytes
     assert fixed == pytest.approx(16.06e9 + 2**30 + 4.20e9 + 8192 * sc.loads[0].act_bytes_per_token
                                   + 8192 * sc.loads[0].comm_bytes_per_token, rel=1e-3)
-    assert sc.memory.gpu_memory_utilization == pytest.approx((fixed + 0.9 * (80e9 - fixed)) / 80e9, rel=1e-12)
-    assert sc.memory.gpu_memory_utilization == pytest.approx(0.9274, abs=1e-4)
+    cap = 80 * 2**30
+    assert sc.memory.gpu_memory_utilization == pytest.approx((fixed + 0.9 * (cap - fixed)) / cap, rel=1e-12)
+    assert sc.memory.gpu_memory_utilization == pytest.approx(0.9255, abs=1e-4)
     given = server("llama-3-8b", "h100-sxm", framework="trtllm@1.0", memory={"gpu_memory_utilization": 0.8})
     assert given.deployment.memory.gpu_memory_utilization == 0.8  # a share the user gives stands
     assert server("llama-3-8b", "h100-sxm", framework="trtllm", engine={"max_num_seqs": 64}).config.max_num_seqs == 64

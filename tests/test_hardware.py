@@ -64,8 +64,9 @@ def test_h100_sxm_golden_figures():
     assert h100.peak_flops.fp16.value == pytest.approx(989.4e12, rel=1e-9)
     # row h100-sxm: fp8_tensor_tflops_dense 1978.9
     assert h100.peak_flops.fp8.value == pytest.approx(1978.9e12, rel=1e-9)
-    # row h100-sxm: memory_gb 80, memory_bandwidth_gb_per_s 3350
-    assert h100.memory.capacity_bytes.value == 80e9
+    # row h100-sxm: memory_gb 80, memory_bandwidth_gb_per_s 3350. The vendor's 80 GB of HBM3 is 80 GiB (DRAM is
+    # binary: nvidia-smi reports 81,559 MiB total on an H100 80GB, 80 GiB less a driver reserve): 85.90e9 bytes
+    assert h100.memory.capacity_bytes.value == 80 * 2**30
     assert h100.memory.bandwidth_bytes_per_s.value == pytest.approx(3350e9, rel=1e-9)
     # row h100-sxm: interconnect_bw_gb_per_s 900, "bidirectional total (450 per direction)"
     assert h100.interconnect.bandwidth_bytes_per_s_per_direction.value == pytest.approx(450e9, rel=1e-9)
@@ -78,12 +79,12 @@ def test_a100_sxm_80gb_golden_figures():
     assert a100.peak_flops.fp16.value == pytest.approx(312e12, rel=1e-9)
     assert a100.peak_flops.bf16.value == pytest.approx(312e12, rel=1e-9)
     assert a100.memory.bandwidth_bytes_per_s.value == pytest.approx(2039e9, rel=1e-9)
-    assert a100.memory.capacity_bytes.value == 80e9
+    assert a100.memory.capacity_bytes.value == 80 * 2**30  # HBM2e: GiB, as every HBM part
     # row a100-sxm-80gb: interconnect_bw_gb_per_s 600, "bidirectional total (300 per direction)"
     assert a100.interconnect.bandwidth_bytes_per_s_per_direction.value == pytest.approx(300e9, rel=1e-9)
     # row a100-sxm-40gb differs only in memory: 40 GB at 1555 GB/s
     a100_40 = load_chip("a100-sxm-40gb")
-    assert a100_40.memory.capacity_bytes.value == 40e9
+    assert a100_40.memory.capacity_bytes.value == 40 * 2**30
     assert a100_40.memory.bandwidth_bytes_per_s.value == pytest.approx(1555e9, rel=1e-9)
     assert a100_40.peak_flops.fp16.value == pytest.approx(312e12, rel=1e-9)
 
@@ -93,14 +94,14 @@ def test_rtx_4090_and_b200_golden_figures():
     # (330.3 is the GeForce FP16-accumulate rate); memory_gb 24, memory_bandwidth_gb_per_s 1008
     rtx = load_chip("rtx-4090")
     assert rtx.peak_flops.fp16.value == pytest.approx(165.2e12, rel=1e-9)
-    assert rtx.memory.capacity_bytes.value == 24e9
+    assert rtx.memory.capacity_bytes.value == 24 * 2**30  # GeForce GDDR6X, no ECC: all 24 GiB
     assert rtx.memory.bandwidth_bytes_per_s.value == pytest.approx(1008e9, rel=1e-9)
     # row b200: fp4_tensor_tflops_dense 9000, fp8 4500, fp16/bf16 2250, memory_gb 180, bandwidth 8000
     b200 = load_chip("b200")
     assert b200.peak_flops.fp4.value == pytest.approx(9000e12, rel=1e-9)
     assert b200.peak_flops.fp8.value == pytest.approx(4500e12, rel=1e-9)
     assert b200.peak_flops.bf16.value == pytest.approx(2250e12, rel=1e-9)
-    assert b200.memory.capacity_bytes.value == 180e9
+    assert b200.memory.capacity_bytes.value == 180 * 2**30
     assert b200.memory.bandwidth_bytes_per_s.value == pytest.approx(8000e9, rel=1e-9)
 
 
@@ -266,7 +267,7 @@ def test_b300_and_gb300_golden_figures():
     # row b300: int8_tensor_tops_dense 153.5 (Ultra datasheet 307 TOPS sparse / 2): INT8 cut ~29x vs B200
     assert b300.peak("int8") == pytest.approx(153.5e12, rel=1e-9)
     # row b300: memory_gb 270, memory_bandwidth_gb_per_s 7700, tdp_w 1100; microarch.csv: 148 SMs
-    assert b300.memory.capacity_bytes.value == 270e9
+    assert b300.memory.capacity_bytes.value == 270 * 2**30
     assert b300.memory.bandwidth_bytes_per_s.value == pytest.approx(7700e9, rel=1e-9)
     assert b300.tdp_w.value == 1100
     assert b300.num_compute_units.value == 148
@@ -275,7 +276,8 @@ def test_b300_and_gb300_golden_figures():
     # row gb300: bf16 2500, fp4 15000 (1,080 PF dense / 72), 279 GB, 8000 GB/s, 1400 W; microarch.csv 152 SMs
     gb300 = load_chip("gb300")
     assert (gb300.peak("bf16"), gb300.peak("fp4")) == pytest.approx((2500e12, 15000e12), rel=1e-9)
-    assert (gb300.memory.capacity_bytes.value, gb300.tdp_w.value, gb300.num_compute_units.value) == (279e9, 1400, 152)
+    assert (gb300.memory.capacity_bytes.value, gb300.tdp_w.value, gb300.num_compute_units.value) == (279 * 2**30, 1400,
+                                                                                                      152)
     assert gb300.family == b300.family == "nvidia-blackwell-ultra"
 
 
@@ -290,7 +292,7 @@ def test_mi355x_and_mi350x_golden_figures():
     assert mi355x.peak("fp6") == pytest.approx(10100e12, rel=1e-9)
     assert mi355x.peak_flops.tf32 is None
     # row mi355x: memory_gb 288, bandwidth 8000, onchip 256 MB, tdp 1400; microarch.csv 256 CUs
-    assert mi355x.memory.capacity_bytes.value == 288e9
+    assert mi355x.memory.capacity_bytes.value == 288 * 2**30
     assert mi355x.memory.bandwidth_bytes_per_s.value == pytest.approx(8000e9, rel=1e-9)
     assert mi355x.on_chip_sram_bytes.value == 256e6
     assert (mi355x.tdp_w.value, mi355x.num_compute_units.value) == (1400, 256)
@@ -309,7 +311,7 @@ def test_h20_golden_figures():
     assert h20.peak_flops.bf16.value == pytest.approx(148e12, rel=1e-9)
     assert h20.peak_flops.fp8.value == pytest.approx(296e12, rel=1e-9)
     # row h20: memory_gb 96, memory_bandwidth_gb_per_s 4000, onchip 60 MB, tdp_w 400; 78 SMs (CSV notes)
-    assert h20.memory.capacity_bytes.value == 96e9
+    assert h20.memory.capacity_bytes.value == 96 * 2**30
     assert h20.memory.bandwidth_bytes_per_s.value == pytest.approx(4000e9, rel=1e-9)
     assert (h20.on_chip_sram_bytes.value, h20.tdp_w.value, h20.num_compute_units.value) == (60e6, 400, 78)
     # row h20: NVLink 900 bidirectional, "not cut, unlike H800"
@@ -356,7 +358,7 @@ def test_older_nvidia_golden_figures():
         v100 = load_chip(cid)
         assert v100.peak("fp16") == pytest.approx(125e12, rel=1e-9)
         assert v100.peak_flops.fp32.value == pytest.approx(15.7e12, rel=1e-9)
-        assert v100.memory.capacity_bytes.value == gb * 1e9
+        assert v100.memory.capacity_bytes.value == gb * 2**30  # HBM2: GiB
         assert v100.memory.bandwidth_bytes_per_s.value == pytest.approx(900e9, rel=1e-9)
         assert v100.interconnect.bandwidth_bytes_per_s_per_direction.value == 150e9  # 300 bidirectional / 2
         assert (v100.tdp_w.value, v100.num_compute_units.value, v100.family) == (300, 80, "nvidia-volta")
@@ -374,7 +376,7 @@ def test_older_nvidia_golden_figures():
     assert orin.peak_flops.int8.value == pytest.approx(85e12, rel=1e-9)
     assert orin.peak("fp16") == pytest.approx(42.5e12, rel=1e-9) and orin.peak_flops.fp16.assumed
     assert orin.memory.bandwidth_bytes_per_s.value == pytest.approx(204.8e9, rel=1e-9)
-    assert (orin.memory.capacity_bytes.value, orin.tdp_w.value) == (64e9, 60)
+    assert (orin.memory.capacity_bytes.value, orin.tdp_w.value) == (64 * 2**30, 60)  # LPDDR5: 64 GiB
 
 
 def test_tpu_v6e_and_trainium2_golden_figures():
@@ -553,3 +555,20 @@ def test_loaded_specs_are_frozen():
     chip = load_chip("h100-sxm")
     with pytest.raises(Exception, match="frozen"):
         chip.tdp_w = copy.deepcopy(chip.tdp_w)
+
+
+def test_hbm_and_unified_memory_capacities_are_whole_gibibytes():
+    # DRAM is built in binary sizes: the "80 GB" of an H100 is 80 GiB (nvidia-smi: 81,559 MiB total, 80 GiB
+    # less a driver reserve), so every HBM and unified-memory capacity in the catalog is a whole number of GiB;
+    # data-centre GDDR cards (A10, L4, T4, ...) run ECC in band, which sets aside 1/16, and keep the decimal figure
+    from infercast.hardware import chip_ids
+
+    checked = 0
+    for cid in chip_ids():
+        mem = load_chip(cid).memory
+        if mem.type.startswith(("HBM", "LPDDR5")):
+            gib = mem.capacity_bytes.value / 2**30
+            assert gib == round(gib), (cid, gib)
+            checked += 1
+    assert checked >= 30
+    assert load_chip("h100-sxm").memory.capacity_bytes.value == 85_899_345_920  # 80 x 1,073,741,824

@@ -56,8 +56,8 @@ def test_max_batch_is_the_largest_that_fits(model, hw, isl, osl):
 
 def test_memory_utilization_is_an_option():
     tight = estimate("llama-2-13b", "rtx-4090", isl=256, osl=256, memory={"gpu_memory_utilization": 1.0}).memory
-    assert tight.usable_per_chip_bytes == 24e9
-    # 13B FP16 is 26 GB of weights: the seed's "23-26 GB" does not fit a 24 GB card either way
+    assert tight.usable_per_chip_bytes == 24 * 2**30  # a GeForce's 24 GB is 24 GiB, 25.77e9 bytes
+    # 13B FP16 is 26.03e9 B of weights: the seed's "23-26 GB" does not fit a 24 GiB card either way
     assert not tight.fits and tight.weights_bytes == pytest.approx(26.03e9, rel=0.001)
 
 

@@ -43,7 +43,8 @@ def test_memory_bars_add_up_to_the_memory_per_chip(view):
     assert [t["name"] for t in fig["data"]] == ["weights", "KV cache", "activations", "runtime"]
     assert sum(t["x"][0] for t in fig["data"]) == pytest.approx(m["total_per_chip_bytes"] / 1e9, rel=1e-12)
     assert fig["data"][0]["x"][0] == m["weights_bytes"] / 1e9 == pytest.approx(35.2788, abs=1e-4)
-    assert [s["x0"] for s in fig["layout"]["shapes"]] == [72.0, 80.0]  # usable, capacity (H100: 80 GB)
+    # usable (0.9 of it), capacity (H100: 80 GiB = 85.9 GB)
+    assert [s["x0"] for s in fig["layout"]["shapes"]] == pytest.approx([0.9 * 85.89934592, 85.89934592])
 
 
 def test_roofline_points_are_each_operators_intensity_and_rate(view):

@@ -51,7 +51,7 @@ def test_json_has_every_metric(issue_run):
     assert r["goodput"]["slo_ms"] == {"ttft": 500, "tpot": 50}
     assert set(r["kv_cache"]) == {"num_blocks", "mean_usage", "max_usage"}
     assert set(r["queue"]) == {"mean_waiting", "max_waiting", "mean_running"}
-    assert r["engine"]["num_gpu_blocks"] == 6785 and r["engine"]["max_num_batched_tokens"] == 8192
+    assert r["engine"]["num_gpu_blocks"] == 7418 and r["engine"]["max_num_batched_tokens"] == 8192
     assert r["workload"]["request_rate"] == 4 and r["parallel"]["dp"] == 1
 
 

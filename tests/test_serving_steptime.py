@@ -133,15 +133,14 @@ def test_chunked_prefill_costs_more_than_one_pass():
 
 
 def test_kv_blocks_of_llama_2_7b_on_a100_80gb():
-    # 80e9 B x 0.9 = 72e9 B usable; less 1 GiB runtime (1,073,741,824), weights 6,738,415,616 x 2 B
-    # = 13,476,831,232, and the activations of an 8192-token profile pass: (2 x 4096 hidden + 22,016
-    # gate/up) x 2 B = 60,416 B a token x 8192 = 494,927,872, plus the fp32 logits of max-num-seqs 256
-    # sampled sequences: 256 x 32,000 x 4 = 32,768,000. Left: 56,921,731,072 B. A block is 16 tokens x 2
-    # (K, V) x 32 layers x 4096 x 2 B = 8,388,608 B: 6,785 blocks (108,560 tokens). vLLM logs about 7,000
-    # blocks for this model and GPU at 0.9.
+    # 80 GiB = 85,899,345,920 B x 0.9 = 77,309,411,328 B usable; less 1 GiB runtime (1,073,741,824), weights
+    # 6,738,415,616 x 2 B = 13,476,831,232, and the activations of an 8192-token profile pass: (2 x 4096 hidden
+    # + 22,016 gate/up) x 2 B = 60,416 B a token x 8192 = 494,927,872, plus the fp32 logits of max-num-seqs 256
+    # sampled sequences: 256 x 32,000 x 4 = 32,768,000. Left: 62,231,142,400 B. A block is 16 tokens x 2
+    # (K, V) x 32 layers x 4096 x 2 B = 8,388,608 B: 7,418 blocks (118,688 tokens).
     dep = deployment("llama-2-7b", "a100-sxm-80gb")
-    assert kv_cache_blocks(dep, block_size=16, max_tokens=8192) == 6785
-    assert kv_cache_blocks(dep, block_size=16, max_tokens=2048) > 6785  # a smaller profile pass leaves more
+    assert kv_cache_blocks(dep, block_size=16, max_tokens=8192) == 7418
+    assert kv_cache_blocks(dep, block_size=16, max_tokens=2048) > 7418  # a smaller profile pass leaves more
 
 
 def test_kv_blocks_shrink_with_tp_shards_and_grow_with_fp8():
@@ -150,8 +149,9 @@ def test_kv_blocks_shrink_with_tp_shards_and_grow_with_fp8():
                           max_tokens=8192)
     # fp8 halves both the weights (more room) and the bytes of a block (twice the blocks in a room)
     assert fp8 > 2 * fp16
-    # per chip at tp 2: weights 68.98e9 x 2 B / 2 = 68.98 GB of 72 GB usable, little room for the cache
-    assert fp16 < 1000
+    # per chip at tp 2: weights 68.98e9 x 2 B / 2 = 68.98 GB of 77.3 GB usable (0.9 x 80 GiB), little room for
+    # the cache: under 8.3 GB, blocks of 16 x 2 x 80 layers x 1024 / 2 x 2 B = 2.6 MB, so under 3,200
+    assert fp16 < 3200
 
 
 def test_windowed_layers_hold_their_window_only():

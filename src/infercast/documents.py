@@ -124,6 +124,8 @@ def chips_document() -> list[dict[str, Any]]:
             "id": c.id, "name": c.name, "family": c.family,
             "bf16_tflops": bf16.value / 1e12 if bf16 and bf16.value else None,
             "memory_gb": c.memory.capacity_bytes.value / 1e9 if c.memory.capacity_bytes.value else None,
+            # the vendor's figure: memory is sold in binary gigabytes (an H100's 80 GB is 80 GiB, 85.9e9 bytes)
+            "memory_gib": c.memory.capacity_bytes.value / 2**30 if c.memory.capacity_bytes.value else None,
             "bandwidth_gb_per_s": (c.memory.bandwidth_bytes_per_s.value / 1e9
                                    if c.memory.bandwidth_bytes_per_s.value else None),
             "tdp_w": c.tdp_w.value,
