@@ -330,10 +330,17 @@ def test_fp8_is_refused_where_the_chip_has_no_fp8_units_only_in_the_rate():
 
 def test_the_runs_that_ran_fit():
     # every measured run of llm-foundry (which picked its micro-batches near the limit), torchtitan and Megatron
-    # fits the memory model: it does not refuse what ran. NeMo's FP8 runs are the exception the report names
-    # (3 of 12 come out over 80 GB: its gradient width and recomputation are not stated)
+    # fits the memory model: it does not refuse what ran. NeMo's FP8 runs hold the exception the report names
+    # (Nemotron-4 340B, 9% over the H100's 80 GiB: its gradient width and recomputation are not stated)
     for row in read_training_rows("src/infercast/catalog/measured/training.csv"):
         if row["id"].startswith(("llmfoundry", "torchtitan", "korthikanti")) and row["metric"] != "tokens_per_s":
             run = row_run(row)
             ts = resolve_training(**run.kwargs)
             assert train_memory(ts, run.rates.get("mem_capacity_bytes")).fits, row["id"]
+    refused = []
+    for row in read_training_rows("src/infercast/catalog/measured/training.csv"):
+        run = row_run(row)
+        if row["id"].startswith("nemo-24.07-pretrain") and not isinstance(run, str):
+            if not train_memory(resolve_training(**run.kwargs), run.rates.get("mem_capacity_bytes")).fits:
+                refused.append(row["id"])
+    assert refused == ["nemo-24.07-pretrain-nemotron-4-340b-h100-sxm-fp8-n128-tflops-per-chip"]
