@@ -179,7 +179,7 @@ def report() -> str:
            "predicted by a fit that left out its source (LOSO: the `source` column, one document or data "
            "capture), its chip (LOCO) or its framework (LOFO); serving rows there are replayed runs "
            "(`infercast.serving.replay`). *Ideal* is the textbook roofline: peak FLOPS, peak bandwidth, no "
-           "overheads, collectives at full link bandwidth.", ""]
+           "overheads, collectives at full link bandwidth, no power cap.", ""]
     n, med, p90 = stats([r.error for r in predicted])
     _, imed, ip90 = stats([r.error_ideal for r in predicted])
     summary = [["in-sample", str(n), pct(med), pct(p90), pct(imed), pct(ip90)]]

@@ -178,17 +178,20 @@ A factor multiplies gemm_max (and attention_max) for `wide` math, gemm_max_narro
   so a large FP16 GEMM runs at 22 TFLOPS under its cap, where FlexGen's authors measured 21 (`catalog/hosts.yaml`).
   Left out, the generic factor over-predicts the T4's diffusion rows by 79% (157% while its TDP did not bind).
 - **Power-capped parts** take the energy per operation of the same die (or architecture and node) at full power:
-  T4, L4, A10, H100 PCIe and NVL, A100 PCIe and A30 (`energy.power_basis`), so their TDP binds 16-bit matrix work.
-  INT8 work stays below their TDP in the energy model, which prices INT8 arithmetic at Horowitz's integer figures
-  (a fraction of an FP16 multiply-add) while each chip's overhead is set on FP16. MLPerf's INT8 rows of these parts
-  fall nearer their TDP ratio than their peak ratio (per chip, H100 PCIe / SXM ResNet-50: 0.62 measured, 0.50 TDP,
-  0.76 peak; A10 / A40 BERT: 0.61, 0.50, 0.84), so the L4 and H100 PCIe rows are still over-predicted when their
-  source or chip is left out.
+  T4, L4, A10, H100 PCIe and NVL, A100 PCIe and A30 (`energy.power_basis`), so their TDP binds matrix work. An
+  INT8 or FP8 FLOP costs a 16-bit tensor-core cycle over the format's speed-up (`energy.flop_energy_j`: the narrow
+  modes split the 16-bit datapath into lanes), not Horowitz's standalone 8-bit multiplier: MLPerf's INT8 rows of
+  these parts fall nearer their TDP ratio to the full-power part than their peak ratio (per chip, H100 PCIe / SXM
+  ResNet-50: 0.62 measured, 0.50 TDP, 0.76 peak; A10 / A40 BERT: 0.61, 0.50, 0.84). Priced so, the A10's INT8
+  BERT rows went from +44% to +9% and the T4's from +41% to +1%, and the Ada factors no longer split the
+  difference between the capped L4 and the uncapped L40 (median signed: L40 ResNet-50 -31% to -4%, BERT -17% to
+  -2%). The misses that remain: the L4's BERT rows (+22%) and the INT8 ResNet-50 rows of the A10, A2 and T4 (-12%
+  to -30%), whose convolutions the model now caps harder than the data do.
 - **hfblog SDXL rows**: at 50 steps with guidance they would need 238 TFLOP/s (76% of the A100's dense FP16 peak)
   in eager PyTorch, more than any other row reaches; the steps or the card may differ from the notes' defaults.
 - **ToMe's 'Vanilla' rows** are modelled with materialised attention (the column beside '+ xFormers'); the A100
   and V100 rows fall on both sides.
-- **A10 BERT, Jetson Orin, single T4 rows**: one to four rows of a chip whose family's factor is set by others.
+- **Jetson Orin and single T4 rows**: one to four rows of a chip whose family's factor is set by others.
 
 ## Offloaded inference (measured-offload.csv)
 

@@ -69,12 +69,18 @@ def test_llama2_70b_fp8_weights_are_half_of_fp16():
 
 def test_fp8_prefill_on_h100_gains_what_its_units_and_the_fitted_kernels_give():
     # H100 has FP8 tensor cores at 2x the FP16 rate (1978.9 vs 989.4 TFLOPS dense). At equal kernel
-    # efficiency a compute-bound prefill of batch 16 x 1024 tokens gains close to 2x (issue 4: at least 1.5x).
+    # efficiency a compute-bound prefill of batch 16 x 1024 tokens would gain close to 2x (issue 4: at least
+    # 1.5x), but not within 700 W: the chip overhead puts a large FP16 GEMM at its achievable rate at TDP, and
+    # an FP8 tensor-core cycle costs what an FP16 one does (energy.flop_energy_j), so twice the FLOPs a second
+    # draw more than TDP and the prefill runs at the cap: a 1.7x gain
     kw = dict(batch=16, isl=1024, osl=2)
     eff = default_efficiency(load_chip("h100-sxm"))
     fp16 = estimate("llama-2-70b", "h100-sxm", **kw).ttft_s
-    same = estimate("llama-2-70b", "h100-sxm", dtype="fp8", efficiency={"gemm_max_narrow": eff.gemm_max}, **kw).ttft_s
-    assert 1.9 <= fp16 / same <= 2.0
+    same = estimate("llama-2-70b", "h100-sxm", dtype="fp8", efficiency={"gemm_max_narrow": eff.gemm_max}, **kw)
+    assert 1.6 <= fp16 / same.ttft_s <= 1.8 and same.energy.power_capped
+    uncapped = estimate("llama-2-70b", "h100-sxm", dtype="fp8", efficiency={"gemm_max_narrow": eff.gemm_max},
+                        energy={"chip_overhead": 1.0}, **kw).ttft_s  # the bare datapath: no cap binds
+    assert 1.9 <= fp16 / uncapped <= 2.0
     # The shipped calibration measures less: the TensorRT-LLM FP8 rows put FP8 GEMMs at ~57% of the FP8 peak
     # against ~82% for FP16, so the fitted gain is 2 x 0.57 / 0.82 = 1.39x on the GEMMs, 1.42x end to end
     fitted = estimate("llama-2-70b", "h100-sxm", dtype="fp8", **kw).ttft_s

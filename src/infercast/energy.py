@@ -44,7 +44,7 @@ from infercast.errors import InfercastError, with_overrides
 from infercast.formats import element_bytes
 from infercast.hardware import Chip, chip_ids, load_chip
 from infercast.ops import Precision
-from infercast.roofline import ChipRates, OpTable
+from infercast.roofline import NARROW_MATH, ChipRates, OpTable
 from infercast.system import System
 
 pJ = 1e-12
@@ -155,14 +155,33 @@ def node_scale(chip: Chip | ChipRates, options: EnergyOptions = DEFAULT_OPTIONS)
     return _sb_energy(rates.process_nm, options.vdd_v) / _sb_energy(options.reference_node_nm, options.vdd_v)
 
 
-def flop_energy_j(fmt: str, options: EnergyOptions = DEFAULT_OPTIONS) -> float:
+def flop_energy_j(fmt: str, options: EnergyOptions = DEFAULT_OPTIONS, rates: ChipRates | None = None):
     """Energy of one FLOP (half a multiply-add) in ``fmt`` at 45 nm.
 
     8-bit floats take the 8-bit integer figures (E4M3's 4-bit significand needs a smaller multiplier:
     an upper estimate); 4-bit formats scale those with the width, the multiplier as its square (an
     array multiplier grows with the product of the operand widths), the adder linearly. TF32's
     11-bit significand multiplies like FP16 and adds in FP32.
+
+    On a chip (``rates``) whose matrix units run a narrow format (8, 6 or 4 bits) faster than 16 bits, they
+    run it on the 16-bit datapath split into narrower lanes, not on multipliers of its own: a cycle costs what
+    a 16-bit cycle costs, so a narrow FLOP costs at least the 16-bit FLOP's energy over the speed-up
+    (peak16 / peak). Horowitz's standalone 8-bit multiplier would let an INT8 or FP8 GEMM at twice the rate
+    draw a fraction of the 16-bit GEMM's power; MLPerf's INT8 rows of power-capped parts (A10, L4, T4, H100
+    PCIe) run nearer their TDP ratio to the full-power part than their peak ratio, as a per-cycle cost has it.
     """
+    own = _own_flop_energy_j(fmt, options)
+    if rates is None or fmt not in NARROW_MATH:
+        return own
+    try:
+        speedup = np.asarray(rates.peak(fmt) / rates.peak("fp16"), dtype=float)
+    except InfercastError:
+        return own
+    speedup = float(speedup.flat[0])  # a what-if scales every peak alike (``ChipRates.with_values``)
+    return max(own, _own_flop_energy_j("fp16", options) / speedup)
+
+
+def _own_flop_energy_j(fmt: str, options: EnergyOptions) -> float:
     o = options
     table = {
         "fp32": (o.fp32_mul_j, o.fp32_add_j), "tf32": (o.fp16_mul_j, o.fp32_add_j),
@@ -337,7 +356,7 @@ def op_energy_coefficients(table: OpTable, p: Precision, rates: ChipRates, syste
     kinds = table.kind.ravel()
     fmts = [m if k in ("gemm", "attention") else "fp32" for k, m in zip(kinds, table.maths, strict=True)]
     shape = table.kind.shape
-    flop_j = np.array([flop_energy_j(f, options) for f in fmts]).reshape(shape)
+    flop_j = np.array([flop_energy_j(f, options, rates) for f in fmts]).reshape(shape)
     ob = np.array([element_bytes(f) for f in fmts]).reshape(shape)
     matrix = (table.kind == "gemm") | (table.kind == "attention")
     comm = table.kind == "comm"
@@ -399,7 +418,7 @@ def row_energy(rows, p: Precision, chip: Chip | ChipRates, chip_overhead: float,
     kind = np.array([r.kind or "" for r in rows])
     flops = np.array([float(np.sum(r.flops)) for r in rows])
     dram = np.array([float(np.sum(r.bytes)) for r in rows])
-    bare = on_chip_j(kind, flops, dram, np.array([flop_energy_j(f, options) for f in fmts]),
+    bare = on_chip_j(kind, flops, dram, np.array([flop_energy_j(f, options, rates) for f in fmts]),
                      np.array([element_bytes(f) for f in fmts]), options)
     scale = node_scale(rates, options)
     compute, sram = bare.compute_j * scale, bare.sram_j * scale
@@ -431,8 +450,8 @@ def gemm_power_w(chip: Chip | ChipRates, gemm_max: float, options: EnergyOptions
     name = chip_id or (chip.id if isinstance(chip, Chip) else "the chip")
     rate = gemm_max * rates.peak(fmt, name)  # FLOP/s
     t = flops / rate
-    bare = on_chip_j(np.array(["gemm"]), np.array([flops]), np.array([dram]), np.array([flop_energy_j(fmt)]),
-                     np.array([b]), options)
+    bare = on_chip_j(np.array(["gemm"]), np.array([flops]), np.array([dram]),
+                     np.array([flop_energy_j(fmt, options, rates)]), np.array([b]), options)
     bare_w = float(bare.compute_j[0] + bare.sram_j[0]) * node_scale(rates, options) / t
     dram_w = dram * 8 * dram_j_per_bit(rates, options) / t
     return bare_w, dram_w

@@ -175,10 +175,12 @@ def _note(row: dict[str, str], key: str) -> int | None:
 
 def predict_row(row: dict[str, str], *, calibration: Calibration | str | None = None,
                 efficiency: Efficiency | dict[str, float] | None = None,
-                comm: CommOptions | None = None) -> tuple[float | None, str | None, str | None]:
+                comm: CommOptions | None = None,
+                energy: dict[str, float] | None = None) -> tuple[float | None, str | None, str | None]:
     """(prediction, skipped_reason, note) for one measured row under ``calibration`` (the shipped profile by
-    default), with ``efficiency`` overriding the chip's efficiency (fields, or a whole ``Efficiency``) and
-    ``comm`` the collective parameters (a whole ``CommOptions``)."""
+    default), with ``efficiency`` overriding the chip's efficiency (fields, or a whole ``Efficiency``),
+    ``comm`` the collective parameters (a whole ``CommOptions``) and ``energy`` the energy options
+    (``IDEAL_ENERGY``: no power cap)."""
     dtypes = [row.get(k) or "fp16" for k in ("weight_dtype", "act_dtype", "kv_dtype")]
     unknown = [d for d in dtypes if d not in FORMATS]
     if unknown:
@@ -192,7 +194,7 @@ def predict_row(row: dict[str, str], *, calibration: Calibration | str | None = 
         if metric != "op_latency_s":
             return None, f"scenario op measures op_latency_s, not {metric}", None
         return _predict_op(row, Precision(*dtypes), options["framework"], calibration, efficiency, comm)
-    kw = {"calibration": calibration, "efficiency": efficiency, "comm": comm}
+    kw = {"calibration": calibration, "efficiency": efficiency, "comm": comm, "energy": energy}
     if scenario in ("offline", "server", "concurrency", "interactive"):
         return predict_serving_row(row, **{k: v for k, v in kw.items() if v is not None})
     batch = _int(row, "batch", 1)
@@ -271,6 +273,8 @@ def _predict_op(row: dict[str, str], p: Precision, framework: FrameworkRef, cali
 
 IDEAL_COMM = CommOptions(bandwidth=1.0, launch_s=0.0)
 """Collectives at the links' full bandwidth and no launch cost: the ideal roofline's."""
+IDEAL_ENERGY = {"chip_overhead": 1.0}
+"""The bare energy model, under which no chip reaches its TDP: the ideal roofline has no power cap."""
 
 
 def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None,
@@ -287,7 +291,8 @@ def validate(data: str = BUNDLED, efficiency: dict[str, float] | None = None,
             continue
         try:
             predicted, reason, note = predict_row(row, calibration=calibration, efficiency=efficiency)
-            ideal = predict_row(row, efficiency=IDEAL, comm=IDEAL_COMM)[0] if reason is None else None
+            ideal = predict_row(row, efficiency=IDEAL, comm=IDEAL_COMM, energy=IDEAL_ENERGY)[0] if reason is None \
+                else None
         except InfercastError as exc:
             predicted, ideal, reason, note = None, None, str(exc), None
         results.append(RowResult(row["id"], row["metric"], row["hardware"], source_group(row), measured,
