@@ -56,8 +56,14 @@ def test_a_modelopt_checkpoint_of_unstated_kv_dtype_runs_an_fp8_kv_cache():
     # a row that states its KV dtype keeps it, whatever checkpoint it names
     stated = dict(row, notes=row["notes"].replace("KV dtype not stated", "KV dtype bf16 per the doc"))
     assert row_deployment(stated)[0]["kv_cache_dtype"] == "bf16"
-    gaudi = next(r for r in ROWS.values() if r["id"].startswith("intel-gaudi2") and r["kv_dtype"] == "bf16")
-    assert row_deployment(gaudi)[0]["kv_cache_dtype"] == "bf16"  # not a ModelOpt checkpoint
+    # a Gaudi row of Intel Neural Compressor's FP8 flow: the flow quantizes the KV cache too. LLaMA-2-7B's batch of
+    # 163 x (128 + 2048) tokens holds 163 x 2176 x 524,288 B = 186 GB of bf16 K/V, which no 96 GiB Gaudi 2 holds
+    gaudi = ROWS["intel-gaudi2-syn1.18-llama-2-7b-hpu1-b163-128-2048-tput"]
+    assert gaudi["kv_dtype"] == "bf16" and 163 * 2176 * 524_288 > 96 * 2**30
+    options, said = row_deployment(gaudi)
+    assert options["kv_cache_dtype"] == "fp8" and any("Neural Compressor" in s for s in said)
+    oci = next(r for r in ROWS.values() if r["id"].startswith("oci-mi300x") and r["kv_dtype"] == "bf16")
+    assert row_deployment(oci)[0]["kv_cache_dtype"] == "bf16"  # KV not stated, but neither flow is named
 
 
 def test_inferencex_runs_are_closed_loops_of_ten_times_the_concurrency():

@@ -17,7 +17,11 @@ scenarios (offline, server, interactive, concurrency) predicted with the simulat
 * a row that names an NVIDIA ModelOpt checkpoint (``nvidia/...-FP8``, ``-FP4``) and says its KV dtype is not
   stated runs an FP8 KV cache, as those checkpoints' quantization configs set it (and as the rows of the
   TensorRT-LLM v1.0 overview, on the same checkpoints, assume): the 03e27c7 overview's Llama-3.3-70B rows
-  write bf16, under which ten of their 24 rows measure above the ideal roofline.
+  write bf16, under which ten of their 24 rows measure above the ideal roofline;
+* so does a Gaudi row of Intel Neural Compressor's FP8 flow whose KV dtype is not stated: the flow quantizes the
+  KV cache (its KVCache module) with the linear layers, and the rows' batches need it: LLaMA-2-7B's 163
+  sequences of 2,176 tokens hold 186 GB of bf16 K/V, twice a Gaudi 2's 96 GiB, and five of the 16 rows measure
+  above the bf16 ideal roofline.
 
 ``predict_serving_row(row)`` returns (prediction or None, skipped_reason or None, note or None):
 
@@ -100,6 +104,8 @@ def _date(row: dict[str, str]) -> str | None:
 _MODELOPT = re.compile(r"\bnvidia/[\w.-]+-FP[48]\b")
 """An NVIDIA ModelOpt checkpoint named in a row's notes (nvidia/Llama-3.3-70B-Instruct-FP4, ...)."""
 _KV_UNSTATED = re.compile(r"\bKV[ _]dtype not stated", re.IGNORECASE)
+_INC_FP8 = re.compile(r"Intel Neural Compressor/FP8")
+"""Intel's FP8 inference flow on Gaudi (Intel Neural Compressor), named in a row's notes."""
 
 
 def row_deployment(row: dict[str, str]) -> tuple[dict[str, Any], list[str]] | str:
@@ -129,10 +135,15 @@ def row_deployment(row: dict[str, str]) -> tuple[dict[str, Any], list[str]] | st
     dtypes = {k: row.get(c) or None for k, c in (("weight_dtype", "weight_dtype"), ("act_dtype", "act_dtype"),
                                                  ("kv_cache_dtype", "kv_dtype"))}
     options.update({k: v for k, v in dtypes.items() if v})
-    if _MODELOPT.search(notes_text) and _KV_UNSTATED.search(notes_text) and options.get("kv_cache_dtype") != "fp8":
-        options["kv_cache_dtype"] = "fp8"
-        said.append("KV fp8 (an NVIDIA ModelOpt FP8/FP4 checkpoint, whose quantization config carries an FP8 KV "
-                    "cache; the row's KV dtype is not stated)")
+    if _KV_UNSTATED.search(notes_text) and options.get("kv_cache_dtype") != "fp8":
+        if _MODELOPT.search(notes_text):
+            options["kv_cache_dtype"] = "fp8"
+            said.append("KV fp8 (an NVIDIA ModelOpt FP8/FP4 checkpoint, whose quantization config carries an FP8 "
+                        "KV cache; the row's KV dtype is not stated)")
+        elif _INC_FP8.search(notes_text):
+            options["kv_cache_dtype"] = "fp8"
+            said.append("KV fp8 (Intel Neural Compressor's FP8 flow quantizes the KV cache with the linear "
+                        "layers; the row's KV dtype is not stated)")
     if dtypes["weight_dtype"] == "fp4":
         try:
             spec = load_model(row["model"])
