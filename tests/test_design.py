@@ -282,6 +282,28 @@ def test_whatif_needs_a_base_chip():
     assert r.returncode == 2 and "give --hardware" in r.stderr
 
 
+def test_whatif_command_runs_with_every_flag_at_its_default_and_takes_beam_search():
+    # the command passes every workload flag to whatif(), beam width and parallel sampling included (they reach
+    # evaluate(), not resolve()); a JSON document equal to the library's, and beams priced as estimate prices them
+    import json
+
+    from click.testing import CliRunner
+
+    from infercast.cli import cli
+
+    args = [*WHATIF, "--batch", "8", "--isl", "512", "--osl", "64", "--vary", "dram_bandwidth=1x,2x"]
+    r = CliRunner().invoke(cli, [*args, "--output", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc == json.loads(json.dumps(whatif("llama-3-8b", "h100-sxm-design", ["dram_bandwidth=1x,2x"], batch=8,
+                                                isl=512, osl=64)))
+    r = CliRunner().invoke(cli, [*args, "--beam-width", "4", "--output", "json"])
+    assert r.exit_code == 0, r.output
+    beams = json.loads(r.output)["base"]
+    e = estimate("llama-3-8b", "h100-sxm-design", batch=8, isl=512, osl=64, beam_width=4)
+    assert beams["tpot_s"] == pytest.approx(e.tpot_s, rel=1e-9) and beams["tpot_s"] > doc["base"]["tpot_s"]
+
+
 def test_whatif_points_equal_the_estimate_of_the_changed_design():
     doc = whatif("llama-3-8b", "h100-sxm-design", ["sram_bytes=0.5x,4x", "dram_bandwidth=2x"], batch=8, isl=512,
                  osl=64)

@@ -257,7 +257,8 @@ def evaluate_grid(hw: Chip | Design, model, grid: dict[str, np.ndarray], shape: 
     load = {k: grid.get(k, workload[k]) for k in WORKLOAD_AXES}
     if shape:
         load = {k: _axis_array(v, len(shape)) for k, v in load.items()}
-    cols = evaluate(sc, **load, rates=rates or None)
+    cols = evaluate(sc, **load, rates=rates or None, beam_width=int(workload.get("beam_width", 1)),
+                    n=int(workload.get("n", 1)))
     cols["_price_usd"] = rates.get("price_usd", sc.rates.price_usd)
     return cols
 
@@ -300,8 +301,10 @@ def tornado(hw: Chip | Design, model, axes: list[Axis], workload: dict[str, floa
 
 
 def whatif(model, hardware: str | Chip | Design, vary: list[str], *, batch: int = 1, isl: int = 128,
-           osl: int = 128, chip: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
-    """The what-if document: the base point, every grid point with what binds, and the tornado."""
+           osl: int = 128, beam_width: int = 1, n: int = 1, chip: dict[str, Any] | None = None,
+           **options: Any) -> dict[str, Any]:
+    """The what-if document: the base point, every grid point with what binds, and the tornado; ``beam_width``
+    and ``n`` decode several sequences per prompt (``evaluate``)."""
     hw = base_hardware(hardware, chip)
     axes = [parse_axis(s, hw) for s in vary]
     if not axes:
@@ -310,7 +313,8 @@ def whatif(model, hardware: str | Chip | Design, vary: list[str], *, batch: int 
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise InfercastError(f"--vary {dup}: given twice; list its values in one --vary")
-    workload = {"batch": float(batch), "isl": float(isl), "osl": float(osl)}
+    workload = {"batch": float(batch), "isl": float(isl), "osl": float(osl), "beam_width": float(beam_width),
+                "n": float(n)}
     rows, _ = run_points(hw, model, axes, workload, options)
     base, swings = tornado(hw, model, axes, workload, options)
     chip_of = _hardware_of(hw)
