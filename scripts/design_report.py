@@ -316,11 +316,12 @@ Efficiency is the request's FLOPs over its time x the chip's peak; W per PFLOP/s
 {search_section()}
 
 No design meets both at today's chip overhead: the datapath's clocks, control and wires (70% of the
-energy) keep the closest point near 300 W per PFLOP/s, six times the target, even though a single FP4
-chip with dataflow scheduling reaches over 50% efficiency. With no overhead at all the closest misses on
-efficiency (decode bound by its memory or the tensor-parallel collectives) and DRAM and SRAM movement set
-the floor near 60-70 W. Only counting the FLOPs that 75% sparsity skips as delivered meets the target,
-and then only with an overhead of 2 or less.
+energy) keep the closest point near 400 W per PFLOP/s, eight times the target (an FP4 FLOP costs a quarter
+of a 16-bit one on the same datapath, `energy.flop_energy_j`, not the 1/23 of standalone 4-bit units), and a
+single FP4 chip with dataflow scheduling reaches 50% efficiency only at an overhead of 2. With no overhead
+at all the closest misses on efficiency (its decode bound by memory) and DRAM and SRAM movement set the
+floor near 75 W. Only counting the FLOPs that 75% sparsity skips as delivered meets the target, and then
+only with an overhead of 2 or less.
 
 ## Speed
 
