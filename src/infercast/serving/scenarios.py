@@ -101,11 +101,14 @@ def _date(row: dict[str, str]) -> str | None:
     return match.group(1) if match else None
 
 
-_MODELOPT = re.compile(r"\bnvidia/[\w.-]+-FP[48]\b")
-"""An NVIDIA ModelOpt checkpoint named in a row's notes (nvidia/Llama-3.3-70B-Instruct-FP4, ...)."""
 _KV_UNSTATED = re.compile(r"\bKV[ _]dtype not stated", re.IGNORECASE)
-_INC_FP8 = re.compile(r"Intel Neural Compressor/FP8")
-"""Intel's FP8 inference flow on Gaudi (Intel Neural Compressor), named in a row's notes."""
+_FP8_KV_FLOWS = (
+    (re.compile(r"\bnvidia/[\w.-]+-FP[48]\b"),  # nvidia/Llama-3.3-70B-Instruct-FP4, ...
+     "an NVIDIA ModelOpt FP8/FP4 checkpoint, whose quantization config carries an FP8 KV cache"),
+    (re.compile(r"Intel Neural Compressor/FP8"),
+     "Intel Neural Compressor's FP8 flow quantizes the KV cache with the linear layers"),
+)
+"""Checkpoints and flows named in a row's notes that quantize the KV cache to FP8 (``row_deployment``)."""
 
 
 def row_deployment(row: dict[str, str]) -> tuple[dict[str, Any], list[str]] | str:
@@ -136,14 +139,10 @@ def row_deployment(row: dict[str, str]) -> tuple[dict[str, Any], list[str]] | st
                                                  ("kv_cache_dtype", "kv_dtype"))}
     options.update({k: v for k, v in dtypes.items() if v})
     if _KV_UNSTATED.search(notes_text) and options.get("kv_cache_dtype") != "fp8":
-        if _MODELOPT.search(notes_text):
+        why = next((why for pattern, why in _FP8_KV_FLOWS if pattern.search(notes_text)), None)
+        if why is not None:
             options["kv_cache_dtype"] = "fp8"
-            said.append("KV fp8 (an NVIDIA ModelOpt FP8/FP4 checkpoint, whose quantization config carries an FP8 "
-                        "KV cache; the row's KV dtype is not stated)")
-        elif _INC_FP8.search(notes_text):
-            options["kv_cache_dtype"] = "fp8"
-            said.append("KV fp8 (Intel Neural Compressor's FP8 flow quantizes the KV cache with the linear "
-                        "layers; the row's KV dtype is not stated)")
+            said.append(f"KV fp8 ({why}; the row's KV dtype is not stated)")
     if dtypes["weight_dtype"] == "fp4":
         try:
             spec = load_model(row["model"])
